@@ -1,0 +1,212 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/api/problem"
+	"github.com/allot-dev/allot/catalog"
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/ingest"
+	"github.com/allot-dev/allot/metrics"
+)
+
+// Pinger is a dependency /readyz checks (ClickHouse, when configured).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Options wire a Server.
+type Options struct {
+	Catalog    *catalog.Catalog
+	NC         *nats.Conn
+	JS         jetstream.JetStream
+	Ingester   *ingest.Ingester
+	Metrics    *metrics.Registry
+	ClickHouse Pinger // nil when analytics is not configured
+	MaxBody    int64  // bytes; default 5 MiB
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	o   Options
+	mux *http.ServeMux
+}
+
+// DefaultMaxBody bounds a request body.
+const DefaultMaxBody = 5 << 20
+
+// New builds the server and its routes.
+func New(o Options) *Server {
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	s := &Server{o: o, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+type route struct {
+	pattern string
+	methods map[string]http.HandlerFunc
+}
+
+func (s *Server) routes() {
+	rs := []route{
+		{"/healthz", map[string]http.HandlerFunc{"GET": s.healthz}},
+		{"/readyz", map[string]http.HandlerFunc{"GET": s.readyz}},
+		{"/metrics", map[string]http.HandlerFunc{"GET": s.metrics}},
+		{"/v1/events", map[string]http.HandlerFunc{"POST": s.authed(s.postEvents)}},
+		{"/v1/meters", map[string]http.HandlerFunc{"GET": s.authed(s.listMeters)}},
+		{"/v1/meters/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getMeter), "PUT": s.admin(s.putMeter)}},
+	}
+	for _, r := range rs {
+		s.mux.Handle(r.pattern, s.instrument(r.pattern, methodSwitch(r.methods)))
+	}
+	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such endpoint: "+r.URL.Path))
+	})))
+}
+
+// Handler returns the root handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// methodSwitch answers 405 as problem+json (net/http's own 405 is plain text).
+func methodSwitch(m map[string]http.HandlerFunc) http.Handler {
+	allow := make([]string, 0, len(m))
+	for k := range m {
+		allow = append(allow, k)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := m[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = m[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			problem.Write(w, problem.New(problem.MethodNotAllowed, http.StatusMethodNotAllowed, "Method not allowed", r.Method+" is not allowed on "+r.URL.Path))
+			return
+		}
+		h(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) instrument(pattern string, h http.Handler) http.Handler {
+	hist := s.o.Metrics.Histogram("allot_http_request_duration_seconds", "HTTP request latency by route.", "route", pattern)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: 200}
+		h.ServeHTTP(rec, r)
+		hist.Observe(time.Since(start))
+	})
+}
+
+type keyCtx struct{}
+
+// authed requires a valid API key and puts its grant in the request context.
+func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := presentedKey(r)
+		if key == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="allot"`)
+			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "Unauthenticated", "send an API key as Authorization: Bearer <key> or X-API-Key: <key>"))
+			return
+		}
+		k, ok := s.o.Catalog.Authenticate(key)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="allot", error="invalid_token"`)
+			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "Unauthenticated", "the API key is not valid"))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), keyCtx{}, k)))
+	}
+}
+
+// admin requires an admin key.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return s.authed(func(w http.ResponseWriter, r *http.Request) {
+		if !keyFrom(r).Admin {
+			problem.Write(w, problem.New(problem.Forbidden, http.StatusForbidden, "Forbidden", "changing configuration needs an admin key"))
+			return
+		}
+		h(w, r)
+	})
+}
+
+func keyFrom(r *http.Request) catalog.Key {
+	k, _ := r.Context().Value(keyCtx{}).(catalog.Key)
+	return k
+}
+
+func scopeFrom(r *http.Request) events.Scope { return keyFrom(r).Scope }
+
+func presentedKey(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if k, ok := strings.CutPrefix(a, "Bearer "); ok {
+			return strings.TrimSpace(k)
+		}
+		return ""
+	}
+	return strings.TrimSpace(r.Header.Get("X-API-Key"))
+}
+
+// readBody reads a bounded body; the problem says 413 or 400.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *problem.Problem) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge, "Body too large",
+				"the request body is larger than the limit of "+itoa(s.o.MaxBody)+" bytes; split the batch")
+		}
+		return nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request", "reading the body: "+err.Error())
+	}
+	return body, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, problem.New(problem.Internal, http.StatusInternalServerError, "Internal error", "encoding the response failed"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+	w.Write([]byte("\n"))
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

@@ -1,0 +1,111 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Stream names. They are contracts with every deployed data directory: never renamed.
+const (
+	UsageStream  = "ALLOT_USAGE"
+	LedgerStream = "ALLOT_LEDGER"
+	ConfigStream = "ALLOT_CONFIG"
+)
+
+// StreamOptions are the knobs operators set on the streams.
+type StreamOptions struct {
+	Replicas        int           // 1 embedded, 3 on a cluster
+	DedupWindow     time.Duration // usage event-id dedup window; default 1h
+	UsagePartitions int           // fixed at creation; default 8
+}
+
+func (o StreamOptions) withDefaults() StreamOptions {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = time.Hour
+	}
+	if o.UsagePartitions <= 0 {
+		o.UsagePartitions = 8
+	}
+	return o
+}
+
+// StreamConfigs returns the definitions of allot's streams.
+func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	o = o.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        UsageStream,
+			Description: "allot usage events (usage.recorded.v1), partitioned by customer",
+			Subjects:    []string{events.UsagePrefix + ".*.*.*"},
+			SubjectTransform: &jetstream.SubjectTransformConfig{
+				Source: events.UsagePrefix + ".*.*.*",
+				Destination: events.UsagePrefix + ".{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}.{{partition(" +
+					strconv.Itoa(o.UsagePartitions) + ",1,2,3)}}",
+			},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DedupWindow,
+			AllowDirect: true,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:        LedgerStream,
+			Description: "allot ledger: grants, debits, reservations, quota counters, expiries",
+			Subjects:    []string{events.LedgerPrefix + ".*.*.*"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DedupWindow,
+			AllowDirect: true,
+		},
+		{
+			Name:        ConfigStream,
+			Description: "allot configuration changes: keys, meters, rules, quotas, features, plans",
+			Subjects:    []string{events.ConfigPrefix + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Replicas:    o.Replicas,
+			Duplicates:  2 * time.Minute,
+			AllowDirect: true,
+		},
+	}
+}
+
+// EnsureStreams creates allot's streams or updates them in place. The usage partition count
+// is part of the stored subjects, so changing it on an existing stream is refused: customers'
+// events would move partition and lose their order.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, cfg := range StreamConfigs(o) {
+		s, err := js.Stream(ctx, cfg.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			if _, err := js.CreateStream(ctx, cfg); err != nil {
+				return fmt.Errorf("creating stream %s: %w", cfg.Name, err)
+			}
+			continue
+		case err != nil:
+			return fmt.Errorf("looking up stream %s: %w", cfg.Name, err)
+		}
+		have := s.CachedInfo().Config
+		if cfg.SubjectTransform != nil && have.SubjectTransform != nil &&
+			have.SubjectTransform.Destination != cfg.SubjectTransform.Destination {
+			return fmt.Errorf("stream %s is partitioned as %q; refusing to change it to %q (see docs/operations.md)",
+				cfg.Name, have.SubjectTransform.Destination, cfg.SubjectTransform.Destination)
+		}
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("updating stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}

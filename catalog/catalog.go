@@ -1,0 +1,189 @@
+package catalog
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Key is what an API key grants.
+type Key struct {
+	Scope  events.Scope
+	Admin  bool
+	Prefix string
+}
+
+// Catalog is the configuration fold. The zero value is not usable; call New.
+type Catalog struct {
+	mu      sync.RWMutex
+	seq     uint64
+	keys    map[string]Key
+	meters  map[events.Scope]map[string]events.Meter
+	byType  map[events.Scope]map[string][]events.Meter
+	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
+}
+
+// New returns an empty catalog.
+func New() *Catalog {
+	return &Catalog{
+		keys:    map[string]Key{},
+		meters:  map[events.Scope]map[string]events.Meter{},
+		byType:  map[events.Scope]map[string][]events.Meter{},
+		changed: make(chan struct{}),
+	}
+}
+
+// HashKey is the stored form of an API key.
+func HashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// Apply folds the config event at stream sequence seq. Sequences already applied are skipped.
+func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if seq <= c.seq {
+		return nil
+	}
+	c.seq = seq
+	defer c.wake()
+	switch typ {
+	case events.TypeAPIKeyCreated:
+		var e events.APIKeyCreated
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		c.keys[e.Hash] = Key{Scope: events.Scope{Product: e.Product, Env: e.Env}, Admin: e.Admin, Prefix: e.Prefix}
+	case events.TypeMeterDefined:
+		var e events.MeterDefined
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		sc := events.Scope{Product: e.Product, Env: e.Env}
+		if c.meters[sc] == nil {
+			c.meters[sc] = map[string]events.Meter{}
+		}
+		c.meters[sc][e.Meter.Key] = e.Meter
+		c.reindex(sc)
+	default:
+		// A newer allot may have written kinds this one does not know; skipping them keeps an
+		// older process serving what it understands.
+	}
+	return nil
+}
+
+func (c *Catalog) wake() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Catalog) reindex(sc events.Scope) {
+	idx := map[string][]events.Meter{}
+	keys := make([]string, 0, len(c.meters[sc]))
+	for k := range c.meters[sc] {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic order for everything downstream
+	for _, k := range keys {
+		m := c.meters[sc][k]
+		idx[m.EventType] = append(idx[m.EventType], m)
+	}
+	c.byType[sc] = idx
+}
+
+// Seq is the last config stream sequence applied.
+func (c *Catalog) Seq() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.seq
+}
+
+// WaitFor blocks until sequence seq has been applied, or ctx ends.
+func (c *Catalog) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		c.mu.RLock()
+		done, ch := c.seq >= seq, c.changed
+		c.mu.RUnlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for config sequence %d: %w", seq, ctx.Err())
+		}
+	}
+}
+
+// Authenticate looks a presented API key up. The env named by the key's prefix must be the
+// env it is bound to.
+func (c *Catalog) Authenticate(key string) (Key, bool) {
+	env, ok := KeyEnv(key)
+	if !ok {
+		return Key{}, false
+	}
+	h := HashKey(key)
+	c.mu.RLock()
+	k, ok := c.keys[h]
+	c.mu.RUnlock()
+	if !ok || k.Scope.Env != env {
+		return Key{}, false
+	}
+	return k, true
+}
+
+// HasKey reports whether the key (by hash) is known, with the grant it carries.
+func (c *Catalog) HasKey(hash string) (Key, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	k, ok := c.keys[hash]
+	return k, ok
+}
+
+// KeyEnv returns the env an API key's prefix names: "ak_live_…" → "live".
+func KeyEnv(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "ak_")
+	if !ok {
+		return "", false
+	}
+	env, secret, ok := strings.Cut(rest, "_")
+	if !ok || events.ValidateScope(env) != nil || strings.Contains(env, "_") || len(secret) < 8 {
+		return "", false
+	}
+	return env, true
+}
+
+// MetersFor returns the meters of scope that count events of eventType, in key order.
+func (c *Catalog) MetersFor(scope events.Scope, eventType string) []events.Meter {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byType[scope][eventType]
+}
+
+// Meter returns one meter.
+func (c *Catalog) Meter(scope events.Scope, key string) (events.Meter, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	m, ok := c.meters[scope][key]
+	return m, ok
+}
+
+// Meters returns every meter of scope, in key order.
+func (c *Catalog) Meters(scope events.Scope) []events.Meter {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]events.Meter, 0, len(c.meters[scope]))
+	for _, m := range c.meters[scope] {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b events.Meter) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/allot-dev/allot/catalog"
+	"github.com/allot-dev/allot/events"
+)
+
+// benchResult is one figure next to the raw baseline it is measured against, in the same run.
+type benchResult struct {
+	Name          string  `json:"name"`
+	Value         float64 `json:"value"`
+	Unit          string  `json:"unit"`
+	BaselineName  string  `json:"baseline_name"`
+	BaselineValue float64 `json:"baseline_value"`
+	Ratio         float64 `json:"ratio"`
+}
+
+type benchOptions struct {
+	events, batch, concurrency, rounds int
+}
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	which := "all"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		which, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print a JSON list of {name, value, unit, baseline_name, baseline_value, ratio}")
+	var o benchOptions
+	fs.IntVar(&o.events, "events", 100000, "events per measurement")
+	fs.IntVar(&o.batch, "batch", 500, "events per HTTP request")
+	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent HTTP clients")
+	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and figure; the median is reported")
+	if err := bindEnv(fs, args); err != nil {
+		return err
+	}
+	if o.events <= 0 || o.batch <= 0 || o.concurrency <= 0 || o.rounds <= 0 {
+		return exitWith(2, fmt.Errorf("--events, --batch, --concurrency and --rounds must be positive"))
+	}
+	var results []benchResult
+	switch which {
+	case "ingest", "all":
+		r, err := benchIngest(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	default:
+		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest and all (rating, check, quota, replay and sink arrive with their issues)", which))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(results)
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "figure\tvalue\tunit\tbaseline\tbaseline value\tratio")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.0f\t%.2f\n", r.Name, r.Value, r.Unit, r.BaselineName, r.BaselineValue, r.Ratio)
+	}
+	return tw.Flush()
+}
+
+// benchIngest measures events/s through POST /v1/events (validated, published, acknowledged)
+// against raw JetStream async publishes of the same payloads into the same stream, on the
+// same embedded server and the same kind of connection, alternating rounds.
+func benchIngest(ctx context.Context, o benchOptions, progress io.Writer) ([]benchResult, error) {
+	dir, err := os.MkdirTemp("", "allot-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := startNode(ctx, nodeConfig{DataDir: dir, NATSListen: "off", HTTPAddr: "127.0.0.1:0", DedupWindow: time.Hour, UsagePartitions: 8, Replicas: 1, MaxBody: 64 << 20, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	defer n.close(context.Background())
+	const key = "ak_bench_0123456789abcdef"
+	scope := events.Scope{Product: "bench", Env: "bench"}
+	if _, err := catalog.Bootstrap(ctx, n.js, n.cat, catalog.File{Keys: []catalog.FileKey{{Key: key, Product: scope.Product, Env: scope.Env}}}, time.Now()); err != nil {
+		return nil, err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency * 2}}
+	var raws, ingests []float64
+	for round := 0; round < o.rounds; round++ {
+		evs := benchEvents(fmt.Sprintf("r%d", round), o.events)
+		rate, err := benchRawPublish(ctx, n, scope, evs)
+		if err != nil {
+			return nil, err
+		}
+		raws = append(raws, rate)
+		evs = benchEvents(fmt.Sprintf("h%d", round), o.events)
+		rate, err = benchHTTPIngest(ctx, client, n.httpURL(), key, evs, o)
+		if err != nil {
+			return nil, err
+		}
+		ingests = append(ingests, rate)
+		fmt.Fprintf(progress, "bench ingest: round %d/%d raw %.0f events/s, ingest %.0f events/s\n", round+1, o.rounds, raws[round], ingests[round])
+	}
+	raw, ing := median(raws), median(ingests)
+	return []benchResult{{Name: "ingest_http", Value: ing, Unit: "events/s", BaselineName: "jetstream_async_publish", BaselineValue: raw, Ratio: ing / raw}}, nil
+}
+
+// benchEvents makes n events of about 205 bytes as stored, spread over 1,000 customers.
+func benchEvents(prefix string, n int) []events.Usage {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	out := make([]events.Usage, n)
+	for i := range out {
+		out[i] = events.Usage{
+			ID: prefix + "-" + strconv.Itoa(i), Type: "api.call", Customer: "cust-" + strconv.Itoa(i%1000),
+			Time: t0.Add(time.Duration(i) * time.Millisecond), Source: "bench",
+			Data: map[string]any{"tokens": json.Number(strconv.Itoa(100 + i%900)), "model": "small", "region": "eu-west-1"},
+		}
+	}
+	return out
+}
+
+func benchRawPublish(ctx context.Context, n *node, scope events.Scope, evs []events.Usage) (float64, error) {
+	msgs := make([]*nats.Msg, len(evs))
+	for i, e := range evs {
+		data, _ := e.Encode()
+		msgs[i] = &nats.Msg{Subject: events.UsageSubject(scope.Product, scope.Env, e.Customer), Data: data,
+			Header: nats.Header{events.HeaderType: []string{events.TypeUsageRecorded}, events.HeaderEventHash: []string{"0123456789abcdef0123456789abcdef"},
+				events.HeaderMsgID: []string{events.UsageMsgID(scope.Product, scope.Env, e.ID)}}}
+	}
+	start := time.Now()
+	for _, m := range msgs {
+		if _, err := n.js.PublishMsgAsync(m); err != nil {
+			return 0, fmt.Errorf("raw publish: %w", err)
+		}
+	}
+	select {
+	case <-n.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("raw publish: acknowledgements did not arrive")
+	}
+	return float64(len(msgs)) / time.Since(start).Seconds(), nil
+}
+
+func benchHTTPIngest(ctx context.Context, client *http.Client, base, key string, evs []events.Usage, o benchOptions) (float64, error) {
+	var bodies [][]byte
+	for i := 0; i < len(evs); i += o.batch {
+		j := min(i+o.batch, len(evs))
+		b, _ := json.Marshal(evs[i:j])
+		bodies = append(bodies, b)
+	}
+	work := make(chan []byte, len(bodies))
+	for _, b := range bodies {
+		work <- b
+	}
+	close(work)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < o.concurrency; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", bytes.NewReader(b))
+				req.Header.Set("Authorization", "Bearer "+key)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusAccepted {
+						err = fmt.Errorf("ingest answered %s", resp.Status)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
+	}
+	return float64(len(evs)) / time.Since(start).Seconds(), nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/api"
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/catalog"
+	"github.com/allot-dev/allot/ingest"
+	"github.com/allot-dev/allot/metrics"
+)
+
+// nodeConfig is everything serve (and bench) needs to run a node.
+type nodeConfig struct {
+	DataDir         string
+	NATSURL         string // external NATS; empty = embedded
+	NATSListen      string // embedded client listener host:port, "off" for in-process only
+	HTTPAddr        string
+	ClickHouseDSN   string
+	ConfigFile      string
+	DedupWindow     time.Duration
+	UsagePartitions int
+	Replicas        int
+	FsyncAlways     bool
+	MaxBody         int64
+	Log             *slog.Logger
+}
+
+// node is one running allot process: NATS (embedded or not), the catalog, the API.
+type node struct {
+	cfg      nodeConfig
+	embedded *bus.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	cat      *catalog.Catalog
+	ingester *ingest.Ingester
+	metrics  *metrics.Registry
+	ch       clickhouse.Conn
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	bgErr    chan error
+}
+
+func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
+	n := &node{cfg: cfg, metrics: metrics.New(), cat: catalog.New(), bgErr: make(chan error, 4)}
+	defer func() {
+		if err != nil {
+			n.close(context.Background())
+		}
+	}()
+	log := cfg.Log
+	if cfg.NATSURL == "" {
+		host, port, err := parseListen(cfg.NATSListen)
+		if err != nil {
+			return nil, exitWith(2, err)
+		}
+		n.embedded, err = bus.StartEmbedded(bus.EmbeddedOptions{
+			DataDir: cfg.DataDir, Host: host, Port: port, SyncAlways: cfg.FsyncAlways, Logger: log,
+		})
+		if err != nil {
+			return nil, exitWith(3, err)
+		}
+		n.nc, err = nats.Connect("", nats.InProcessServer(n.embedded.Server), nats.Name("allot"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, exitWith(4, fmt.Errorf("connecting to embedded NATS: %w", err))
+		}
+		log.Info("embedded NATS started", "store", filepath.Join(cfg.DataDir, "jetstream"), "clients", n.embedded.ClientURL())
+	} else {
+		n.nc, err = nats.Connect(cfg.NATSURL, nats.Name("allot"), nats.MaxReconnects(-1), nats.Timeout(5*time.Second),
+			nats.RetryOnFailedConnect(false),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+			nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }))
+		if err != nil {
+			return nil, exitWith(4, fmt.Errorf("connecting to NATS at %s: %w", cfg.NATSURL, err))
+		}
+		log.Info("connected to NATS", "url", n.nc.ConnectedUrlRedacted())
+	}
+	n.js, err = jetstream.New(n.nc, jetstream.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return nil, exitWith(4, fmt.Errorf("opening JetStream: %w", err))
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := bus.EnsureStreams(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas, DedupWindow: cfg.DedupWindow, UsagePartitions: cfg.UsagePartitions}); err != nil {
+		return nil, exitWith(4, err)
+	}
+
+	bgctx, bgcancel := context.WithCancel(context.Background())
+	n.cancel = bgcancel
+	follower := catalog.NewFollower(n.js, bus.ConfigStream, n.cat, log.With("component", "catalog"))
+	n.goBackground(func() error { return follower.Run(bgctx) })
+	if err := follower.Sync(sctx); err != nil {
+		return nil, exitWith(4, err)
+	}
+	if cfg.ConfigFile != "" {
+		f, err := catalog.LoadFile(cfg.ConfigFile)
+		if err != nil {
+			return nil, exitWith(2, err)
+		}
+		written, err := catalog.Bootstrap(sctx, n.js, n.cat, f, time.Now())
+		if err != nil {
+			return nil, exitWith(4, err)
+		}
+		log.Info("config applied", "file", cfg.ConfigFile, "changes", written, "keys", len(f.Keys))
+	}
+
+	if cfg.ClickHouseDSN != "" {
+		opts, err := clickhouse.ParseDSN(cfg.ClickHouseDSN)
+		if err != nil {
+			return nil, exitWith(2, fmt.Errorf("--clickhouse: %w", err))
+		}
+		n.ch, err = clickhouse.Open(opts)
+		if err != nil {
+			return nil, exitWith(2, fmt.Errorf("--clickhouse: %w", err))
+		}
+	}
+
+	n.ingester = ingest.New(n.js, bus.UsageStream, n.cat, nil)
+	n.registerMetrics()
+	var pinger api.Pinger
+	if n.ch != nil {
+		pinger = n.ch
+	}
+	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Metrics: n.metrics,
+		ClickHouse: pinger, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
+	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, exitWith(1, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err))
+	}
+	n.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	n.goBackground(func() error {
+		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving HTTP: %w", err)
+		}
+		return nil
+	})
+	return n, nil
+}
+
+func (n *node) goBackground(f func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := f(); err != nil {
+			n.bgErr <- err
+		}
+	}()
+}
+
+// httpURL is the base URL the API answers on.
+func (n *node) httpURL() string { return "http://" + n.httpLn.Addr().String() }
+
+func (n *node) registerMetrics() {
+	c := &n.ingester.Counter
+	for _, r := range []struct {
+		result string
+		v      func() int64
+	}{{"accepted", c.Accepted.Load}, {"duplicate", c.Duplicates.Load}, {"rejected", c.Rejected.Load}} {
+		v := r.v
+		n.metrics.CounterFunc("allot_ingest_events_total", "Usage events received over HTTP, by result.", func() float64 { return float64(v()) }, "result", r.result)
+	}
+	n.metrics.CounterFunc("allot_ingest_conflicting_duplicates_total", "Event ids reused with a different payload.", func() float64 { return float64(c.Conflicts.Load()) })
+	n.metrics.GaugeFunc("allot_nats_connected", "1 while the NATS connection is up.", func() float64 {
+		if n.nc.IsConnected() {
+			return 1
+		}
+		return 0
+	})
+	n.metrics.GaugeFunc("allot_config_sequence", "Last config stream sequence applied.", func() float64 { return float64(n.cat.Seq()) })
+}
+
+// close shuts down in order: stop taking requests, stop background work, drain the NATS
+// connection so in-flight publishes finish, then stop the embedded server and wait for it.
+func (n *node) close(ctx context.Context) error {
+	var errs []error
+	if n.httpSrv != nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := n.httpSrv.Shutdown(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping HTTP: %w", err))
+		}
+		cancel()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.wg.Wait()
+	if n.nc != nil {
+		closed := make(chan struct{})
+		n.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := n.nc.Drain(); err != nil {
+			n.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				n.nc.Close()
+			}
+		}
+	}
+	if n.ch != nil {
+		n.ch.Close()
+	}
+	if n.embedded != nil {
+		n.embedded.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+func parseListen(s string) (host string, port int, err error) {
+	if s == "off" {
+		return "", -2, nil
+	}
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("--nats-listen %q: want host:port or off", s)
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("--nats-listen %q: bad port", s)
+	}
+	if port == 0 {
+		port = -1 // any free port
+	}
+	return h, port, nil
+}

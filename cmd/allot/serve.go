@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// bindEnv gives every flag of fs an ALLOT_<NAME> environment variable, used when the flag is
+// not on the command line.
+func bindEnv(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitWith(0, errHelp)
+		}
+		return exitWith(2, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "ALLOT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = exitWith(2, fmt.Errorf("%s=%q: %w", env, v, e))
+			}
+		}
+	})
+	return err
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg nodeConfig
+	var logLevel string
+	fs.StringVar(&cfg.ConfigFile, "config", "", "YAML file of keys and configuration to apply at start")
+	fs.StringVar(&cfg.DataDir, "data", "./data", "data directory of the embedded NATS server")
+	fs.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS URL(s), comma separated; empty runs an embedded server")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "client listener of the embedded NATS server (host:port, port 0 = any), or off")
+	fs.StringVar(&cfg.ClickHouseDSN, "clickhouse", "", "ClickHouse DSN, e.g. clickhouse://127.0.0.1:9000/allot; empty disables analytics")
+	fs.DurationVar(&cfg.DedupWindow, "dedup-window", time.Hour, "how long a usage event id is remembered for deduplication")
+	fs.IntVar(&cfg.UsagePartitions, "usage-partitions", 8, "partitions of the usage stream (fixed when the stream is created)")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
+	fs.BoolVar(&cfg.FsyncAlways, "fsync-always", false, "embedded NATS: fsync every write instead of every second")
+	fs.Int64Var(&cfg.MaxBody, "max-body", 5<<20, "largest request body in bytes")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := bindEnv(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return exitWith(2, fmt.Errorf("serve takes no arguments, got %q", fs.Args()))
+	}
+	log, err := newLogger(stderr, logLevel)
+	if err != nil {
+		return exitWith(2, err)
+	}
+	cfg.Log = log
+	n, err := startNode(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("allot serving", "http", n.httpURL(), "version", version)
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-n.bgErr:
+		log.Error("stopping after a failure", "err", runErr)
+	}
+	if err := n.close(context.Background()); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return runErr
+}

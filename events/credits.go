@@ -1,0 +1,92 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Credits is an amount of credits in whole micro-credits (1 credit = 1,000,000). It is the
+// only type the ledger holds money in. JSON shows it as a decimal string with up to six
+// fractional digits ("12.5", "0.000001", "-3").
+type Credits int64
+
+// MicroPerCredit is the number of micro-credits in one credit.
+const MicroPerCredit = 1_000_000
+
+// ErrCreditsRange is returned for amounts that do not fit the ledger's integer type.
+var ErrCreditsRange = errors.New("amount out of range")
+
+// ErrCreditsPrecision is returned for amounts finer than one micro-credit.
+var ErrCreditsPrecision = errors.New("amount has more than 6 fractional digits")
+
+// ParseCredits reads a decimal credit amount exactly. More than six fractional digits is an
+// error, not a rounding: a caller granting 0.0000001 credits has made a mistake we must show.
+func ParseCredits(s string) (Credits, error) {
+	d, err := ParseDecimal(strings.TrimSpace(s))
+	if err != nil {
+		return 0, err
+	}
+	c, ok := d.Credits()
+	if !ok {
+		return 0, fmt.Errorf("%q: %w", truncate(s, 40), ErrCreditsRange)
+	}
+	if back := c.Decimal(); back.Cmp(d) != 0 {
+		return 0, fmt.Errorf("%q: %w", truncate(s, 40), ErrCreditsPrecision)
+	}
+	return c, nil
+}
+
+// Decimal returns c as an exact decimal number of credits.
+func (c Credits) Decimal() Decimal {
+	return Decimal{d: DecimalFromInt(int64(c)).d.Shift(-6)}
+}
+
+// String formats c as a decimal number of credits with no trailing zeros.
+func (c Credits) String() string {
+	neg := c < 0
+	u := uint64(c)
+	if neg {
+		u = uint64(-(c + 1)) + 1 // safe for math.MinInt64
+	}
+	whole, frac := u/MicroPerCredit, u%MicroPerCredit
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	b.WriteString(strconv.FormatUint(whole, 10))
+	if frac != 0 {
+		f := fmt.Sprintf("%06d", frac)
+		b.WriteByte('.')
+		b.WriteString(strings.TrimRight(f, "0"))
+	}
+	return b.String()
+}
+
+// Add returns c+d, or ok=false on overflow.
+func (c Credits) Add(d Credits) (Credits, bool) {
+	s := c + d
+	if (d > 0 && s < c) || (d < 0 && s > c) {
+		return 0, false
+	}
+	return s, true
+}
+
+func (c Credits) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+func (c *Credits) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+	}
+	v, err := ParseCredits(s)
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}

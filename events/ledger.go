@@ -1,0 +1,73 @@
+package events
+
+import "time"
+
+// Ledger events live on the ledger stream under LedgerSubject(product, env, customer). Every
+// change to a customer's credits is one of them; balances are a fold of the stream.
+
+// Block sources and their default burn priorities (lower burns first).
+const (
+	SourcePlan     = "plan"
+	SourceTopup    = "topup"
+	SourcePromo    = "promo"
+	SourceTrial    = "trial"
+	SourceRollover = "rollover"
+	SourceWallet   = "wallet"
+)
+
+// DefaultPriority returns the burn priority of a block source when a grant names none.
+func DefaultPriority(source string) (int, bool) {
+	switch source {
+	case SourceTrial, SourcePromo:
+		return 10, true
+	case SourcePlan:
+		return 20, true
+	case SourceRollover:
+		return 30, true
+	case SourceTopup:
+		return 40, true
+	case SourceWallet:
+		return 100, true
+	}
+	return 0, false
+}
+
+// TypeCreditsGranted records a new credit block.
+const TypeCreditsGranted = "credits.granted.v1"
+
+// CreditsGranted creates a credit block. ExpiresAt nil means never.
+type CreditsGranted struct {
+	Block       string     `json:"block"` // block id
+	Customer    string     `json:"customer"`
+	Amount      Credits    `json:"amount"`
+	Source      string     `json:"source"`
+	Priority    int        `json:"priority"`
+	EffectiveAt time.Time  `json:"effective_at"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CostBasis   *Decimal   `json:"cost_basis,omitempty"`
+	At          time.Time  `json:"at"`
+}
+
+// TypeUsageDebited records the credits one usage event cost under one rule version.
+const TypeUsageDebited = "usage.debited.v1"
+
+// Allocation is the part of a debit taken from one block; an empty Block is overage.
+type Allocation struct {
+	Block  string  `json:"block,omitempty"`
+	Amount Credits `json:"amount"`
+}
+
+// UsageDebited is a rated usage event. Its id is derived from (event id, rule, rule version)
+// so a redelivered event yields the same message id and JetStream drops the copy. Amount may
+// be negative: a credit-back when volume pricing lowers a period's total.
+type UsageDebited struct {
+	ID          string       `json:"id"`
+	Customer    string       `json:"customer"`
+	EventID     string       `json:"event_id"`
+	Rule        string       `json:"rule"`
+	RuleVersion int          `json:"rule_version"`
+	Quantity    Decimal      `json:"quantity"`
+	Amount      Credits      `json:"amount"`
+	Allocations []Allocation `json:"allocations,omitempty"`
+	EventTime   time.Time    `json:"event_time"`
+}

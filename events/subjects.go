@@ -1,0 +1,183 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Subject scheme. Every subject starts with "allot" and names its stream's kind, then the
+// product and env that own the message, so a NATS permission on "allot.*.acme.live.>" is a
+// tenant boundary.
+//
+//	usage (published)  allot.usage.<product>.<env>.<customer>
+//	usage (stored)     allot.usage.<product>.<env>.<customer>.<partition>
+//	ledger             allot.ledger.<product>.<env>.<customer>
+//	config             allot.config.<product>.<env>.<kind>.<key>
+//
+// The usage stream rewrites the published subject on the way in (a stream subject transform
+// with the server's deterministic partition function over the product, env and customer
+// tokens), so producers never compute partitions and a customer's events always land in the
+// same partition, in order.
+const (
+	SubjectRoot  = "allot"
+	UsagePrefix  = "allot.usage"
+	LedgerPrefix = "allot.ledger"
+	ConfigPrefix = "allot.config"
+)
+
+// Header names carried by allot's messages.
+const (
+	HeaderMsgID     = "Nats-Msg-Id"      // JetStream dedup key
+	HeaderType      = "Allot-Type"       // versioned event name, e.g. usage.recorded.v1
+	HeaderEventHash = "Allot-Event-Hash" // hash of a usage event as sent, to tell a retry from a conflicting reuse of an id
+)
+
+var scopeToken = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ErrBadScope is returned for product tags and env names that are not subject-safe.
+var ErrBadScope = errors.New("must match ^[a-z0-9][a-z0-9_-]{0,62}$")
+
+// ValidateScope checks a product tag or env name.
+func ValidateScope(s string) error {
+	if !scopeToken.MatchString(s) {
+		return fmt.Errorf("%q: %w", truncate(s, 40), ErrBadScope)
+	}
+	return nil
+}
+
+// Token makes an arbitrary identifier (a customer's external id, a config key) safe to use as
+// one subject token, reversibly: ASCII letters, digits, '_' and '-' stay as they are; every
+// other byte becomes '~' and two lower-case hex digits. "cust_42" stays "cust_42";
+// "a.b@c" becomes "a~2eb~40c". The empty string becomes "~".
+func Token(id string) string {
+	if id == "" {
+		return "~"
+	}
+	safe := true
+	for i := 0; i < len(id); i++ {
+		if !tokenSafe(id[i]) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return id
+	}
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(id) + 8)
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if tokenSafe(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('~')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0xf])
+	}
+	return b.String()
+}
+
+// ParseToken reverses Token.
+func ParseToken(tok string) (string, error) {
+	if tok == "~" {
+		return "", nil
+	}
+	if !strings.Contains(tok, "~") {
+		for i := 0; i < len(tok); i++ {
+			if !tokenSafe(tok[i]) {
+				return "", fmt.Errorf("subject token %q: byte %d is not subject-safe", truncate(tok, 40), i)
+			}
+		}
+		return tok, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case tokenSafe(c):
+			b.WriteByte(c)
+		case c == '~' && i+2 < len(tok):
+			v, err := strconv.ParseUint(tok[i+1:i+3], 16, 8)
+			if err != nil || tok[i+1:i+3] != strings.ToLower(tok[i+1:i+3]) {
+				return "", fmt.Errorf("subject token %q: bad escape at %d", truncate(tok, 40), i)
+			}
+			b.WriteByte(byte(v))
+			i += 2
+		default:
+			return "", fmt.Errorf("subject token %q: bad byte at %d", truncate(tok, 40), i)
+		}
+	}
+	return b.String(), nil
+}
+
+func tokenSafe(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+// UsageSubject is the subject a usage event for customer is published on.
+func UsageSubject(product, env, customer string) string {
+	return UsagePrefix + "." + product + "." + env + "." + Token(customer)
+}
+
+// UsagePartitionFilter is the consumer filter for one partition of the usage stream.
+func UsagePartitionFilter(partition int) string {
+	return UsagePrefix + ".*.*.*." + strconv.Itoa(partition)
+}
+
+// UsageAddress is what a stored usage subject says.
+type UsageAddress struct {
+	Product, Env, Customer string
+	Partition              int // -1 when the subject carries none (published form)
+}
+
+// ParseUsageSubject reads a usage subject in its published or stored form.
+func ParseUsageSubject(subject string) (UsageAddress, error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) < 5 || len(parts) > 6 || parts[0] != "allot" || parts[1] != "usage" {
+		return UsageAddress{}, fmt.Errorf("not a usage subject: %q", truncate(subject, 80))
+	}
+	cust, err := ParseToken(parts[4])
+	if err != nil {
+		return UsageAddress{}, err
+	}
+	a := UsageAddress{Product: parts[2], Env: parts[3], Customer: cust, Partition: -1}
+	if len(parts) == 6 {
+		p, err := strconv.Atoi(parts[5])
+		if err != nil || p < 0 {
+			return UsageAddress{}, fmt.Errorf("usage subject %q: bad partition", truncate(subject, 80))
+		}
+		a.Partition = p
+	}
+	return a, nil
+}
+
+// LedgerSubject is the per-customer ledger subject. Commands decided on a customer's state are
+// appended here with an expected last subject sequence, which is what makes them
+// linearizable per customer.
+func LedgerSubject(product, env, customer string) string {
+	return LedgerPrefix + "." + product + "." + env + "." + Token(customer)
+}
+
+// ConfigSubject is the subject of one configuration object's history.
+func ConfigSubject(product, env, kind, key string) string {
+	return ConfigPrefix + "." + product + "." + env + "." + kind + "." + Token(key)
+}
+
+// UsageMsgID is the JetStream dedup key of a usage event: the event id scoped by product and
+// env, so two tenants using the same id never suppress each other's events.
+func UsageMsgID(product, env, eventID string) string {
+	return product + ":" + env + ":" + eventID
+}
+
+// Scope is the (product, env) that owns a piece of state.
+type Scope struct {
+	Product string `json:"product"`
+	Env     string `json:"env"`
+}
+
+func (s Scope) String() string { return s.Product + "/" + s.Env }

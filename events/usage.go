@@ -1,0 +1,43 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// TypeUsageRecorded names a usage event on the usage stream.
+const TypeUsageRecorded = "usage.recorded.v1"
+
+// Usage is one usage event as stored on the usage stream. The product and env are not in the
+// body: the subject carries them, and a producer publishing straight to JetStream could not be
+// trusted to repeat them consistently. The ingest time is the stream's own message timestamp.
+type Usage struct {
+	ID       string         `json:"id"`
+	Type     string         `json:"type"`
+	Customer string         `json:"customer"`
+	Time     time.Time      `json:"time"`
+	Source   string         `json:"source,omitempty"`
+	Data     map[string]any `json:"data,omitempty"`
+}
+
+// Encode returns the canonical JSON of u: keys sorted, numbers as sent, time in UTC.
+func (u Usage) Encode() ([]byte, error) {
+	u.Time = u.Time.UTC()
+	return json.Marshal(u)
+}
+
+// DecodeUsage reads a usage event, keeping numbers in data exact (json.Number).
+func DecodeUsage(b []byte) (Usage, error) {
+	var u Usage
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&u); err != nil {
+		return Usage{}, fmt.Errorf("decoding %s: %w", TypeUsageRecorded, err)
+	}
+	if u.ID == "" || u.Type == "" || u.Customer == "" {
+		return Usage{}, fmt.Errorf("decoding %s: id, type and customer are required", TypeUsageRecorded)
+	}
+	return u, nil
+}
