@@ -53,6 +53,10 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	if ingest.IsBinaryCloudEvent(r.Header) {
+		s.postBinaryCloudEvent(w, r)
+		return
+	}
 	media, ok := ingest.MediaKind(r.Header.Get("Content-Type"))
 	if !ok {
 		problem.Write(w, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
@@ -64,6 +68,24 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, p)
 		return
 	}
+	s.ingest(w, r, media, body)
+}
+
+func (s *Server) postBinaryCloudEvent(w http.ResponseWriter, r *http.Request) {
+	body, p := s.readBody(w, r)
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	structured, p := ingest.BinaryToStructured(r.Header, body)
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	s.ingest(w, r, ingest.MediaCloudEvent, structured)
+}
+
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, media string, body []byte) {
 	res, p := s.o.Ingester.Ingest(r.Context(), scopeFrom(r), media, body)
 	if p != nil {
 		problem.Write(w, p)

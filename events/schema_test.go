@@ -1,0 +1,112 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/stretchr/testify/require"
+)
+
+// samples holds at least one encoded value of every event type allot writes. A new event
+// type without a sample and a schema fails TestEverySchemaHasASample.
+func samples() map[string][]any {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	exp := t0.AddDate(0, 1, 0)
+	cb := MustDecimal("0.25")
+	return map[string][]any{
+		TypeUsageRecorded: {
+			Usage{ID: "e1", Type: "api.call", Customer: "c1", Time: t0},
+			Usage{ID: "e2", Type: "llm.tokens", Customer: "user@example.com", Time: t0, Source: "svc",
+				Data: map[string]any{"tokens": json.Number("1234.5"), "model": "small", "nested": map[string]any{"a": true}}},
+		},
+		TypeAPIKeyCreated: {APIKeyCreated{Hash: strings.Repeat("ab", 32), Prefix: "ak_live_abcd", Product: "acme", Env: "live", Admin: true, At: t0}},
+		TypeMeterDefined: {
+			MeterDefined{Product: "acme", Env: "live", At: t0, Meter: Meter{Key: "calls", EventType: "api.call", Aggregation: AggCount}},
+			MeterDefined{Product: "acme", Env: "live", At: t0, Meter: Meter{Key: "tokens", EventType: "llm", Aggregation: AggSum, ValueProperty: "tokens",
+				Filters: map[string]string{"model": "small"}, GroupBy: []string{"model"}}},
+		},
+		TypeCreditsGranted: {
+			CreditsGranted{Block: "b1", Customer: "c1", Amount: 12_500_000, Source: SourcePromo, Priority: 10, EffectiveAt: t0, At: t0},
+			CreditsGranted{Block: "b2", Customer: "c1", Amount: 1, Source: SourceTopup, Priority: 40, EffectiveAt: t0, ExpiresAt: &exp, CostBasis: &cb, At: t0},
+		},
+		TypeUsageDebited: {
+			UsageDebited{ID: "d1", Customer: "c1", EventID: "e1", Rule: "r", RuleVersion: 1, Quantity: MustDecimal("250"), Amount: 155_000_000,
+				Allocations: []Allocation{{Block: "b1", Amount: 100_000_000}, {Amount: 55_000_000}}, EventTime: t0},
+			UsageDebited{ID: "d2", Customer: "c1", EventID: "e2", Rule: "r", RuleVersion: 2, Quantity: MustDecimal("1"), Amount: -80_000_000, EventTime: t0},
+		},
+	}
+}
+
+func compileSchemas(t *testing.T) *jsonschema.Compiler {
+	t.Helper()
+	dir := filepath.Join("..", "schemas", "events")
+	files, err := filepath.Glob(filepath.Join(dir, "*.schema.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		require.NoError(t, err, f)
+		require.NoError(t, c.AddResource("https://allot.dev/schemas/events/"+filepath.Base(f), doc), f)
+	}
+	return c
+}
+
+func TestEncodedEventsMatchSchemas(t *testing.T) {
+	c := compileSchemas(t)
+	for typ, vs := range samples() {
+		sch, err := c.Compile("https://allot.dev/schemas/events/" + typ + ".schema.json")
+		require.NoError(t, err, typ)
+		for i, v := range vs {
+			var b []byte
+			if u, ok := v.(Usage); ok {
+				b, err = u.Encode()
+			} else {
+				b, err = json.Marshal(v)
+			}
+			require.NoError(t, err)
+			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+			require.NoError(t, err)
+			require.NoError(t, sch.Validate(doc), "%s sample %d: %s", typ, i, b)
+		}
+	}
+}
+
+// TestSchemasRejectBadEvents makes sure the schemas are not vacuous.
+func TestSchemasRejectBadEvents(t *testing.T) {
+	c := compileSchemas(t)
+	bad := map[string]string{
+		TypeUsageRecorded:  `{"id":"e1","type":"t","customer":"c","time":"2026-01-01T00:00:00Z","extra":1}`,
+		TypeCreditsGranted: `{"block":"b","customer":"c","amount":12.5,"source":"plan","priority":20,"effective_at":"2026-01-01T00:00:00Z","at":"2026-01-01T00:00:00Z"}`,
+		TypeUsageDebited:   `{"id":"d","customer":"c","event_id":"e","rule":"r","rule_version":1,"quantity":"1","amount":"0.0000001","event_time":"2026-01-01T00:00:00Z"}`,
+		TypeMeterDefined:   `{"product":"a","env":"b","at":"2026-01-01T00:00:00Z","meter":{"key":"k","event_type":"t","aggregation":"avg"}}`,
+		TypeAPIKeyCreated:  `{"hash":"xyz","prefix":"ak_live_","product":"a","env":"b","admin":false,"at":"2026-01-01T00:00:00Z"}`,
+	}
+	for typ, doc := range bad {
+		sch, err := c.Compile("https://allot.dev/schemas/events/" + typ + ".schema.json")
+		require.NoError(t, err)
+		v, err := jsonschema.UnmarshalJSON(strings.NewReader(doc))
+		require.NoError(t, err)
+		require.Error(t, sch.Validate(v), typ)
+	}
+}
+
+func TestEverySchemaHasASample(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "schemas", "events", "*.v*.schema.json"))
+	require.NoError(t, err)
+	s := samples()
+	for _, f := range files {
+		typ := strings.TrimSuffix(filepath.Base(f), ".schema.json")
+		require.Contains(t, s, typ, "schema %s has no sample in schema_test.go", f)
+	}
+	require.Len(t, s, len(files), "every event type needs a schema in schemas/events")
+}

@@ -1,0 +1,79 @@
+package events
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestToken(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"cust_42", "cust_42"},
+		{"a.b@c", "a~2eb~40c"},
+		{"", "~"},
+		{"~", "~7e"},
+		{"x y*>", "x~20y~2a~3e"},
+		{"Ünï", "~c3~9cn~c3~af"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := Token(tt.in)
+			assert.Equal(t, tt.want, got)
+			back, err := ParseToken(got)
+			require.NoError(t, err)
+			assert.Equal(t, tt.in, back)
+		})
+	}
+	for _, bad := range []string{"a.b", "a~2", "a~zz", "a~2E", "a b"} {
+		_, err := ParseToken(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+// FuzzToken: every identifier maps to one subject-safe token and back, and distinct
+// identifiers never share a token (the mapping is injective because it is reversible).
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"", "a", "a.b", "~7e", "cust-1", "\x00\xff", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tok := Token(s)
+		if tok == "" || strings.ContainsAny(tok, ". \t\r\n*>") {
+			t.Fatalf("token %q of %q is not subject-safe", tok, s)
+		}
+		back, err := ParseToken(tok)
+		if err != nil || back != s {
+			t.Fatalf("%q → %q → %q, %v", s, tok, back, err)
+		}
+	})
+}
+
+func TestUsageSubjects(t *testing.T) {
+	subj := UsageSubject("acme", "live", "user@example.com")
+	assert.Equal(t, "allot.usage.acme.live.user~40example~2ecom", subj)
+	a, err := ParseUsageSubject(subj)
+	require.NoError(t, err)
+	assert.Equal(t, UsageAddress{Product: "acme", Env: "live", Customer: "user@example.com", Partition: -1}, a)
+	a, err = ParseUsageSubject(subj + ".5")
+	require.NoError(t, err)
+	assert.Equal(t, 5, a.Partition)
+	for _, bad := range []string{"allot.ledger.a.b.c", "allot.usage.a.b", "allot.usage.a.b.c.x", "allot.usage.a.b.c.1.2"} {
+		_, err := ParseUsageSubject(bad)
+		assert.Error(t, err, bad)
+	}
+	assert.Equal(t, "allot.usage.*.*.*.3", UsagePartitionFilter(3))
+	assert.Equal(t, "allot.ledger.acme.live.c1", LedgerSubject("acme", "live", "c1"))
+	assert.Equal(t, "allot.config.acme.live.meter.tokens~2ein", ConfigSubject("acme", "live", KindMeter, "tokens.in"))
+	assert.Equal(t, "acme:live:e1", UsageMsgID("acme", "live", "e1"))
+}
+
+func TestValidateScope(t *testing.T) {
+	for _, ok := range []string{"acme", "live", "a1", "my-product", "prd"} {
+		assert.NoError(t, ValidateScope(ok), ok)
+	}
+	for _, bad := range []string{"", "Acme", "a.b", "a*", "-x", strings.Repeat("a", 64)} {
+		assert.ErrorIs(t, ValidateScope(bad), ErrBadScope, bad)
+	}
+}

@@ -1,0 +1,41 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/allot-dev/allot/api/problem"
+)
+
+// IsBinaryCloudEvent reports whether a request carries a CloudEvent in binary content mode
+// (attributes in ce-* headers, the body is the data), the CloudEvents SDKs' default.
+func IsBinaryCloudEvent(h http.Header) bool { return h.Get("Ce-Specversion") != "" }
+
+// BinaryToStructured rewrites a binary-mode CloudEvent as a structured one, so one parser
+// validates both. The data must be a JSON object.
+func BinaryToStructured(h http.Header, body []byte) ([]byte, *problem.Problem) {
+	if mt, _, err := mime.ParseMediaType(h.Get("Content-Type")); err != nil || (mt != MediaJSON && !strings.HasSuffix(mt, "+json")) {
+		return nil, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
+			"a binary-mode CloudEvent's data must be application/json")
+	}
+	ev := map[string]json.RawMessage{}
+	for name, vals := range h {
+		attr, ok := strings.CutPrefix(strings.ToLower(name), "ce-")
+		if !ok || len(vals) == 0 {
+			continue
+		}
+		b, _ := json.Marshal(vals[0])
+		ev[attr] = b
+	}
+	if b := bytes.TrimSpace(body); len(b) > 0 {
+		ev["data"] = b
+	}
+	out, err := json.Marshal(ev)
+	if err != nil {
+		return nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the data of a binary-mode CloudEvent is not valid JSON")
+	}
+	return out, nil
+}
