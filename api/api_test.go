@@ -1,0 +1,281 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/api"
+	"github.com/allot-dev/allot/api/problem"
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/catalog"
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/ingest"
+)
+
+const (
+	keyAcme      = "ak_test_acme_admin_key_1"
+	keyAcmeUser  = "ak_test_acme_plain_key_2"
+	keyGlobex    = "ak_test_globex_key_3"
+	keyAcmeLive  = "ak_live_acme_key_4"
+	maxBodyBytes = 64 << 10
+)
+
+type harness struct {
+	t   *testing.T
+	url string
+	js  jetstream.JetStream
+	cat *catalog.Catalog
+}
+
+// newHarness runs the API on a real embedded NATS server (in-process connection).
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	t.Cleanup(emb.Shutdown)
+	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+	cat := catalog.New()
+	f := catalog.NewFollower(js, bus.ConfigStream, cat, slog.New(slog.DiscardHandler))
+	go f.Run(ctx)
+	require.NoError(t, f.Sync(ctx))
+	_, err = catalog.Bootstrap(ctx, js, cat, catalog.File{
+		Keys: []catalog.FileKey{
+			{Key: keyAcme, Product: "acme", Env: "test", Admin: true},
+			{Key: keyAcmeUser, Product: "acme", Env: "test"},
+			{Key: keyGlobex, Product: "globex", Env: "test", Admin: true},
+			{Key: keyAcmeLive, Product: "acme", Env: "live", Admin: true},
+		},
+		Meters: nil,
+	}, time.Now())
+	require.NoError(t, err)
+	m, fe := catalog.ValidateMeter(events.Meter{Key: "tokens", EventType: "llm", Aggregation: events.AggSum, ValueProperty: "tokens"})
+	require.Nil(t, fe)
+	_, err = catalog.PutMeter(ctx, js, cat, events.Scope{Product: "acme", Env: "test"}, m, time.Now())
+	require.NoError(t, err)
+	in := ingest.New(js, bus.UsageStream, cat, nil)
+	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, MaxBody: maxBodyBytes}).Handler())
+	t.Cleanup(srv.Close)
+	return &harness{t: t, url: srv.URL, js: js, cat: cat}
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (h *harness) do(method, path, key, contentType, body string) reply {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	require.NoError(h.t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(h.t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	_ = json.Unmarshal(b, &r.body)
+	return r
+}
+
+func (h *harness) usageCount() uint64 {
+	h.t.Helper()
+	s, err := h.js.Stream(context.Background(), bus.UsageStream)
+	require.NoError(h.t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(h.t, err)
+	return info.State.Msgs
+}
+
+func requireProblem(t *testing.T, r reply, status int, kind string) {
+	t.Helper()
+	require.Equal(t, status, r.status, r.raw)
+	assert.Equal(t, problem.ContentType, r.header.Get("Content-Type"))
+	assert.Equal(t, problem.TypeBase+kind, r.body["type"], r.raw)
+	assert.EqualValues(t, status, r.body["status"])
+	assert.NotEmpty(t, r.body["title"])
+}
+
+func TestIngestRoundTrip(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("POST", "/v1/events", keyAcme, "application/json",
+		`[{"id":"e1","type":"llm","customer":"c1","data":{"tokens":"10.5"}},{"id":"e2","type":"llm","customer":"user@example.com","data":{"tokens":2}}]`)
+	require.Equal(t, 202, r.status, r.raw)
+	assert.EqualValues(t, 2, r.body["accepted"])
+	assert.EqualValues(t, 0, r.body["duplicates"])
+	assert.Empty(t, r.body["rejected"])
+	require.EqualValues(t, 2, h.usageCount())
+
+	// The event is on its customer's partitioned subject, exactly as encoded.
+	s, err := h.js.Stream(context.Background(), bus.UsageStream)
+	require.NoError(t, err)
+	m, err := s.GetMsg(context.Background(), 2)
+	require.NoError(t, err)
+	addr, err := events.ParseUsageSubject(m.Subject)
+	require.NoError(t, err)
+	assert.Equal(t, events.UsageAddress{Product: "acme", Env: "test", Customer: "user@example.com", Partition: addr.Partition}, addr)
+	assert.GreaterOrEqual(t, addr.Partition, 0)
+	assert.Less(t, addr.Partition, 8)
+	u, err := events.DecodeUsage(m.Data)
+	require.NoError(t, err)
+	assert.Equal(t, "e2", u.ID)
+	assert.Equal(t, json.Number("2"), u.Data["tokens"])
+	assert.Equal(t, events.TypeUsageRecorded, m.Header.Get(events.HeaderType))
+
+	// Sending the same batch again stores nothing and counts duplicates.
+	r = h.do("POST", "/v1/events", keyAcme, "application/json",
+		`[{"id":"e1","type":"llm","customer":"c1","data":{"tokens":"10.5"}},{"id":"e2","type":"llm","customer":"user@example.com","data":{"tokens":2}}]`)
+	require.Equal(t, 202, r.status, r.raw)
+	assert.EqualValues(t, 0, r.body["accepted"])
+	assert.EqualValues(t, 2, r.body["duplicates"])
+	require.EqualValues(t, 2, h.usageCount())
+
+	// The same id in another product is another event.
+	r = h.do("POST", "/v1/events", keyGlobex, "application/json", `{"id":"e1","type":"llm","customer":"c1","data":{"tokens":"10.5"}}`)
+	require.Equal(t, 202, r.status, r.raw)
+	assert.EqualValues(t, 1, r.body["accepted"])
+	require.EqualValues(t, 3, h.usageCount())
+
+	// Reusing an id with another payload is a reported conflict; the first payload stands.
+	r = h.do("POST", "/v1/events", keyAcme, "application/json", `[{"id":"e1","type":"llm","customer":"c1","data":{"tokens":"99"}},{"id":"e3","type":"llm","customer":"c1","data":{"tokens":1}}]`)
+	require.Equal(t, 202, r.status, r.raw)
+	assert.EqualValues(t, 1, r.body["accepted"])
+	rej := r.body["rejected"].([]any)
+	require.Len(t, rej, 1)
+	assert.EqualValues(t, 0, rej[0].(map[string]any)["index"])
+	assert.Equal(t, problem.TypeBase+problem.ConflictingDuplicate, rej[0].(map[string]any)["problem"].(map[string]any)["type"])
+	require.EqualValues(t, 4, h.usageCount())
+}
+
+func TestBadInputStoresNothing(t *testing.T) {
+	h := newHarness(t)
+	big := `[` + strings.Repeat(`{"id":"x","type":"llm","customer":"c","data":{"tokens":1}},`, maxBodyBytes/50) + `{"id":"y","type":"t","customer":"c"}]`
+	tests := []struct {
+		name, key, ctype, body string
+		status                 int
+		kind                   string
+	}{
+		{"invalid JSON", keyAcme, "application/json", `[{"id":"a",`, 400, problem.InvalidJSON},
+		{"missing id", keyAcme, "application/json", `{"type":"llm","customer":"c","data":{"tokens":1}}`, 400, problem.InvalidField},
+		{"missing type", keyAcme, "application/json", `{"id":"a","customer":"c"}`, 400, problem.InvalidField},
+		{"missing customer", keyAcme, "application/json", `{"id":"a","type":"llm","data":{"tokens":1}}`, 400, problem.InvalidField},
+		{"wrong types", keyAcme, "application/json", `{"id":1,"type":"llm","customer":"c"}`, 400, problem.InvalidField},
+		{"non-decimal quantity", keyAcme, "application/json", `{"id":"a","type":"llm","customer":"c","data":{"tokens":"1e"}}`, 400, problem.InvalidField},
+		{"all of a batch bad", keyAcme, "application/json", `[{"id":"a","type":"llm","customer":"c","data":{"tokens":"x"}},{"id":"b"}]`, 400, problem.InvalidEvent},
+		{"too large", keyAcme, "application/json", big, 413, problem.BodyTooLarge},
+		{"unknown content type", keyAcme, "text/csv", "id,type\n", 415, problem.UnsupportedMediaType},
+		{"no key", "", "application/json", `{"id":"a","type":"t","customer":"c"}`, 401, problem.Unauthenticated},
+		{"wrong key", "ak_test_not_a_real_key", "application/json", `{"id":"a","type":"t","customer":"c"}`, 401, problem.Unauthenticated},
+		{"key with a lying env prefix", strings.Replace(keyAcmeLive, "_live_", "_test_", 1), "application/json", `{"id":"a","type":"t","customer":"c"}`, 401, problem.Unauthenticated},
+		{"another product's scope", keyGlobex, "application/json", `{"id":"a","type":"t","customer":"c","product":"acme"}`, 403, problem.Forbidden},
+		{"another env's scope", keyAcmeLive, "application/json", `{"id":"a","type":"t","customer":"c","env":"test"}`, 403, problem.Forbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.usageCount()
+			r := h.do("POST", "/v1/events", tt.key, tt.ctype, tt.body)
+			requireProblem(t, r, tt.status, tt.kind)
+			assert.Equal(t, before, h.usageCount(), "nothing may be stored")
+		})
+	}
+	t.Run("field is named", func(t *testing.T) {
+		r := h.do("POST", "/v1/events", keyAcme, "application/json", `{"id":"a","type":"llm","customer":"c","data":{"tokens":"1e"}}`)
+		assert.Equal(t, "data.tokens", r.body["field"])
+	})
+}
+
+func TestScopesAndMeters(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("PUT", "/v1/meters/calls", keyAcme, "application/json", `{"event_type":"api.call","aggregation":"count"}`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "calls", r.body["key"])
+
+	r = h.do("GET", "/v1/meters/calls", keyAcmeUser, "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "api.call", r.body["event_type"])
+
+	// Other product and other env see nothing of acme/test.
+	requireProblem(t, h.do("GET", "/v1/meters/calls", keyGlobex, "", ""), 404, problem.NotFound)
+	requireProblem(t, h.do("GET", "/v1/meters/calls", keyAcmeLive, "", ""), 404, problem.NotFound)
+	r = h.do("GET", "/v1/meters", keyGlobex, "", "")
+	require.Equal(t, 200, r.status)
+	assert.Empty(t, r.body["data"])
+
+	// A plain key cannot change configuration.
+	requireProblem(t, h.do("PUT", "/v1/meters/calls", keyAcmeUser, "application/json", `{"event_type":"x","aggregation":"count"}`), 403, problem.Forbidden)
+	// Bad definitions name their field.
+	r = h.do("PUT", "/v1/meters/m2", keyAcme, "application/json", `{"event_type":"x","aggregation":"avg"}`)
+	requireProblem(t, r, 422, problem.InvalidField)
+	assert.Equal(t, "aggregation", r.body["field"])
+	r = h.do("PUT", "/v1/meters/m2", keyAcme, "application/json", `{"event_type":"x","aggregation":"sum"}`)
+	requireProblem(t, r, 422, problem.InvalidField)
+	assert.Equal(t, "value_property", r.body["field"])
+	requireProblem(t, h.do("PUT", "/v1/meters/m2", keyAcme, "application/json", `{"event_type":"x","aggregation":"count","colour":1}`), 400, problem.InvalidJSON)
+	requireProblem(t, h.do("PUT", "/v1/meters/bad%20key", keyAcme, "application/json", `{"event_type":"x","aggregation":"count"}`), 422, problem.InvalidField)
+
+	// The new meter now validates events: an api.call needs nothing, so it is accepted.
+	r = h.do("POST", "/v1/events", keyAcme, "application/json", `{"id":"a1","type":"api.call","customer":"c"}`)
+	require.Equal(t, 202, r.status, r.raw)
+	// Unknown routes and methods are problems too.
+	requireProblem(t, h.do("GET", "/v1/nothing", keyAcme, "", ""), 404, problem.NotFound)
+	r = h.do("DELETE", "/v1/events", keyAcme, "", "")
+	requireProblem(t, r, 405, problem.MethodNotAllowed)
+	assert.Equal(t, "POST", r.header.Get("Allow"))
+}
+
+func TestOperationalEndpoints(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("GET", "/healthz", "", "", "")
+	require.Equal(t, 200, r.status)
+	r = h.do("GET", "/readyz", "", "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "ok", r.body["checks"].(map[string]any)["nats"])
+	h.do("POST", "/v1/events", keyAcme, "application/json", `{"id":"a1","type":"t","customer":"c"}`)
+	r = h.do("GET", "/metrics", "", "", "")
+	require.Equal(t, 200, r.status)
+	assert.Contains(t, r.raw, `allot_http_request_duration_seconds_count{route="/v1/events"} 1`)
+}
+
+func TestCloudEventsStructuredAndBinary(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("POST", "/v1/events", keyAcme, "application/cloudevents+json",
+		`{"specversion":"1.0","id":"ce1","source":"/svc","type":"llm","subject":"c1","data":{"tokens":4}}`)
+	require.Equal(t, 202, r.status, r.raw)
+	req, _ := http.NewRequest("POST", h.url+"/v1/events", bytes.NewReader([]byte(`{"tokens":5}`)))
+	req.Header.Set("Authorization", "Bearer "+keyAcme)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range map[string]string{"ce-specversion": "1.0", "ce-id": "ce2", "ce-source": "/svc", "ce-type": "llm", "ce-subject": "c1"} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 202, resp.StatusCode)
+	require.EqualValues(t, 2, h.usageCount())
+}
