@@ -1,0 +1,90 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/events"
+)
+
+func TestEmbeddedLocksItsDataDir(t *testing.T) {
+	dir := t.TempDir()
+	a, err := StartEmbedded(EmbeddedOptions{DataDir: dir, Port: -2})
+	require.NoError(t, err)
+	_, err = StartEmbedded(EmbeddedOptions{DataDir: dir, Port: -2})
+	require.ErrorIs(t, err, ErrDataDirLocked)
+	a.Shutdown()
+	b, err := StartEmbedded(EmbeddedOptions{DataDir: dir, Port: -2})
+	require.NoError(t, err, "the lock is released on shutdown")
+	b.Shutdown()
+}
+
+func TestEmbeddedRejectsAnUnusableDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "f")
+	require.NoError(t, os.WriteFile(file, nil, 0o600))
+	start := time.Now()
+	_, err := StartEmbedded(EmbeddedOptions{DataDir: filepath.Join(file, "sub"), Port: -2})
+	require.ErrorIs(t, err, ErrDataDirUnusable)
+	assert.Less(t, time.Since(start), 15*time.Second, "a bad folder must fail, not hang until the readiness timeout")
+	_, err = StartEmbedded(EmbeddedOptions{DataDir: "", Port: -2})
+	require.True(t, errors.Is(err, ErrDataDirUnusable))
+}
+
+func TestEmbeddedFlushesEverySecond(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	assert.Equal(t, time.Second, e.Server.JetStreamConfig().SyncInterval)
+}
+
+func TestEnsureStreams(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	nc, err := nats.Connect("", nats.InProcessServer(e.Server))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	opts := StreamOptions{UsagePartitions: 4, DedupWindow: 10 * time.Minute}
+	require.NoError(t, EnsureStreams(ctx, js, opts))
+	require.NoError(t, EnsureStreams(ctx, js, opts), "idempotent")
+
+	s, err := js.Stream(ctx, UsageStream)
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Minute, s.CachedInfo().Config.Duplicates)
+	assert.Equal(t, jetstream.FileStorage, s.CachedInfo().Config.Storage)
+
+	// Every customer's events land in one partition, the same each time.
+	seen := map[string]int{}
+	for i := 0; i < 40; i++ {
+		cust := []string{"a", "b", "user@example.com", "c-9"}[i%4]
+		ack, err := js.Publish(ctx, events.UsageSubject("acme", "live", cust), []byte(`{}`))
+		require.NoError(t, err)
+		m, err := s.GetMsg(ctx, ack.Sequence)
+		require.NoError(t, err)
+		addr, err := events.ParseUsageSubject(m.Subject)
+		require.NoError(t, err)
+		require.Equal(t, cust, addr.Customer)
+		require.True(t, addr.Partition >= 0 && addr.Partition < 4, m.Subject)
+		if p, ok := seen[cust]; ok {
+			require.Equal(t, p, addr.Partition, "customer %s moved partition", cust)
+		}
+		seen[cust] = addr.Partition
+	}
+
+	// Changing the partition count of an existing stream is refused.
+	err = EnsureStreams(ctx, js, StreamOptions{UsagePartitions: 8})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "refusing")
+}
