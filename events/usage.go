@@ -22,10 +22,9 @@ type Usage struct {
 	Data     map[string]any `json:"data,omitempty"`
 }
 
-// Encode returns the canonical JSON of u: keys sorted, numbers as sent, time in UTC.
+// Encode returns the canonical JSON of u (see AppendJSON).
 func (u Usage) Encode() ([]byte, error) {
-	u.Time = u.Time.UTC()
-	return json.Marshal(u)
+	return u.AppendJSON(make([]byte, 0, 256))
 }
 
 // DecodeUsage reads a usage event, keeping numbers in data exact (json.Number).

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -36,28 +37,15 @@ type Candidate struct {
 	Index int
 	Event events.Usage
 	Hash  string // of the event as sent, before defaults: tells a retry from a reuse of an id
+	// Encoded is the canonical JSON to store, when parsing already produced it (the event
+	// carried its own time); nil means encode Event.
+	Encoded []byte
 }
 
 // Rejection reports one event that was not stored.
 type Rejection struct {
 	Index   int              `json:"index"`
 	Problem *problem.Problem `json:"problem"`
-}
-
-// wireEvent is an event as producers send it: allot's JSON or a CloudEvent in structured mode.
-// Fields stay raw so each one's type can be checked and reported by name.
-type wireEvent struct {
-	ID          json.RawMessage `json:"id"`
-	Type        json.RawMessage `json:"type"`
-	Customer    json.RawMessage `json:"customer"`
-	Subject     json.RawMessage `json:"subject"`
-	Time        json.RawMessage `json:"time"`
-	Source      json.RawMessage `json:"source"`
-	Data        json.RawMessage `json:"data"`
-	SpecVersion json.RawMessage `json:"specversion"`
-	ContentType json.RawMessage `json:"datacontenttype"`
-	Product     json.RawMessage `json:"product"`
-	Env         json.RawMessage `json:"env"`
 }
 
 // MediaKind classifies a Content-Type header; ok is false for unsupported types.
@@ -79,42 +67,50 @@ func MediaKind(contentType string) (kind string, ok bool) {
 // Parse splits a request body into events and checks each one. A body that is not JSON at
 // all, or whose top level has the wrong shape for its media type, is one request-level
 // problem; everything else is reported per event. now is used for events that carry no time.
+//
+// The body is decoded once, numbers kept as json.Number, and each event's fields are checked
+// by type switch: one pass over the bytes, no reflection per event.
 func Parse(scope events.Scope, media string, body []byte, meters MeterSource, now time.Time) ([]Candidate, []Rejection, *problem.Problem) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the request body is empty")
 	}
-	if !json.Valid(body) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var top any
+	if err := dec.Decode(&top); err != nil {
 		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", describeJSONError(body))
 	}
-	var raws []json.RawMessage
-	switch {
-	case body[0] == '[':
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the body holds more than one JSON value")
+	}
+	var items []any
+	switch x := top.(type) {
+	case []any:
 		if media == MediaCloudEvent {
 			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request",
 				"application/cloudevents+json carries one event; send an array as application/cloudevents-batch+json")
 		}
-		if err := json.Unmarshal(body, &raws); err != nil {
-			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", err.Error())
-		}
-		if len(raws) == 0 {
+		if len(x) == 0 {
 			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request", "the batch is empty")
 		}
-	case body[0] == '{':
+		items = x
+	case map[string]any:
 		if media == MediaCloudEventBatch {
 			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request",
 				"application/cloudevents-batch+json must be a JSON array of events")
 		}
-		raws = []json.RawMessage{body}
+		items = []any{x}
 	default:
 		return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request",
 			"the body must be an event object or an array of events")
 	}
 	cloud := media == MediaCloudEvent || media == MediaCloudEventBatch
-	cands := make([]Candidate, 0, len(raws))
+	cands := make([]Candidate, 0, len(items))
 	var rejs []Rejection
-	for i, raw := range raws {
-		c, p := parseOne(scope, raw, cloud, meters, now)
+	buf := make([]byte, 0, 512)
+	for i, item := range items {
+		c, p := parseOne(scope, item, cloud, meters, now, &buf)
 		if p != nil {
 			rejs = append(rejs, Rejection{Index: i, Problem: p})
 			continue
@@ -125,46 +121,42 @@ func Parse(scope events.Scope, media string, body []byte, meters MeterSource, no
 	return cands, rejs, nil
 }
 
-func parseOne(scope events.Scope, raw json.RawMessage, cloud bool, meters MeterSource, now time.Time) (Candidate, *problem.Problem) {
-	if len(raw) == 0 || raw[0] != '{' {
-		return Candidate{}, problem.Fieldf(problem.InvalidEvent, http.StatusBadRequest, "", "an event must be a JSON object")
-	}
-	var w wireEvent
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return Candidate{}, problem.Fieldf(problem.InvalidEvent, http.StatusBadRequest, "", "%v", err)
+func parseOne(scope events.Scope, item any, cloud bool, meters MeterSource, now time.Time, buf *[]byte) (Candidate, *problem.Problem) {
+	w, ok := item.(map[string]any)
+	if !ok {
+		return Candidate{}, problem.Fieldf(problem.InvalidEvent, http.StatusBadRequest, "", "an event must be a JSON object, got %s", jsonKind(item))
 	}
 	var ev events.Usage
 	var p *problem.Problem
-	if ev.ID, p = requiredString(w.ID, "id", maxIDLen); p != nil {
+	if ev.ID, p = requiredString(w, "id", maxIDLen); p != nil {
 		return Candidate{}, p
 	}
-	if ev.Type, p = requiredString(w.Type, "type", maxTypeLen); p != nil {
+	if ev.Type, p = requiredString(w, "type", maxTypeLen); p != nil {
 		return Candidate{}, p
 	}
 	custField := "customer"
-	custRaw := w.Customer
-	if isAbsent(custRaw) && !isAbsent(w.Subject) {
-		custField, custRaw = "subject", w.Subject
+	if isAbsent(w, "customer") && !isAbsent(w, "subject") {
+		custField = "subject"
 	}
-	if ev.Customer, p = requiredString(custRaw, custField, maxCustomerLen); p != nil {
-		if isAbsent(custRaw) {
-			p.Field, p.Detail = "customer", "customer is required (or the CloudEvents subject)"
-		}
+	if isAbsent(w, custField) {
+		return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "customer", "customer is required (or the CloudEvents subject)")
+	}
+	if ev.Customer, p = requiredString(w, custField, maxCustomerLen); p != nil {
 		return Candidate{}, p
 	}
 	if cloud {
-		sv, p := requiredString(w.SpecVersion, "specversion", 16)
+		sv, p := requiredString(w, "specversion", 16)
 		if p != nil {
 			return Candidate{}, p
 		}
 		if sv != "1.0" {
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "specversion", "specversion %q is not supported; use \"1.0\"", sv)
 		}
-		if ev.Source, p = requiredString(w.Source, "source", maxSourceLen); p != nil {
+		if ev.Source, p = requiredString(w, "source", maxSourceLen); p != nil {
 			return Candidate{}, p
 		}
-		if !isAbsent(w.ContentType) {
-			ct, p := requiredString(w.ContentType, "datacontenttype", 128)
+		if !isAbsent(w, "datacontenttype") {
+			ct, p := requiredString(w, "datacontenttype", 128)
 			if p != nil {
 				return Candidate{}, p
 			}
@@ -172,47 +164,40 @@ func parseOne(scope events.Scope, raw json.RawMessage, cloud bool, meters MeterS
 				return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "datacontenttype", "data must be JSON; got %q", ct)
 			}
 		}
-	} else if !isAbsent(w.Source) {
-		if ev.Source, p = requiredString(w.Source, "source", maxSourceLen); p != nil {
+	} else if !isAbsent(w, "source") {
+		if ev.Source, p = requiredString(w, "source", maxSourceLen); p != nil {
 			return Candidate{}, p
 		}
 	}
-	for _, f := range []struct {
-		name, want string
-		raw        json.RawMessage
-	}{{"product", scope.Product, w.Product}, {"env", scope.Env, w.Env}} {
-		if isAbsent(f.raw) {
+	for _, f := range [2][2]string{{"product", scope.Product}, {"env", scope.Env}} {
+		if isAbsent(w, f[0]) {
 			continue
 		}
-		got, p := requiredString(f.raw, f.name, 64)
+		got, p := requiredString(w, f[0], 64)
 		if p != nil {
 			return Candidate{}, p
 		}
-		if got != f.want {
-			return Candidate{}, problem.Fieldf(problem.Forbidden, http.StatusForbidden, f.name,
-				"this API key writes to %s %q only", f.name, f.want)
+		if got != f[1] {
+			return Candidate{}, problem.Fieldf(problem.Forbidden, http.StatusForbidden, f[0], "this API key writes to %s %q only", f[0], f[1])
 		}
 	}
-	var sentTime string
-	if !isAbsent(w.Time) {
-		if sentTime, p = requiredString(w.Time, "time", 64); p != nil {
+	if !isAbsent(w, "time") {
+		sent, p := requiredString(w, "time", 64)
+		if p != nil {
 			return Candidate{}, p
 		}
-		t, err := time.Parse(time.RFC3339Nano, sentTime)
+		t, err := time.Parse(time.RFC3339Nano, sent)
 		if err != nil {
-			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time", "time must be RFC 3339, e.g. 2026-01-02T15:04:05Z; got %q", truncate(sentTime, 40))
+			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time", "time must be RFC 3339, e.g. 2026-01-02T15:04:05Z; got %q", truncate(sent, 40))
 		}
 		ev.Time = t.UTC()
 	}
-	if !isAbsent(w.Data) {
-		if w.Data[0] != '{' {
-			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "data", "data must be a JSON object")
+	if !isAbsent(w, "data") {
+		d, ok := w["data"].(map[string]any)
+		if !ok {
+			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "data", "data must be a JSON object, got %s", jsonKind(w["data"]))
 		}
-		dec := json.NewDecoder(bytes.NewReader(w.Data))
-		dec.UseNumber()
-		if err := dec.Decode(&ev.Data); err != nil {
-			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "data", "%v", err)
-		}
+		ev.Data = d
 	}
 	if meters != nil {
 		if p := checkMeters(ev, meters.MetersFor(scope, ev.Type)); p != nil {
@@ -220,16 +205,22 @@ func parseOne(scope events.Scope, raw json.RawMessage, cloud bool, meters MeterS
 		}
 	}
 	// The hash covers the event as sent (time as sent, or none), so a retry of an event
-	// without a time still matches its first delivery.
-	hashed, err := ev.Encode()
+	// without a time still matches its first delivery. When the time was sent, the bytes
+	// hashed are the bytes stored.
+	sentTime := !ev.Time.IsZero()
+	enc, err := ev.AppendJSON((*buf)[:0])
 	if err != nil {
-		return Candidate{}, problem.Fieldf(problem.InvalidEvent, http.StatusBadRequest, "", "%v", err)
+		return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "data", "%v", err)
 	}
-	sum := sha256.Sum256(hashed)
-	if ev.Time.IsZero() {
-		ev.Time = now.UTC()
+	*buf = enc
+	sum := sha256.Sum256(enc)
+	c := Candidate{Event: ev, Hash: hex.EncodeToString(sum[:16])}
+	if sentTime {
+		c.Encoded = append([]byte(nil), enc...)
+	} else {
+		c.Event.Time = now.UTC()
 	}
-	return Candidate{Event: ev, Hash: hex.EncodeToString(sum[:16])}, nil
+	return c, nil
 }
 
 // checkMeters enforces what the meters counting this event need from it: a meter that sums,
@@ -259,42 +250,52 @@ func checkMeters(ev events.Usage, ms []events.Meter) *problem.Problem {
 	return nil
 }
 
-func isAbsent(raw json.RawMessage) bool {
-	return len(raw) == 0 || string(raw) == "null"
+func isAbsent(w map[string]any, field string) bool {
+	v, ok := w[field]
+	return !ok || v == nil
 }
 
-func requiredString(raw json.RawMessage, field string, maxLen int) (string, *problem.Problem) {
-	if isAbsent(raw) {
+func requiredString(w map[string]any, field string, maxLen int) (string, *problem.Problem) {
+	v, ok := w[field]
+	if !ok || v == nil {
 		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%s is required", field)
 	}
-	if raw[0] != '"' {
-		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%s must be a string, got %s", field, jsonKind(raw))
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%v", err)
+	s, ok := v.(string)
+	if !ok {
+		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%s must be a string, got %s", field, jsonKind(v))
 	}
 	switch {
 	case s == "":
 		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%s must not be empty", field)
 	case len(s) > maxLen:
 		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%s is longer than %d bytes", field, maxLen)
-	case !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+	case !printable(s):
 		return "", problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "%s must be printable UTF-8", field)
 	}
 	return s, nil
 }
 
-func jsonKind(raw json.RawMessage) string {
-	switch raw[0] {
-	case '{':
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
 		return "an object"
-	case '[':
+	case []any:
 		return "an array"
-	case 't', 'f':
+	case bool:
 		return "a boolean"
-	case 'n':
+	case nil:
 		return "null"
+	case string:
+		return "a string"
 	default:
 		return "a number"
 	}

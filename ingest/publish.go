@@ -84,9 +84,12 @@ func (in *Ingester) Ingest(ctx context.Context, scope events.Scope, media string
 func (in *Ingester) publish(ctx context.Context, scope events.Scope, cands []Candidate) (accepted, duplicates int, conflicts []Rejection, err error) {
 	futures := make([]jetstream.PubAckFuture, len(cands))
 	for i, c := range cands {
-		data, err := c.Event.Encode()
-		if err != nil {
-			return 0, 0, nil, fmt.Errorf("encoding event %d: %w", c.Index, err)
+		data := c.Encoded
+		if data == nil {
+			var err error
+			if data, err = c.Event.Encode(); err != nil {
+				return 0, 0, nil, fmt.Errorf("encoding event %d: %w", c.Index, err)
+			}
 		}
 		msg := &nats.Msg{
 			Subject: events.UsageSubject(scope.Product, scope.Env, c.Event.Customer),

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -49,8 +50,20 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.batch, "batch", 500, "events per HTTP request")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent HTTP clients")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and figure; the median is reported")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := bindEnv(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if o.events <= 0 || o.batch <= 0 || o.concurrency <= 0 || o.rounds <= 0 {
 		return exitWith(2, fmt.Errorf("--events, --batch, --concurrency and --rounds must be positive"))
