@@ -71,8 +71,29 @@ type route struct {
 	methods map[string]http.HandlerFunc
 }
 
+// Routes lists every path pattern served with its methods (the OpenAPI test checks the
+// document against it).
+func (s *Server) Routes() map[string][]string {
+	out := map[string][]string{}
+	for _, r := range s.table() {
+		for m := range r.methods {
+			out[r.pattern] = append(out[r.pattern], m)
+		}
+	}
+	return out
+}
+
 func (s *Server) routes() {
-	rs := []route{
+	for _, r := range s.table() {
+		s.mux.Handle(r.pattern, s.instrument(r.pattern, methodSwitch(r.methods)))
+	}
+	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such endpoint: "+r.URL.Path))
+	})))
+}
+
+func (s *Server) table() []route {
+	return []route{
 		{"/healthz", map[string]http.HandlerFunc{"GET": s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{"GET": s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": s.metrics}},
@@ -80,12 +101,6 @@ func (s *Server) routes() {
 		{"/v1/meters", map[string]http.HandlerFunc{"GET": s.authed(s.listMeters)}},
 		{"/v1/meters/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getMeter), "PUT": s.admin(s.putMeter)}},
 	}
-	for _, r := range rs {
-		s.mux.Handle(r.pattern, s.instrument(r.pattern, methodSwitch(r.methods)))
-	}
-	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such endpoint: "+r.URL.Path))
-	})))
 }
 
 // Handler returns the root handler.
