@@ -1,0 +1,245 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Period units.
+const (
+	UnitMinute = "minute"
+	UnitHour   = "hour"
+	UnitDay    = "day"
+	UnitWeek   = "week"
+	UnitMonth  = "month"
+	UnitYear   = "year"
+)
+
+// Period modes.
+const (
+	ModeCalendar = "calendar"  // aligned to the unit in the time zone; weeks start Monday
+	ModeFixed    = "fixed"     // boundaries from Anchor
+	ModeFirstUse = "first_use" // boundaries from each customer's first counted use
+)
+
+// Period is a repeating window: every Count Units, from an anchor. It is shared by quota
+// windows and by rating's period tier scope.
+//
+// Boundary k is anchor + k×(Count×Unit), always computed from the anchor, never by chaining
+// windows: months and years keep the anchor's day of month, clamped to the month's last day
+// (anchor Jan 31 → Feb 29 → Mar 31 → Apr 30), and days and weeks keep the anchor's local
+// time of day across daylight-saving changes (so such a day is 23 or 25 hours long). Minutes
+// and hours are exact durations. When a local time of day does not exist (a DST gap) the
+// boundary is the instant the clocks jump to; when it occurs twice it is the first one.
+type Period struct {
+	Unit     string    `json:"unit"`
+	Count    int       `json:"count,omitempty"` // default 1
+	Mode     string    `json:"mode,omitempty"`  // default calendar
+	Anchor   time.Time `json:"anchor,omitzero"` // fixed mode
+	TimeZone string    `json:"time_zone,omitempty"`
+}
+
+// ErrBadPeriod wraps every period validation error.
+var ErrBadPeriod = errors.New("invalid period")
+
+// PeriodError names the offending field of a period.
+type PeriodError struct{ Field, Msg string }
+
+func (e *PeriodError) Error() string { return e.Field + ": " + e.Msg }
+func (e *PeriodError) Unwrap() error { return ErrBadPeriod }
+
+// Normalize fills defaults and checks the period.
+func (p Period) Normalize() (Period, error) {
+	switch p.Unit {
+	case UnitMinute, UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear:
+	case "":
+		return p, &PeriodError{"unit", "unit is required: minute, hour, day, week, month or year"}
+	default:
+		return p, &PeriodError{"unit", fmt.Sprintf("%q is not one of minute, hour, day, week, month, year", p.Unit)}
+	}
+	if p.Count == 0 {
+		p.Count = 1
+	}
+	if p.Count < 0 || p.Count > 10000 {
+		return p, &PeriodError{"count", "count must be between 1 and 10000"}
+	}
+	if p.Mode == "" {
+		p.Mode = ModeCalendar
+	}
+	if p.TimeZone == "" {
+		p.TimeZone = "UTC"
+	}
+	if _, err := time.LoadLocation(p.TimeZone); err != nil {
+		return p, &PeriodError{"time_zone", fmt.Sprintf("%q is not an IANA time zone", p.TimeZone)}
+	}
+	switch p.Mode {
+	case ModeCalendar, ModeFirstUse:
+		if !p.Anchor.IsZero() {
+			return p, &PeriodError{"anchor", "only fixed mode takes an anchor"}
+		}
+	case ModeFixed:
+		if p.Anchor.IsZero() {
+			return p, &PeriodError{"anchor", "fixed mode needs an anchor"}
+		}
+		p.Anchor = p.Anchor.UTC()
+	default:
+		return p, &PeriodError{"mode", fmt.Sprintf("%q is not one of calendar, fixed, first_use", p.Mode)}
+	}
+	return p, nil
+}
+
+// location returns the period's zone; Normalize has checked it.
+func (p Period) location() *time.Location {
+	if p.TimeZone == "" || p.TimeZone == "UTC" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(p.TimeZone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// CalendarAnchor is the origin calendar windows count from: the start of 1970 (for weeks, the
+// first Monday of 1970) in the period's zone.
+func (p Period) CalendarAnchor() time.Time {
+	loc := p.location()
+	if p.Unit == UnitWeek {
+		return time.Date(1970, 1, 5, 0, 0, 0, 0, loc)
+	}
+	return time.Date(1970, 1, 1, 0, 0, 0, 0, loc)
+}
+
+// Window returns the half-open window [start, end) that holds t, for the given anchor (the
+// period's own for fixed mode, CalendarAnchor for calendar mode, the customer's first use for
+// first_use). t may be before the anchor: windows extend backwards the same way.
+func (p Period) Window(anchor, t time.Time) (start, end time.Time) {
+	k := p.index(anchor, t)
+	return p.Boundary(anchor, k), p.Boundary(anchor, k+1)
+}
+
+// WindowAt is Window with the anchor the mode implies; first_use periods need the
+// customer's anchor and must call Window.
+//
+// Calendar minutes and hours are aligned to the local clock of t's day (zones have changed
+// their offset by odd amounts over the years, so a 1970 origin would not stay aligned); a
+// count that does not divide the day restarts at local midnight.
+func (p Period) WindowAt(t time.Time) (start, end time.Time) {
+	switch {
+	case p.Mode == ModeFixed:
+		return p.Window(p.Anchor, t)
+	case p.Unit == UnitMinute || p.Unit == UnitHour:
+		loc := p.location()
+		lt := t.In(loc)
+		midnight := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, loc)
+		if midnight.After(t) { // a zone whose midnight falls in a DST gap
+			midnight = time.Date(lt.Year(), lt.Month(), lt.Day()-1, 0, 0, 0, 0, loc)
+		}
+		next := time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, loc)
+		start, end = p.Window(midnight, t)
+		if end.After(next) {
+			end = next.UTC()
+		}
+		return start, end
+	default:
+		return p.Window(p.CalendarAnchor(), t)
+	}
+}
+
+// Boundary returns boundary k: anchor + k×(Count×Unit).
+func (p Period) Boundary(anchor time.Time, k int64) time.Time {
+	n := k * int64(max(p.Count, 1))
+	switch p.Unit {
+	case UnitMinute:
+		return anchor.Add(time.Duration(n) * time.Minute).UTC()
+	case UnitHour:
+		return anchor.Add(time.Duration(n) * time.Hour).UTC()
+	case UnitDay, UnitWeek:
+		days := n
+		if p.Unit == UnitWeek {
+			days *= 7
+		}
+		a := anchor.In(p.location())
+		return localTime(a.Year(), a.Month(), a.Day()+int(days), a, p.location())
+	default: // month, year
+		months := n
+		if p.Unit == UnitYear {
+			months *= 12
+		}
+		a := anchor.In(p.location())
+		total := int64(a.Year())*12 + int64(a.Month()-1) + months
+		y, m := int(floorDiv(total, 12)), time.Month(floorMod(total, 12)+1)
+		d := min(a.Day(), daysIn(y, m))
+		return localTime(y, m, d, a, p.location())
+	}
+}
+
+// localTime is the instant at the anchor's local time of day on y-m-d in loc. Go resolves a
+// wall time that falls in a DST gap or overlap in a zone-dependent way; we pin both cases
+// down: a gap resolves to the instant after the jump, an overlap to the earlier instant.
+func localTime(y int, m time.Month, d int, a time.Time, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, a.Hour(), a.Minute(), a.Second(), a.Nanosecond(), loc)
+	if t.Hour() != a.Hour() || t.Minute() != a.Minute() {
+		// In a gap: the wall time does not exist. Take the first instant of that date at or
+		// after it, which is when clocks jump forward.
+		for probe := t.Add(-3 * time.Hour); probe.Before(t.Add(3 * time.Hour)); probe = probe.Add(time.Minute) {
+			pl := probe.In(loc)
+			if pl.Year() == y && pl.Month() == m && pl.Day() == d && (pl.Hour() > a.Hour() || pl.Hour() == a.Hour() && pl.Minute() >= a.Minute()) {
+				return probe.Truncate(time.Minute).UTC()
+			}
+		}
+		return t.UTC()
+	}
+	// In an overlap the same wall time happens twice; prefer the earlier instant.
+	if earlier := t.Add(-time.Hour); earlier.In(loc).Hour() == t.Hour() && earlier.In(loc).Minute() == t.Minute() && earlier.In(loc).Day() == t.Day() {
+		return earlier.UTC()
+	}
+	return t.UTC()
+}
+
+// index returns k such that Boundary(k) <= t < Boundary(k+1).
+func (p Period) index(anchor, t time.Time) int64 {
+	count := int64(max(p.Count, 1))
+	var k int64
+	switch p.Unit {
+	case UnitMinute:
+		k = floorDiv(int64(t.Sub(anchor)/time.Minute), count)
+	case UnitHour:
+		k = floorDiv(int64(t.Sub(anchor)/time.Hour), count)
+	case UnitDay:
+		k = floorDiv(int64(t.Sub(anchor)/(24*time.Hour)), count)
+	case UnitWeek:
+		k = floorDiv(int64(t.Sub(anchor)/(7*24*time.Hour)), count)
+	case UnitMonth, UnitYear:
+		a, tl := anchor.In(p.location()), t.In(p.location())
+		months := int64(tl.Year()-a.Year())*12 + int64(tl.Month()-a.Month())
+		if p.Unit == UnitYear {
+			months /= 12
+		}
+		k = floorDiv(months, count)
+	}
+	// The estimate is within one or two of the answer (DST, month lengths, durations rounded
+	// toward zero); step to the exact window.
+	for t.Before(p.Boundary(anchor, k)) {
+		k--
+	}
+	for !t.Before(p.Boundary(anchor, k+1)) {
+		k++
+	}
+	return k
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
+
+func daysIn(y int, m time.Month) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}

@@ -1,0 +1,161 @@
+package events
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UTC()
+}
+
+func mustPeriod(t *testing.T, p Period) Period {
+	t.Helper()
+	n, err := p.Normalize()
+	require.NoError(t, err)
+	return n
+}
+
+func TestBoundariesFromTheAnchor(t *testing.T) {
+	tests := []struct {
+		name   string
+		p      Period
+		anchor string
+		want   []string // boundaries 0, 1, 2, …
+	}{
+		{"monthly from Jan 31 clamps and never drifts", Period{Unit: UnitMonth}, "2024-01-31T04:30:00Z",
+			[]string{"2024-01-31T04:30:00Z", "2024-02-29T04:30:00Z", "2024-03-31T04:30:00Z", "2024-04-30T04:30:00Z", "2024-05-31T04:30:00Z"}},
+		{"yearly from Feb 29", Period{Unit: UnitYear}, "2024-02-29T00:00:00Z",
+			[]string{"2024-02-29T00:00:00Z", "2025-02-28T00:00:00Z", "2026-02-28T00:00:00Z", "2027-02-28T00:00:00Z", "2028-02-29T00:00:00Z"}},
+		{"every 3 months from a month end", Period{Unit: UnitMonth, Count: 3}, "2023-11-30T12:00:00Z",
+			[]string{"2023-11-30T12:00:00Z", "2024-02-29T12:00:00Z", "2024-05-30T12:00:00Z", "2024-08-30T12:00:00Z", "2024-11-30T12:00:00Z"}},
+		{"every 3 months from the 31st", Period{Unit: UnitMonth, Count: 3}, "2024-01-31T00:00:00Z",
+			[]string{"2024-01-31T00:00:00Z", "2024-04-30T00:00:00Z", "2024-07-31T00:00:00Z", "2024-10-31T00:00:00Z", "2025-01-31T00:00:00Z"}},
+		{"Berlin days across spring forward keep local midnight (23 h day)", Period{Unit: UnitDay, TimeZone: "Europe/Berlin"}, "2024-03-30T00:00:00+01:00",
+			[]string{"2024-03-29T23:00:00Z", "2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z"}},
+		{"Berlin days across fall back (25 h day)", Period{Unit: UnitDay, TimeZone: "Europe/Berlin"}, "2024-10-26T00:00:00+02:00",
+			[]string{"2024-10-25T22:00:00Z", "2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z"}},
+		{"New York 02:30 daily: the gap resolves to 03:00 EDT", Period{Unit: UnitDay, TimeZone: "America/New_York"}, "2024-03-09T02:30:00-05:00",
+			[]string{"2024-03-09T07:30:00Z", "2024-03-10T07:00:00Z", "2024-03-11T06:30:00Z"}},
+		{"New York 01:30 daily: the overlap resolves to the first 01:30", Period{Unit: UnitDay, TimeZone: "America/New_York"}, "2024-11-02T01:30:00-04:00",
+			[]string{"2024-11-02T05:30:00Z", "2024-11-03T05:30:00Z", "2024-11-04T06:30:00Z"}},
+		{"hours are exact durations", Period{Unit: UnitHour, Count: 6}, "2024-03-31T00:00:00Z",
+			[]string{"2024-03-31T00:00:00Z", "2024-03-31T06:00:00Z", "2024-03-31T12:00:00Z"}},
+		{"weeks", Period{Unit: UnitWeek, Count: 2}, "2024-12-23T00:00:00Z",
+			[]string{"2024-12-23T00:00:00Z", "2025-01-06T00:00:00Z", "2025-01-20T00:00:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustPeriod(t, tt.p)
+			a := ts(tt.anchor)
+			for k, w := range tt.want {
+				assert.Equal(t, ts(w), p.Boundary(a, int64(k)), "boundary %d", k)
+			}
+			// Every boundary's window is [b_k, b_k+1), including the instants around it.
+			for k := 0; k+1 < len(tt.want); k++ {
+				s, e := p.Window(a, ts(tt.want[k]))
+				assert.Equal(t, ts(tt.want[k]), s, "window at boundary %d", k)
+				assert.Equal(t, ts(tt.want[k+1]), e)
+				s, e = p.Window(a, ts(tt.want[k+1]).Add(-time.Nanosecond))
+				assert.Equal(t, ts(tt.want[k]), s, "the instant before boundary %d", k+1)
+				assert.Equal(t, ts(tt.want[k+1]), e)
+			}
+		})
+	}
+}
+
+func TestCalendarWindows(t *testing.T) {
+	tests := []struct {
+		name       string
+		p          Period
+		at         string
+		start, end string
+	}{
+		{"UTC day", Period{Unit: UnitDay}, "2024-05-05T13:00:00Z", "2024-05-05T00:00:00Z", "2024-05-06T00:00:00Z"},
+		{"UTC month", Period{Unit: UnitMonth}, "2024-02-29T23:59:59.999Z", "2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z"},
+		{"UTC year", Period{Unit: UnitYear}, "2024-07-01T00:00:00Z", "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"},
+		{"quarter", Period{Unit: UnitMonth, Count: 3}, "2024-05-15T00:00:00Z", "2024-04-01T00:00:00Z", "2024-07-01T00:00:00Z"},
+		{"ISO week across a year end starts Monday", Period{Unit: UnitWeek}, "2025-01-01T10:00:00Z", "2024-12-30T00:00:00Z", "2025-01-06T00:00:00Z"},
+		{"week on the Sunday before", Period{Unit: UnitWeek}, "2024-12-29T23:59:59Z", "2024-12-23T00:00:00Z", "2024-12-30T00:00:00Z"},
+		{"Berlin 23 h day", Period{Unit: UnitDay, TimeZone: "Europe/Berlin"}, "2024-03-31T12:00:00Z", "2024-03-30T23:00:00Z", "2024-03-31T22:00:00Z"},
+		{"Berlin 25 h day", Period{Unit: UnitDay, TimeZone: "Europe/Berlin"}, "2024-10-27T12:00:00Z", "2024-10-26T22:00:00Z", "2024-10-27T23:00:00Z"},
+		{"New York month", Period{Unit: UnitMonth, TimeZone: "America/New_York"}, "2024-03-01T03:00:00Z", "2024-02-01T05:00:00Z", "2024-03-01T05:00:00Z"},
+		{"Kathmandu (+05:45) hour", Period{Unit: UnitHour, TimeZone: "Asia/Kathmandu"}, "2024-05-05T10:20:00Z", "2024-05-05T10:15:00Z", "2024-05-05T11:15:00Z"},
+		{"Kathmandu day", Period{Unit: UnitDay, TimeZone: "Asia/Kathmandu"}, "2024-05-05T18:14:59Z", "2024-05-04T18:15:00Z", "2024-05-05T18:15:00Z"},
+		{"before 1970", Period{Unit: UnitMonth}, "1969-12-15T00:00:00Z", "1969-12-01T00:00:00Z", "1970-01-01T00:00:00Z"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustPeriod(t, tt.p)
+			s, e := p.WindowAt(ts(tt.at))
+			assert.Equal(t, ts(tt.start), s)
+			assert.Equal(t, ts(tt.end), e)
+		})
+	}
+}
+
+func TestFixedAnchorInTheFuture(t *testing.T) {
+	p := mustPeriod(t, Period{Unit: UnitMonth, Mode: ModeFixed, Anchor: ts("2030-01-31T00:00:00Z")})
+	s, e := p.WindowAt(ts("2029-12-15T00:00:00Z"))
+	assert.Equal(t, ts("2029-11-30T00:00:00Z"), s, "windows extend backwards from a future anchor")
+	assert.Equal(t, ts("2029-12-31T00:00:00Z"), e)
+}
+
+func TestNormalizePeriod(t *testing.T) {
+	p, err := Period{Unit: UnitDay}.Normalize()
+	require.NoError(t, err)
+	assert.Equal(t, Period{Unit: UnitDay, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, p)
+	for field, bad := range map[string]Period{
+		"unit":      {Unit: "fortnight"},
+		"count":     {Unit: UnitDay, Count: -1},
+		"mode":      {Unit: UnitDay, Mode: "rolling"},
+		"anchor":    {Unit: UnitDay, Mode: ModeFixed},
+		"time_zone": {Unit: UnitDay, TimeZone: "Mars/Olympus"},
+	} {
+		_, err := bad.Normalize()
+		var pe *PeriodError
+		require.ErrorAs(t, err, &pe, field)
+		assert.Equal(t, field, pe.Field)
+		assert.ErrorIs(t, err, ErrBadPeriod)
+	}
+}
+
+// FuzzWindowsTile: consecutive windows share their boundary (no gap, no overlap), every
+// window holds t, and windows are never empty.
+func FuzzWindowsTile(f *testing.F) {
+	f.Add(int64(1706675400), int64(1709251200), uint8(4), uint8(1), uint8(0))
+	f.Add(int64(1711846800), int64(1711846800), uint8(2), uint8(3), uint8(1))
+	f.Add(int64(0), int64(-86400*400), uint8(5), uint8(2), uint8(2))
+	zones := []string{"UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"}
+	units := []string{UnitMinute, UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear}
+	f.Fuzz(func(t *testing.T, anchorSec, atSec int64, unit, count, zone uint8) {
+		const span = 200 * 365 * 86400
+		if anchorSec < -span || anchorSec > span || atSec < -span || atSec > span {
+			return
+		}
+		p, err := Period{Unit: units[int(unit)%len(units)], Count: 1 + int(count)%12, TimeZone: zones[int(zone)%len(zones)]}.Normalize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		anchor, at := time.Unix(anchorSec, 0).UTC(), time.Unix(atSec, 0).UTC()
+		s, e := p.Window(anchor, at)
+		if at.Before(s) || !at.Before(e) || !s.Before(e) {
+			t.Fatalf("%+v anchor %v: window [%v, %v) does not hold %v", p, anchor, s, e, at)
+		}
+		s2, e2 := p.Window(anchor, e)
+		if !s2.Equal(e) || !s2.Before(e2) {
+			t.Fatalf("%+v anchor %v: next window [%v, %v) does not start at %v", p, anchor, s2, e2, e)
+		}
+		s0, e0 := p.Window(anchor, s.Add(-time.Nanosecond))
+		if !e0.Equal(s) || !s0.Before(e0) {
+			t.Fatalf("%+v anchor %v: previous window [%v, %v) does not end at %v", p, anchor, s0, e0, s)
+		}
+	})
+}
