@@ -60,14 +60,23 @@ type Allocation struct {
 // UsageDebited is a rated usage event. Its id is derived from (event id, rule, rule version)
 // so a redelivered event yields the same message id and JetStream drops the copy. Amount may
 // be negative: a credit-back when volume pricing lowers a period's total.
+//
+// UsageSeq and RuleIndex place the debit in the usage stream: a customer's debits are written
+// in increasing (UsageSeq, RuleIndex) order, so a fold skips any debit at or below the last it
+// applied, whatever JetStream's dedup window.
 type UsageDebited struct {
 	ID          string       `json:"id"`
 	Customer    string       `json:"customer"`
 	EventID     string       `json:"event_id"`
 	Rule        string       `json:"rule"`
 	RuleVersion int          `json:"rule_version"`
-	Quantity    Decimal      `json:"quantity"`
+	Quantity    Decimal      `json:"quantity"` // the event's quantity for this rule's meter
 	Amount      Credits      `json:"amount"`
 	Allocations []Allocation `json:"allocations,omitempty"`
 	EventTime   time.Time    `json:"event_time"`
+	UsageSeq    uint64       `json:"usage_seq"`
+	RuleIndex   int          `json:"rule_index"`
+	// For the period tier scope: the window and the cumulative quantity after this event.
+	PeriodStart    *time.Time `json:"period_start,omitempty"`
+	PeriodQuantity *Decimal   `json:"period_quantity,omitempty"`
 }

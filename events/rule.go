@@ -1,0 +1,68 @@
+package events
+
+import "time"
+
+// KindRule is the config kind of metering rules.
+const KindRule = "rule"
+
+// TypeRuleVersioned records one immutable version of a metering rule.
+const TypeRuleVersioned = "rule.versioned.v1"
+
+// Pricing models.
+const (
+	ModelFlat      = "flat"      // a fixed price per event
+	ModelPerUnit   = "per_unit"  // price per unit, or per started package of PackageSize units
+	ModelGraduated = "graduated" // each slice of quantity at its own tier's price, plus entered tiers' flat fees
+	ModelVolume    = "volume"    // the whole quantity at the price of the tier it reaches, plus that tier's flat fee
+)
+
+// Tier scopes.
+const (
+	TierScopePeriod = "period" // tiers apply to the customer's cumulative quantity in the rule's period
+	TierScopeEvent  = "event"  // tiers apply to each event's quantity alone
+)
+
+// Tier is one price band. UpTo is the inclusive upper bound; nil on the last, open tier.
+type Tier struct {
+	UpTo      *Decimal `json:"up_to,omitempty"`
+	UnitPrice Decimal  `json:"unit_price"`
+	FlatFee   *Decimal `json:"flat_fee,omitempty"`
+}
+
+// Rule turns a meter's quantity into credits. Each version is immutable; the version in force
+// for an event is the one with the latest EffectiveFrom at or before the event's time.
+type Rule struct {
+	Key           string    `json:"key"`
+	Version       int       `json:"version"`
+	Meter         string    `json:"meter"`
+	Model         string    `json:"model"`
+	Price         *Decimal  `json:"price,omitempty"`
+	PackageSize   *Decimal  `json:"package_size,omitempty"`
+	Tiers         []Tier    `json:"tiers,omitempty"`
+	TierScope     string    `json:"tier_scope"`
+	Period        *Period   `json:"period,omitempty"` // for the period scope; default calendar month, UTC
+	EffectiveFrom time.Time `json:"effective_from"`
+}
+
+// RuleVersioned is the config event carrying one rule version.
+type RuleVersioned struct {
+	Product string    `json:"product"`
+	Env     string    `json:"env"`
+	Rule    Rule      `json:"rule"`
+	At      time.Time `json:"at"`
+}
+
+// TypeUsageUnrated records a metered usage event that no rule version priced, so it is
+// visible in the ledger instead of silently dropped.
+const TypeUsageUnrated = "usage.unrated.v1"
+
+// UsageUnrated is a metered event with no rule in force at its time.
+type UsageUnrated struct {
+	ID        string    `json:"id"`
+	Customer  string    `json:"customer"`
+	EventID   string    `json:"event_id"`
+	EventType string    `json:"event_type"`
+	Meters    []string  `json:"meters"`
+	UsageSeq  uint64    `json:"usage_seq"`
+	EventTime time.Time `json:"event_time"`
+}

@@ -1,0 +1,16 @@
+// Package rating turns usage into credits: pure pricing functions (Cost), a pure fold of usage
+// events into per-(customer, rule, period) quantities that emits debit entries (State.Rate),
+// and the worker that runs the fold over a partition of the usage stream (Worker).
+//
+// Invariants:
+//   - Pricing is exact: decimals throughout, rounded half up to micro-credits only when a
+//     debit is written.
+//   - Under the period tier scope, an event's debit is round(C(Q_after)) − round(C(Q_before)),
+//     so a period's debits sum to its rounded total whatever the batching; a negative delta
+//     (volume pricing) is written as a credit-back, never dropped.
+//   - Rate is deterministic: no wall clock, randomness or map-order dependence; the same
+//     state and event always give the same debits with the same ids.
+//   - The worker stores its state with the usage stream sequence it covers and resumes after
+//     it; debit ids derive from (event id, rule, version) and debits carry their usage
+//     sequence, so a crash at any point neither loses nor double-counts a debit.
+package rating
