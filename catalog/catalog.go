@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
 )
 
@@ -27,7 +30,10 @@ type Catalog struct {
 	keys    map[string]Key
 	meters  map[events.Scope]map[string]events.Meter
 	byType  map[events.Scope]map[string][]events.Meter
-	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
+	rules   map[events.Scope]map[string][]events.Rule // by rule key, versions ascending
+	byMeter map[events.Scope]map[string][]string      // meter key → rule keys, sorted
+	subjSeq map[string]uint64                         // config subject → sequence of its last event
+	changed chan struct{}                             // closed and replaced after every Apply, to wake WaitFor
 }
 
 // New returns an empty catalog.
@@ -36,6 +42,9 @@ func New() *Catalog {
 		keys:    map[string]Key{},
 		meters:  map[events.Scope]map[string]events.Meter{},
 		byType:  map[events.Scope]map[string][]events.Meter{},
+		rules:   map[events.Scope]map[string][]events.Rule{},
+		byMeter: map[events.Scope]map[string][]string{},
+		subjSeq: map[string]uint64{},
 		changed: make(chan struct{}),
 	}
 }
@@ -73,6 +82,28 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 		}
 		c.meters[sc][e.Meter.Key] = e.Meter
 		c.reindex(sc)
+	case events.TypeRuleVersioned:
+		var e events.RuleVersioned
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		sc := events.Scope{Product: e.Product, Env: e.Env}
+		if c.rules[sc] == nil {
+			c.rules[sc] = map[string][]events.Rule{}
+			c.byMeter[sc] = map[string][]string{}
+		}
+		vs := c.rules[sc][e.Rule.Key]
+		if n := len(vs); n > 0 && vs[n-1].Version >= e.Rule.Version {
+			return fmt.Errorf("applying %s at %d: rule %s version %d after version %d", typ, seq, e.Rule.Key, e.Rule.Version, vs[n-1].Version)
+		}
+		c.rules[sc][e.Rule.Key] = append(vs, e.Rule)
+		c.subjSeq[events.ConfigSubject(e.Product, e.Env, events.KindRule, e.Rule.Key)] = seq
+		keys := c.byMeter[sc][e.Rule.Meter]
+		if !slices.Contains(keys, e.Rule.Key) {
+			keys = append(slices.Clone(keys), e.Rule.Key)
+			slices.Sort(keys)
+			c.byMeter[sc][e.Rule.Meter] = keys
+		}
 	default:
 		// A newer allot may have written kinds this one does not know; skipping them keeps an
 		// older process serving what it understands.
@@ -187,3 +218,57 @@ func (c *Catalog) Meters(scope events.Scope) []events.Meter {
 	slices.SortFunc(out, func(a, b events.Meter) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
+
+// RuleVersions returns every version of a rule, ascending.
+func (c *Catalog) RuleVersions(scope events.Scope, key string) []events.Rule {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rules[scope][key]
+}
+
+// Rules returns the latest version of every rule of scope, in key order.
+func (c *Catalog) Rules(scope events.Scope) []events.Rule {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]events.Rule, 0, len(c.rules[scope]))
+	for _, vs := range c.rules[scope] {
+		out = append(out, vs[len(vs)-1])
+	}
+	slices.SortFunc(out, func(a, b events.Rule) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// RulesForMeter returns the version histories of the rules pricing meter, in key order. (A
+// rule's meter never changes across versions; ValidateRule refuses it.)
+func (c *Catalog) RulesForMeter(scope events.Scope, meter string) []events.RuleHistory {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	keys := c.byMeter[scope][meter]
+	out := make([]events.RuleHistory, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, events.RuleHistory{Key: k, Versions: c.rules[scope][k]})
+	}
+	return out
+}
+
+// ruleState returns a rule's versions and the config sequence of its latest one.
+func (c *Catalog) ruleState(scope events.Scope, key string) ([]events.Rule, uint64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.rules[scope][key], c.subjSeq[events.ConfigSubject(scope.Product, scope.Env, events.KindRule, key)]
+}
+
+// syncTo waits until the catalog holds everything the config stream holds now.
+func (c *Catalog) syncTo(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, bus.ConfigStream)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	return c.WaitFor(ctx, info.State.LastSeq)
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

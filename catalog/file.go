@@ -3,6 +3,8 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -19,7 +21,7 @@ import (
 type File struct {
 	Keys     []FileKey            `yaml:"keys"`
 	Meters   map[string]MeterSpec `yaml:"meters"`
-	Rules    map[string]yaml.Node `yaml:"rules"`
+	Rules    map[string]yaml.Node `yaml:"rules"` // RuleSpec shapes; numbers kept exactly as written
 	Quotas   map[string]yaml.Node `yaml:"quotas"`
 	Features map[string]yaml.Node `yaml:"features"`
 	Plans    map[string]yaml.Node `yaml:"plans"`
@@ -39,6 +41,7 @@ type FileScope struct {
 	Product string               `yaml:"product"`
 	Env     string               `yaml:"env"`
 	Meters  map[string]MeterSpec `yaml:"meters"`
+	Rules   map[string]yaml.Node `yaml:"rules"`
 }
 
 // MeterSpec is the body of PUT /v1/meters/{key}.
@@ -68,7 +71,7 @@ func LoadFile(path string) (File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return File{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	for name, m := range map[string]map[string]yaml.Node{"rules": f.Rules, "quotas": f.Quotas, "features": f.Features, "plans": f.Plans} {
+	for name, m := range map[string]map[string]yaml.Node{"quotas": f.Quotas, "features": f.Features, "plans": f.Plans} {
 		if len(m) > 0 {
 			return File{}, fmt.Errorf("config %s: %s are not supported by this version of allot yet", path, name)
 		}
@@ -78,7 +81,7 @@ func LoadFile(path string) (File, error) {
 			return File{}, fmt.Errorf("config %s: keys[%d].%s: %s", path, i, fe.Field, fe.Msg)
 		}
 	}
-	if len(f.Meters) > 0 {
+	if len(f.Meters) > 0 || len(f.Rules) > 0 {
 		if _, err := f.defaultScope(); err != nil {
 			return File{}, fmt.Errorf("config %s: %w", path, err)
 		}
@@ -97,6 +100,11 @@ func LoadFile(path string) (File, error) {
 				return File{}, fmt.Errorf("config %s: meters.%s.%s: %s", path, key, fe.Field, fe.Msg)
 			}
 		}
+		for key, node := range sm.rules {
+			if _, err := decodeRuleNode(node); err != nil {
+				return File{}, fmt.Errorf("config %s: rules.%s: %w", path, key, err)
+			}
+		}
 	}
 	return f, nil
 }
@@ -108,12 +116,12 @@ func (f File) defaultScope() (events.Scope, error) {
 	for _, k := range f.Keys {
 		s := events.Scope{Product: k.Product, Env: k.Env}
 		if sc != (events.Scope{}) && sc != s {
-			return sc, fmt.Errorf("top-level meters apply to the keys' product and env, but the keys name several; use products: [{product, env, meters}]")
+			return sc, fmt.Errorf("top-level meters and rules apply to the keys' product and env, but the keys name several; use products: [{product, env, meters, rules}]")
 		}
 		sc = s
 	}
 	if sc == (events.Scope{}) {
-		return sc, fmt.Errorf("top-level meters need a key to say which product and env they belong to")
+		return sc, fmt.Errorf("top-level meters and rules need a key to say which product and env they belong to")
 	}
 	return sc, nil
 }
@@ -121,18 +129,99 @@ func (f File) defaultScope() (events.Scope, error) {
 type scopedMeters struct {
 	scope  events.Scope
 	meters map[string]MeterSpec
+	rules  map[string]yaml.Node
 }
 
 func (f File) scopedMeters() []scopedMeters {
 	var out []scopedMeters
-	if len(f.Meters) > 0 {
+	if len(f.Meters) > 0 || len(f.Rules) > 0 {
 		sc, _ := f.defaultScope()
-		out = append(out, scopedMeters{sc, f.Meters})
+		out = append(out, scopedMeters{sc, f.Meters, f.Rules})
 	}
 	for _, s := range f.Products {
-		out = append(out, scopedMeters{events.Scope{Product: s.Product, Env: s.Env}, s.Meters})
+		out = append(out, scopedMeters{events.Scope{Product: s.Product, Env: s.Env}, s.Meters, s.Rules})
 	}
 	return out
+}
+
+// decodeRuleNode reads a rule from YAML through the same JSON shape as PUT /v1/rules, keeping
+// numbers exactly as written (a YAML float would lose digits).
+func decodeRuleNode(n yaml.Node) (RuleSpec, error) {
+	b, err := nodeJSON(&n)
+	if err != nil {
+		return RuleSpec{}, err
+	}
+	var spec RuleSpec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return RuleSpec{}, err
+	}
+	return spec, nil
+}
+
+// nodeJSON converts a YAML node to JSON, writing numeric scalars as their literal text.
+func nodeJSON(n *yaml.Node) ([]byte, error) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return []byte("null"), nil
+		}
+		return nodeJSON(n.Content[0])
+	case yaml.AliasNode:
+		return nodeJSON(n.Alias)
+	case yaml.MappingNode:
+		var b bytes.Buffer
+		b.WriteByte('{')
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(n.Content[i].Value)
+			b.Write(k)
+			b.WriteByte(':')
+			v, err := nodeJSON(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			b.Write(v)
+		}
+		b.WriteByte('}')
+		return b.Bytes(), nil
+	case yaml.SequenceNode:
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i, c := range n.Content {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			v, err := nodeJSON(c)
+			if err != nil {
+				return nil, err
+			}
+			b.Write(v)
+		}
+		b.WriteByte(']')
+		return b.Bytes(), nil
+	default:
+		switch n.Tag {
+		case "!!int", "!!float":
+			if _, err := events.ParseDecimal(n.Value); err != nil {
+				return nil, fmt.Errorf("line %d: %q is not a decimal number", n.Line, n.Value)
+			}
+			return []byte(n.Value), nil
+		case "!!bool":
+			var v bool
+			if err := n.Decode(&v); err != nil {
+				return nil, err
+			}
+			return json.Marshal(v)
+		case "!!null":
+			return []byte("null"), nil
+		default:
+			return json.Marshal(n.Value)
+		}
+	}
 }
 
 // Bootstrap writes the file's keys and configuration as config events, skipping what the
@@ -153,6 +242,17 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, cat *Catalog, f File
 		written++
 	}
 	for _, sm := range f.scopedMeters() {
+		n, err := bootstrapScope(ctx, js, cat, sm, now)
+		written += n
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+func bootstrapScope(ctx context.Context, js jetstream.JetStream, cat *Catalog, sm scopedMeters, now time.Time) (written int, err error) {
+	{
 		keys := make([]string, 0, len(sm.meters))
 		for k := range sm.meters {
 			keys = append(keys, k)
@@ -166,6 +266,28 @@ func Bootstrap(ctx context.Context, js jetstream.JetStream, cat *Catalog, f File
 			}
 			written += n
 		}
+	}
+	keys := make([]string, 0, len(sm.rules))
+	for k := range sm.rules {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		spec, err := decodeRuleNode(sm.rules[key])
+		if err != nil {
+			return written, fmt.Errorf("rules.%s: %w", key, err)
+		}
+		r, fe := cat.ValidateRule(sm.scope, key, spec, now)
+		if fe != nil {
+			return written, fmt.Errorf("rules.%s.%s: %s", key, fe.Field, fe.Msg)
+		}
+		if _, err := PutRule(ctx, js, cat, sm.scope, r, now, true); err != nil {
+			if errors.Is(err, ErrRuleUnchanged) {
+				continue
+			}
+			return written, fmt.Errorf("bootstrapping rule %s: %w", key, err)
+		}
+		written++
 	}
 	return written, nil
 }

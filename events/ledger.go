@@ -51,6 +51,12 @@ type CreditsGranted struct {
 // TypeUsageDebited records the credits one usage event cost under one rule version.
 const TypeUsageDebited = "usage.debited.v1"
 
+// Kinds of usage.debited.v1 entries.
+const (
+	KindDebit      = "debit"
+	KindCreditBack = "credit_back"
+)
+
 // Allocation is the part of a debit taken from one block; an empty Block is overage.
 type Allocation struct {
 	Block  string  `json:"block,omitempty"`
@@ -66,6 +72,7 @@ type Allocation struct {
 // applied, whatever JetStream's dedup window.
 type UsageDebited struct {
 	ID          string       `json:"id"`
+	Kind        string       `json:"kind"` // debit, or credit_back when the amount is negative
 	Customer    string       `json:"customer"`
 	EventID     string       `json:"event_id"`
 	Rule        string       `json:"rule"`

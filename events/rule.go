@@ -63,6 +63,29 @@ type UsageUnrated struct {
 	EventID   string    `json:"event_id"`
 	EventType string    `json:"event_type"`
 	Meters    []string  `json:"meters"`
+	Reasons   []string  `json:"reasons"` // per meter: no_rule, bad_value or overflow
 	UsageSeq  uint64    `json:"usage_seq"`
 	EventTime time.Time `json:"event_time"`
+}
+
+// RuleHistory is every version of one rule, in version order.
+type RuleHistory struct {
+	Key      string
+	Versions []Rule
+}
+
+// InForce returns the version in force at t: the latest EffectiveFrom at or before t (the
+// higher version when two share it). ok is false before the first version takes effect.
+func (h RuleHistory) InForce(t time.Time) (Rule, bool) {
+	var best Rule
+	found := false
+	for _, v := range h.Versions {
+		if v.EffectiveFrom.After(t) {
+			continue
+		}
+		if !found || !v.EffectiveFrom.Before(best.EffectiveFrom) {
+			best, found = v, true
+		}
+	}
+	return best, found
 }

@@ -1,0 +1,252 @@
+package rating
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Config is what rating needs of the configuration in force.
+type Config interface {
+	MetersFor(scope events.Scope, eventType string) []events.Meter
+	RulesForMeter(scope events.Scope, meter string) []events.RuleHistory
+}
+
+// Unrated reasons.
+const (
+	ReasonNoRule   = "no_rule"   // the event is metered but no rule version was in force at its time
+	ReasonBadValue = "bad_value" // the meter's value property is missing or not a decimal
+	ReasonOverflow = "overflow"  // the price does not fit the ledger's integer range
+)
+
+// Output is what rating one event produced. Debits are in (meter key, rule key) order, which
+// is also their RuleIndex order. Metered is false when no meter counts the event.
+type Output struct {
+	Debits  []events.UsageDebited
+	Unrated *events.UsageUnrated
+	Reasons []string // one per unrated meter, parallel to Unrated.Meters
+	Metered bool
+}
+
+// maxWindows is how many recent windows are kept per (customer, rule): an event up to that
+// many periods late still finds its window's quantity.
+const maxWindows = 3
+
+type accKey struct {
+	Product, Env, Customer, Rule string
+}
+
+type window struct {
+	Start time.Time
+	Q     events.Decimal
+	Seen  map[string]struct{} // unique_count values seen in the window
+}
+
+type acc struct {
+	Anchor  time.Time // first_use periods: the first counted use
+	Windows []window  // ascending by Start
+}
+
+// State is rating's fold: per (customer, rule) the quantity of the recent period windows,
+// and the usage stream sequence it covers.
+type State struct {
+	Seq  uint64
+	accs map[accKey]*acc
+}
+
+// NewState returns an empty state.
+func NewState() *State { return &State{accs: map[accKey]*acc{}} }
+
+// ErrApplied is returned for a sequence at or below the one the state covers.
+var ErrApplied = errors.New("usage sequence already applied")
+
+// Rate folds the usage event at stream sequence seq into the state and returns its debits.
+// It is deterministic: the same state, event and configuration give the same output.
+func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config) (Output, error) {
+	if seq <= s.Seq {
+		return Output{}, ErrApplied
+	}
+	s.Seq = seq
+	var out Output
+	meters := slices.Clone(cfg.MetersFor(scope, ev.Type))
+	slices.SortFunc(meters, func(a, b events.Meter) int { return strings.Compare(a.Key, b.Key) })
+	var unrated []string
+	for _, m := range meters {
+		if !m.Matches(ev.Type, ev.Data) {
+			continue
+		}
+		out.Metered = true
+		qty, uniq, ok := eventQuantity(m, ev)
+		if !ok {
+			unrated = append(unrated, m.Key)
+			out.Reasons = append(out.Reasons, ReasonBadValue)
+			continue
+		}
+		hs := slices.Clone(cfg.RulesForMeter(scope, m.Key))
+		slices.SortFunc(hs, func(a, b events.RuleHistory) int { return strings.Compare(a.Key, b.Key) })
+		priced := false
+		for _, h := range hs {
+			r, ok := h.InForce(ev.Time)
+			if !ok {
+				continue
+			}
+			priced = true
+			d, ok := s.rateOne(seq, scope, ev, m, r, qty, uniq)
+			if !ok {
+				unrated = append(unrated, m.Key)
+				out.Reasons = append(out.Reasons, ReasonOverflow)
+				continue
+			}
+			d.RuleIndex = len(out.Debits)
+			out.Debits = append(out.Debits, d)
+		}
+		if !priced {
+			unrated = append(unrated, m.Key)
+			out.Reasons = append(out.Reasons, ReasonNoRule)
+		}
+	}
+	if len(unrated) > 0 {
+		out.Unrated = &events.UsageUnrated{
+			ID: "unr_" + shortHash(scope.Product, scope.Env, ev.ID), Customer: ev.Customer, EventID: ev.ID,
+			EventType: ev.Type, Meters: unrated, Reasons: out.Reasons, UsageSeq: seq, EventTime: ev.Time,
+		}
+	}
+	return out, nil
+}
+
+// eventQuantity is what one event contributes to meter m: its quantity for pricing, and for
+// unique_count the value to count once.
+func eventQuantity(m events.Meter, ev events.Usage) (q events.Decimal, unique string, ok bool) {
+	one := events.DecimalFromInt(1)
+	switch m.Aggregation {
+	case events.AggCount:
+		return one, "", true
+	case events.AggUniqueCount:
+		v, present := ev.Data[m.ValueProperty]
+		if !present || v == nil {
+			return q, "", false
+		}
+		return one, events.PropertyText(v), true
+	default:
+		d, err := events.DecimalFromJSON(ev.Data[m.ValueProperty])
+		if err != nil {
+			return q, "", false
+		}
+		return d, "", true
+	}
+}
+
+func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m events.Meter, r events.Rule, qty events.Decimal, uniq string) (events.UsageDebited, bool) {
+	d := events.UsageDebited{
+		ID:       "dbt_" + shortHash(scope.Product, scope.Env, ev.ID, r.Key, strconv.Itoa(r.Version)),
+		Customer: ev.Customer, EventID: ev.ID, Rule: r.Key, RuleVersion: r.Version,
+		Quantity: qty, EventTime: ev.Time, UsageSeq: seq, Kind: events.KindDebit,
+	}
+	if r.Model == events.ModelFlat || r.TierScope == events.TierScopeEvent {
+		c, ok := Round(Cost(r, qty))
+		d.Amount = c
+		return d, ok
+	}
+	p := rulePeriod(r)
+	k := accKey{scope.Product, scope.Env, ev.Customer, r.Key}
+	a := s.accs[k]
+	if a == nil {
+		a = &acc{}
+		s.accs[k] = a
+	}
+	var start time.Time
+	switch p.Mode {
+	case events.ModeFirstUse:
+		if a.Anchor.IsZero() {
+			a.Anchor = ev.Time
+		}
+		start, _ = p.Window(a.Anchor, ev.Time)
+	default:
+		start, _ = p.WindowAt(ev.Time)
+	}
+	w := a.window(start)
+	before := w.Q
+	after := aggregate(m.Aggregation, before, qty, uniq, w)
+	cb, ok1 := Round(Cost(r, before))
+	ca, ok2 := Round(Cost(r, after))
+	if !ok1 || !ok2 {
+		return d, false
+	}
+	w.Q = after
+	d.Amount = ca - cb
+	if d.Amount < 0 {
+		d.Kind = events.KindCreditBack
+	}
+	d.PeriodStart = &start
+	d.PeriodQuantity = &after
+	return d, true
+}
+
+// aggregate returns the window's quantity after one more event.
+func aggregate(agg string, before, qty events.Decimal, uniq string, w *window) events.Decimal {
+	switch agg {
+	case events.AggMax:
+		if qty.Cmp(before) > 0 {
+			return qty
+		}
+		return before
+	case events.AggLatest:
+		return qty
+	case events.AggUniqueCount:
+		if _, seen := w.Seen[uniq]; seen {
+			return before
+		}
+		if w.Seen == nil {
+			w.Seen = map[string]struct{}{}
+		}
+		w.Seen[uniq] = struct{}{}
+		return before.Add(qty)
+	default: // count, sum
+		return before.Add(qty)
+	}
+}
+
+// window finds or creates the window starting at start, keeping the newest maxWindows.
+func (a *acc) window(start time.Time) *window {
+	i, found := slices.BinarySearchFunc(a.Windows, start, func(w window, t time.Time) int { return w.Start.Compare(t) })
+	if !found {
+		a.Windows = slices.Insert(a.Windows, i, window{Start: start})
+		if len(a.Windows) > maxWindows {
+			drop := len(a.Windows) - maxWindows
+			a.Windows = a.Windows[drop:]
+			i -= drop
+			if i < 0 { // older than every kept window: count it from zero, alone
+				return &window{Start: start}
+			}
+		}
+	}
+	return &a.Windows[i]
+}
+
+// rulePeriod is the rule's period, defaulting to a calendar month in UTC.
+func rulePeriod(r events.Rule) events.Period {
+	p := events.Period{Unit: events.UnitMonth}
+	if r.Period != nil {
+		p = *r.Period
+	}
+	n, err := p.Normalize()
+	if err != nil {
+		return events.Period{Unit: events.UnitMonth, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	}
+	return n
+}
+
+func shortHash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
