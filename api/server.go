@@ -18,6 +18,7 @@ import (
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/ingest"
 	"github.com/allot-dev/allot/metrics"
+	"github.com/allot-dev/allot/projector"
 )
 
 // Pinger is a dependency /readyz checks (ClickHouse, when configured).
@@ -31,6 +32,7 @@ type Options struct {
 	NC         *nats.Conn
 	JS         jetstream.JetStream
 	Ingester   *ingest.Ingester
+	Ledger     *projector.Ledger
 	Metrics    *metrics.Registry
 	ClickHouse Pinger // nil when analytics is not configured
 	MaxBody    int64  // bytes; default 5 MiB
@@ -100,6 +102,10 @@ func (s *Server) table() []route {
 		{"/v1/events", map[string]http.HandlerFunc{"POST": s.authed(s.postEvents)}},
 		{"/v1/meters", map[string]http.HandlerFunc{"GET": s.authed(s.listMeters)}},
 		{"/v1/meters/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getMeter), "PUT": s.admin(s.putMeter)}},
+		{"/v1/rules", map[string]http.HandlerFunc{"GET": s.authed(s.listRules)}},
+		{"/v1/rules/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getRule), "PUT": s.admin(s.putRule)}},
+		{"/v1/customers/{id}/balance", map[string]http.HandlerFunc{"GET": s.authed(s.getBalance)}},
+		{"/v1/customers/{id}/ledger", map[string]http.HandlerFunc{"GET": s.authed(s.getLedger)}},
 	}
 }
 

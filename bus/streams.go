@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,4 +109,44 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		}
 	}
 	return nil
+}
+
+// SnapshotBucket is the object store where folds keep their snapshots (state plus the stream
+// sequence it covers).
+const SnapshotBucket = "ALLOT_SNAPSHOTS"
+
+// EnsureSnapshotStore creates or opens the snapshot object store.
+func EnsureSnapshotStore(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.ObjectStore, error) {
+	o = o.withDefaults()
+	os, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      SnapshotBucket,
+		Description: "allot projection and rating snapshots",
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening snapshot store: %w", err)
+	}
+	return os, nil
+}
+
+// UsagePartitions reads the partition count the usage stream was created with.
+func UsagePartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, UsageStream)
+	if err != nil {
+		return 0, err
+	}
+	tr := s.CachedInfo().Config.SubjectTransform
+	if tr == nil {
+		return 0, fmt.Errorf("stream %s has no partitioning transform", UsageStream)
+	}
+	var n int
+	i := strings.Index(tr.Destination, "{{partition(")
+	if i < 0 {
+		return 0, fmt.Errorf("stream %s: cannot read partitions from %q", UsageStream, tr.Destination)
+	}
+	if _, err := fmt.Sscanf(tr.Destination[i+len("{{partition("):], "%d,", &n); err != nil || n <= 0 {
+		return 0, fmt.Errorf("stream %s: cannot read partitions from %q", UsageStream, tr.Destination)
+	}
+	return n, nil
 }

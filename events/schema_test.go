@@ -36,9 +36,16 @@ func samples() map[string][]any {
 			CreditsGranted{Block: "b2", Customer: "c1", Amount: 1, Source: SourceTopup, Priority: 40, EffectiveAt: t0, ExpiresAt: &exp, CostBasis: &cb, At: t0},
 		},
 		TypeUsageDebited: {
-			UsageDebited{ID: "d1", Customer: "c1", EventID: "e1", Rule: "r", RuleVersion: 1, Quantity: MustDecimal("250"), Amount: 155_000_000,
-				Allocations: []Allocation{{Block: "b1", Amount: 100_000_000}, {Amount: 55_000_000}}, EventTime: t0},
-			UsageDebited{ID: "d2", Customer: "c1", EventID: "e2", Rule: "r", RuleVersion: 2, Quantity: MustDecimal("1"), Amount: -80_000_000, EventTime: t0},
+			UsageDebited{ID: "d1", Kind: KindDebit, Customer: "c1", EventID: "e1", Rule: "r", RuleVersion: 1, Quantity: MustDecimal("250"), Amount: 155_000_000,
+				Allocations: []Allocation{{Block: "b1", Amount: 100_000_000}, {Amount: 55_000_000}}, EventTime: t0, UsageSeq: 9, PeriodStart: &t0, PeriodQuantity: &cb},
+			UsageDebited{ID: "d2", Kind: KindCreditBack, Customer: "c1", EventID: "e2", Rule: "r", RuleVersion: 2, Quantity: MustDecimal("1"), Amount: -80_000_000, EventTime: t0, UsageSeq: 10, RuleIndex: 1},
+		},
+		TypeUsageUnrated: {UsageUnrated{ID: "u1", Customer: "c1", EventID: "e3", EventType: "llm", Meters: []string{"tokens"}, Reasons: []string{"no_rule"}, UsageSeq: 11, EventTime: t0}},
+		TypeRuleVersioned: {
+			RuleVersioned{Product: "acme", Env: "live", At: t0, Rule: Rule{Key: "r", Version: 1, Meter: "tokens", Model: ModelGraduated, TierScope: TierScopePeriod, EffectiveFrom: t0,
+				Period: &Period{Unit: UnitMonth, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"},
+				Tiers:  []Tier{{UpTo: &cb, UnitPrice: MustDecimal("1"), FlatFee: &cb}, {UnitPrice: MustDecimal("0.1")}}}},
+			RuleVersioned{Product: "acme", Env: "live", At: t0, Rule: Rule{Key: "r", Version: 2, Meter: "tokens", Model: ModelPerUnit, Price: &cb, PackageSize: &cb, TierScope: TierScopeEvent, EffectiveFrom: t0}},
 		},
 	}
 }
@@ -87,7 +94,9 @@ func TestSchemasRejectBadEvents(t *testing.T) {
 	bad := map[string]string{
 		TypeUsageRecorded:  `{"id":"e1","type":"t","customer":"c","time":"2026-01-01T00:00:00Z","extra":1}`,
 		TypeCreditsGranted: `{"block":"b","customer":"c","amount":12.5,"source":"plan","priority":20,"effective_at":"2026-01-01T00:00:00Z","at":"2026-01-01T00:00:00Z"}`,
-		TypeUsageDebited:   `{"id":"d","customer":"c","event_id":"e","rule":"r","rule_version":1,"quantity":"1","amount":"0.0000001","event_time":"2026-01-01T00:00:00Z"}`,
+		TypeUsageDebited:   `{"id":"d","kind":"debit","customer":"c","event_id":"e","rule":"r","rule_version":1,"quantity":"1","amount":"0.0000001","event_time":"2026-01-01T00:00:00Z","usage_seq":1,"rule_index":0}`,
+		TypeUsageUnrated:   `{"id":"u","customer":"c","event_id":"e","event_type":"t","meters":[],"reasons":["no_rule"],"usage_seq":1,"event_time":"2026-01-01T00:00:00Z"}`,
+		TypeRuleVersioned:  `{"product":"a","env":"b","at":"2026-01-01T00:00:00Z","rule":{"key":"r","version":0,"meter":"m","model":"flat","tier_scope":"period","effective_from":"2026-01-01T00:00:00Z"}}`,
 		TypeMeterDefined:   `{"product":"a","env":"b","at":"2026-01-01T00:00:00Z","meter":{"key":"k","event_type":"t","aggregation":"avg"}}`,
 		TypeAPIKeyCreated:  `{"hash":"xyz","prefix":"ak_live_","product":"a","env":"b","admin":false,"at":"2026-01-01T00:00:00Z"}`,
 	}

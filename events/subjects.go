@@ -181,3 +181,19 @@ type Scope struct {
 }
 
 func (s Scope) String() string { return s.Product + "/" + s.Env }
+
+// LedgerAddress is what a ledger subject says.
+type LedgerAddress struct{ Product, Env, Customer string }
+
+// ParseLedgerSubject reads allot.ledger.<product>.<env>.<customer>.
+func ParseLedgerSubject(subject string) (LedgerAddress, error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 || parts[0] != "allot" || parts[1] != "ledger" {
+		return LedgerAddress{}, fmt.Errorf("not a ledger subject: %q", truncate(subject, 80))
+	}
+	cust, err := ParseToken(parts[4])
+	if err != nil {
+		return LedgerAddress{}, err
+	}
+	return LedgerAddress{Product: parts[2], Env: parts[3], Customer: cust}, nil
+}

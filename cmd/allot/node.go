@@ -21,6 +21,8 @@ import (
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/ingest"
 	"github.com/allot-dev/allot/metrics"
+	"github.com/allot-dev/allot/projector"
+	"github.com/allot-dev/allot/rating"
 )
 
 // nodeConfig is everything serve (and bench) needs to run a node.
@@ -36,6 +38,7 @@ type nodeConfig struct {
 	Replicas        int
 	FsyncAlways     bool
 	MaxBody         int64
+	SnapshotEvery   time.Duration // rating snapshots; default 2s
 	Log             *slog.Logger
 }
 
@@ -47,6 +50,8 @@ type node struct {
 	js       jetstream.JetStream
 	cat      *catalog.Catalog
 	ingester *ingest.Ingester
+	ledger   *projector.Ledger
+	raters   []*rating.Worker
 	metrics  *metrics.Registry
 	ch       clickhouse.Conn
 	httpSrv  *http.Server
@@ -131,12 +136,34 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 
 	n.ingester = ingest.New(n.js, bus.UsageStream, n.cat, nil)
+
+	// Rating: one worker per usage partition, each resuming from its snapshot.
+	snaps, err := bus.EnsureSnapshotStore(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	parts, err := bus.UsagePartitions(sctx, n.js)
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	for p := 0; p < parts; p++ {
+		w := &rating.Worker{JS: n.js, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
+			SnapshotEvery: cfg.SnapshotEvery, Log: log.With("component", "rating", "partition", p)}
+		n.raters = append(n.raters, w)
+		n.goBackground(func() error { return w.Run(bgctx) })
+	}
+
+	// Projections of the ledger, read by the API.
+	n.ledger = projector.NewLedger()
+	n.goBackground(func() error {
+		return projector.Follow(bgctx, n.js, bus.LedgerStream, n.ledger, log.With("component", "projector"))
+	})
 	n.registerMetrics()
 	var pinger api.Pinger
 	if n.ch != nil {
 		pinger = n.ch
 	}
-	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Metrics: n.metrics,
+	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Metrics: n.metrics,
 		ClickHouse: pinger, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -182,6 +209,26 @@ func (n *node) registerMetrics() {
 		return 0
 	})
 	n.metrics.GaugeFunc("allot_config_sequence", "Last config stream sequence applied.", func() float64 { return float64(n.cat.Seq()) })
+	n.metrics.GaugeFunc("allot_ledger_sequence", "Last ledger stream sequence the projections applied.", func() float64 { return float64(n.ledger.Seq()) })
+	sum := func(f func(*rating.Counters) int64) func() float64 {
+		return func() float64 {
+			var t int64
+			for _, w := range n.raters {
+				t += f(&w.Counters)
+			}
+			return float64(t)
+		}
+	}
+	n.metrics.CounterFunc("allot_rating_events_total", "Usage events rated (metered or not).", sum(func(c *rating.Counters) int64 { return c.Events.Load() }))
+	n.metrics.CounterFunc("allot_rating_debits_total", "Debit entries written (credit-backs included).", sum(func(c *rating.Counters) int64 { return c.Debits.Load() }))
+	n.metrics.CounterFunc("allot_rating_credit_backs_total", "Credit-back entries written (volume pricing lowering a total).", sum(func(c *rating.Counters) int64 { return c.CreditBacks.Load() }))
+	n.metrics.CounterFunc("allot_rating_unrated_events_total", "Metered events no rule priced (written to the ledger as usage.unrated.v1).", sum(func(c *rating.Counters) int64 { return c.Unrated.Load() }))
+	n.metrics.CounterFunc("allot_rating_unmetered_events_total", "Events no meter counts.", sum(func(c *rating.Counters) int64 { return c.Unmetered.Load() }))
+	n.metrics.CounterFunc("allot_rating_malformed_events_total", "Usage messages that could not be read (published straight to JetStream).", sum(func(c *rating.Counters) int64 { return c.Malformed.Load() }))
+	for _, w := range n.raters {
+		w := w
+		n.metrics.GaugeFunc("allot_rating_sequence", "Last usage stream sequence rated, per partition.", func() float64 { return float64(w.Counters.Seq.Load()) }, "partition", strconv.Itoa(w.Partition))
+	}
 }
 
 // close shuts down in order: stop taking requests, stop background work, drain the NATS

@@ -1,0 +1,34 @@
+package projector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Follow keeps l current with the ledger stream until ctx ends.
+func Follow(ctx context.Context, js jetstream.JetStream, stream string, l *Ledger, log *slog.Logger) error {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("following %s: %w", stream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		if err := l.Apply(md.Sequence.Stream, m.Subject(), m.Headers().Get(events.HeaderType), m.Data()); err != nil {
+			log.Error("skipping unreadable ledger entry", "seq", md.Sequence.Stream, "err", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("following %s: %w", stream, err)
+	}
+	<-ctx.Done()
+	cc.Stop()
+	return nil
+}

@@ -1,0 +1,232 @@
+package rating
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// fakeConfig is a fixed configuration (a real value, not a mock: rating reads only these two
+// lookups, and the catalog's own tests cover how they are folded from the config stream).
+type fakeConfig struct {
+	meters []events.Meter
+	rules  map[string][]events.RuleHistory
+}
+
+func (c fakeConfig) MetersFor(_ events.Scope, typ string) []events.Meter {
+	var out []events.Meter
+	for _, m := range c.meters {
+		if m.EventType == typ {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (c fakeConfig) RulesForMeter(_ events.Scope, meter string) []events.RuleHistory {
+	return c.rules[meter]
+}
+
+var (
+	sc  = events.Scope{Product: "acme", Env: "live"}
+	t0  = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	mth = &events.Period{Unit: events.UnitMonth, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+)
+
+func usage(id, cust string, at time.Time, data map[string]any) events.Usage {
+	return events.Usage{ID: id, Type: "llm", Customer: cust, Time: at, Data: data}
+}
+
+func tokens(n string) map[string]any { return map[string]any{"tokens": json.Number(n)} }
+
+func config(agg string, versions ...events.Rule) fakeConfig {
+	m := events.Meter{Key: "tokens", EventType: "llm", Aggregation: agg, ValueProperty: "tokens"}
+	if agg == events.AggCount {
+		m.ValueProperty = ""
+	}
+	for i := range versions {
+		versions[i].Key, versions[i].Meter, versions[i].Version = "price", "tokens", i+1
+		if versions[i].TierScope == "" {
+			versions[i].TierScope = events.TierScopePeriod
+		}
+		if versions[i].Period == nil && versions[i].TierScope == events.TierScopePeriod {
+			versions[i].Period = mth
+		}
+	}
+	return fakeConfig{meters: []events.Meter{m}, rules: map[string][]events.RuleHistory{"tokens": {{Key: "price", Versions: versions}}}}
+}
+
+func amounts(t *testing.T, st *State, cfg fakeConfig, evs ...events.Usage) []events.Credits {
+	t.Helper()
+	var out []events.Credits
+	for _, ev := range evs {
+		o, err := st.Rate(st.Seq+1, sc, ev, cfg)
+		require.NoError(t, err)
+		for _, d := range o.Debits {
+			out = append(out, d.Amount)
+		}
+	}
+	return out
+}
+
+const cr = events.MicroPerCredit
+
+func TestRatePeriodGraduatedTelescopes(t *testing.T) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers})
+	st := NewState()
+	got := amounts(t, st, cfg,
+		usage("a", "c1", t0, tokens("150")),
+		usage("b", "c1", t0.Add(time.Hour), tokens("50")),
+		usage("c", "c1", t0.Add(2*time.Hour), tokens("51")),
+		usage("d", "c2", t0, tokens("250")), // another customer has its own quantity
+	)
+	assert.Equal(t, []events.Credits{125 * cr, 25 * cr, 5_100_000, 155 * cr}, got)
+	// The next month starts from zero.
+	got = amounts(t, st, cfg, usage("e", "c1", time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), tokens("1")))
+	assert.Equal(t, []events.Credits{1 * cr}, got)
+}
+
+func TestRateVolumeWritesCreditBacks(t *testing.T) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelVolume, Tiers: exampleTiers})
+	st := NewState()
+	var kinds []string
+	var sum events.Credits
+	for i, q := range []string{"150", "50", "1", "49"} {
+		o, err := st.Rate(uint64(i+1), sc, usage(q+"-"+string(rune('a'+i)), "c1", t0, tokens(q)), cfg)
+		require.NoError(t, err)
+		require.Len(t, o.Debits, 1)
+		kinds = append(kinds, o.Debits[0].Kind)
+		sum += o.Debits[0].Amount
+		if i == 2 {
+			assert.Equal(t, events.Credits(-79_900_000), o.Debits[0].Amount, "200 → 201 drops the total from 100 to 20.10")
+		}
+	}
+	assert.Equal(t, []string{"debit", "debit", "credit_back", "debit"}, kinds)
+	assert.Equal(t, events.Credits(25*cr), sum, "volume 250 = 25")
+}
+
+// TestRuleChangeMidPeriod: events before the new version's effective_from keep the old price,
+// whatever order they arrive in, and rating them again from scratch with the final
+// configuration gives the same debits.
+func TestRuleChangeMidPeriod(t *testing.T) {
+	change := t0.Add(24 * time.Hour)
+	cfg := config(events.AggSum,
+		events.Rule{Model: events.ModelPerUnit, Price: decp("1"), EffectiveFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		events.Rule{Model: events.ModelPerUnit, Price: decp("2"), EffectiveFrom: change},
+	)
+	evs := []events.Usage{
+		usage("a", "c1", t0, tokens("10")),
+		usage("b", "c1", change.Add(time.Minute), tokens("10")),
+		usage("c", "c1", change.Add(-time.Nanosecond), tokens("10")), // late, before the change
+		usage("d", "c1", change, tokens("10")),                        // exactly at it
+	}
+	run := func() []events.UsageDebited {
+		st := NewState()
+		var out []events.UsageDebited
+		for i, ev := range evs {
+			o, err := st.Rate(uint64(i+1), sc, ev, cfg)
+			require.NoError(t, err)
+			out = append(out, o.Debits...)
+		}
+		return out
+	}
+	live := run()
+	require.Len(t, live, 4)
+	var vs []int
+	var amts []events.Credits
+	for _, d := range live {
+		vs, amts = append(vs, d.RuleVersion), append(amts, d.Amount)
+	}
+	assert.Equal(t, []int{1, 2, 1, 2}, vs)
+	assert.Equal(t, []events.Credits{10 * cr, 20 * cr, 10 * cr, 20 * cr}, amts)
+	assert.Equal(t, live, run(), "rating is deterministic")
+	before := usage("z", "c1", time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC), tokens("1"))
+	o, err := NewState().Rate(1, sc, before, cfg)
+	require.NoError(t, err)
+	assert.Empty(t, o.Debits)
+	require.NotNil(t, o.Unrated, "before the first version an event is unrated, not dropped")
+	assert.Equal(t, []string{ReasonNoRule}, o.Unrated.Reasons)
+}
+
+func TestRateAggregationsAndScopes(t *testing.T) {
+	per := events.Rule{Model: events.ModelPerUnit, Price: decp("1")}
+	tests := []struct {
+		name string
+		cfg  fakeConfig
+		evs  []events.Usage
+		want []events.Credits
+	}{
+		{"count", config(events.AggCount, per), []events.Usage{usage("a", "c", t0, nil), usage("b", "c", t0, nil)}, []events.Credits{cr, cr}},
+		{"max charges only growth", config(events.AggMax, per), []events.Usage{usage("a", "c", t0, tokens("5")), usage("b", "c", t0, tokens("3")), usage("c", "c", t0, tokens("8"))}, []events.Credits{5 * cr, 0, 3 * cr}},
+		{"latest follows the value", config(events.AggLatest, per), []events.Usage{usage("a", "c", t0, tokens("5")), usage("b", "c", t0, tokens("3"))}, []events.Credits{5 * cr, -2 * cr}},
+		{"unique_count counts values once", config(events.AggUniqueCount, per), []events.Usage{usage("a", "c", t0, tokens("7")), usage("b", "c", t0, map[string]any{"tokens": "7"}), usage("c", "c", t0, tokens("8"))}, []events.Credits{cr, 0, cr}},
+		{"event scope prices each event alone", config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, TierScope: events.TierScopeEvent}),
+			[]events.Usage{usage("a", "c", t0, tokens("150")), usage("b", "c", t0, tokens("150"))}, []events.Credits{125 * cr, 125 * cr}},
+		{"flat per event", config(events.AggSum, events.Rule{Model: events.ModelFlat, Price: decp("0.5")}), []events.Usage{usage("a", "c", t0, tokens("150")), usage("b", "c", t0, tokens("1"))}, []events.Credits{cr / 2, cr / 2}},
+		{"packages telescope", config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("2"), PackageSize: decp("100")}),
+			[]events.Usage{usage("a", "c", t0, tokens("1")), usage("b", "c", t0, tokens("99")), usage("c", "c", t0, tokens("1"))}, []events.Credits{2 * cr, 0, 2 * cr}},
+		{"first_use anchors per customer", config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: &events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeFirstUse, TimeZone: "UTC"}}),
+			[]events.Usage{usage("a", "c", t0, tokens("100")), usage("b", "c", t0.Add(23*time.Hour), tokens("100")), usage("c", "c", t0.Add(24*time.Hour), tokens("100"))}, []events.Credits{100 * cr, 50 * cr, 100 * cr}},
+		{"a late event finds its window", config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers}),
+			[]events.Usage{usage("a", "c", t0, tokens("100")), usage("b", "c", t0.AddDate(0, 1, 0), tokens("100")), usage("c", "c", t0, tokens("100"))}, []events.Credits{100 * cr, 100 * cr, 50 * cr}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, amounts(t, NewState(), tt.cfg, tt.evs...))
+		})
+	}
+}
+
+func TestRateUnratedAndUnmetered(t *testing.T) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
+	st := NewState()
+	o, err := st.Rate(1, sc, usage("a", "c", t0, map[string]any{"tokens": "many"}), cfg)
+	require.NoError(t, err)
+	require.NotNil(t, o.Unrated)
+	assert.Equal(t, []string{ReasonBadValue}, o.Unrated.Reasons)
+	assert.Equal(t, uint64(1), o.Unrated.UsageSeq)
+	o, err = st.Rate(2, sc, events.Usage{ID: "b", Type: "other", Customer: "c", Time: t0}, cfg)
+	require.NoError(t, err)
+	assert.False(t, o.Metered)
+	assert.Nil(t, o.Unrated)
+	_, err = st.Rate(2, sc, usage("c", "c", t0, tokens("1")), cfg)
+	require.ErrorIs(t, err, ErrApplied)
+	huge := config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1000000")})
+	o, err = NewState().Rate(1, sc, usage("d", "c", t0, tokens("100000000000")), huge)
+	require.NoError(t, err)
+	require.NotNil(t, o.Unrated)
+	assert.Equal(t, []string{ReasonOverflow}, o.Unrated.Reasons)
+}
+
+func TestDebitIDsAreDerived(t *testing.T) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
+	a, _ := NewState().Rate(1, sc, usage("evt-1", "c", t0, tokens("1")), cfg)
+	b, _ := NewState().Rate(7, sc, usage("evt-1", "c", t0, tokens("1")), cfg)
+	assert.Equal(t, a.Debits[0].ID, b.Debits[0].ID, "a redelivered event gets the same debit id")
+	c, _ := NewState().Rate(1, events.Scope{Product: "other", Env: "live"}, usage("evt-1", "c", t0, tokens("1")), cfg)
+	assert.NotEqual(t, a.Debits[0].ID, c.Debits[0].ID)
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	cfg := config(events.AggUniqueCount, events.Rule{Model: events.ModelPerUnit, Price: decp("1"), Period: &events.Period{Unit: events.UnitWeek, Count: 1, Mode: events.ModeFirstUse, TimeZone: "UTC"}})
+	st := NewState()
+	var evs []events.Usage
+	for i := 0; i < 30; i++ {
+		evs = append(evs, usage("e"+string(rune('a'+i)), []string{"x", "y", "z"}[i%3], t0.Add(time.Duration(i)*13*time.Hour), tokens(string(rune('0'+i%7)))))
+	}
+	amounts(t, st, cfg, evs[:20]...)
+	b1, err := json.Marshal(st)
+	require.NoError(t, err)
+	restored := NewState()
+	require.NoError(t, json.Unmarshal(b1, restored))
+	b2, err := json.Marshal(restored)
+	require.NoError(t, err)
+	assert.Equal(t, string(b1), string(b2), "encode → decode → encode is the identity")
+	// Continuing from the snapshot gives what continuing in memory gives.
+	assert.Equal(t, amounts(t, st, cfg, evs[20:]...), amounts(t, restored, cfg, evs[20:]...))
+}
