@@ -123,7 +123,7 @@ func TestRuleChangeMidPeriod(t *testing.T) {
 		usage("a", "c1", t0, tokens("10")),
 		usage("b", "c1", change.Add(time.Minute), tokens("10")),
 		usage("c", "c1", change.Add(-time.Nanosecond), tokens("10")), // late, before the change
-		usage("d", "c1", change, tokens("10")),                        // exactly at it
+		usage("d", "c1", change, tokens("10")),                       // exactly at it
 	}
 	run := func() []events.UsageDebited {
 		st := NewState()
