@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/ingest"
+	"github.com/allot-dev/allot/projector"
 )
 
 const (
@@ -73,7 +75,9 @@ func newHarness(t *testing.T) *harness {
 	_, err = catalog.PutMeter(ctx, js, cat, events.Scope{Product: "acme", Env: "test"}, m, time.Now())
 	require.NoError(t, err)
 	in := ingest.New(js, bus.UsageStream, cat, nil)
-	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, MaxBody: maxBodyBytes}).Handler())
+	ledger := projector.NewLedger()
+	go projector.Follow(ctx, js, bus.LedgerStream, ledger, slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, MaxBody: maxBodyBytes}).Handler())
 	t.Cleanup(srv.Close)
 	return &harness{t: t, url: srv.URL, js: js, cat: cat}
 }
@@ -278,4 +282,91 @@ func TestCloudEventsStructuredAndBinary(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 202, resp.StatusCode)
 	require.EqualValues(t, 2, h.usageCount())
+}
+
+func TestRuleValidationNamesTheField(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct{ name, body, field string }{
+		{"unknown meter", `{"meter":"nope","model":"flat","price":"1"}`, "meter"},
+		{"no meter", `{"model":"flat","price":"1"}`, "meter"},
+		{"unknown model", `{"meter":"tokens","model":"tiered"}`, "model"},
+		{"negative price", `{"meter":"tokens","model":"per_unit","price":"-0.1"}`, "price"},
+		{"flat without price", `{"meter":"tokens","model":"flat"}`, "price"},
+		{"zero package", `{"meter":"tokens","model":"per_unit","price":"1","package_size":0}`, "package_size"},
+		{"no tiers", `{"meter":"tokens","model":"graduated"}`, "tiers"},
+		{"no open last tier", `{"meter":"tokens","model":"graduated","tiers":[{"up_to":10,"unit_price":1},{"up_to":20,"unit_price":0.5}]}`, "tiers[1].up_to"},
+		{"open tier in the middle", `{"meter":"tokens","model":"volume","tiers":[{"unit_price":1},{"unit_price":0.5}]}`, "tiers[0].up_to"},
+		{"unsorted tiers", `{"meter":"tokens","model":"graduated","tiers":[{"up_to":20,"unit_price":1},{"up_to":10,"unit_price":0.5},{"unit_price":0.1}]}`, "tiers[1].up_to"},
+		{"overlapping tiers", `{"meter":"tokens","model":"graduated","tiers":[{"up_to":10,"unit_price":1},{"up_to":10,"unit_price":0.5},{"unit_price":0.1}]}`, "tiers[1].up_to"},
+		{"negative tier price", `{"meter":"tokens","model":"volume","tiers":[{"up_to":10,"unit_price":-1},{"unit_price":0.1}]}`, "tiers[0].unit_price"},
+		{"negative flat fee", `{"meter":"tokens","model":"volume","tiers":[{"up_to":10,"unit_price":1,"flat_fee":"-2"},{"unit_price":0.1}]}`, "tiers[0].flat_fee"},
+		{"zero bound", `{"meter":"tokens","model":"volume","tiers":[{"up_to":0,"unit_price":1},{"unit_price":0.1}]}`, "tiers[0].up_to"},
+		{"bad scope", `{"meter":"tokens","model":"volume","tier_scope":"day","tiers":[{"unit_price":0.1}]}`, "tier_scope"},
+		{"bad period", `{"meter":"tokens","model":"volume","period":{"unit":"fortnight"},"tiers":[{"unit_price":0.1}]}`, "period.unit"},
+		{"bad zone", `{"meter":"tokens","model":"volume","period":{"unit":"day","time_zone":"Nowhere/Land"},"tiers":[{"unit_price":0.1}]}`, "period.time_zone"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", tt.body)
+			requireProblem(t, r, 422, problem.InvalidField)
+			assert.Equal(t, tt.field, r.body["field"], r.raw)
+		})
+	}
+	r := h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"tokens","model":"per_unit","price":"not a number"}`)
+	requireProblem(t, r, 400, problem.InvalidJSON)
+	requireProblem(t, h.do("GET", "/v1/rules/r1", keyAcme, "", ""), 404, problem.NotFound)
+
+	// Valid PUTs create versions 1 and 2; other products cannot see them.
+	r = h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"tokens","model":"graduated","tiers":[{"up_to":"100","unit_price":"1.00"},{"up_to":200,"unit_price":0.5},{"unit_price":"0.10"}]}`)
+	require.Equal(t, 201, r.status, r.raw)
+	assert.EqualValues(t, 1, r.body["version"])
+	r = h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"tokens","model":"flat","price":"0.25","effective_from":"2030-01-01T00:00:00Z"}`)
+	require.Equal(t, 201, r.status, r.raw)
+	assert.EqualValues(t, 2, r.body["version"])
+	r = h.do("GET", "/v1/rules/r1", keyAcmeUser, "", "")
+	require.Equal(t, 200, r.status)
+	assert.Len(t, r.body["versions"], 2)
+	assert.EqualValues(t, 2, r.body["latest_version"])
+	requireProblem(t, h.do("GET", "/v1/rules/r1", keyGlobex, "", ""), 404, problem.NotFound)
+	requireProblem(t, h.do("PUT", "/v1/rules/r1", keyAcmeUser, "application/json", `{"meter":"tokens","model":"flat","price":"1"}`), 403, problem.Forbidden)
+	// A rule never changes meter.
+	h.do("PUT", "/v1/meters/calls", keyAcme, "application/json", `{"event_type":"llm","aggregation":"count"}`)
+	r = h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"calls","model":"flat","price":"1"}`)
+	requireProblem(t, r, 422, problem.InvalidField)
+	assert.Equal(t, "meter", r.body["field"])
+}
+
+func TestConcurrentRulePutsGetDistinctVersions(t *testing.T) {
+	h := newHarness(t)
+	const n = 12
+	results := make(chan reply, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			results <- h.do("PUT", "/v1/rules/r", keyAcme, "application/json", fmt.Sprintf(`{"meter":"tokens","model":"flat","price":"%d"}`, i+1))
+		}(i)
+	}
+	seen := map[float64]bool{}
+	for i := 0; i < n; i++ {
+		r := <-results
+		require.Equal(t, 201, r.status, r.raw)
+		v := r.body["version"].(float64)
+		require.False(t, seen[v], "version %v given twice", v)
+		seen[v] = true
+	}
+	r := h.do("GET", "/v1/rules/r", keyAcme, "", "")
+	assert.Len(t, r.body["versions"], n)
+}
+
+func TestLedgerEndpointsValidateInput(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("GET", "/v1/customers/nobody/balance", keyAcme, "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "0", r.body["balance"])
+	r = h.do("GET", "/v1/customers/nobody/ledger", keyAcme, "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Empty(t, r.body["data"])
+	assert.Nil(t, r.body["next_cursor"])
+	requireProblem(t, h.do("GET", "/v1/customers/c/ledger?limit=0", keyAcme, "", ""), 400, problem.InvalidField)
+	requireProblem(t, h.do("GET", "/v1/customers/c/ledger?limit=9999", keyAcme, "", ""), 400, problem.InvalidField)
+	requireProblem(t, h.do("GET", "/v1/customers/c/ledger?cursor=abc", keyAcme, "", ""), 400, problem.InvalidField)
 }
