@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,18 +88,47 @@ func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// ledgerEntry is one entry of GET /v1/customers/{id}/ledger.
+// ledgerEntry is one entry of GET /v1/customers/{id}/ledger. Rating writes its results in
+// per-customer batches (usage.rated.v1); the API shows each debit and unrated event as an
+// entry of its own.
 type ledgerEntry struct {
 	Seq   uint64          `json:"seq"`
+	Index int             `json:"index"`
 	Type  string          `json:"type"`
 	Time  string          `json:"recorded_at"`
 	Entry json.RawMessage `json:"entry"`
 }
 
+// ledgerCursor is where a page ends: the stream sequence and item to continue from, and the
+// usage positions already shown (so an item a re-rate wrote twice is shown once).
+type ledgerCursor struct {
+	Seq  uint64 `json:"s"`
+	Item int    `json:"i"`
+	U    uint64 `json:"u,omitempty"`
+	R    int    `json:"r,omitempty"`
+	X    uint64 `json:"x,omitempty"`
+}
+
+func (c ledgerCursor) String() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func parseLedgerCursor(s string) (ledgerCursor, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return ledgerCursor{}, false
+	}
+	var c ledgerCursor
+	if json.Unmarshal(b, &c) != nil || c.Seq == 0 || c.Item < 0 {
+		return ledgerCursor{}, false
+	}
+	return c, true
+}
+
 const maxLedgerPage = 500
 
-// getLedger pages through the customer's ledger subject, oldest first. The cursor is the
-// stream sequence to continue from.
+// getLedger pages through the customer's ledger subject, oldest first.
 func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	customer := r.PathValue("id")
@@ -111,14 +141,13 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	from := uint64(1)
+	cur := ledgerCursor{Seq: 1}
 	if c := r.URL.Query().Get("cursor"); c != "" {
-		n, err := strconv.ParseUint(c, 10, 64)
-		if err != nil || n == 0 {
+		var ok bool
+		if cur, ok = parseLedgerCursor(c); !ok {
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "cursor", "cursor is not one this API gave out"))
 			return
 		}
-		from = n
 	}
 	stream, err := s.o.JS.Stream(r.Context(), bus.LedgerStream)
 	if err != nil {
@@ -128,8 +157,8 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	subject := events.LedgerSubject(sc.Product, sc.Env, customer)
 	data := make([]ledgerEntry, 0, limit)
 	var next any
-	for len(data) < limit {
-		m, err := stream.GetMsg(r.Context(), from, jetstream.WithGetMsgSubject(subject))
+	for next == nil {
+		m, err := stream.GetMsg(r.Context(), cur.Seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
@@ -137,15 +166,79 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 			problem.Write(w, unavailable(err))
 			return
 		}
-		data = append(data, ledgerEntry{Seq: m.Sequence, Type: m.Header.Get(events.HeaderType), Time: m.Time.UTC().Format(time.RFC3339Nano), Entry: m.Data})
-		from = m.Sequence + 1
-	}
-	if len(data) == limit {
-		if _, err := stream.GetMsg(r.Context(), from, jetstream.WithGetMsgSubject(subject)); err == nil {
-			next = strconv.FormatUint(from, 10)
+		typ, at := m.Header.Get(events.HeaderType), m.Time.UTC().Format(time.RFC3339Nano)
+		items, err := expandEntry(typ, m.Data)
+		if err != nil {
+			s.o.Log.Error("unreadable ledger entry", "seq", m.Sequence, "err", err)
+			items = []ledgerItem{{typ: typ, raw: m.Data}}
+		}
+		if m.Sequence != cur.Seq {
+			cur.Seq, cur.Item = m.Sequence, 0
+		}
+		for ; cur.Item < len(items); cur.Item++ {
+			if len(data) == limit {
+				next = cur.String() // resumes at this item, with the positions shown so far
+				break
+			}
+			it := items[cur.Item]
+			switch {
+			case it.debit != nil:
+				d := it.debit
+				if cur.U != 0 && (d.UsageSeq < cur.U || d.UsageSeq == cur.U && d.RuleIndex <= cur.R) {
+					continue
+				}
+				cur.U, cur.R = d.UsageSeq, d.RuleIndex
+			case it.unrated != nil:
+				if it.unrated.UsageSeq <= cur.X {
+					continue
+				}
+				cur.X = it.unrated.UsageSeq
+			}
+			data = append(data, ledgerEntry{Seq: m.Sequence, Index: cur.Item, Type: it.typ, Time: at, Entry: it.raw})
+		}
+		if next == nil {
+			cur.Seq, cur.Item = m.Sequence+1, 0
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": data, "next_cursor": next})
+}
+
+type ledgerItem struct {
+	typ     string
+	raw     json.RawMessage
+	debit   *events.UsageDebited
+	unrated *events.UsageUnrated
+}
+
+// expandEntry splits a ledger message into the entries the API shows.
+func expandEntry(typ string, data []byte) ([]ledgerItem, error) {
+	if typ != events.TypeUsageRated {
+		return []ledgerItem{{typ: typ, raw: data}}, nil
+	}
+	var r struct {
+		Debits  []json.RawMessage `json:"debits"`
+		Unrated []json.RawMessage `json:"unrated"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, err
+	}
+	items := make([]ledgerItem, 0, len(r.Debits)+len(r.Unrated))
+	for _, raw := range r.Debits {
+		var d events.UsageDebited
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return nil, err
+		}
+		typ := events.TypeUsageDebited
+		items = append(items, ledgerItem{typ: typ, raw: raw, debit: &d})
+	}
+	for _, raw := range r.Unrated {
+		var u events.UsageUnrated
+		if err := json.Unmarshal(raw, &u); err != nil {
+			return nil, err
+		}
+		items = append(items, ledgerItem{typ: events.TypeUsageUnrated, raw: raw, unrated: &u})
+	}
+	return items, nil
 }
 
 func unavailable(err error) *problem.Problem {

@@ -50,8 +50,8 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Subjects:    []string{events.UsagePrefix + ".*.*.*"},
 			SubjectTransform: &jetstream.SubjectTransformConfig{
 				Source: events.UsagePrefix + ".*.*.*",
-				Destination: events.UsagePrefix + ".{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}.{{partition(" +
-					strconv.Itoa(o.UsagePartitions) + ",1,2,3)}}",
+				Destination: events.UsagePrefix + ".{{partition(" + strconv.Itoa(o.UsagePartitions) + ",1,2,3)}}" +
+					".{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}",
 			},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,

@@ -89,3 +89,22 @@ func (h RuleHistory) InForce(t time.Time) (Rule, bool) {
 	}
 	return best, found
 }
+
+// TypeUsageRated records what rating wrote for one customer from one batch of the usage
+// stream: the debits (and credit-backs) and the unrated events, in usage stream order.
+// Batching per customer keeps ledger writes well below one per event.
+const TypeUsageRated = "usage.rated.v1"
+
+// UsageRated is a batch of one customer's rating results. Its id derives from the customer and
+// the usage sequences it spans, so a batch written twice is deduplicated; after a crash a
+// re-rate may split the same events into different batches, so readers apply each item at
+// most once by its usage position ((UsageSeq, RuleIndex) for debits, UsageSeq for unrated
+// events), which only ever grows per customer.
+type UsageRated struct {
+	ID       string         `json:"id"`
+	Customer string         `json:"customer"`
+	FirstSeq uint64         `json:"first_seq"`
+	LastSeq  uint64         `json:"last_seq"`
+	Debits   []UsageDebited `json:"debits,omitempty"`
+	Unrated  []UsageUnrated `json:"unrated,omitempty"`
+}

@@ -13,14 +13,16 @@ import (
 // tenant boundary.
 //
 //	usage (published)  allot.usage.<product>.<env>.<customer>
-//	usage (stored)     allot.usage.<product>.<env>.<customer>.<partition>
+//	usage (stored)     allot.usage.<partition>.<product>.<env>.<customer>
 //	ledger             allot.ledger.<product>.<env>.<customer>
 //	config             allot.config.<product>.<env>.<kind>.<key>
 //
 // The usage stream rewrites the published subject on the way in (a stream subject transform
 // with the server's deterministic partition function over the product, env and customer
 // tokens), so producers never compute partitions and a customer's events always land in the
-// same partition, in order.
+// same partition, in order. The partition comes first in the stored form so that a
+// partition's consumer filter is a literal prefix (allot.usage.3.>), which the server matches
+// without walking every customer's subject.
 const (
 	SubjectRoot  = "allot"
 	UsagePrefix  = "allot.usage"
@@ -126,7 +128,7 @@ func UsageSubject(product, env, customer string) string {
 
 // UsagePartitionFilter is the consumer filter for one partition of the usage stream.
 func UsagePartitionFilter(partition int) string {
-	return UsagePrefix + ".*.*.*." + strconv.Itoa(partition)
+	return UsagePrefix + "." + strconv.Itoa(partition) + ".>"
 }
 
 // UsageAddress is what a stored usage subject says.
@@ -141,19 +143,19 @@ func ParseUsageSubject(subject string) (UsageAddress, error) {
 	if len(parts) < 5 || len(parts) > 6 || parts[0] != "allot" || parts[1] != "usage" {
 		return UsageAddress{}, fmt.Errorf("not a usage subject: %q", truncate(subject, 80))
 	}
+	partition := -1
+	if len(parts) == 6 {
+		p, err := strconv.Atoi(parts[2])
+		if err != nil || p < 0 {
+			return UsageAddress{}, fmt.Errorf("usage subject %q: bad partition", truncate(subject, 80))
+		}
+		partition, parts = p, append(parts[:2:2], parts[3:]...)
+	}
 	cust, err := ParseToken(parts[4])
 	if err != nil {
 		return UsageAddress{}, err
 	}
-	a := UsageAddress{Product: parts[2], Env: parts[3], Customer: cust, Partition: -1}
-	if len(parts) == 6 {
-		p, err := strconv.Atoi(parts[5])
-		if err != nil || p < 0 {
-			return UsageAddress{}, fmt.Errorf("usage subject %q: bad partition", truncate(subject, 80))
-		}
-		a.Partition = p
-	}
-	return a, nil
+	return UsageAddress{Product: parts[2], Env: parts[3], Customer: cust, Partition: partition}, nil
 }
 
 // LedgerSubject is the per-customer ledger subject. Commands decided on a customer's state are

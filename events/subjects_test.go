@@ -56,14 +56,16 @@ func TestUsageSubjects(t *testing.T) {
 	a, err := ParseUsageSubject(subj)
 	require.NoError(t, err)
 	assert.Equal(t, UsageAddress{Product: "acme", Env: "live", Customer: "user@example.com", Partition: -1}, a)
-	a, err = ParseUsageSubject(subj + ".5")
+	a, err = ParseUsageSubject("allot.usage.5.acme.live.user~40example~2ecom")
 	require.NoError(t, err)
 	assert.Equal(t, 5, a.Partition)
-	for _, bad := range []string{"allot.ledger.a.b.c", "allot.usage.a.b", "allot.usage.a.b.c.x", "allot.usage.a.b.c.1.2"} {
+	assert.Equal(t, "user@example.com", a.Customer)
+	assert.Equal(t, "acme", a.Product)
+	for _, bad := range []string{"allot.ledger.a.b.c", "allot.usage.a.b", "allot.usage.x.a.b.c", "allot.usage.1.a.b.c.d", "allot.usage.-1.a.b.c"} {
 		_, err := ParseUsageSubject(bad)
 		assert.Error(t, err, bad)
 	}
-	assert.Equal(t, "allot.usage.*.*.*.3", UsagePartitionFilter(3))
+	assert.Equal(t, "allot.usage.3.>", UsagePartitionFilter(3))
 	assert.Equal(t, "allot.ledger.acme.live.c1", LedgerSubject("acme", "live", "c1"))
 	assert.Equal(t, "allot.config.acme.live.meter.tokens~2ein", ConfigSubject("acme", "live", KindMeter, "tokens.in"))
 	assert.Equal(t, "acme:live:e1", UsageMsgID("acme", "live", "e1"))

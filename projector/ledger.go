@@ -34,7 +34,15 @@ type accountKey struct {
 type Ledger struct {
 	mu       sync.RWMutex
 	seq      uint64
+	items    int64 // rating items (debits and unrated events) applied
 	accounts map[accountKey]*Account
+}
+
+// Items is how many rating items (debits, credit-backs, unrated events) have been applied.
+func (l *Ledger) Items() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.items
 }
 
 // NewLedger returns an empty fold.
@@ -68,32 +76,50 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 	a.LastSeq = seq
 	a.Entries++
 	switch typ {
-	case events.TypeUsageDebited:
-		var d events.UsageDebited
-		if err := json.Unmarshal(data, &d); err != nil {
+	case events.TypeUsageRated:
+		var r events.UsageRated
+		if err := json.Unmarshal(data, &r); err != nil {
 			return fmt.Errorf("ledger %d: %w", seq, err)
 		}
-		if d.UsageSeq < a.usageSeq || d.UsageSeq == a.usageSeq && d.RuleIndex <= a.usageIndex && a.usageSeq != 0 {
-			return nil // already applied: a copy written by a re-rate after a crash
+		for _, d := range r.Debits {
+			if a.applyDebit(d) {
+				l.items++
+			}
 		}
-		a.usageSeq, a.usageIndex = d.UsageSeq, d.RuleIndex
-		if d.Amount >= 0 {
-			a.Debited += d.Amount
-		} else {
-			a.CreditedBack -= d.Amount
+		for _, u := range r.Unrated {
+			if a.applyUnrated(u) {
+				l.items++
+			}
 		}
-	case events.TypeUsageUnrated:
-		var u events.UsageUnrated
-		if err := json.Unmarshal(data, &u); err != nil {
-			return fmt.Errorf("ledger %d: %w", seq, err)
-		}
-		if u.UsageSeq <= a.unratedSeq {
-			return nil
-		}
-		a.unratedSeq = u.UsageSeq
-		a.Unrated++
 	}
 	return nil
+}
+
+// debitApplied reports whether a debit at this usage position was applied already.
+func (a *Account) debitApplied(d events.UsageDebited) bool {
+	return a.usageSeq != 0 && (d.UsageSeq < a.usageSeq || d.UsageSeq == a.usageSeq && d.RuleIndex <= a.usageIndex)
+}
+
+func (a *Account) applyDebit(d events.UsageDebited) bool {
+	if a.debitApplied(d) {
+		return false // a copy written by a re-rate after a crash
+	}
+	a.usageSeq, a.usageIndex = d.UsageSeq, d.RuleIndex
+	if d.Amount >= 0 {
+		a.Debited += d.Amount
+	} else {
+		a.CreditedBack -= d.Amount
+	}
+	return true
+}
+
+func (a *Account) applyUnrated(u events.UsageUnrated) bool {
+	if u.UsageSeq <= a.unratedSeq {
+		return false
+	}
+	a.unratedSeq = u.UsageSeq
+	a.Unrated++
+	return true
 }
 
 // Account returns a copy of one customer's account.

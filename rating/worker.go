@@ -1,7 +1,6 @@
 package rating
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,7 +18,7 @@ import (
 
 // Counters are a worker's running totals, for /metrics.
 type Counters struct {
-	Events, Debits, CreditBacks, Unrated, Unmetered, Malformed, Snapshots atomic.Int64
+	Events, Debits, CreditBacks, Unrated, Unmetered, Malformed, Snapshots, Entries atomic.Int64
 	Seq                                                                   atomic.Uint64
 }
 
@@ -144,14 +143,18 @@ func (w *Worker) run(ctx context.Context) error {
 		var last jetstream.Msg
 		futures = futures[:0]
 		consistent = false
+		b := newBatch()
 		for m := range msgs.Messages() {
-			fs, err := w.rate(st, m)
-			if err != nil {
+			if err := w.rate(st, m, b); err != nil {
 				return err
 			}
-			futures = append(futures, fs...)
 			last = m
 		}
+		fs, err := w.flush(b)
+		if err != nil {
+			return err
+		}
+		futures = append(futures, fs...)
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("fetching: %w", err)
 		}
@@ -179,15 +182,43 @@ func (w *Worker) run(ctx context.Context) error {
 	return nil
 }
 
-// rate folds one message and publishes what it produced.
-func (w *Worker) rate(st *State, m jetstream.Msg) ([]jetstream.PubAckFuture, error) {
+// batch collects a fetch's results per customer, in order of first appearance.
+type batch struct {
+	order []batchKey
+	by    map[batchKey]*events.UsageRated
+}
+
+type batchKey struct {
+	scope    events.Scope
+	customer string
+}
+
+func newBatch() *batch { return &batch{by: map[batchKey]*events.UsageRated{}} }
+
+func (b *batch) add(scope events.Scope, customer string, seq uint64, out Output) {
+	k := batchKey{scope, customer}
+	r := b.by[k]
+	if r == nil {
+		r = &events.UsageRated{Customer: customer, FirstSeq: seq}
+		b.by[k] = r
+		b.order = append(b.order, k)
+	}
+	r.LastSeq = seq
+	r.Debits = append(r.Debits, out.Debits...)
+	if out.Unrated != nil {
+		r.Unrated = append(r.Unrated, *out.Unrated)
+	}
+}
+
+// rate folds one message into the state and adds what it produced to the batch.
+func (w *Worker) rate(st *State, m jetstream.Msg, b *batch) error {
 	md, err := m.Metadata()
 	if err != nil {
-		return nil, fmt.Errorf("message metadata: %w", err)
+		return fmt.Errorf("message metadata: %w", err)
 	}
 	seq := md.Sequence.Stream
 	if seq <= st.Seq {
-		return nil, nil
+		return nil
 	}
 	addr, err := events.ParseUsageSubject(m.Subject())
 	var ev events.Usage
@@ -203,7 +234,7 @@ func (w *Worker) rate(st *State, m jetstream.Msg) ([]jetstream.PubAckFuture, err
 		st.Seq = seq
 		w.Counters.Malformed.Add(1)
 		w.Log.Warn("skipping malformed usage message", "seq", seq, "subject", m.Subject(), "err", err)
-		return nil, nil
+		return nil
 	}
 	if ev.Time.IsZero() {
 		ev.Time = md.Timestamp.UTC()
@@ -211,44 +242,48 @@ func (w *Worker) rate(st *State, m jetstream.Msg) ([]jetstream.PubAckFuture, err
 	scope := events.Scope{Product: addr.Product, Env: addr.Env}
 	out, err := st.Rate(seq, scope, ev, w.Config)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	w.Counters.Events.Add(1)
 	if !out.Metered {
 		w.Counters.Unmetered.Add(1)
-		return nil, nil
+		return nil
 	}
-	subject := events.LedgerSubject(scope.Product, scope.Env, ev.Customer)
-	var fs []jetstream.PubAckFuture
 	for _, d := range out.Debits {
-		typ := events.TypeUsageDebited
+		w.Counters.Debits.Add(1)
 		if d.Kind == events.KindCreditBack {
 			w.Counters.CreditBacks.Add(1)
 		}
-		f, err := w.publish(subject, typ, scope, d.ID, d)
-		if err != nil {
-			return nil, err
-		}
-		fs = append(fs, f)
-		w.Counters.Debits.Add(1)
 	}
 	if out.Unrated != nil {
-		f, err := w.publish(subject, events.TypeUsageUnrated, scope, out.Unrated.ID, out.Unrated)
+		w.Counters.Unrated.Add(1)
+	}
+	b.add(scope, ev.Customer, seq, out)
+	return nil
+}
+
+// flush writes one usage.rated.v1 entry per customer of the batch.
+func (w *Worker) flush(b *batch) ([]jetstream.PubAckFuture, error) {
+	fs := make([]jetstream.PubAckFuture, 0, len(b.order))
+	for _, k := range b.order {
+		r := b.by[k]
+		r.ID = "rtd_" + shortHash(k.scope.Product, k.scope.Env, k.customer, strconv.FormatUint(r.FirstSeq, 10), strconv.FormatUint(r.LastSeq, 10))
+		f, err := w.publish(events.LedgerSubject(k.scope.Product, k.scope.Env, k.customer), events.TypeUsageRated, k.scope, r.ID, r)
 		if err != nil {
 			return nil, err
 		}
 		fs = append(fs, f)
-		w.Counters.Unrated.Add(1)
+		w.Counters.Entries.Add(1)
 	}
 	return fs, nil
 }
 
 func (w *Worker) publish(subject, typ string, scope events.Scope, id string, v any) (jetstream.PubAckFuture, error) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+	data, err := json.Marshal(v)
+	if err != nil {
 		return nil, err
 	}
-	msg := &nats.Msg{Subject: subject, Data: bytes.TrimSuffix(buf.Bytes(), []byte("\n")), Header: nats.Header{events.HeaderType: []string{typ}}}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
 	f, err := w.JS.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+id))
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s: %w", typ, err)

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
 )
 
@@ -70,6 +68,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var results []benchResult
 	switch which {
+	case "rating", "pipeline":
 	case "ingest", "all":
 		r, err := benchIngest(ctx, o, stderr)
 		if err != nil {
@@ -77,7 +76,21 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results = append(results, r...)
 	default:
-		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest and all (rating, check, quota, replay and sink arrive with their issues)", which))
+		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline and all (check, quota, replay and sink arrive with their issues)", which))
+	}
+	if which == "rating" || which == "all" {
+		r, err := benchRating(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if which == "pipeline" || which == "all" {
+		r, err := benchPipeline(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -96,33 +109,21 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // against raw JetStream async publishes of the same payloads into the same stream, on the
 // same embedded server and the same kind of connection, alternating rounds.
 func benchIngest(ctx context.Context, o benchOptions, progress io.Writer) ([]benchResult, error) {
-	dir, err := os.MkdirTemp("", "allot-bench-")
+	n, done, err := benchNode(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := startNode(ctx, nodeConfig{DataDir: dir, NATSListen: "off", HTTPAddr: "127.0.0.1:0", DedupWindow: time.Hour, UsagePartitions: 8, Replicas: 1, MaxBody: 64 << 20, Log: log})
-	if err != nil {
-		return nil, err
-	}
-	defer n.close(context.Background())
-	const key = "ak_bench_0123456789abcdef"
+	defer done()
 	scope := events.Scope{Product: "bench", Env: "bench"}
-	if _, err := catalog.Bootstrap(ctx, n.js, n.cat, catalog.File{Keys: []catalog.FileKey{{Key: key, Product: scope.Product, Env: scope.Env}}}, time.Now()); err != nil {
-		return nil, err
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency * 2}}
+	client := benchClient(o)
 	var raws, ingests []float64
 	for round := 0; round < o.rounds; round++ {
-		evs := benchEvents(fmt.Sprintf("r%d", round), o.events)
-		rate, err := benchRawPublish(ctx, n, scope, evs)
+		rate, err := benchRawPublish(ctx, n, scope, benchEvents(fmt.Sprintf("r%d", round), o.events))
 		if err != nil {
 			return nil, err
 		}
 		raws = append(raws, rate)
-		evs = benchEvents(fmt.Sprintf("h%d", round), o.events)
-		rate, err = benchHTTPIngest(ctx, client, n.httpURL(), key, evs, o)
+		rate, err = client.ingest(ctx, n.httpURL(), benchEvents(fmt.Sprintf("h%d", round), o.events), o)
 		if err != nil {
 			return nil, err
 		}
@@ -131,6 +132,16 @@ func benchIngest(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 	}
 	raw, ing := median(raws), median(ingests)
 	return []benchResult{{Name: "ingest_http", Value: ing, Unit: "events/s", BaselineName: "jetstream_async_publish", BaselineValue: raw, Ratio: ing / raw}}, nil
+}
+
+// benchHTTP posts batches with a fixed number of concurrent clients.
+type benchHTTP struct {
+	c   *http.Client
+	key string
+}
+
+func benchClient(o benchOptions) *benchHTTP {
+	return &benchHTTP{c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.concurrency * 2}}, key: "ak_bench_0123456789abcdef"}
 }
 
 // benchEvents makes n events of about 205 bytes as stored, spread over 1,000 customers.
@@ -171,7 +182,7 @@ func benchRawPublish(ctx context.Context, n *node, scope events.Scope, evs []eve
 	return float64(len(msgs)) / time.Since(start).Seconds(), nil
 }
 
-func benchHTTPIngest(ctx context.Context, client *http.Client, base, key string, evs []events.Usage, o benchOptions) (float64, error) {
+func (h *benchHTTP) ingest(ctx context.Context, base string, evs []events.Usage, o benchOptions) (float64, error) {
 	var bodies [][]byte
 	for i := 0; i < len(evs); i += o.batch {
 		j := min(i+o.batch, len(evs))
@@ -193,9 +204,9 @@ func benchHTTPIngest(ctx context.Context, client *http.Client, base, key string,
 			defer wg.Done()
 			for b := range work {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", bytes.NewReader(b))
-				req.Header.Set("Authorization", "Bearer "+key)
+				req.Header.Set("Authorization", "Bearer "+h.key)
 				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
+				resp, err := h.c.Do(req)
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()

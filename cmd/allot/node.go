@@ -39,6 +39,7 @@ type nodeConfig struct {
 	FsyncAlways     bool
 	MaxBody         int64
 	SnapshotEvery   time.Duration // rating snapshots; default 2s
+	NoRating        bool          // run no rating workers (the bench measures raw baselines with it)
 	Log             *slog.Logger
 }
 
@@ -146,7 +147,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
-	for p := 0; p < parts; p++ {
+	for p := 0; p < parts && !cfg.NoRating; p++ {
 		w := &rating.Worker{JS: n.js, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
 			SnapshotEvery: cfg.SnapshotEvery, Log: log.With("component", "rating", "partition", p)}
 		n.raters = append(n.raters, w)
