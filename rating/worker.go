@@ -135,8 +135,14 @@ func (w *Worker) run(ctx context.Context) error {
 		}
 	}()
 	var futures []jetstream.PubAckFuture
+	idle := true
 	for ctx.Err() == nil {
-		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(500*time.Millisecond))
+		var msgs jetstream.MessageBatch
+		if idle {
+			msgs, err = cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		} else {
+			msgs, err = cons.FetchNoWait(batch)
+		}
 		if err != nil {
 			return fmt.Errorf("fetching: %w", err)
 		}
@@ -159,9 +165,10 @@ func (w *Worker) run(ctx context.Context) error {
 			return fmt.Errorf("fetching: %w", err)
 		}
 		if last == nil {
-			consistent = true
+			consistent, idle = true, true
 			continue
 		}
+		idle = false
 		if err := waitAll(ctx, futures); err != nil {
 			// The state has moved past debits that may not be stored: start again from the
 			// snapshot rather than carry on.

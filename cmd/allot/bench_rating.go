@@ -233,4 +233,3 @@ func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []ev
 	}
 	return float64(len(evs)) / time.Since(start).Seconds(), nil
 }
-

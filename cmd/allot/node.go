@@ -49,6 +49,7 @@ type node struct {
 	embedded *bus.Embedded
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	extra    []*nats.Conn // one per pipeline stage, so stages never queue behind each other's traffic
 	cat      *catalog.Catalog
 	ingester *ingest.Ingester
 	ledger   *projector.Ledger
@@ -147,8 +148,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
+	rjs, err := n.stageJetStream(cfg, "allot-rating")
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
 	for p := 0; p < parts && !cfg.NoRating; p++ {
-		w := &rating.Worker{JS: n.js, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
+		w := &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
 			SnapshotEvery: cfg.SnapshotEvery, Log: log.With("component", "rating", "partition", p)}
 		n.raters = append(n.raters, w)
 		n.goBackground(func() error { return w.Run(bgctx) })
@@ -156,8 +161,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 
 	// Projections of the ledger, read by the API.
 	n.ledger = projector.NewLedger()
+	pjs, err := n.stageJetStream(cfg, "allot-projector")
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
 	n.goBackground(func() error {
-		return projector.Follow(bgctx, n.js, bus.LedgerStream, n.ledger, log.With("component", "projector"))
+		return projector.Follow(bgctx, pjs, bus.LedgerStream, n.ledger, log.With("component", "projector"))
 	})
 	n.registerMetrics()
 	var pinger api.Pinger
@@ -178,6 +187,24 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		return nil
 	})
 	return n, nil
+}
+
+// stageJetStream opens another connection for one stage of the pipeline. Every connection has
+// one reader: sharing it, acknowledgements for ingest, debit writes and projection deliveries
+// would queue behind each other.
+func (n *node) stageJetStream(cfg nodeConfig, name string) (jetstream.JetStream, error) {
+	var nc *nats.Conn
+	var err error
+	if n.embedded != nil {
+		nc, err = nats.Connect("", nats.InProcessServer(n.embedded.Server), nats.Name(name), nats.MaxReconnects(-1))
+	} else {
+		nc, err = nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.Timeout(5*time.Second))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting %s: %w", name, err)
+	}
+	n.extra = append(n.extra, nc)
+	return jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
 }
 
 func (n *node) goBackground(f func() error) {
@@ -247,18 +274,11 @@ func (n *node) close(ctx context.Context) error {
 		n.cancel()
 	}
 	n.wg.Wait()
+	for _, nc := range n.extra {
+		drain(nc)
+	}
 	if n.nc != nil {
-		closed := make(chan struct{})
-		n.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-		if err := n.nc.Drain(); err != nil {
-			n.nc.Close()
-		} else {
-			select {
-			case <-closed:
-			case <-time.After(10 * time.Second):
-				n.nc.Close()
-			}
-		}
+		drain(n.nc)
 	}
 	if n.ch != nil {
 		n.ch.Close()
@@ -267,6 +287,23 @@ func (n *node) close(ctx context.Context) error {
 		n.embedded.Shutdown()
 	}
 	return errors.Join(errs...)
+}
+
+// drain lets a connection finish what it has in flight, then closes it.
+func drain(nc *nats.Conn) {
+	{
+		closed := make(chan struct{})
+		nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := nc.Drain(); err != nil {
+			nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				nc.Close()
+			}
+		}
+	}
 }
 
 func parseListen(s string) (host string, port int, err error) {
