@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/shopspring/decimal"
 )
@@ -21,13 +20,47 @@ type Decimal struct{ d decimal.Decimal }
 // ErrNotDecimal is returned when text is not a plain decimal number.
 var ErrNotDecimal = errors.New("not a decimal number")
 
-// Plain decimals only: an optional sign, digits, an optional fraction, an optional exponent.
-// shopspring also accepts things like "1_000" or ".5e" in some versions; we fix the grammar.
-var decimalGrammar = regexp.MustCompile(`^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,4})?$`)
+// plainDecimal accepts plain decimals only: an optional sign, digits, an optional fraction,
+// an optional exponent of at most four digits — [-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,4})?.
+// shopspring accepts more in some versions ("1_000", ".5e"); we fix the grammar ourselves.
+// Hand-written because it runs on every quantity of every event.
+func plainDecimal(s string) bool {
+	i, n := 0, len(s)
+	if i < n && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	digits := 0
+	for i < n && s[i] >= '0' && s[i] <= '9' {
+		i, digits = i+1, digits+1
+	}
+	if i < n && s[i] == '.' {
+		i++
+		for i < n && s[i] >= '0' && s[i] <= '9' {
+			i, digits = i+1, digits+1
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < n && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < n && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		exp := 0
+		for i < n && s[i] >= '0' && s[i] <= '9' {
+			i, exp = i+1, exp+1
+		}
+		if exp == 0 || exp > 4 {
+			return false
+		}
+	}
+	return i == n
+}
 
 // ParseDecimal reads s exactly.
 func ParseDecimal(s string) (Decimal, error) {
-	if len(s) > 128 || !decimalGrammar.MatchString(s) {
+	if len(s) > 128 || !plainDecimal(s) {
 		return Decimal{}, fmt.Errorf("%q: %w", truncate(s, 40), ErrNotDecimal)
 	}
 	d, err := decimal.NewFromString(s)

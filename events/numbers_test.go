@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -140,6 +141,19 @@ func FuzzCreditsRoundTrip(f *testing.F) {
 		}
 		if back != c {
 			t.Fatalf("%d → %q → %d", v, c.String(), back)
+		}
+	})
+}
+
+// FuzzPlainDecimal keeps the hand-written grammar check equal to its regular expression.
+func FuzzPlainDecimal(f *testing.F) {
+	grammar := regexp.MustCompile(`^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d{1,4})?$`)
+	for _, s := range []string{"1", "-1.5", ".5", "5.", "1e10", "1E+1234", "1e12345", "+", ".", "e1", "1.2.3", "--1", "1e", "0x1", "1_0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := plainDecimal(s), grammar.MatchString(s); got != want {
+			t.Fatalf("plainDecimal(%q) = %v, the grammar says %v", s, got, want)
 		}
 	})
 }
