@@ -36,10 +36,11 @@ const (
 )
 
 type harness struct {
-	t   *testing.T
-	url string
-	js  jetstream.JetStream
-	cat *catalog.Catalog
+	t    *testing.T
+	url  string
+	js   jetstream.JetStream
+	cat  *catalog.Catalog
+	idem jetstream.KeyValue
 }
 
 // newHarness runs the API on a real embedded NATS server (in-process connection).
@@ -77,9 +78,11 @@ func newHarness(t *testing.T) *harness {
 	in := ingest.New(js, bus.UsageStream, cat, nil)
 	ledger := projector.NewLedger()
 	go projector.Follow(ctx, js, bus.LedgerStream, ledger, slog.New(slog.DiscardHandler))
-	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, MaxBody: maxBodyBytes}).Handler())
+	idem, err := bus.EnsureIdempotencyStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, Idempotency: idem, MaxBody: maxBodyBytes}).Handler())
 	t.Cleanup(srv.Close)
-	return &harness{t: t, url: srv.URL, js: js, cat: cat}
+	return &harness{t: t, url: srv.URL, js: js, cat: cat, idem: idem}
 }
 
 type reply struct {
@@ -89,10 +92,13 @@ type reply struct {
 	raw    string
 }
 
-func (h *harness) do(method, path, key, contentType, body string) reply {
+func (h *harness) do(method, path, key, contentType, body string, headers ...string) reply {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
 	require.NoError(h.t, err)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}

@@ -69,25 +69,6 @@ func jsonProblem(err error) *problem.Problem {
 	return problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", err.Error())
 }
 
-func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
-	customer := r.PathValue("id")
-	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
-	// A customer allot has not seen yet has a zero balance: unknown external ids exist on
-	// first use, so this is an answer, not a 404.
-	bal := a.Balance()
-	writeJSON(w, http.StatusOK, map[string]any{
-		"customer":          customer,
-		"balance":           bal,
-		"reserved":          events.Credits(0),
-		"effective_balance": bal,
-		"blocks":            []any{},
-		"debited":           a.Debited,
-		"credited_back":     a.CreditedBack,
-		"unrated_events":    a.Unrated,
-		"version":           s.o.Ledger.Seq(),
-	})
-}
-
 // ledgerEntry is one entry of GET /v1/customers/{id}/ledger. Rating writes its results in
 // per-customer batches (usage.rated.v1); the API shows each debit and unrated event as an
 // entry of its own.

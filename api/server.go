@@ -28,16 +28,18 @@ type Pinger interface {
 
 // Options wire a Server.
 type Options struct {
-	Catalog    *catalog.Catalog
-	NC         *nats.Conn
-	JS         jetstream.JetStream
-	Ingester   *ingest.Ingester
-	Ledger     *projector.Ledger
-	Metrics    *metrics.Registry
-	ClickHouse Pinger // nil when analytics is not configured
-	MaxBody    int64  // bytes; default 5 MiB
-	Log        *slog.Logger
-	Now        func() time.Time
+	Catalog  *catalog.Catalog
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Ingester *ingest.Ingester
+	Ledger   *projector.Ledger
+	// Idempotency stores Idempotency-Key records; nil disables the header.
+	Idempotency jetstream.KeyValue
+	Metrics     *metrics.Registry
+	ClickHouse  Pinger // nil when analytics is not configured
+	MaxBody     int64  // bytes; default 5 MiB
+	Log         *slog.Logger
+	Now         func() time.Time
 }
 
 // Server serves the HTTP API.
@@ -99,12 +101,19 @@ func (s *Server) table() []route {
 		{"/healthz", map[string]http.HandlerFunc{"GET": s.healthz}},
 		{"/readyz", map[string]http.HandlerFunc{"GET": s.readyz}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": s.metrics}},
-		{"/v1/events", map[string]http.HandlerFunc{"POST": s.authed(s.postEvents)}},
+		{"/v1/events", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postEvents))}},
 		{"/v1/meters", map[string]http.HandlerFunc{"GET": s.authed(s.listMeters)}},
 		{"/v1/meters/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getMeter), "PUT": s.admin(s.putMeter)}},
 		{"/v1/rules", map[string]http.HandlerFunc{"GET": s.authed(s.listRules)}},
 		{"/v1/rules/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getRule), "PUT": s.admin(s.putRule)}},
 		{"/v1/customers/{id}/balance", map[string]http.HandlerFunc{"GET": s.authed(s.getBalance)}},
+		{"/v1/customers/{id}/grants", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postGrant))}},
+		{"/v1/reservations", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postReservation))}},
+		{"/v1/reservations/{id}", map[string]http.HandlerFunc{"GET": s.authed(s.getReservation)}},
+		{"/v1/reservations/{id}/commit", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postCommit))}},
+		{"/v1/reservations/{id}/release", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postRelease))}},
+		{"/v1/entitlements/check", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postEntitlementCheck))}},
+		{"/v1/features/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getFeature), "PUT": s.admin(s.putFeature)}},
 		{"/v1/customers/{id}/ledger", map[string]http.HandlerFunc{"GET": s.authed(s.getLedger)}},
 	}
 }

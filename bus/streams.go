@@ -150,3 +150,26 @@ func UsagePartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
 	}
 	return n, nil
 }
+
+// IdempotencyBucket keeps Idempotency-Key records for at least IdempotencyTTL.
+const IdempotencyBucket = "ALLOT_IDEMPOTENCY"
+
+// IdempotencyTTL is how long an Idempotency-Key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+// EnsureIdempotencyStore creates or opens the idempotency key-value bucket.
+func EnsureIdempotencyStore(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
+	o = o.withDefaults()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       IdempotencyBucket,
+		Description:  "allot Idempotency-Key records (request hash and stored response)",
+		TTL:          IdempotencyTTL,
+		Storage:      jetstream.FileStorage,
+		Replicas:     o.Replicas,
+		MaxValueSize: 1 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening idempotency store: %w", err)
+	}
+	return kv, nil
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,6 +34,7 @@ type Catalog struct {
 	rules   map[events.Scope]map[string][]events.Rule // by rule key, versions ascending
 	byMeter map[events.Scope]map[string][]string      // meter key → rule keys, sorted
 	subjSeq map[string]uint64                         // config subject → sequence of its last event
+	feats   map[events.Scope]map[string]events.Feature
 	changed chan struct{}                             // closed and replaced after every Apply, to wake WaitFor
 }
 
@@ -45,6 +47,7 @@ func New() *Catalog {
 		rules:   map[events.Scope]map[string][]events.Rule{},
 		byMeter: map[events.Scope]map[string][]string{},
 		subjSeq: map[string]uint64{},
+		feats:   map[events.Scope]map[string]events.Feature{},
 		changed: make(chan struct{}),
 	}
 }
@@ -104,6 +107,16 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 			slices.Sort(keys)
 			c.byMeter[sc][e.Rule.Meter] = keys
 		}
+	case events.TypeFeatureDefined:
+		var e events.FeatureDefined
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		sc := events.Scope{Product: e.Product, Env: e.Env}
+		if c.feats[sc] == nil {
+			c.feats[sc] = map[string]events.Feature{}
+		}
+		c.feats[sc][e.Feature.Key] = e.Feature
 	default:
 		// A newer allot may have written kinds this one does not know; skipping them keeps an
 		// older process serving what it understands.
@@ -272,3 +285,18 @@ func (c *Catalog) syncTo(ctx context.Context, js jetstream.JetStream) error {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Feature returns one feature.
+func (c *Catalog) Feature(scope events.Scope, key string) (events.Feature, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	f, ok := c.feats[scope][key]
+	return f, ok
+}
+
+// RuleInForce returns the version of a rule in force at t.
+func (c *Catalog) RuleInForce(scope events.Scope, key string, t time.Time) (events.Rule, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return events.RuleHistory{Key: key, Versions: c.rules[scope][key]}.InForce(t)
+}

@@ -97,3 +97,26 @@ func PropertyText(v any) string {
 		return ""
 	}
 }
+
+// KindFeature is the config kind of features.
+const KindFeature = "feature"
+
+// TypeFeatureDefined records what an entitlement check for a feature prices.
+const TypeFeatureDefined = "feature.defined.v1"
+
+// Feature is what an entitlement check prices: a rule (its version in force now) and how far
+// below zero the effective balance may go.
+type Feature struct {
+	Key            string  `json:"key"`
+	Rule           string  `json:"rule,omitempty"`
+	OverdraftLimit Credits `json:"overdraft_limit"`
+	Disabled       bool    `json:"disabled,omitempty"`
+}
+
+// FeatureDefined is the config event carrying a feature.
+type FeatureDefined struct {
+	Product string    `json:"product"`
+	Env     string    `json:"env"`
+	Feature Feature   `json:"feature"`
+	At      time.Time `json:"at"`
+}

@@ -87,3 +87,48 @@ type UsageDebited struct {
 	PeriodStart    *time.Time `json:"period_start,omitempty"`
 	PeriodQuantity *Decimal   `json:"period_quantity,omitempty"`
 }
+
+// TypeCreditsExpired records that a block expired with credits left; they leave the balance.
+const TypeCreditsExpired = "credits.expired.v1"
+
+// CreditsExpired zeroes what was left of a block at its expiry.
+type CreditsExpired struct {
+	Block    string    `json:"block"`
+	Customer string    `json:"customer"`
+	Amount   Credits   `json:"amount"` // what was left
+	At       time.Time `json:"at"`     // the block's expires_at
+}
+
+// Reservation events.
+const (
+	TypeReservationCreated   = "reservation.created.v1"
+	TypeReservationCommitted = "reservation.committed.v1"
+	TypeReservationReleased  = "reservation.released.v1"
+	TypeReservationExpired   = "reservation.expired.v1"
+)
+
+// ReservationCreated holds credits until ExpiresAt.
+type ReservationCreated struct {
+	Reservation string    `json:"reservation"`
+	Customer    string    `json:"customer"`
+	Amount      Credits   `json:"amount"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	At          time.Time `json:"at"`
+}
+
+// ReservationCommitted turns a hold into a debit of Amount (which may be less or more than
+// held), allocated to blocks in burn order at commit time.
+type ReservationCommitted struct {
+	Reservation string       `json:"reservation"`
+	Customer    string       `json:"customer"`
+	Amount      Credits      `json:"amount"`
+	Allocations []Allocation `json:"allocations,omitempty"`
+	At          time.Time    `json:"at"`
+}
+
+// ReservationReleased ends a hold without a debit (ReservationExpired: at its TTL).
+type ReservationReleased struct {
+	Reservation string    `json:"reservation"`
+	Customer    string    `json:"customer"`
+	At          time.Time `json:"at"`
+}

@@ -4,38 +4,165 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/allot-dev/allot/events"
 )
 
-// Account is one customer's folded ledger.
-type Account struct {
-	Debited      events.Credits `json:"debited"`       // usage debits
-	CreditedBack events.Credits `json:"credited_back"` // credit-backs (volume pricing), as a positive amount
-	Unrated      int64          `json:"unrated_events"`
-	Entries      int64          `json:"entries"`
-	LastSeq      uint64         `json:"last_seq"` // ledger sequence of the customer's last entry
-
-	usageSeq   uint64 // position of the last applied debit: (usage sequence, rule index)
-	usageIndex int
-	unratedSeq uint64
+// Applied describes what folding one item did, for the ledger API: the allocations a debit
+// burned, and whether the item was skipped as already applied.
+type Applied struct {
+	Allocations []events.Allocation
+	Skipped     bool
 }
 
-// Balance is what the customer has left: nothing was granted yet, so it is the negative of
-// net usage (overage is a negative balance, never a dropped debit).
-func (a Account) Balance() events.Credits { return a.CreditedBack - a.Debited }
+// Apply folds one ledger entry of this customer. It is a pure function of the account and the
+// entry: time comes from the entry. For usage.rated.v1 it returns one Applied per item (debits,
+// then unrated events); otherwise one.
+func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) {
+	a.LastSeq = seq
+	a.Entries++
+	switch typ {
+	case events.TypeUsageRated:
+		var r events.UsageRated
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, err
+		}
+		out := make([]Applied, 0, len(r.Debits)+len(r.Unrated))
+		for _, d := range r.Debits {
+			out = append(out, a.applyDebit(d))
+		}
+		for _, u := range r.Unrated {
+			out = append(out, Applied{Skipped: !a.applyUnrated(u)})
+		}
+		return out, nil
+	case events.TypeCreditsGranted:
+		var g events.CreditsGranted
+		if err := json.Unmarshal(data, &g); err != nil {
+			return nil, err
+		}
+		if a.block(g.Block) != nil {
+			return []Applied{{Skipped: true}}, nil // a retried grant: the block exists
+		}
+		b := &Block{ID: g.Block, Source: g.Source, Priority: g.Priority, EffectiveAt: g.EffectiveAt.UTC(), ExpiresAt: g.ExpiresAt,
+			CostBasis: g.CostBasis, CreatedAt: g.At.UTC(), Granted: g.Amount, Remaining: g.Amount}
+		a.addBlock(b)
+		return []Applied{{}}, nil
+	case events.TypeCreditsExpired:
+		var e events.CreditsExpired
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		b := a.block(e.Block)
+		if b == nil || b.Expired {
+			return []Applied{{Skipped: true}}, nil
+		}
+		a.Expired += b.Remaining
+		b.Remaining, b.Expired = 0, true
+		return []Applied{{}}, nil
+	case events.TypeReservationCreated:
+		var e events.ReservationCreated
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		if _, ok := a.Reservations[e.Reservation]; ok {
+			return []Applied{{Skipped: true}}, nil
+		}
+		a.Reservations[e.Reservation] = &Reservation{ID: e.Reservation, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), CreatedAt: e.At.UTC(), Status: StatusActive}
+		return []Applied{{}}, nil
+	case events.TypeReservationCommitted:
+		var e events.ReservationCommitted
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		r := a.Reservations[e.Reservation]
+		if r == nil || r.Status != StatusActive {
+			return []Applied{{Skipped: true}}, nil
+		}
+		at := e.At.UTC()
+		r.Status, r.Committed, r.EndedAt = StatusCommitted, e.Amount, &at
+		a.Committed += e.Amount
+		var allocs []events.Allocation
+		if e.Amount > 0 {
+			allocs = a.applyAllocations(at, e.Amount, e.Allocations)
+		}
+		return []Applied{{Allocations: allocs}}, nil
+	case events.TypeReservationReleased, events.TypeReservationExpired:
+		var e events.ReservationReleased
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		r := a.Reservations[e.Reservation]
+		if r == nil || r.Status != StatusActive {
+			return []Applied{{Skipped: true}}, nil
+		}
+		at := e.At.UTC()
+		r.Status, r.EndedAt = StatusReleased, &at
+		if typ == events.TypeReservationExpired {
+			r.Status = StatusExpired
+		}
+		return []Applied{{}}, nil
+	}
+	// A newer allot may write entry types this one does not know: they count as entries and
+	// change nothing else, so an older reader keeps serving what it understands.
+	return []Applied{{Skipped: true}}, nil
+}
+
+// debitApplied reports whether a debit at this usage position was applied already.
+func (a *Account) debitApplied(d events.UsageDebited) bool {
+	return a.UsageSeq != 0 && (d.UsageSeq < a.UsageSeq || d.UsageSeq == a.UsageSeq && d.RuleIndex <= a.UsageIndex)
+}
+
+func (a *Account) applyDebit(d events.UsageDebited) Applied {
+	if a.debitApplied(d) {
+		return Applied{Skipped: true} // a copy written by a re-rate after a crash
+	}
+	a.UsageSeq, a.UsageIndex = d.UsageSeq, d.RuleIndex
+	switch {
+	case d.Amount > 0:
+		a.Debited += d.Amount
+		return Applied{Allocations: a.allocate(d.EventTime.UTC(), d.Amount)}
+	case d.Amount < 0:
+		a.CreditedBack -= d.Amount
+		a.refund(-d.Amount)
+	}
+	return Applied{}
+}
+
+func (a *Account) applyUnrated(u events.UsageUnrated) bool {
+	if u.UsageSeq <= a.UnratedSeq {
+		return false
+	}
+	a.UnratedSeq = u.UsageSeq
+	a.Unrated++
+	return true
+}
 
 type accountKey struct {
 	Scope    events.Scope
 	Customer string
 }
 
-// Ledger is the fold of the ledger stream.
+// Ledger is the fold of the ledger stream: every customer's account.
 type Ledger struct {
 	mu       sync.RWMutex
 	seq      uint64
 	items    int64 // rating items (debits and unrated events) applied
 	accounts map[accountKey]*Account
+	resv     map[events.Scope]map[string]string // reservation id → customer
+	changed  chan struct{}
+}
+
+// NewLedger returns an empty fold.
+func NewLedger() *Ledger {
+	return &Ledger{accounts: map[accountKey]*Account{}, resv: map[events.Scope]map[string]string{}, changed: make(chan struct{})}
+}
+
+// Seq is the last ledger sequence applied.
+func (l *Ledger) Seq() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.seq
 }
 
 // Items is how many rating items (debits, credit-backs, unrated events) have been applied.
@@ -45,17 +172,8 @@ func (l *Ledger) Items() int64 {
 	return l.items
 }
 
-// NewLedger returns an empty fold.
-func NewLedger() *Ledger { return &Ledger{accounts: map[accountKey]*Account{}} }
-
-// Seq is the last ledger sequence applied.
-func (l *Ledger) Seq() uint64 {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.seq
-}
-
-// Apply folds the ledger entry at seq, published on subject with type typ.
+// Apply folds the ledger entry at seq, published on subject with type typ. Sequences at or
+// below the last applied are ignored.
 func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -63,6 +181,7 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 		return nil
 	}
 	l.seq = seq
+	defer l.wake()
 	addr, err := events.ParseLedgerSubject(subject)
 	if err != nil {
 		return err
@@ -70,24 +189,25 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 	k := accountKey{events.Scope{Product: addr.Product, Env: addr.Env}, addr.Customer}
 	a := l.accounts[k]
 	if a == nil {
-		a = &Account{}
+		a = newAccount(addr.Customer)
 		l.accounts[k] = a
 	}
-	a.LastSeq = seq
-	a.Entries++
-	switch typ {
-	case events.TypeUsageRated:
-		var r events.UsageRated
-		if err := json.Unmarshal(data, &r); err != nil {
-			return fmt.Errorf("ledger %d: %w", seq, err)
-		}
-		for _, d := range r.Debits {
-			if a.applyDebit(d) {
-				l.items++
+	applied, err := a.Apply(seq, typ, data)
+	if err != nil {
+		return fmt.Errorf("ledger %d: %w", seq, err)
+	}
+	if typ == events.TypeReservationCreated {
+		var e events.ReservationCreated
+		if json.Unmarshal(data, &e) == nil {
+			if l.resv[k.Scope] == nil {
+				l.resv[k.Scope] = map[string]string{}
 			}
+			l.resv[k.Scope][e.Reservation] = addr.Customer
 		}
-		for _, u := range r.Unrated {
-			if a.applyUnrated(u) {
+	}
+	if typ == events.TypeUsageRated {
+		for _, ap := range applied {
+			if !ap.Skipped {
 				l.items++
 			}
 		}
@@ -95,40 +215,60 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 	return nil
 }
 
-// debitApplied reports whether a debit at this usage position was applied already.
-func (a *Account) debitApplied(d events.UsageDebited) bool {
-	return a.usageSeq != 0 && (d.UsageSeq < a.usageSeq || d.UsageSeq == a.usageSeq && d.RuleIndex <= a.usageIndex)
+func (l *Ledger) wake() {
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
-func (a *Account) applyDebit(d events.UsageDebited) bool {
-	if a.debitApplied(d) {
-		return false // a copy written by a re-rate after a crash
+// WaitFor blocks until sequence seq has been applied or the deadline passes.
+func (l *Ledger) WaitFor(seq uint64, deadline time.Time) bool {
+	for {
+		l.mu.RLock()
+		done, ch := l.seq >= seq, l.changed
+		l.mu.RUnlock()
+		if done {
+			return true
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+			t.Stop()
+		case <-t.C:
+			return false
+		}
 	}
-	a.usageSeq, a.usageIndex = d.UsageSeq, d.RuleIndex
-	if d.Amount >= 0 {
-		a.Debited += d.Amount
-	} else {
-		a.CreditedBack -= d.Amount
-	}
-	return true
 }
 
-func (a *Account) applyUnrated(u events.UsageUnrated) bool {
-	if u.UsageSeq <= a.unratedSeq {
-		return false
-	}
-	a.unratedSeq = u.UsageSeq
-	a.Unrated++
-	return true
-}
-
-// Account returns a copy of one customer's account.
-func (l *Ledger) Account(scope events.Scope, customer string) (Account, bool) {
+// Account returns a copy of one customer's account (a new, empty one when allot has not seen
+// the customer: unknown customers exist on first use).
+func (l *Ledger) Account(scope events.Scope, customer string) (*Account, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	a, ok := l.accounts[accountKey{scope, customer}]
 	if !ok {
-		return Account{}, false
+		return newAccount(customer), false
 	}
-	return *a, true
+	return a.clone(), true
+}
+
+// ReservationCustomer returns the customer holding a reservation.
+func (l *Ledger) ReservationCustomer(scope events.Scope, id string) (string, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	c, ok := l.resv[scope][id]
+	return c, ok
+}
+
+// Accounts calls f for every account of every scope, in no particular order, under the read
+// lock; f must not call back into the ledger.
+func (l *Ledger) Accounts(f func(scope events.Scope, a *Account)) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for k, a := range l.accounts {
+		f(k.Scope, a)
+	}
 }

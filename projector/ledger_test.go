@@ -3,6 +3,7 @@ package projector
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -41,7 +42,7 @@ func TestLedgerFoldSkipsReplayedDebits(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, events.Credits(8*events.MicroPerCredit), a.Debited)
 	assert.Equal(t, events.Credits(3*events.MicroPerCredit), a.CreditedBack)
-	assert.Equal(t, events.Credits(-5*events.MicroPerCredit), a.Balance())
+	assert.Equal(t, events.Credits(-5*events.MicroPerCredit), a.Balance(time.Now()))
 	assert.Equal(t, int64(1), a.Unrated)
 	assert.Equal(t, uint64(8), l.Seq())
 	assert.Equal(t, int64(5), l.Items(), "four debits and one unrated event, each once")

@@ -53,6 +53,7 @@ type node struct {
 	cat      *catalog.Catalog
 	ingester *ingest.Ingester
 	ledger   *projector.Ledger
+	expirer  *projector.Expirer
 	raters   []*rating.Worker
 	metrics  *metrics.Registry
 	ch       clickhouse.Conn
@@ -168,12 +169,18 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	n.goBackground(func() error {
 		return projector.Follow(bgctx, pjs, bus.LedgerStream, n.ledger, log.With("component", "projector"))
 	})
+	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Log: log.With("component", "expirer")}
+	n.goBackground(func() error { return n.expirer.Run(bgctx) })
+	idem, err := bus.EnsureIdempotencyStore(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
 	n.registerMetrics()
 	var pinger api.Pinger
 	if n.ch != nil {
 		pinger = n.ch
 	}
-	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Metrics: n.metrics,
+	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Metrics: n.metrics,
 		ClickHouse: pinger, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

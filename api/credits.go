@@ -1,0 +1,440 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/api/problem"
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
+	"github.com/allot-dev/allot/rating"
+)
+
+// Problem types of the credit ledger.
+const (
+	probInsufficientCredits = "insufficient-credits"
+	probReservationExpired  = "reservation-expired"
+	probReservationEnded    = "reservation-ended"
+)
+
+type blockView struct {
+	ID          string          `json:"id"`
+	Source      string          `json:"source"`
+	Priority    int             `json:"priority"`
+	Granted     events.Credits  `json:"granted"`
+	Remaining   events.Credits  `json:"remaining"`
+	EffectiveAt time.Time       `json:"effective_at"`
+	ExpiresAt   *time.Time      `json:"expires_at"`
+	CostBasis   *events.Decimal `json:"cost_basis,omitempty"`
+	Status      string          `json:"status"` // active, pending (not yet effective), expired, used
+}
+
+func viewBlock(b *projector.Block, now time.Time) blockView {
+	v := blockView{ID: b.ID, Source: b.Source, Priority: b.Priority, Granted: b.Granted, Remaining: b.Remaining,
+		EffectiveAt: b.EffectiveAt, ExpiresAt: b.ExpiresAt, CostBasis: b.CostBasis, Status: "active"}
+	switch {
+	case b.Expired || (b.ExpiresAt != nil && !now.Before(*b.ExpiresAt)):
+		v.Status = "expired"
+	case b.EffectiveAt.After(now):
+		v.Status = "pending"
+	case b.Remaining == 0:
+		v.Status = "used"
+	}
+	return v
+}
+
+func (s *Server) balanceView(a *projector.Account, now time.Time) map[string]any {
+	blocks := make([]blockView, 0, len(a.Blocks))
+	for _, b := range a.Blocks {
+		blocks = append(blocks, viewBlock(b, now))
+	}
+	bal, res := a.Balance(now), a.Reserved(now)
+	return map[string]any{
+		"customer": a.Customer, "balance": bal, "reserved": res, "effective_balance": bal - res,
+		"overage": a.Overage, "blocks": blocks, "debited": a.Debited, "credited_back": a.CreditedBack,
+		"committed": a.Committed, "expired": a.Expired, "unrated_events": a.Unrated, "version": s.o.Ledger.Seq(),
+	}
+}
+
+func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
+	a, _ := s.o.Ledger.Account(scopeFrom(r), r.PathValue("id"))
+	writeJSON(w, http.StatusOK, s.balanceView(a, s.o.Now()))
+}
+
+// decodeBody reads a JSON body strictly (unknown fields are errors).
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *problem.Problem {
+	body, p := s.readBody(w, r)
+	if p != nil {
+		return p
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonProblem(err)
+	}
+	return nil
+}
+
+// appendDecided decides a command on the customer's current state and appends the entry to
+// the customer's ledger subject with the expected last subject sequence. If another entry
+// landed first (any process, any stage), it re-reads and decides again. It returns once this
+// process's projection has applied the entry, so the caller reads its own write.
+func (s *Server) appendDecided(ctx context.Context, scope events.Scope, customer string, decide func(a *projector.Account) (string, any, error)) (uint64, error) {
+	stream, err := s.o.JS.Stream(ctx, bus.LedgerStream)
+	if err != nil {
+		return 0, err
+	}
+	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
+	for attempt := 0; attempt < 50; attempt++ {
+		var last uint64
+		m, err := stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case err == nil:
+			last = m.Sequence
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		default:
+			return 0, err
+		}
+		if !s.o.Ledger.WaitFor(last, time.Now().Add(5*time.Second)) {
+			return 0, errors.New("the projection is behind the ledger stream")
+		}
+		a, _ := s.o.Ledger.Account(scope, customer)
+		typ, v, err := decide(a)
+		if err != nil {
+			return 0, err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return 0, err
+		}
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
+		ack, err := s.o.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			continue // someone else appended first: decide again on the new state
+		}
+		if err != nil {
+			return 0, err
+		}
+		s.o.Ledger.WaitFor(ack.Sequence, time.Now().Add(5*time.Second))
+		return ack.Sequence, nil
+	}
+	return 0, errors.New("too much contention on this customer's ledger; retry")
+}
+
+// newID returns a prefixed id: derived from the Idempotency-Key when there is one (so a
+// retried command names the same object), random otherwise.
+func newID(prefix string, r *http.Request) string {
+	if k := idempotencyKeyFrom(r); k != "" {
+		sum := sha256.Sum256([]byte(prefix + "\x00" + scopeFrom(r).String() + "\x00" + k))
+		return prefix + hex.EncodeToString(sum[:12])
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func (s *Server) commandProblem(err error) *problem.Problem {
+	var fe *projector.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, fe.Field, "%s", fe.Msg)
+	case errors.Is(err, projector.ErrInsufficientCredits):
+		return problem.New(probInsufficientCredits, http.StatusConflict, "Insufficient credits", err.Error())
+	case errors.Is(err, projector.ErrReservationNotFound):
+		return problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation")
+	case errors.Is(err, projector.ErrReservationExpired):
+		return problem.New(probReservationExpired, http.StatusConflict, "Reservation expired", "the reservation's TTL has passed; its credits were released")
+	case errors.Is(err, projector.ErrReservationEnded):
+		return problem.New(probReservationEnded, http.StatusConflict, "Reservation ended", err.Error())
+	}
+	s.o.Log.Error("ledger command", "err", err)
+	return unavailable(err)
+}
+
+type grantBody struct {
+	Amount      *events.Credits `json:"amount"`
+	Source      string          `json:"source"`
+	Priority    *int            `json:"priority,omitempty"`
+	EffectiveAt *time.Time      `json:"effective_at,omitempty"`
+	ExpiresAt   *time.Time      `json:"expires_at,omitempty"`
+	CostBasis   *events.Decimal `json:"cost_basis,omitempty"`
+}
+
+func (s *Server) postGrant(w http.ResponseWriter, r *http.Request) {
+	var b grantBody
+	if p := s.decodeBody(w, r, &b); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	if b.Amount == nil {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
+		return
+	}
+	customer, now := r.PathValue("id"), s.o.Now()
+	block := newID("blk_", r)
+	var granted events.CreditsGranted
+	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+		g, err := projector.DecideGrant(customer, block, projector.Grant{Amount: *b.Amount, Source: b.Source, Priority: b.Priority,
+			EffectiveAt: b.EffectiveAt, ExpiresAt: b.ExpiresAt, CostBasis: b.CostBasis}, now)
+		granted = g
+		return events.TypeCreditsGranted, g, err
+	})
+	if err != nil {
+		problem.Write(w, s.commandProblem(err))
+		return
+	}
+	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
+	for _, bl := range a.Blocks {
+		if bl.ID == granted.Block {
+			writeJSON(w, http.StatusCreated, viewBlock(bl, now))
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, granted)
+}
+
+type reserveBody struct {
+	Customer   string          `json:"customer"`
+	Amount     *events.Credits `json:"amount"`
+	TTLSeconds *int            `json:"ttl_seconds,omitempty"`
+}
+
+type reservationView struct {
+	ID        string         `json:"id"`
+	Customer  string         `json:"customer"`
+	Status    string         `json:"status"`
+	Amount    events.Credits `json:"amount"`
+	Committed events.Credits `json:"committed"`
+	ExpiresAt time.Time      `json:"expires_at"`
+	CreatedAt time.Time      `json:"created_at"`
+}
+
+func (s *Server) reservation(w http.ResponseWriter, r *http.Request, customer, id string) {
+	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
+	res := a.Reservations[id]
+	if res == nil {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
+		return
+	}
+	status := http.StatusOK
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/reservations" {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, reservationView{ID: id, Customer: customer, Status: res.StatusAt(s.o.Now()), Amount: res.Amount,
+		Committed: res.Committed, ExpiresAt: res.ExpiresAt, CreatedAt: res.CreatedAt})
+}
+
+func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
+	var b reserveBody
+	if p := s.decodeBody(w, r, &b); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	if b.Customer == "" {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "customer", "customer is required"))
+		return
+	}
+	if b.Amount == nil {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
+		return
+	}
+	ttl := projector.DefaultReservationTTL
+	if b.TTLSeconds != nil {
+		ttl = time.Duration(*b.TTLSeconds) * time.Second
+	}
+	id, now := newID("res_", r), s.o.Now()
+	_, err := s.appendDecided(r.Context(), scopeFrom(r), b.Customer, func(a *projector.Account) (string, any, error) {
+		e, err := a.DecideReserve(id, *b.Amount, ttl, now)
+		return events.TypeReservationCreated, e, err
+	})
+	if err != nil {
+		problem.Write(w, s.commandProblem(err))
+		return
+	}
+	s.reservation(w, r, b.Customer, id)
+}
+
+// reservationCustomer finds who holds a reservation, catching up with the ledger stream when
+// this process has not seen it yet (it may have been created through another process).
+func (s *Server) reservationCustomer(r *http.Request, id string) (string, bool) {
+	if c, ok := s.o.Ledger.ReservationCustomer(scopeFrom(r), id); ok {
+		return c, true
+	}
+	stream, err := s.o.JS.Stream(r.Context(), bus.LedgerStream)
+	if err != nil {
+		return "", false
+	}
+	info, err := stream.Info(r.Context())
+	if err != nil {
+		return "", false
+	}
+	s.o.Ledger.WaitFor(info.State.LastSeq, time.Now().Add(5*time.Second))
+	return s.o.Ledger.ReservationCustomer(scopeFrom(r), id)
+}
+
+func (s *Server) getReservation(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	customer, ok := s.reservationCustomer(r, id)
+	if !ok {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
+		return
+	}
+	s.reservation(w, r, customer, id)
+}
+
+func (s *Server) postCommit(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Amount *events.Credits `json:"amount,omitempty"`
+	}
+	if p := s.decodeBody(w, r, &b); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	id := r.PathValue("id")
+	customer, ok := s.reservationCustomer(r, id)
+	if !ok {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
+		return
+	}
+	now := s.o.Now()
+	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+		e, err := a.DecideCommit(id, b.Amount, now)
+		return events.TypeReservationCommitted, e, err
+	})
+	if err != nil {
+		problem.Write(w, s.commandProblem(err))
+		return
+	}
+	s.reservation(w, r, customer, id)
+}
+
+func (s *Server) postRelease(w http.ResponseWriter, r *http.Request) {
+	var b struct{}
+	if p := s.decodeBody(w, r, &b); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	id := r.PathValue("id")
+	customer, ok := s.reservationCustomer(r, id)
+	if !ok {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
+		return
+	}
+	now := s.o.Now()
+	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+		e, err := a.DecideRelease(id, now)
+		return events.TypeReservationReleased, e, err
+	})
+	if err != nil {
+		problem.Write(w, s.commandProblem(err))
+		return
+	}
+	s.reservation(w, r, customer, id)
+}
+
+func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Customer string          `json:"customer"`
+		Feature  string          `json:"feature"`
+		Quantity *events.Decimal `json:"quantity,omitempty"`
+	}
+	if p := s.decodeBody(w, r, &b); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	switch {
+	case b.Customer == "":
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "customer", "customer is required"))
+		return
+	case b.Feature == "":
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "feature", "feature is required"))
+		return
+	case b.Quantity != nil && b.Quantity.Sign() < 0:
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "quantity", "quantity must not be negative"))
+		return
+	}
+	sc, now := scopeFrom(r), s.o.Now()
+	a, _ := s.o.Ledger.Account(sc, b.Customer)
+	bal, res := a.Balance(now), a.Reserved(now)
+	out := map[string]any{"customer": b.Customer, "feature": b.Feature, "balance": bal, "reserved": res,
+		"effective_balance": bal - res, "estimated_cost": events.Credits(0), "version": s.o.Ledger.Seq()}
+	f, ok := s.o.Catalog.Feature(sc, b.Feature)
+	switch {
+	case !ok:
+		out["allowed"], out["reason"] = false, "unknown_feature"
+	case f.Disabled:
+		out["allowed"], out["reason"] = false, "feature_disabled"
+	default:
+		var cost events.Credits
+		if f.Rule != "" {
+			q := events.DecimalFromInt(1)
+			if b.Quantity != nil {
+				q = *b.Quantity
+			}
+			if rule, ok := s.o.Catalog.RuleInForce(sc, f.Rule, now); ok {
+				c, ok := rating.Round(rating.Cost(rule, q))
+				if !ok {
+					problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "quantity", "the price of this quantity is out of range"))
+					return
+				}
+				cost = c
+			}
+		}
+		out["estimated_cost"] = cost
+		out["overdraft_limit"] = f.OverdraftLimit
+		if bal-res-cost >= -f.OverdraftLimit {
+			out["allowed"], out["reason"] = true, "ok"
+		} else {
+			out["allowed"], out["reason"] = false, "insufficient_credits"
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) putFeature(w http.ResponseWriter, r *http.Request) {
+	var spec struct {
+		Rule           string          `json:"rule,omitempty"`
+		OverdraftLimit *events.Credits `json:"overdraft_limit,omitempty"`
+		Disabled       bool            `json:"disabled,omitempty"`
+	}
+	if p := s.decodeBody(w, r, &spec); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	sc := scopeFrom(r)
+	f, fe := s.o.Catalog.ValidateFeature(sc, r.PathValue("key"), featureSpec(spec.Rule, spec.OverdraftLimit, spec.Disabled))
+	if fe != nil {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg))
+		return
+	}
+	if _, err := putFeature(r.Context(), s, sc, f); err != nil {
+		problem.Write(w, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) getFeature(w http.ResponseWriter, r *http.Request) {
+	f, ok := s.o.Catalog.Feature(scopeFrom(r), r.PathValue("key"))
+	if !ok {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no feature %q", r.PathValue("key"))))
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/api/problem"
+)
+
+// Problem types of Idempotency-Key handling.
+const (
+	probIdempotencyMismatch = "idempotency-key-reused"
+	probIdempotencyInFlight = "idempotency-key-in-flight"
+)
+
+// inFlightTimeout is how long a request may hold its key before another may take it over: a
+// process that died mid-request must not block the key for a day.
+const inFlightTimeout = time.Minute
+
+type idemRecord struct {
+	State       string          `json:"state"` // in_flight or done
+	RequestHash string          `json:"request_hash"`
+	Started     time.Time       `json:"started"`
+	Status      int             `json:"status,omitempty"`
+	ContentType string          `json:"content_type,omitempty"`
+	Body        json.RawMessage `json:"body,omitempty"`
+}
+
+type idemKeyCtx struct{}
+
+func idempotencyKeyFrom(r *http.Request) string {
+	k, _ := r.Context().Value(idemKeyCtx{}).(string)
+	return k
+}
+
+type captureWriter struct {
+	http.ResponseWriter
+	status int
+	buf    bytes.Buffer
+}
+
+func (c *captureWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	c.buf.Write(b)
+	return c.ResponseWriter.Write(b)
+}
+
+// idempotent implements Idempotency-Key (DESIGN.md, Idempotency) for a POST handler: the key
+// is scoped by product and env; a retry with the same request gets the stored response with
+// Idempotent-Replayed: true; the same key with another request is 422; while the first is in
+// flight, 409 with Retry-After. 5xx answers are not stored. Without the header the handler
+// runs as is.
+func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get("Idempotency-Key")
+		if key == "" || s.o.Idempotency == nil {
+			h(w, r)
+			return
+		}
+		if len(key) > 255 {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "Idempotency-Key", "at most 255 characters"))
+			return
+		}
+		body, p := s.readBody(w, r)
+		if p != nil {
+			problem.Write(w, p)
+			return
+		}
+		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + r.Header.Get("Content-Type") + "\x00" + string(body)))
+		reqHash := hex.EncodeToString(sum[:])
+		ks := sha256.Sum256([]byte(scopeFrom(r).String() + "\x00" + key))
+		kvKey := hex.EncodeToString(ks[:])
+		ctx := r.Context()
+		rec := idemRecord{State: "in_flight", RequestHash: reqHash, Started: time.Now().UTC()}
+		rb, _ := json.Marshal(rec)
+		rev, err := s.o.Idempotency.Create(ctx, kvKey, rb)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			var taken bool
+			rev, taken = s.replayOrTakeOver(ctx, w, kvKey, reqHash, rb)
+			if !taken {
+				return
+			}
+			err = nil
+		}
+		if err != nil {
+			problem.Write(w, unavailable(err))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		cw := &captureWriter{ResponseWriter: w}
+		h(cw, r.WithContext(context.WithValue(ctx, idemKeyCtx{}, key)))
+		if cw.status >= 500 || cw.status == 0 {
+			s.o.Idempotency.Delete(context.WithoutCancel(ctx), kvKey, jetstream.LastRevision(rev))
+			return
+		}
+		done := idemRecord{State: "done", RequestHash: reqHash, Started: rec.Started, Status: cw.status,
+			ContentType: cw.Header().Get("Content-Type"), Body: json.RawMessage(bytes.TrimSpace(cw.buf.Bytes()))}
+		db, _ := json.Marshal(done)
+		if _, err := s.o.Idempotency.Update(context.WithoutCancel(ctx), kvKey, db, rev); err != nil {
+			s.o.Log.Warn("storing idempotent response", "err", err)
+		}
+	}
+}
+
+// replayOrTakeOver answers a request whose key exists. It returns taken=true (with the new
+// revision) when the earlier request was abandoned in flight and this one takes the key over.
+func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kvKey, reqHash string, inflight []byte) (uint64, bool) {
+	e, err := s.o.Idempotency.Get(ctx, kvKey)
+	if err != nil {
+		problem.Write(w, unavailable(err))
+		return 0, false
+	}
+	var rec idemRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		problem.Write(w, unavailable(err))
+		return 0, false
+	}
+	if rec.RequestHash != reqHash {
+		problem.Write(w, problem.New(probIdempotencyMismatch, http.StatusUnprocessableEntity, "Idempotency-Key reused",
+			"this Idempotency-Key was used with a different request; use a new key for a new request"))
+		return 0, false
+	}
+	if rec.State == "done" {
+		w.Header().Set("Idempotent-Replayed", "true")
+		if rec.ContentType != "" {
+			w.Header().Set("Content-Type", rec.ContentType)
+		}
+		w.WriteHeader(rec.Status)
+		w.Write(rec.Body)
+		w.Write([]byte("\n"))
+		return 0, false
+	}
+	if time.Since(rec.Started) > inFlightTimeout {
+		rev, err := s.o.Idempotency.Update(ctx, kvKey, inflight, e.Revision())
+		if err == nil {
+			return rev, true
+		}
+	}
+	p := problem.New(probIdempotencyInFlight, http.StatusConflict, "Request in flight", "a request with this Idempotency-Key is still being processed; retry shortly")
+	p.RetryAfter = 1
+	problem.Write(w, p)
+	return 0, false
+}

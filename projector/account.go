@@ -1,0 +1,246 @@
+package projector
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Block is a credit block as folded from the ledger.
+type Block struct {
+	ID          string          `json:"id"`
+	Source      string          `json:"source"`
+	Priority    int             `json:"priority"`
+	EffectiveAt time.Time       `json:"effective_at"`
+	ExpiresAt   *time.Time      `json:"expires_at,omitempty"`
+	CostBasis   *events.Decimal `json:"cost_basis,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	Granted     events.Credits  `json:"granted"`
+	Remaining   events.Credits  `json:"remaining"`
+	Expired     bool            `json:"expired,omitempty"`
+}
+
+// eligible reports whether the block can be burned by a debit at t.
+func (b *Block) eligible(t time.Time) bool {
+	return !b.Expired && b.Remaining > 0 && !b.EffectiveAt.After(t) && (b.ExpiresAt == nil || t.Before(*b.ExpiresAt))
+}
+
+// BurnOrder is the total order blocks are burned in (DESIGN.md, Burn order): priority
+// ascending; then expires_at ascending, never-expiring last; then cost basis ascending, free
+// (none) first; then effective_at, created_at and block id.
+func BurnOrder(a, b *Block) int {
+	if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+		return c
+	}
+	switch {
+	case a.ExpiresAt == nil && b.ExpiresAt != nil:
+		return 1
+	case a.ExpiresAt != nil && b.ExpiresAt == nil:
+		return -1
+	case a.ExpiresAt != nil:
+		if c := a.ExpiresAt.Compare(*b.ExpiresAt); c != 0 {
+			return c
+		}
+	}
+	ca, cb := events.Decimal{}, events.Decimal{}
+	if a.CostBasis != nil {
+		ca = *a.CostBasis
+	}
+	if b.CostBasis != nil {
+		cb = *b.CostBasis
+	}
+	if c := ca.Cmp(cb); c != 0 {
+		return c
+	}
+	if c := a.EffectiveAt.Compare(b.EffectiveAt); c != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// Reservation statuses.
+const (
+	StatusActive    = "active"
+	StatusCommitted = "committed"
+	StatusReleased  = "released"
+	StatusExpired   = "expired"
+)
+
+// Reservation is a hold on credits.
+type Reservation struct {
+	ID        string         `json:"id"`
+	Amount    events.Credits `json:"amount"`
+	ExpiresAt time.Time      `json:"expires_at"`
+	CreatedAt time.Time      `json:"created_at"`
+	Status    string         `json:"status"`
+	Committed events.Credits `json:"committed,omitempty"`
+	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+}
+
+// StatusAt is the reservation's status at t: an active hold past its TTL is expired even
+// before the expiry entry is written.
+func (r *Reservation) StatusAt(t time.Time) string {
+	if r.Status == StatusActive && !t.Before(r.ExpiresAt) {
+		return StatusExpired
+	}
+	return r.Status
+}
+
+// Account is one customer's folded ledger.
+type Account struct {
+	Customer     string                  `json:"customer"`
+	Blocks       []*Block                `json:"blocks"` // in burn order
+	Overage      events.Credits          `json:"overage"` // debits no block covered
+	Credit       events.Credits          `json:"credit"`  // credit-backs no block could take back
+	Reservations map[string]*Reservation `json:"reservations"`
+	Debited      events.Credits          `json:"debited"`       // usage debits
+	CreditedBack events.Credits          `json:"credited_back"` // credit-backs, as a positive amount
+	Committed    events.Credits          `json:"committed"`     // reservation commits
+	Expired      events.Credits          `json:"expired"`       // credits lost to block expiry
+	Unrated      int64                   `json:"unrated_events"`
+	Entries      int64                   `json:"entries"`
+	LastSeq      uint64                  `json:"last_seq"` // ledger sequence of the customer's last entry
+	UsageSeq     uint64                  `json:"usage_seq"`
+	UsageIndex   int                     `json:"usage_index"`
+	UnratedSeq   uint64                  `json:"unrated_seq"`
+}
+
+func newAccount(customer string) *Account {
+	return &Account{Customer: customer, Reservations: map[string]*Reservation{}}
+}
+
+// Balance is what is left in the blocks eligible at now, plus stray credit, minus overage.
+func (a *Account) Balance(now time.Time) events.Credits {
+	var sum events.Credits
+	for _, b := range a.Blocks {
+		if b.eligible(now) {
+			sum += b.Remaining
+		}
+	}
+	return sum + a.Credit - a.Overage
+}
+
+// Reserved is what active, unexpired reservations hold at now.
+func (a *Account) Reserved(now time.Time) events.Credits {
+	var sum events.Credits
+	for _, r := range a.Reservations {
+		if r.StatusAt(now) == StatusActive {
+			sum += r.Amount
+		}
+	}
+	return sum
+}
+
+// Effective is the balance less what is reserved.
+func (a *Account) Effective(now time.Time) events.Credits { return a.Balance(now) - a.Reserved(now) }
+
+// block finds a block by id.
+func (a *Account) block(id string) *Block {
+	for _, b := range a.Blocks {
+		if b.ID == id {
+			return b
+		}
+	}
+	return nil
+}
+
+// allocate burns amount (> 0) at t in burn order and returns the allocations; what no block
+// covers is an allocation without a block and adds to overage.
+func (a *Account) allocate(t time.Time, amount events.Credits) []events.Allocation {
+	var out []events.Allocation
+	left := amount
+	for _, b := range a.Blocks {
+		if left == 0 {
+			break
+		}
+		if !b.eligible(t) {
+			continue
+		}
+		take := min(b.Remaining, left)
+		b.Remaining -= take
+		left -= take
+		out = append(out, events.Allocation{Block: b.ID, Amount: take})
+	}
+	if left > 0 {
+		a.Overage += left
+		out = append(out, events.Allocation{Amount: left})
+	}
+	return out
+}
+
+// Allocations previews what burning amount at t would take, without changing the account.
+func (a *Account) Allocations(t time.Time, amount events.Credits) []events.Allocation {
+	c := a.clone()
+	return c.allocate(t, amount)
+}
+
+// refund gives back amount (> 0): first against overage, then into blocks in burn order up to
+// what each had given, and the rest as stray credit.
+func (a *Account) refund(amount events.Credits) {
+	left := amount
+	pay := min(a.Overage, left)
+	a.Overage -= pay
+	left -= pay
+	for _, b := range a.Blocks {
+		if left == 0 {
+			break
+		}
+		if b.Expired {
+			continue
+		}
+		give := min(b.Granted-b.Remaining, left)
+		b.Remaining += give
+		left -= give
+	}
+	a.Credit += left
+}
+
+// debit applies a recorded allocation list (a commit decided on this very state), or burns
+// in burn order when none was recorded (usage debits).
+func (a *Account) applyAllocations(t time.Time, amount events.Credits, allocs []events.Allocation) []events.Allocation {
+	if len(allocs) == 0 {
+		return a.allocate(t, amount)
+	}
+	var out []events.Allocation
+	for _, al := range allocs {
+		if al.Block == "" {
+			a.Overage += al.Amount
+			out = append(out, al)
+			continue
+		}
+		b := a.block(al.Block)
+		if b == nil || b.Remaining < al.Amount {
+			// Cannot happen for entries decided on this state; fold what can be folded.
+			out = append(out, a.allocate(t, al.Amount)...)
+			continue
+		}
+		b.Remaining -= al.Amount
+		out = append(out, al)
+	}
+	return out
+}
+
+func (a *Account) addBlock(b *Block) {
+	i, _ := slices.BinarySearchFunc(a.Blocks, b, BurnOrder)
+	a.Blocks = slices.Insert(a.Blocks, i, b)
+}
+
+func (a *Account) clone() *Account {
+	c := *a
+	c.Blocks = make([]*Block, len(a.Blocks))
+	for i, b := range a.Blocks {
+		bb := *b
+		c.Blocks[i] = &bb
+	}
+	c.Reservations = make(map[string]*Reservation, len(a.Reservations))
+	for k, r := range a.Reservations {
+		rr := *r
+		c.Reservations[k] = &rr
+	}
+	return &c
+}

@@ -1,0 +1,130 @@
+package projector
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Errors of the decisions a customer's state can refuse.
+var (
+	ErrInsufficientCredits = errors.New("insufficient credits")
+	ErrReservationNotFound = errors.New("reservation not found")
+	ErrReservationExpired  = errors.New("reservation expired")
+	ErrReservationEnded    = errors.New("reservation already committed or released")
+)
+
+// FieldError names the offending field of a command.
+type FieldError struct{ Field, Msg string }
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Reservation TTLs.
+const (
+	DefaultReservationTTL = 5 * time.Minute
+	MaxReservationTTL     = 24 * time.Hour
+)
+
+// Grant is a request for a new credit block.
+type Grant struct {
+	Amount      events.Credits
+	Source      string
+	Priority    *int
+	EffectiveAt *time.Time
+	ExpiresAt   *time.Time
+	CostBasis   *events.Decimal
+}
+
+// DecideGrant checks a grant and returns the entry that records it.
+func DecideGrant(customer, block string, g Grant, now time.Time) (events.CreditsGranted, error) {
+	if g.Amount <= 0 {
+		return events.CreditsGranted{}, &FieldError{"amount", "must be greater than 0"}
+	}
+	prio, ok := events.DefaultPriority(g.Source)
+	if !ok {
+		return events.CreditsGranted{}, &FieldError{"source", fmt.Sprintf("%q is not one of plan, topup, promo, trial, rollover, wallet", g.Source)}
+	}
+	if g.Priority != nil {
+		if *g.Priority < 0 || *g.Priority > 1_000_000 {
+			return events.CreditsGranted{}, &FieldError{"priority", "must be between 0 and 1000000"}
+		}
+		prio = *g.Priority
+	}
+	eff := now.UTC()
+	if g.EffectiveAt != nil {
+		eff = g.EffectiveAt.UTC()
+	}
+	var exp *time.Time
+	if g.ExpiresAt != nil {
+		e := g.ExpiresAt.UTC()
+		if !e.After(eff) {
+			return events.CreditsGranted{}, &FieldError{"expires_at", "must be after effective_at"}
+		}
+		exp = &e
+	}
+	if g.CostBasis != nil && g.CostBasis.Sign() < 0 {
+		return events.CreditsGranted{}, &FieldError{"cost_basis", "must not be negative"}
+	}
+	return events.CreditsGranted{Block: block, Customer: customer, Amount: g.Amount, Source: g.Source, Priority: prio,
+		EffectiveAt: eff, ExpiresAt: exp, CostBasis: g.CostBasis, At: now.UTC()}, nil
+}
+
+// DecideReserve holds amount for ttl if the effective balance covers it.
+func (a *Account) DecideReserve(id string, amount events.Credits, ttl time.Duration, now time.Time) (events.ReservationCreated, error) {
+	if amount <= 0 {
+		return events.ReservationCreated{}, &FieldError{"amount", "must be greater than 0"}
+	}
+	if ttl <= 0 || ttl > MaxReservationTTL {
+		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
+	}
+	if eff := a.Effective(now); eff < amount {
+		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, eff, amount)
+	}
+	return events.ReservationCreated{Reservation: id, Customer: a.Customer, Amount: amount, ExpiresAt: now.UTC().Add(ttl), At: now.UTC()}, nil
+}
+
+func (a *Account) activeReservation(id string, now time.Time) (*Reservation, error) {
+	r := a.Reservations[id]
+	if r == nil {
+		return nil, ErrReservationNotFound
+	}
+	switch r.StatusAt(now) {
+	case StatusExpired:
+		return nil, ErrReservationExpired
+	case StatusActive:
+		return r, nil
+	}
+	return nil, fmt.Errorf("%w (%s)", ErrReservationEnded, r.Status)
+}
+
+// DecideCommit turns a hold into a debit of amount (the held amount when nil), allocated in
+// burn order now: less than held returns the rest, more debits the extra (overage if no
+// block covers it).
+func (a *Account) DecideCommit(id string, amount *events.Credits, now time.Time) (events.ReservationCommitted, error) {
+	r, err := a.activeReservation(id, now)
+	if err != nil {
+		return events.ReservationCommitted{}, err
+	}
+	amt := r.Amount
+	if amount != nil {
+		if *amount < 0 {
+			return events.ReservationCommitted{}, &FieldError{"amount", "must not be negative"}
+		}
+		amt = *amount
+	}
+	var allocs []events.Allocation
+	if amt > 0 {
+		allocs = a.Allocations(now.UTC(), amt)
+	}
+	return events.ReservationCommitted{Reservation: id, Customer: a.Customer, Amount: amt, Allocations: allocs, At: now.UTC()}, nil
+}
+
+// DecideRelease ends a hold without a debit.
+func (a *Account) DecideRelease(id string, now time.Time) (events.ReservationReleased, error) {
+	if _, err := a.activeReservation(id, now); err != nil {
+		return events.ReservationReleased{}, err
+	}
+	return events.ReservationReleased{Reservation: id, Customer: a.Customer, At: now.UTC()}, nil
+}

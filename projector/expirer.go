@@ -1,0 +1,85 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// Expirer writes the ledger entries that time alone causes: credits.expired.v1 when a block
+// with credits left passes its expires_at, reservation.expired.v1 when a hold passes its TTL.
+// Balances already leave such blocks and holds out from the moment they expire; the entries
+// make it part of the record (and of replay and webhooks). Every process may run one: the
+// entries carry derived message ids and the fold applies each at most once.
+type Expirer struct {
+	JS       jetstream.JetStream
+	Ledger   *Ledger
+	Every    time.Duration // default 1s
+	Now      func() time.Time
+	Log      *slog.Logger
+	Expiries atomic.Int64
+}
+
+type expiry struct {
+	subject, typ, id string
+	v                any
+}
+
+// Run scans until ctx ends.
+func (x *Expirer) Run(ctx context.Context) error {
+	every := x.Every
+	if every <= 0 {
+		every = time.Second
+	}
+	now := x.Now
+	if now == nil {
+		now = time.Now
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		for _, e := range x.due(now().UTC()) {
+			data, _ := json.Marshal(e.v)
+			msg := &nats.Msg{Subject: e.subject, Data: data, Header: nats.Header{events.HeaderType: []string{e.typ}}}
+			if _, err := x.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(e.id)); err != nil {
+				if ctx.Err() == nil {
+					x.Log.Warn("writing expiry", "subject", e.subject, "err", err)
+				}
+				break
+			}
+			x.Expiries.Add(1)
+		}
+	}
+}
+
+func (x *Expirer) due(now time.Time) []expiry {
+	var out []expiry
+	x.Ledger.Accounts(func(sc events.Scope, a *Account) {
+		subject := events.LedgerSubject(sc.Product, sc.Env, a.Customer)
+		for _, b := range a.Blocks {
+			if !b.Expired && b.Remaining > 0 && b.ExpiresAt != nil && !now.Before(*b.ExpiresAt) {
+				out = append(out, expiry{subject, events.TypeCreditsExpired, sc.Product + ":" + sc.Env + ":exp:" + b.ID,
+					events.CreditsExpired{Block: b.ID, Customer: a.Customer, Amount: b.Remaining, At: *b.ExpiresAt}})
+			}
+		}
+		for _, r := range a.Reservations {
+			if r.Status == StatusActive && !now.Before(r.ExpiresAt) {
+				out = append(out, expiry{subject, events.TypeReservationExpired, sc.Product + ":" + sc.Env + ":rexp:" + r.ID,
+					events.ReservationReleased{Reservation: r.ID, Customer: a.Customer, At: r.ExpiresAt}})
+			}
+		}
+	})
+	return out
+}
