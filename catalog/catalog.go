@@ -35,7 +35,7 @@ type Catalog struct {
 	byMeter map[events.Scope]map[string][]string      // meter key → rule keys, sorted
 	subjSeq map[string]uint64                         // config subject → sequence of its last event
 	feats   map[events.Scope]map[string]events.Feature
-	changed chan struct{}                             // closed and replaced after every Apply, to wake WaitFor
+	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
 }
 
 // New returns an empty catalog.

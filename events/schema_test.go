@@ -41,6 +41,15 @@ func samples() map[string][]any {
 			UsageDebited{ID: "d2", Kind: KindCreditBack, Customer: "c1", EventID: "e2", Rule: "r", RuleVersion: 2, Quantity: MustDecimal("1"), Amount: -80_000_000, EventTime: t0, UsageSeq: 10, RuleIndex: 1},
 		},
 		TypeUsageUnrated: {UsageUnrated{ID: "u1", Customer: "c1", EventID: "e3", EventType: "llm", Meters: []string{"tokens"}, Reasons: []string{"no_rule"}, UsageSeq: 11, EventTime: t0}},
+		TypeUsageRated: {UsageRated{ID: "rtd_1", Customer: "c1", FirstSeq: 9, LastSeq: 11,
+			Debits:  []UsageDebited{{ID: "d1", Kind: KindDebit, Customer: "c1", EventID: "e1", Rule: "r", RuleVersion: 1, Quantity: MustDecimal("2"), Amount: 3, EventTime: t0, UsageSeq: 9}},
+			Unrated: []UsageUnrated{{ID: "u1", Customer: "c1", EventID: "e3", EventType: "llm", Meters: []string{"tokens"}, Reasons: []string{"bad_value"}, UsageSeq: 11, EventTime: t0}}}},
+		TypeCreditsExpired:       {CreditsExpired{Block: "b1", Customer: "c1", Amount: 5, At: t0}},
+		TypeReservationCreated:   {ReservationCreated{Reservation: "r1", Customer: "c1", Amount: 5, ExpiresAt: exp, At: t0}},
+		TypeReservationCommitted: {ReservationCommitted{Reservation: "r1", Customer: "c1", Amount: 7, Allocations: []Allocation{{Block: "b1", Amount: 5}, {Amount: 2}}, At: t0}},
+		TypeReservationReleased:  {ReservationReleased{Reservation: "r1", Customer: "c1", At: t0}},
+		TypeReservationExpired:   {ReservationReleased{Reservation: "r2", Customer: "c1", At: t0}},
+		TypeFeatureDefined:       {FeatureDefined{Product: "acme", Env: "live", At: t0, Feature: Feature{Key: "chat", Rule: "r", OverdraftLimit: 1_000_000}}},
 		TypeRuleVersioned: {
 			RuleVersioned{Product: "acme", Env: "live", At: t0, Rule: Rule{Key: "r", Version: 1, Meter: "tokens", Model: ModelGraduated, TierScope: TierScopePeriod, EffectiveFrom: t0,
 				Period: &Period{Unit: UnitMonth, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"},
@@ -118,4 +127,12 @@ func TestEverySchemaHasASample(t *testing.T) {
 		require.Contains(t, s, typ, "schema %s has no sample in schema_test.go", f)
 	}
 	require.Len(t, s, len(files), "every event type needs a schema in schemas/events")
+}
+
+func TestEveryTypeHasASample(t *testing.T) {
+	s := samples()
+	for _, typ := range Types {
+		require.Contains(t, s, typ, "event type %s needs a sample here and a schema in schemas/events", typ)
+	}
+	require.Len(t, s, len(Types))
 }

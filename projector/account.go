@@ -94,7 +94,7 @@ func (r *Reservation) StatusAt(t time.Time) string {
 // Account is one customer's folded ledger.
 type Account struct {
 	Customer     string                  `json:"customer"`
-	Blocks       []*Block                `json:"blocks"` // in burn order
+	Blocks       []*Block                `json:"blocks"`  // in burn order
 	Overage      events.Credits          `json:"overage"` // debits no block covered
 	Credit       events.Credits          `json:"credit"`  // credit-backs no block could take back
 	Reservations map[string]*Reservation `json:"reservations"`

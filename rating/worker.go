@@ -19,7 +19,7 @@ import (
 // Counters are a worker's running totals, for /metrics.
 type Counters struct {
 	Events, Debits, CreditBacks, Unrated, Unmetered, Malformed, Snapshots, Entries atomic.Int64
-	Seq                                                                   atomic.Uint64
+	Seq                                                                            atomic.Uint64
 }
 
 // Worker rates one partition of the usage stream.

@@ -1,0 +1,11 @@
+package events
+
+// Types lists every versioned event name allot writes. Each has a JSON Schema in
+// schemas/events (a test keeps the two in step).
+var Types = []string{
+	TypeUsageRecorded,
+	TypeAPIKeyCreated, TypeMeterDefined, TypeRuleVersioned, TypeFeatureDefined,
+	TypeUsageRated, TypeUsageDebited, TypeUsageUnrated,
+	TypeCreditsGranted, TypeCreditsExpired,
+	TypeReservationCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
+}
