@@ -10,9 +10,14 @@ import (
 	"github.com/allot-dev/allot/events"
 )
 
-// Follow keeps l current with the ledger stream until ctx ends.
+// Follow keeps l current with the ledger stream until ctx ends, starting after what l already
+// holds (a snapshot's sequence, or the beginning).
 func Follow(ctx context.Context, js jetstream.JetStream, stream string, l *Ledger, log *slog.Logger) error {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if seq := l.Seq(); seq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("following %s: %w", stream, err)
 	}

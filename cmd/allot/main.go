@@ -26,7 +26,10 @@ const usage = `allot — usage metering, credits and quotas on NATS JetStream
 
 Usage:
   allot serve [flags]        run everything (embedded NATS unless --nats-url)
-  allot bench [ingest|all] [--json]
+  allot replay [--verify] [--nats-url URL | --data DIR]
+                             rebuild the projections from the streams, print a digest,
+                             and with --verify compare with the live state (exit 1 if different)
+  allot bench [ingest|rating|pipeline|all] [--json]
                              measure throughput next to raw JetStream baselines
   allot version
 
@@ -49,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = cmdServe(ctx, args[1:], stdout, stderr)
+	case "replay":
+		err = cmdReplay(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "version":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,20 +28,21 @@ import (
 
 // nodeConfig is everything serve (and bench) needs to run a node.
 type nodeConfig struct {
-	DataDir         string
-	NATSURL         string // external NATS; empty = embedded
-	NATSListen      string // embedded client listener host:port, "off" for in-process only
-	HTTPAddr        string
-	ClickHouseDSN   string
-	ConfigFile      string
-	DedupWindow     time.Duration
-	UsagePartitions int
-	Replicas        int
-	FsyncAlways     bool
-	MaxBody         int64
-	SnapshotEvery   time.Duration // rating snapshots; default 2s
-	NoRating        bool          // run no rating workers (the bench measures raw baselines with it)
-	Log             *slog.Logger
+	DataDir                 string
+	NATSURL                 string // external NATS; empty = embedded
+	NATSListen              string // embedded client listener host:port, "off" for in-process only
+	HTTPAddr                string
+	ClickHouseDSN           string
+	ConfigFile              string
+	DedupWindow             time.Duration
+	UsagePartitions         int
+	Replicas                int
+	FsyncAlways             bool
+	MaxBody                 int64
+	SnapshotEvery           time.Duration // rating snapshots; default 2s
+	ProjectionSnapshotEvery time.Duration // ledger projection snapshots; default 10s
+	NoRating                bool          // run no rating workers (the bench measures raw baselines with it)
+	Log                     *slog.Logger
 }
 
 // node is one running allot process: NATS (embedded or not), the catalog, the API.
@@ -161,7 +163,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 
 	// Projections of the ledger, read by the API.
-	n.ledger = projector.NewLedger()
+	n.ledger, err = projector.LoadLedger(sctx, snaps)
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	log.Info("ledger projection loaded", "seq", n.ledger.Seq(), "customers", n.ledger.Customers())
 	pjs, err := n.stageJetStream(cfg, "allot-projector")
 	if err != nil {
 		return nil, exitWith(4, err)
@@ -169,6 +175,22 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	n.goBackground(func() error {
 		return projector.Follow(bgctx, pjs, bus.LedgerStream, n.ledger, log.With("component", "projector"))
 	})
+	n.goBackground(func() error {
+		return projector.SaveSnapshots(bgctx, snaps, n.ledger, cfg.ProjectionSnapshotEvery, log.With("component", "projector"))
+	})
+	// Answers `allot replay --verify`: the live projection's sequence and digest.
+	digestSub, err := n.nc.Subscribe(DigestSubject, func(m *nats.Msg) {
+		seq, digest, err := n.ledger.Digest()
+		if err != nil {
+			return
+		}
+		b, _ := json.Marshal(digestReply{Seq: seq, Digest: digest, Customers: n.ledger.Customers()})
+		m.Respond(b)
+	})
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	_ = digestSub
 	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Log: log.With("component", "expirer")}
 	n.goBackground(func() error { return n.expirer.Run(bgctx) })
 	idem, err := bus.EnsureIdempotencyStore(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
@@ -329,4 +351,13 @@ func parseListen(s string) (host string, port int, err error) {
 		port = -1 // any free port
 	}
 	return h, port, nil
+}
+
+// DigestSubject is where live processes answer with their projection digest.
+const DigestSubject = "allot.admin.digest"
+
+type digestReply struct {
+	Seq       uint64 `json:"seq"`
+	Digest    string `json:"digest"`
+	Customers int    `json:"customers"`
 }

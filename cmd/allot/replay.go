@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
+)
+
+// replayResult is what `allot replay` prints with --json.
+type replayResult struct {
+	Entries       uint64  `json:"entries"`
+	Seq           uint64  `json:"seq"`
+	Customers     int     `json:"customers"`
+	Digest        string  `json:"digest"`
+	Seconds       float64 `json:"seconds"`
+	EntriesPerSec float64 `json:"entries_per_second"`
+	Against       string  `json:"verified_against,omitempty"` // live or snapshot
+	Expected      string  `json:"expected_digest,omitempty"`
+	Match         *bool   `json:"match,omitempty"`
+}
+
+func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	verify := fs.Bool("verify", false, "compare the rebuilt state with the live projection (or, with no live process, the stored snapshot); exit 1 if they differ")
+	natsURL := fs.String("nats-url", "", "NATS of a running allot (e.g. nats://127.0.0.1:4222); empty opens --data directly")
+	dataDir := fs.String("data", "./data", "data directory to open when no server runs on it")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := bindEnv(fs, args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var nc *nats.Conn
+	var err error
+	if *natsURL != "" {
+		if nc, err = nats.Connect(*natsURL, nats.Name("allot-replay")); err != nil {
+			return exitWith(4, fmt.Errorf("connecting to %s: %w", *natsURL, err))
+		}
+	} else {
+		emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: *dataDir, Port: -2})
+		if errors.Is(err, bus.ErrDataDirLocked) {
+			return exitWith(3, fmt.Errorf("%w: a running allot owns it; replay against it with --nats-url nats://127.0.0.1:4222", err))
+		}
+		if err != nil {
+			return exitWith(3, err)
+		}
+		defer emb.Shutdown()
+		if nc, err = nats.Connect("", nats.InProcessServer(emb.Server)); err != nil {
+			return exitWith(4, err)
+		}
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return exitWith(4, err)
+	}
+	res, err := replayLedger(ctx, nc, js, *verify, log)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		fmt.Fprintf(stdout, "replayed %d ledger entries (to sequence %d) in %.2fs: %.0f entries/s\n", res.Entries, res.Seq, res.Seconds, res.EntriesPerSec)
+		fmt.Fprintf(stdout, "customers: %d\ndigest:    %s\n", res.Customers, res.Digest)
+		if res.Match != nil {
+			fmt.Fprintf(stdout, "%-9s  %s\n", res.Against+":", res.Expected)
+			if *res.Match {
+				fmt.Fprintln(stdout, "verify: OK, the rebuilt state is byte-identical")
+			} else {
+				fmt.Fprintln(stdout, "verify: MISMATCH")
+			}
+		}
+	}
+	if res.Match != nil && !*res.Match {
+		return exitWith(1, errors.New("replayed state differs from the "+res.Against+" projection"))
+	}
+	return nil
+}
+
+// replayLedger folds the ledger stream from its first entry into a fresh projection. With
+// verify, it folds exactly as far as the live projection (or stored snapshot) it compares with.
+func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, verify bool, log *slog.Logger) (replayResult, error) {
+	var res replayResult
+	stream, err := js.Stream(ctx, bus.LedgerStream)
+	if err != nil {
+		return res, exitWith(4, fmt.Errorf("opening %s: %w", bus.LedgerStream, err))
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return res, exitWith(4, err)
+	}
+	target := info.State.LastSeq
+	if verify {
+		msg, err := nc.Request(DigestSubject, nil, 2*time.Second)
+		switch {
+		case err == nil:
+			var d digestReply
+			if err := json.Unmarshal(msg.Data, &d); err != nil {
+				return res, fmt.Errorf("reading the live digest: %w", err)
+			}
+			target, res.Expected, res.Against = d.Seq, d.Digest, "live"
+		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout):
+			store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
+			if err != nil {
+				return res, exitWith(4, err)
+			}
+			snap, err := projector.LoadLedger(ctx, store)
+			if err != nil {
+				return res, err
+			}
+			seq, digest, _ := snap.Digest()
+			target, res.Expected, res.Against = seq, digest, "snapshot"
+			log.Info("no live allot answered; verifying against the stored snapshot", "seq", seq)
+		default:
+			return res, exitWith(4, err)
+		}
+	}
+	l := projector.NewLedger()
+	start := time.Now()
+	if target > 0 {
+		cons, err := js.OrderedConsumer(ctx, bus.LedgerStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+		if err != nil {
+			return res, exitWith(4, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+		if err != nil {
+			return res, exitWith(4, err)
+		}
+		lastLog := time.Now()
+		for {
+			m, err := it.Next()
+			if err != nil {
+				it.Stop()
+				return res, fmt.Errorf("reading the ledger: %w", err)
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			seq := md.Sequence.Stream
+			if seq > target {
+				break
+			}
+			if err := l.Apply(seq, m.Subject(), m.Headers().Get(events.HeaderType), m.Data()); err != nil {
+				log.Warn("unreadable ledger entry", "seq", seq, "err", err)
+			}
+			res.Entries++
+			if time.Since(lastLog) > 2*time.Second {
+				log.Info("replaying", "seq", seq, "of", target)
+				lastLog = time.Now()
+			}
+			if seq >= target || md.NumPending == 0 {
+				break
+			}
+		}
+		it.Stop()
+	}
+	res.Seconds = time.Since(start).Seconds()
+	if res.Seconds > 0 {
+		res.EntriesPerSec = float64(res.Entries) / res.Seconds
+	}
+	seq, digest, err := l.Digest()
+	if err != nil {
+		return res, err
+	}
+	res.Seq, res.Digest, res.Customers = seq, digest, l.Customers()
+	if verify {
+		match := digest == res.Expected && seq == target
+		res.Match = &match
+	}
+	return res, nil
+}

@@ -1,0 +1,157 @@
+package projector
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// SnapshotName is the ledger projection's object in the snapshot store.
+const SnapshotName = "projector/ledger"
+
+type ledgerSnapshot struct {
+	Format   int               `json:"format"`
+	Seq      uint64            `json:"seq"`
+	Items    int64             `json:"items"`
+	Accounts []snapshotAccount `json:"accounts"`
+}
+
+type snapshotAccount struct {
+	Product string   `json:"product"`
+	Env     string   `json:"env"`
+	Account *Account `json:"account"`
+}
+
+// MarshalJSON encodes the whole projection deterministically (accounts sorted, blocks in
+// burn order, maps with sorted keys): equal states give equal bytes, so their digests compare.
+func (l *Ledger) MarshalJSON() ([]byte, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.marshalLocked()
+}
+
+func (l *Ledger) marshalLocked() ([]byte, error) {
+	snap := ledgerSnapshot{Format: 1, Seq: l.seq, Items: l.items, Accounts: make([]snapshotAccount, 0, len(l.accounts))}
+	for k, a := range l.accounts {
+		snap.Accounts = append(snap.Accounts, snapshotAccount{Product: k.Scope.Product, Env: k.Scope.Env, Account: a})
+	}
+	slices.SortFunc(snap.Accounts, func(a, b snapshotAccount) int {
+		return strings.Compare(a.Product+"\x00"+a.Env+"\x00"+a.Account.Customer, b.Product+"\x00"+b.Env+"\x00"+b.Account.Customer)
+	})
+	return json.Marshal(snap)
+}
+
+// UnmarshalJSON restores a projection written by MarshalJSON.
+func (l *Ledger) UnmarshalJSON(b []byte) error {
+	var snap ledgerSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return fmt.Errorf("reading ledger snapshot: %w", err)
+	}
+	if snap.Format != 1 {
+		return fmt.Errorf("reading ledger snapshot: unknown format %d", snap.Format)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq, l.items = snap.Seq, snap.Items
+	l.accounts = make(map[accountKey]*Account, len(snap.Accounts))
+	l.resv = map[events.Scope]map[string]string{}
+	for _, sa := range snap.Accounts {
+		a := sa.Account
+		if a.Reservations == nil {
+			a.Reservations = map[string]*Reservation{}
+		}
+		sc := events.Scope{Product: sa.Product, Env: sa.Env}
+		l.accounts[accountKey{sc, a.Customer}] = a
+		for id := range a.Reservations {
+			if l.resv[sc] == nil {
+				l.resv[sc] = map[string]string{}
+			}
+			l.resv[sc][id] = a.Customer
+		}
+	}
+	return nil
+}
+
+// Digest is the sequence the projection covers and the SHA-256 of its canonical encoding.
+func (l *Ledger) Digest() (uint64, string, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	b, err := l.marshalLocked()
+	if err != nil {
+		return 0, "", err
+	}
+	sum := sha256.Sum256(b)
+	return l.seq, "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// Customers is how many accounts the projection holds.
+func (l *Ledger) Customers() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.accounts)
+}
+
+// LoadLedger restores the projection from its snapshot, or returns an empty one.
+func LoadLedger(ctx context.Context, store jetstream.ObjectStore) (*Ledger, error) {
+	l := NewLedger()
+	b, err := store.GetBytes(ctx, SnapshotName)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return l, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading ledger snapshot: %w", err)
+	}
+	if err := json.Unmarshal(b, l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// SaveSnapshots writes the projection to the store every period while it changes, and once
+// more when ctx ends.
+func SaveSnapshots(ctx context.Context, store jetstream.ObjectStore, l *Ledger, every time.Duration, log *slog.Logger) error {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	saved := l.Seq()
+	save := func(ctx context.Context) {
+		seq := l.Seq()
+		if seq == saved {
+			return
+		}
+		b, err := json.Marshal(l)
+		if err != nil {
+			log.Error("encoding ledger snapshot", "err", err)
+			return
+		}
+		if _, err := store.PutBytes(ctx, SnapshotName, b); err != nil {
+			log.Warn("saving ledger snapshot", "err", err)
+			return
+		}
+		saved = seq
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			save(sctx)
+			cancel()
+			return nil
+		case <-t.C:
+			save(ctx)
+		}
+	}
+}
