@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"time"
 
@@ -100,7 +101,13 @@ func (s *Server) appendDecided(ctx context.Context, scope events.Scope, customer
 		return 0, err
 	}
 	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
-	for attempt := 0; attempt < 50; attempt++ {
+	deadline := time.Now().Add(10 * time.Second)
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if attempt > 0 {
+			// Lost a race for this customer's ledger: back off a little, with jitter, so a
+			// crowd of writers does not retry in lockstep.
+			time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
+		}
 		var last uint64
 		m, err := stream.GetLastMsgForSubject(ctx, subject)
 		switch {
