@@ -68,7 +68,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var results []benchResult
 	switch which {
-	case "rating", "pipeline":
+	case "rating", "pipeline", "check", "reserve", "replay":
 	case "ingest", "all":
 		r, err := benchIngest(ctx, o, stderr)
 		if err != nil {
@@ -76,10 +76,24 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results = append(results, r...)
 	default:
-		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline and all (check, quota, replay and sink arrive with their issues)", which))
+		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), replay and all (quota and sink arrive with their issues)", which))
 	}
 	if which == "rating" || which == "all" {
 		r, err := benchRating(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if which == "check" || which == "reserve" || which == "all" {
+		r, err := benchCheck(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if which == "replay" || which == "all" {
+		r, err := benchReplay(ctx, o, stderr)
 		if err != nil {
 			return err
 		}
@@ -100,7 +114,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "figure\tvalue\tunit\tbaseline\tbaseline value\tratio")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.0f\t%.2f\n", r.Name, r.Value, r.Unit, r.BaselineName, r.BaselineValue, r.Ratio)
+		fmt.Fprintf(tw, "%s\t%.3f\t%s\t%s\t%.3f\t%.2f\n", r.Name, r.Value, r.Unit, r.BaselineName, r.BaselineValue, r.Ratio)
 	}
 	return tw.Flush()
 }
