@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ var ErrCreditsPrecision = errors.New("amount has more than 6 fractional digits")
 // ParseCredits reads a decimal credit amount exactly. More than six fractional digits is an
 // error, not a rounding: a caller granting 0.0000001 credits has made a mistake we must show.
 func ParseCredits(s string) (Credits, error) {
+	if c, ok := parseMicro(s); ok {
+		return c, nil
+	}
 	d, err := ParseDecimal(strings.TrimSpace(s))
 	if err != nil {
 		return 0, err
@@ -77,11 +81,9 @@ func (c Credits) Add(d Credits) (Credits, bool) {
 func (c Credits) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 func (c *Credits) UnmarshalJSON(b []byte) error {
-	s := string(b)
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
+	s, err := jsonStringOrNumber(b)
+	if err != nil {
+		return err
 	}
 	v, err := ParseCredits(s)
 	if err != nil {
@@ -89,4 +91,67 @@ func (c *Credits) UnmarshalJSON(b []byte) error {
 	}
 	*c = v
 	return nil
+}
+
+// parseMicro is the fast path of ParseCredits for the canonical form allot itself writes:
+// [-]digits[.1-6 digits], within range. Anything else goes the slow, exact way.
+func parseMicro(s string) (Credits, bool) {
+	i, n := 0, len(s)
+	neg := false
+	if i < n && s[i] == '-' {
+		neg, i = true, i+1
+	}
+	if i == n || n-i > 20 {
+		return 0, false
+	}
+	var whole, frac int64
+	digits := 0
+	for ; i < n && s[i] >= '0' && s[i] <= '9'; i++ {
+		whole = whole*10 + int64(s[i]-'0')
+		digits++
+	}
+	if digits == 0 || digits > 12 { // 12 digits of credits always fit in int64 micro-credits
+		return 0, false
+	}
+	fd := 0
+	if i < n && s[i] == '.' {
+		for i++; i < n && s[i] >= '0' && s[i] <= '9'; i++ {
+			if fd == 6 {
+				return 0, false
+			}
+			frac = frac*10 + int64(s[i]-'0')
+			fd++
+		}
+		if fd == 0 {
+			return 0, false
+		}
+	}
+	if i != n {
+		return 0, false
+	}
+	for ; fd < 6; fd++ {
+		frac *= 10
+	}
+	v := whole*MicroPerCredit + frac
+	if neg {
+		v = -v
+	}
+	return Credits(v), true
+}
+
+// jsonStringOrNumber returns the text of a JSON string (without escapes, the common case, no
+// copy through the decoder) or of a JSON number.
+func jsonStringOrNumber(b []byte) (string, error) {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		inner := b[1 : len(b)-1]
+		if bytes.IndexByte(inner, '\\') < 0 {
+			return string(inner), nil
+		}
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return "", err
+		}
+		return s, nil
+	}
+	return string(b), nil
 }

@@ -143,19 +143,11 @@ func (a Decimal) Credits() (c Credits, ok bool) {
 func (a Decimal) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
 
 func (a *Decimal) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		d, err := ParseDecimal(s)
-		if err != nil {
-			return err
-		}
-		*a = d
-		return nil
+	s, err := jsonStringOrNumber(b)
+	if err != nil {
+		return err
 	}
-	d, err := ParseDecimal(string(b))
+	d, err := ParseDecimal(s)
 	if err != nil {
 		return err
 	}

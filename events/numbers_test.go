@@ -157,3 +157,24 @@ func FuzzPlainDecimal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCreditsFastPath keeps the integer fast path equal to the exact decimal path.
+func FuzzParseCreditsFastPath(f *testing.F) {
+	for _, s := range []string{"0", "-0", "12.5", "0.000001", "999999999999.999999", "9223372036854.775807", "1.", ".5", "-", "1e3", "00012.100"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := parseMicro(s)
+		if !ok {
+			return
+		}
+		d, err := ParseDecimal(s)
+		if err != nil {
+			t.Fatalf("fast path took %q, the exact path refuses it: %v", s, err)
+		}
+		slow, inRange := d.Credits()
+		if !inRange || slow != fast {
+			t.Fatalf("%q: fast %d, exact %d (in range %v)", s, fast, slow, inRange)
+		}
+	})
+}
