@@ -97,7 +97,7 @@ type Account struct {
 	Blocks       []*Block                `json:"blocks"`  // in burn order
 	Overage      events.Credits          `json:"overage"` // debits no block covered
 	Credit       events.Credits          `json:"credit"`  // credit-backs no block could take back
-	Reservations map[string]*Reservation `json:"reservations"`
+	Reservations map[string]*Reservation `json:"reservations,omitempty"`
 	Debited      events.Credits          `json:"debited"`       // usage debits
 	CreditedBack events.Credits          `json:"credited_back"` // credit-backs, as a positive amount
 	Committed    events.Credits          `json:"committed"`     // reservation commits
@@ -111,7 +111,7 @@ type Account struct {
 }
 
 func newAccount(customer string) *Account {
-	return &Account{Customer: customer, Reservations: map[string]*Reservation{}}
+	return &Account{Customer: customer} // maps are made on first use: most customers never reserve
 }
 
 // Balance is what is left in the blocks eligible at now, plus stray credit, minus overage.
@@ -237,7 +237,10 @@ func (a *Account) clone() *Account {
 		bb := *b
 		c.Blocks[i] = &bb
 	}
-	c.Reservations = make(map[string]*Reservation, len(a.Reservations))
+	c.Reservations = nil
+	if a.Reservations != nil {
+		c.Reservations = make(map[string]*Reservation, len(a.Reservations))
+	}
 	for k, r := range a.Reservations {
 		rr := *r
 		c.Reservations[k] = &rr

@@ -80,6 +80,9 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		if _, ok := a.Reservations[e.Reservation]; ok {
 			return []Applied{{Skipped: true}}, nil
 		}
+		if a.Reservations == nil {
+			a.Reservations = map[string]*Reservation{}
+		}
 		a.Reservations[e.Reservation] = &Reservation{ID: e.Reservation, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), CreatedAt: e.At.UTC(), Status: StatusActive}
 		return []Applied{{}}, nil
 	case events.TypeReservationCommitted:

@@ -68,9 +68,6 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	l.resv = map[events.Scope]map[string]string{}
 	for _, sa := range snap.Accounts {
 		a := sa.Account
-		if a.Reservations == nil {
-			a.Reservations = map[string]*Reservation{}
-		}
 		sc := events.Scope{Product: sa.Product, Env: sa.Env}
 		l.accounts[accountKey{sc, a.Customer}] = a
 		for id := range a.Reservations {

@@ -32,7 +32,7 @@ type benchResult struct {
 }
 
 type benchOptions struct {
-	events, batch, concurrency, rounds int
+	events, batch, concurrency, rounds, customers int
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,6 +47,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.events, "events", 100000, "events per measurement")
 	fs.IntVar(&o.batch, "batch", 500, "events per HTTP request")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent HTTP clients")
+	fs.IntVar(&o.customers, "customers", 1000000, "customers in the memory figure")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and figure; the median is reported")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := bindEnv(fs, args); err != nil {
@@ -68,7 +69,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var results []benchResult
 	switch which {
-	case "rating", "pipeline", "check", "reserve", "replay":
+	case "rating", "pipeline", "check", "reserve", "replay", "memory":
 	case "ingest", "all":
 		r, err := benchIngest(ctx, o, stderr)
 		if err != nil {
@@ -76,7 +77,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results = append(results, r...)
 	default:
-		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), replay and all (quota and sink arrive with their issues)", which))
+		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), replay, memory and all (quota and sink arrive with their issues)", which))
 	}
 	if which == "rating" || which == "all" {
 		r, err := benchRating(ctx, o, stderr)
@@ -87,6 +88,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if which == "check" || which == "reserve" || which == "all" {
 		r, err := benchCheck(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if which == "memory" || which == "all" {
+		r, err := benchMemory(ctx, o.customers, stderr)
 		if err != nil {
 			return err
 		}

@@ -167,3 +167,17 @@ func TestReadyzChecksClickHouse(t *testing.T) {
 	assert.Equal(t, 503, resp.StatusCode)
 	assert.True(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json"))
 }
+
+func TestBenchFiguresHaveBaselines(t *testing.T) {
+	out, err := exec.Command(allotBin, "bench", "memory", "--customers", "2000", "--json").Output()
+	require.NoError(t, err)
+	var results []benchResult
+	require.NoError(t, json.Unmarshal(out, &results), string(out))
+	require.Len(t, results, 1)
+	assert.Equal(t, "memory_per_customer", results[0].Name)
+	assert.Greater(t, results[0].Value, 0.0)
+	assert.Equal(t, 1024.0, results[0].BaselineValue)
+	out, err = exec.Command(allotBin, "bench", "nonsense").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "known figures")
+}
