@@ -99,6 +99,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		results = append(results, r...)
+		if r, err = benchDedupMemory(ctx, o.events, stderr); err != nil {
+			return err
+		}
+		results = append(results, r...)
 	}
 	if which == "replay" || which == "all" {
 		r, err := benchReplay(ctx, o, stderr)
