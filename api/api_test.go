@@ -77,6 +77,7 @@ func newHarness(t *testing.T) *harness {
 	require.NoError(t, err)
 	in := ingest.New(js, bus.UsageStream, cat, nil)
 	ledger := projector.NewLedger()
+	in.Customers = ledger
 	go projector.Follow(ctx, js, bus.LedgerStream, ledger, slog.New(slog.DiscardHandler))
 	idem, err := bus.EnsureIdempotencyStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)

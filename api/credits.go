@@ -56,22 +56,27 @@ func viewBlock(b *projector.Block, now time.Time) blockView {
 	return v
 }
 
-func (s *Server) balanceView(a *projector.Account, now time.Time) map[string]any {
+func (s *Server) balanceView(scope events.Scope, a *projector.Account, now time.Time) map[string]any {
 	blocks := make([]blockView, 0, len(a.Blocks))
 	for _, b := range a.Blocks {
 		blocks = append(blocks, viewBlock(b, now))
 	}
 	bal, res := a.Balance(now), a.Reserved(now)
 	return map[string]any{
-		"customer": a.Customer, "balance": bal, "reserved": res, "effective_balance": bal - res,
+		"customer": a.Customer, "customer_id": events.CustomerID(scope, a.Customer), "balance": bal, "reserved": res, "effective_balance": bal - res,
 		"overage": a.Overage, "blocks": blocks, "debited": a.Debited, "credited_back": a.CreditedBack,
 		"committed": a.Committed, "expired": a.Expired, "unrated_events": a.Unrated, "version": s.o.Ledger.Seq(),
 	}
 }
 
+// customerParam is the {id} of a customer path: an external id or allot's UUID for it.
+func (s *Server) customerParam(r *http.Request) string {
+	return s.o.Ledger.ResolveCustomer(scopeFrom(r), r.PathValue("id"))
+}
+
 func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
-	a, _ := s.o.Ledger.Account(scopeFrom(r), r.PathValue("id"))
-	writeJSON(w, http.StatusOK, s.balanceView(a, s.o.Now()))
+	a, _ := s.o.Ledger.Account(scopeFrom(r), s.customerParam(r))
+	writeJSON(w, http.StatusOK, s.balanceView(scopeFrom(r), a, s.o.Now()))
 }
 
 // decodeBody reads a JSON body strictly (unknown fields are errors).
@@ -193,7 +198,7 @@ func (s *Server) postGrant(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
-	customer, now := r.PathValue("id"), s.o.Now()
+	customer, now := s.customerParam(r), s.o.Now()
 	block := newID("blk_", r)
 	var granted events.CreditsGranted
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
@@ -261,6 +266,7 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
+	b.Customer = s.o.Ledger.ResolveCustomer(scopeFrom(r), b.Customer)
 	ttl := projector.DefaultReservationTTL
 	if b.TTLSeconds != nil {
 		ttl = time.Duration(*b.TTLSeconds) * time.Second
@@ -377,6 +383,7 @@ func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc, now := scopeFrom(r), s.o.Now()
+	b.Customer = s.o.Ledger.ResolveCustomer(sc, b.Customer)
 	a, _ := s.o.Ledger.Account(sc, b.Customer)
 	bal, res := a.Balance(now), a.Reserved(now)
 	out := map[string]any{"customer": b.Customer, "feature": b.Feature, "balance": bal, "reserved": res,

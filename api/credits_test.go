@@ -207,3 +207,39 @@ func TestEntitlementCheck(t *testing.T) {
 	assert.Equal(t, "unknown_feature", r.body["reason"])
 	assert.Equal(t, 400, h.do("POST", "/v1/entitlements/check", keyAcme, jsonCT, `{"feature":"chat"}`).status)
 }
+
+func TestCustomersByUUID(t *testing.T) {
+	h := newHarness(t)
+	r := h.do("POST", "/v1/customers/user@example.com/grants", keyAcme, jsonCT, `{"amount":"10","source":"wallet"}`)
+	require.Equal(t, 201, r.status, r.raw)
+	bal := h.do("GET", "/v1/customers/user@example.com/balance", keyAcme, "", "")
+	id := bal.body["customer_id"].(string)
+	require.Regexp(t, `^[0-9a-f-]{36}$`, id)
+
+	byID := h.do("GET", "/v1/customers/"+id+"/balance", keyAcme, "", "")
+	assert.Equal(t, "user@example.com", byID.body["customer"])
+	assert.Equal(t, "10", byID.body["balance"])
+	r = h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"`+id+`","amount":"4"}`)
+	require.Equal(t, 201, r.status, r.raw)
+	assert.Equal(t, "user@example.com", r.body["customer"])
+	r = h.do("POST", "/v1/customers/"+id+"/grants", keyAcme, jsonCT, `{"amount":"1","source":"wallet"}`)
+	require.Equal(t, 201, r.status, r.raw)
+	bal = h.do("GET", "/v1/customers/user@example.com/balance", keyAcme, "", "")
+	assert.Equal(t, "11", bal.body["balance"])
+	assert.Equal(t, "4", bal.body["reserved"])
+	// The UUID belongs to one product and env: elsewhere it is just an unknown external id.
+	other := h.do("GET", "/v1/customers/"+id+"/balance", keyGlobex, "", "")
+	assert.Equal(t, id, other.body["customer"])
+	assert.Equal(t, "0", other.body["balance"])
+	// A producer's own UUIDs stay external ids.
+	own := "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+	assert.Equal(t, own, h.do("GET", "/v1/customers/"+own+"/balance", keyAcme, "", "").body["customer"])
+	// Usage naming the UUID lands on the external id's subject.
+	r = h.do("POST", "/v1/events", keyAcme, jsonCT, `{"id":"u1","type":"x","customer":"`+id+`"}`)
+	require.Equal(t, 202, r.status, r.raw)
+	s, err := h.js.Stream(context.Background(), "ALLOT_USAGE")
+	require.NoError(t, err)
+	m, err := s.GetLastMsgForSubject(context.Background(), "allot.usage.*.acme.test.user~40example~2ecom")
+	require.NoError(t, err)
+	assert.Contains(t, string(m.Data), `"customer":"user@example.com"`)
+}

@@ -112,7 +112,7 @@ const maxLedgerPage = 500
 // getLedger pages through the customer's ledger subject, oldest first.
 func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
-	customer := r.PathValue("id")
+	customer := s.customerParam(r)
 	limit := 50
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

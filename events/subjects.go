@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/sha1"
 	"errors"
 	"fmt"
 	"regexp"
@@ -198,4 +199,22 @@ func ParseLedgerSubject(subject string) (LedgerAddress, error) {
 		return LedgerAddress{}, err
 	}
 	return LedgerAddress{Product: parts[2], Env: parts[3], Customer: cust}, nil
+}
+
+// customerNamespace is the UUIDv5 namespace of allot customer ids. A contract: changing it
+// would change every customer's id.
+var customerNamespace = [16]byte{0x6b, 0xa7, 0xb8, 0x14, 0x9d, 0xad, 0x41, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}
+
+// CustomerID is allot's UUID for a customer: the UUIDv5 of (product, env, external id). It is
+// derived, so any process can compute it without coordination, and stable forever.
+func CustomerID(scope Scope, external string) string {
+	h := sha1.New()
+	h.Write(customerNamespace[:])
+	h.Write([]byte(scope.Product + "\x00" + scope.Env + "\x00" + external))
+	sum := h.Sum(nil)
+	var u [16]byte
+	copy(u[:], sum[:16])
+	u[6] = (u[6] & 0x0f) | 0x50 // version 5
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }

@@ -79,3 +79,13 @@ func TestValidateScope(t *testing.T) {
 		assert.ErrorIs(t, ValidateScope(bad), ErrBadScope, bad)
 	}
 }
+
+func TestCustomerID(t *testing.T) {
+	a := CustomerID(Scope{Product: "acme", Env: "live"}, "cust-42")
+	assert.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, a)
+	assert.Equal(t, a, CustomerID(Scope{Product: "acme", Env: "live"}, "cust-42"), "stable")
+	assert.NotEqual(t, a, CustomerID(Scope{Product: "acme", Env: "test"}, "cust-42"), "scoped")
+	assert.NotEqual(t, a, CustomerID(Scope{Product: "acme", Env: "live"}, "cust-43"))
+	// Pinned: the id of a customer must never change between versions of allot.
+	assert.Equal(t, "92f33272-8528-541c-872d-f2d52283c611", a) // Python: uuid.uuid5(ns, "acme\x00live\x00cust-42")
+}

@@ -33,6 +33,11 @@ type Counters struct {
 	Accepted, Duplicates, Rejected, Conflicts atomic.Int64
 }
 
+// CustomerResolver maps allot's UUID for a customer to its external id.
+type CustomerResolver interface {
+	ResolveCustomer(scope events.Scope, id string) string
+}
+
 // Ingester validates and publishes usage events.
 type Ingester struct {
 	js      jetstream.JetStream
@@ -40,6 +45,9 @@ type Ingester struct {
 	meters  MeterSource
 	now     func() time.Time
 	Counter Counters
+	// Customers, when set, lets events name a customer by allot's UUID; they are stored
+	// under the external id, so a customer's events share one subject whatever they use.
+	Customers CustomerResolver
 }
 
 // New returns an Ingester publishing to the usage stream named stream.
@@ -57,6 +65,13 @@ func (in *Ingester) Ingest(ctx context.Context, scope events.Scope, media string
 	cands, rejs, p := Parse(scope, media, body, in.meters, in.now())
 	if p != nil {
 		return Result{}, p
+	}
+	if in.Customers != nil {
+		for i := range cands {
+			if ext := in.Customers.ResolveCustomer(scope, cands[i].Event.Customer); ext != cands[i].Event.Customer {
+				cands[i].Event.Customer, cands[i].Encoded = ext, nil
+			}
+		}
 	}
 	res := Result{Rejected: rejs}
 	if res.Rejected == nil {

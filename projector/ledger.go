@@ -165,12 +165,13 @@ type Ledger struct {
 	items    int64 // rating items (debits and unrated events) applied
 	accounts map[accountKey]*Account
 	resv     map[events.Scope]map[string]string // reservation id → customer
+	byID     map[string]string                  // allot customer UUID → external id (UUIDs are scope-specific)
 	changed  chan struct{}
 }
 
 // NewLedger returns an empty fold.
 func NewLedger() *Ledger {
-	return &Ledger{accounts: map[accountKey]*Account{}, resv: map[events.Scope]map[string]string{}, changed: make(chan struct{})}
+	return &Ledger{accounts: map[accountKey]*Account{}, resv: map[events.Scope]map[string]string{}, byID: map[string]string{}, changed: make(chan struct{})}
 }
 
 // Seq is the last ledger sequence applied.
@@ -206,6 +207,7 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 	if a == nil {
 		a = newAccount(addr.Customer)
 		l.accounts[k] = a
+		l.byID[events.CustomerID(k.Scope, addr.Customer)] = addr.Customer
 	}
 	applied, err := a.Apply(seq, typ, data)
 	if err != nil {
@@ -286,4 +288,19 @@ func (l *Ledger) Accounts(f func(scope events.Scope, a *Account)) {
 	for k, a := range l.accounts {
 		f(k.Scope, a)
 	}
+}
+
+// ResolveCustomer maps allot's UUID for a customer this projection knows to its external id;
+// anything else is taken as an external id already (producers may use UUIDs of their own).
+func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
+	if len(id) != 36 || id[14] != '5' {
+		return id
+	}
+	l.mu.RLock()
+	ext, ok := l.byID[id]
+	l.mu.RUnlock()
+	if ok && events.CustomerID(scope, ext) == id {
+		return ext
+	}
+	return id
 }

@@ -66,10 +66,12 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	l.seq, l.items = snap.Seq, snap.Items
 	l.accounts = make(map[accountKey]*Account, len(snap.Accounts))
 	l.resv = map[events.Scope]map[string]string{}
+	l.byID = map[string]string{}
 	for _, sa := range snap.Accounts {
 		a := sa.Account
 		sc := events.Scope{Product: sa.Product, Env: sa.Env}
 		l.accounts[accountKey{sc, a.Customer}] = a
+		l.byID[events.CustomerID(sc, a.Customer)] = a.Customer
 		for id := range a.Reservations {
 			if l.resv[sc] == nil {
 				l.resv[sc] = map[string]string{}

@@ -197,6 +197,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
+	n.ingester.Customers = n.ledger
 	n.registerMetrics()
 	var pinger api.Pinger
 	if n.ch != nil {
