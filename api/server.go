@@ -114,6 +114,12 @@ func (s *Server) table() []route {
 		{"/v1/reservations/{id}/release", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postRelease))}},
 		{"/v1/entitlements/check", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postEntitlementCheck))}},
 		{"/v1/features/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getFeature), "PUT": s.admin(s.putFeature)}},
+		{"/v1/quotas/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getQuota), "PUT": s.admin(s.putQuota)}},
+		{"/v1/quotas/{key}/check", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaCheck))}},
+		{"/v1/quotas/{key}/increment", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaIncrement))}},
+		{"/v1/quotas/{key}/reset", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaReset))}},
+		{"/v1/quotas/{key}/adjust", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaAdjust))}},
+		{"/v1/customers/{id}/quotas", map[string]http.HandlerFunc{"GET": s.authed(s.getCustomerQuotas)}},
 		{"/v1/customers/{id}/ledger", map[string]http.HandlerFunc{"GET": s.authed(s.getLedger)}},
 	}
 }

@@ -35,6 +35,7 @@ type Catalog struct {
 	byMeter map[events.Scope]map[string][]string      // meter key → rule keys, sorted
 	subjSeq map[string]uint64                         // config subject → sequence of its last event
 	feats   map[events.Scope]map[string]events.Feature
+	quotas  map[events.Scope]map[string]events.Quota
 	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
 }
 
@@ -48,6 +49,7 @@ func New() *Catalog {
 		byMeter: map[events.Scope]map[string][]string{},
 		subjSeq: map[string]uint64{},
 		feats:   map[events.Scope]map[string]events.Feature{},
+		quotas:  map[events.Scope]map[string]events.Quota{},
 		changed: make(chan struct{}),
 	}
 }
@@ -107,6 +109,16 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 			slices.Sort(keys)
 			c.byMeter[sc][e.Rule.Meter] = keys
 		}
+	case events.TypeQuotaDefined:
+		var e events.QuotaDefined
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		sc := events.Scope{Product: e.Product, Env: e.Env}
+		if c.quotas[sc] == nil {
+			c.quotas[sc] = map[string]events.Quota{}
+		}
+		c.quotas[sc][e.Quota.Key] = e.Quota
 	case events.TypeFeatureDefined:
 		var e events.FeatureDefined
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -299,4 +311,38 @@ func (c *Catalog) RuleInForce(scope events.Scope, key string, t time.Time) (even
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return events.RuleHistory{Key: key, Versions: c.rules[scope][key]}.InForce(t)
+}
+
+// Quota returns one quota.
+func (c *Catalog) Quota(scope events.Scope, key string) (events.Quota, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	q, ok := c.quotas[scope][key]
+	return q, ok
+}
+
+// Quotas returns every quota of scope, in key order.
+func (c *Catalog) Quotas(scope events.Scope) []events.Quota {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]events.Quota, 0, len(c.quotas[scope]))
+	for _, q := range c.quotas[scope] {
+		out = append(out, q)
+	}
+	slices.SortFunc(out, func(a, b events.Quota) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// QuotasForMeter returns the quotas counting a meter's usage, in key order.
+func (c *Catalog) QuotasForMeter(scope events.Scope, meter string) []events.Quota {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []events.Quota
+	for _, q := range c.quotas[scope] {
+		if q.Meter == meter {
+			out = append(out, q)
+		}
+	}
+	slices.SortFunc(out, func(a, b events.Quota) int { return strings.Compare(a.Key, b.Key) })
+	return out
 }

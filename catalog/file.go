@@ -38,10 +38,12 @@ type FileKey struct {
 
 // FileScope holds configuration for one (product, env) when a file serves several.
 type FileScope struct {
-	Product string               `yaml:"product"`
-	Env     string               `yaml:"env"`
-	Meters  map[string]MeterSpec `yaml:"meters"`
-	Rules   map[string]yaml.Node `yaml:"rules"`
+	Product  string               `yaml:"product"`
+	Env      string               `yaml:"env"`
+	Meters   map[string]MeterSpec `yaml:"meters"`
+	Rules    map[string]yaml.Node `yaml:"rules"`
+	Features map[string]yaml.Node `yaml:"features"`
+	Quotas   map[string]yaml.Node `yaml:"quotas"`
 }
 
 // MeterSpec is the body of PUT /v1/meters/{key}.
@@ -71,7 +73,7 @@ func LoadFile(path string) (File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return File{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	for name, m := range map[string]map[string]yaml.Node{"quotas": f.Quotas, "features": f.Features, "plans": f.Plans} {
+	for name, m := range map[string]map[string]yaml.Node{"plans": f.Plans} {
 		if len(m) > 0 {
 			return File{}, fmt.Errorf("config %s: %s are not supported by this version of allot yet", path, name)
 		}
@@ -81,7 +83,7 @@ func LoadFile(path string) (File, error) {
 			return File{}, fmt.Errorf("config %s: keys[%d].%s: %s", path, i, fe.Field, fe.Msg)
 		}
 	}
-	if len(f.Meters) > 0 || len(f.Rules) > 0 {
+	if len(f.Meters) > 0 || len(f.Rules) > 0 || len(f.Features) > 0 || len(f.Quotas) > 0 {
 		if _, err := f.defaultScope(); err != nil {
 			return File{}, fmt.Errorf("config %s: %w", path, err)
 		}
@@ -103,6 +105,16 @@ func LoadFile(path string) (File, error) {
 		for key, node := range sm.rules {
 			if _, err := decodeRuleNode(node); err != nil {
 				return File{}, fmt.Errorf("config %s: rules.%s: %w", path, key, err)
+			}
+		}
+		for key, node := range sm.features {
+			if err := decodeNode(node, &FeatureSpec{}); err != nil {
+				return File{}, fmt.Errorf("config %s: features.%s: %w", path, key, err)
+			}
+		}
+		for key, node := range sm.quotas {
+			if err := decodeNode(node, &QuotaSpec{}); err != nil {
+				return File{}, fmt.Errorf("config %s: quotas.%s: %w", path, key, err)
 			}
 		}
 	}
@@ -127,19 +139,21 @@ func (f File) defaultScope() (events.Scope, error) {
 }
 
 type scopedMeters struct {
-	scope  events.Scope
-	meters map[string]MeterSpec
-	rules  map[string]yaml.Node
+	scope    events.Scope
+	meters   map[string]MeterSpec
+	rules    map[string]yaml.Node
+	features map[string]yaml.Node
+	quotas   map[string]yaml.Node
 }
 
 func (f File) scopedMeters() []scopedMeters {
 	var out []scopedMeters
-	if len(f.Meters) > 0 || len(f.Rules) > 0 {
+	if len(f.Meters) > 0 || len(f.Rules) > 0 || len(f.Features) > 0 || len(f.Quotas) > 0 {
 		sc, _ := f.defaultScope()
-		out = append(out, scopedMeters{sc, f.Meters, f.Rules})
+		out = append(out, scopedMeters{sc, f.Meters, f.Rules, f.Features, f.Quotas})
 	}
 	for _, s := range f.Products {
-		out = append(out, scopedMeters{events.Scope{Product: s.Product, Env: s.Env}, s.Meters, s.Rules})
+		out = append(out, scopedMeters{events.Scope{Product: s.Product, Env: s.Env}, s.Meters, s.Rules, s.Features, s.Quotas})
 	}
 	return out
 }
@@ -147,17 +161,20 @@ func (f File) scopedMeters() []scopedMeters {
 // decodeRuleNode reads a rule from YAML through the same JSON shape as PUT /v1/rules, keeping
 // numbers exactly as written (a YAML float would lose digits).
 func decodeRuleNode(n yaml.Node) (RuleSpec, error) {
+	var spec RuleSpec
+	err := decodeNode(n, &spec)
+	return spec, err
+}
+
+// decodeNode reads a YAML node into a JSON-tagged body type, strictly.
+func decodeNode(n yaml.Node, v any) error {
 	b, err := nodeJSON(&n)
 	if err != nil {
-		return RuleSpec{}, err
+		return err
 	}
-	var spec RuleSpec
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		return RuleSpec{}, err
-	}
-	return spec, nil
+	return dec.Decode(v)
 }
 
 // nodeJSON converts a YAML node to JSON, writing numeric scalars as their literal text.
@@ -289,7 +306,42 @@ func bootstrapScope(ctx context.Context, js jetstream.JetStream, cat *Catalog, s
 		}
 		written++
 	}
+	for _, key := range sortedNodeKeys(sm.features) {
+		var spec FeatureSpec
+		decodeNode(sm.features[key], &spec)
+		f, fe := cat.ValidateFeature(sm.scope, key, spec)
+		if fe != nil {
+			return written, fmt.Errorf("features.%s.%s: %s", key, fe.Field, fe.Msg)
+		}
+		n, err := PutFeature(ctx, js, cat, sm.scope, f, now)
+		if err != nil {
+			return written, fmt.Errorf("bootstrapping feature %s: %w", key, err)
+		}
+		written += n
+	}
+	for _, key := range sortedNodeKeys(sm.quotas) {
+		var spec QuotaSpec
+		decodeNode(sm.quotas[key], &spec)
+		q, fe := cat.ValidateQuota(sm.scope, key, spec)
+		if fe != nil {
+			return written, fmt.Errorf("quotas.%s.%s: %s", key, fe.Field, fe.Msg)
+		}
+		n, err := PutQuota(ctx, js, cat, sm.scope, q, now)
+		if err != nil {
+			return written, fmt.Errorf("bootstrapping quota %s: %w", key, err)
+		}
+		written += n
+	}
 	return written, nil
+}
+
+func sortedNodeKeys(m map[string]yaml.Node) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // PutMeter stores a validated meter unless the catalog already holds the same definition.

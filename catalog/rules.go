@@ -172,7 +172,7 @@ func PutRule(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc event
 }
 
 // normalizeRule makes equal definitions compare equal (decimals by value).
-func normalizeRule(r events.Rule) string {
+func normalizeRule(r any) string {
 	b, _ := jsonMarshal(r)
 	return string(b)
 }

@@ -107,4 +107,6 @@ type UsageRated struct {
 	LastSeq  uint64         `json:"last_seq"`
 	Debits   []UsageDebited `json:"debits,omitempty"`
 	Unrated  []UsageUnrated `json:"unrated,omitempty"`
+	// Quota use of the batch's events (quotas on count and sum meters), in usage order.
+	Quotas []QuotaUse `json:"quotas,omitempty"`
 }

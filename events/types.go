@@ -8,4 +8,5 @@ var Types = []string{
 	TypeUsageRated, TypeUsageDebited, TypeUsageUnrated,
 	TypeCreditsGranted, TypeCreditsExpired,
 	TypeReservationCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
+	TypeQuotaDefined, TypeQuotaIncremented, TypeQuotaReset, TypeQuotaAdjusted,
 }

@@ -98,6 +98,7 @@ type Account struct {
 	Overage      events.Credits          `json:"overage"` // debits no block covered
 	Credit       events.Credits          `json:"credit"`  // credit-backs no block could take back
 	Reservations map[string]*Reservation `json:"reservations,omitempty"`
+	Quotas       map[string]*QuotaState  `json:"quotas,omitempty"`
 	Debited      events.Credits          `json:"debited"`       // usage debits
 	CreditedBack events.Credits          `json:"credited_back"` // credit-backs, as a positive amount
 	Committed    events.Credits          `json:"committed"`     // reservation commits
@@ -244,6 +245,15 @@ func (a *Account) clone() *Account {
 	for k, r := range a.Reservations {
 		rr := *r
 		c.Reservations[k] = &rr
+	}
+	c.Quotas = nil
+	if a.Quotas != nil {
+		c.Quotas = make(map[string]*QuotaState, len(a.Quotas))
+	}
+	for k, q := range a.Quotas {
+		qq := *q
+		qq.Windows = slices.Clone(q.Windows)
+		c.Quotas[k] = &qq
 	}
 	return &c
 }

@@ -36,6 +36,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 			Unrated []struct {
 				UsageSeq uint64 `json:"usage_seq"`
 			} `json:"unrated"`
+			Quotas []events.QuotaUse `json:"quotas"`
 		}
 		if err := json.Unmarshal(data, &r); err != nil {
 			return nil, err
@@ -47,7 +48,42 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		for _, u := range r.Unrated {
 			out = append(out, Applied{Skipped: !a.applyUnrated(events.UsageUnrated{UsageSeq: u.UsageSeq})})
 		}
+		for _, q := range r.Quotas {
+			a.applyQuotaUse(q)
+		}
 		return out, nil
+	case events.TypeQuotaIncremented:
+		var e events.QuotaIncremented
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		for _, it := range e.Items {
+			it.UsageSeq = 0 // explicit increments are applied as they come, once each
+			a.applyQuotaUse(it)
+		}
+		return []Applied{{}}, nil
+	case events.TypeQuotaReset:
+		var e events.QuotaReset
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		q := a.quota(e.Quota)
+		start, end := q.window(e.Period, e.At.UTC(), true)
+		q.use(start, end).Used = events.Decimal{}
+		return []Applied{{}}, nil
+	case events.TypeQuotaAdjusted:
+		var e events.QuotaAdjusted
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
+		}
+		q := a.quota(e.Quota)
+		start, end := q.window(e.Period, e.At.UTC(), true)
+		w := q.use(start, end)
+		w.Used = w.Used.Add(e.Amount)
+		if w.Used.Sign() < 0 {
+			w.Used = events.Decimal{}
+		}
+		return []Applied{{}}, nil
 	case events.TypeCreditsGranted:
 		var g events.CreditsGranted
 		if err := json.Unmarshal(data, &g); err != nil {

@@ -16,6 +16,7 @@ import (
 type Config interface {
 	MetersFor(scope events.Scope, eventType string) []events.Meter
 	RulesForMeter(scope events.Scope, meter string) []events.RuleHistory
+	QuotasForMeter(scope events.Scope, meter string) []events.Quota
 }
 
 // Unrated reasons.
@@ -29,6 +30,7 @@ const (
 // is also their RuleIndex order. Metered is false when no meter counts the event.
 type Output struct {
 	Debits  []events.UsageDebited
+	Quotas  []events.QuotaUse // use of quotas on the event's count and sum meters
 	Unrated *events.UsageUnrated
 	Reasons []string // one per unrated meter, parallel to Unrated.Meters
 	Metered bool
@@ -87,6 +89,11 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 			unrated = append(unrated, m.Key)
 			out.Reasons = append(out.Reasons, ReasonBadValue)
 			continue
+		}
+		if m.Aggregation == events.AggCount || m.Aggregation == events.AggSum {
+			for _, q := range cfg.QuotasForMeter(scope, m.Key) {
+				out.Quotas = append(out.Quotas, events.QuotaUse{Quota: q.Key, Amount: qty, Period: q.Period, At: ev.Time, UsageSeq: seq})
+			}
 		}
 		hs := slices.Clone(cfg.RulesForMeter(scope, m.Key))
 		slices.SortFunc(hs, func(a, b events.RuleHistory) int { return strings.Compare(a.Key, b.Key) })

@@ -16,6 +16,7 @@ import (
 type fakeConfig struct {
 	meters []events.Meter
 	rules  map[string][]events.RuleHistory
+	quotas []events.Quota
 }
 
 func (c fakeConfig) MetersFor(_ events.Scope, typ string) []events.Meter {
@@ -30,6 +31,16 @@ func (c fakeConfig) MetersFor(_ events.Scope, typ string) []events.Meter {
 
 func (c fakeConfig) RulesForMeter(_ events.Scope, meter string) []events.RuleHistory {
 	return c.rules[meter]
+}
+
+func (c fakeConfig) QuotasForMeter(_ events.Scope, meter string) []events.Quota {
+	var out []events.Quota
+	for _, q := range c.quotas {
+		if q.Meter == meter {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 var (
@@ -229,4 +240,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	assert.Equal(t, string(b1), string(b2), "encode → decode → encode is the identity")
 	// Continuing from the snapshot gives what continuing in memory gives.
 	assert.Equal(t, amounts(t, st, cfg, evs[20:]...), amounts(t, restored, cfg, evs[20:]...))
+}
+
+func TestRateEmitsQuotaUse(t *testing.T) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
+	day := events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	cfg.quotas = []events.Quota{{Key: "daily", Meter: "tokens", Limit: dec("100"), Period: day}, {Key: "other", Meter: "calls", Limit: dec("1"), Period: day}}
+	o, err := NewState().Rate(5, sc, usage("a", "c", t0, tokens("12.5")), cfg)
+	require.NoError(t, err)
+	require.Len(t, o.Quotas, 1)
+	assert.Equal(t, events.QuotaUse{Quota: "daily", Amount: dec("12.5"), Period: day, At: t0, UsageSeq: 5}, o.Quotas[0])
 }

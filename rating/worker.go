@@ -212,6 +212,7 @@ func (b *batch) add(scope events.Scope, customer string, seq uint64, out Output)
 	}
 	r.LastSeq = seq
 	r.Debits = append(r.Debits, out.Debits...)
+	r.Quotas = append(r.Quotas, out.Quotas...)
 	if out.Unrated != nil {
 		r.Unrated = append(r.Unrated, *out.Unrated)
 	}

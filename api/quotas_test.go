@@ -1,0 +1,133 @@
+package api_test
+
+import (
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestQuotaValidation(t *testing.T) {
+	h := newHarness(t)
+	tests := []struct{ body, field string }{
+		{`{"limit":10,"period":{"unit":"day"}}`, "meter"},
+		{`{"meter":"nope","limit":10,"period":{"unit":"day"}}`, "meter"},
+		{`{"meter":"requests","period":{"unit":"day"}}`, "limit"},
+		{`{"meter":"requests","limit":0,"period":{"unit":"day"}}`, "limit"},
+		{`{"meter":"requests","limit":10}`, "period"},
+		{`{"meter":"requests","limit":10,"period":{"unit":"fortnight"}}`, "period.unit"},
+		{`{"meter":"requests","limit":10,"period":{"unit":"day","mode":"fixed"}}`, "period.anchor"},
+		{`{"meter":"requests","limit":10,"period":{"unit":"day","time_zone":"Mars/Base"}}`, "period.time_zone"},
+		{`{"meter":"requests","limit":10,"period":{"unit":"day"},"overrides":{"vip":"-1"}}`, "overrides.vip"},
+	}
+	for _, tt := range tests {
+		r := h.do("PUT", "/v1/quotas/q", keyAcme, jsonCT, tt.body)
+		requireProblem(t, r, 422, "invalid-field")
+		assert.Equal(t, tt.field, r.body["field"], tt.body)
+	}
+	h.do("PUT", "/v1/meters/gauge", keyAcme, jsonCT, `{"event_type":"g","aggregation":"max","value_property":"v"}`)
+	r := h.do("PUT", "/v1/quotas/q", keyAcme, jsonCT, `{"meter":"gauge","limit":10,"period":{"unit":"day"}}`)
+	requireProblem(t, r, 422, "invalid-field")
+	assert.Equal(t, "meter", r.body["field"])
+	r = h.do("PUT", "/v1/quotas/q", keyAcme, jsonCT, `{"meter":"tokens","limit":"1000","period":{"unit":"month","mode":"fixed","anchor":"2024-01-31T04:30:00Z"}}`)
+	require.Equal(t, 200, r.status, r.raw)
+	requireProblem(t, h.do("PUT", "/v1/quotas/q", keyAcmeUser, jsonCT, `{"meter":"tokens","limit":"1","period":{"unit":"day"}}`), 403, "forbidden")
+	requireProblem(t, h.do("GET", "/v1/quotas/q", keyGlobex, "", ""), 404, "not-found")
+}
+
+func TestQuotaIncrementCheckResetAdjust(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/api", keyAcme, jsonCT, `{"meter":"requests","limit":5,"period":{"unit":"hour"},"overrides":{"vip":"7"}}`).status)
+	inc := func(cust, amount string) reply {
+		body := `{"customer":"` + cust + `"}`
+		if amount != "" {
+			body = `{"customer":"` + cust + `","amount":` + amount + `}`
+		}
+		return h.do("POST", "/v1/quotas/api/increment", keyAcme, jsonCT, body)
+	}
+	r := inc("c", "")
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "1", r.body["used"])
+	assert.Equal(t, "4", r.body["remaining"])
+	assert.Regexp(t, `^"api";q=5;w=3600$`, r.header.Get("RateLimit-Policy"))
+	assert.Regexp(t, `^"api";r=4;t=\d+$`, r.header.Get("RateLimit"))
+	r = inc("c", `"3"`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "4", r.body["used"])
+
+	// The check changes nothing.
+	for i := 0; i < 3; i++ {
+		r = h.do("POST", "/v1/quotas/api/check", keyAcme, jsonCT, `{"customer":"c","amount":2}`)
+		require.Equal(t, 200, r.status)
+		assert.Equal(t, false, r.body["allowed"])
+		assert.Equal(t, "4", r.body["used"])
+	}
+	// Over the limit: 429, nothing counted, the problem says why.
+	r = inc("c", "2")
+	requireProblem(t, r, 429, "quota-exceeded")
+	assert.Equal(t, []any{"api"}, r.body["violated-policies"])
+	assert.Equal(t, "5", r.body["limit"])
+	assert.Equal(t, "4", r.body["used"])
+	assert.Equal(t, "2", r.body["requested"])
+	assert.NotEmpty(t, r.body["resets_at"])
+	retry, err := strconv.Atoi(r.header.Get("Retry-After"))
+	require.NoError(t, err)
+	assert.True(t, retry >= 1 && retry <= 3600)
+	assert.Regexp(t, `^"api";r=1;t=\d+$`, r.header.Get("RateLimit"))
+	r = inc("c", "1")
+	require.Equal(t, 200, r.status, "the rejected call did not count")
+	assert.Equal(t, "5", r.body["used"])
+
+	requireProblem(t, inc("c", "0"), 400, "invalid-field")
+	requireProblem(t, inc("c", "-1"), 400, "invalid-field")
+	requireProblem(t, inc("c", `"lots"`), 400, "invalid-field")
+	r = inc("c", "6")
+	requireProblem(t, r, 422, "weight-over-limit")
+	assert.Equal(t, "amount", r.body["field"])
+	// Overrides apply per customer.
+	assert.Equal(t, 200, inc("vip", "6").status)
+
+	r = h.do("POST", "/v1/quotas/api/reset", keyAcme, jsonCT, `{"customer":"c"}`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "0", r.body["used"])
+	r = h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"2.5"}`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "2.5", r.body["used"])
+	r = h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"-9"}`)
+	assert.Equal(t, "0", r.body["used"], "adjust never goes below zero")
+
+	r = h.do("GET", "/v1/customers/c/quotas", keyAcme, "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	require.Len(t, r.body["data"], 1)
+	requireProblem(t, h.do("POST", "/v1/quotas/none/increment", keyAcme, jsonCT, `{"customer":"c"}`), 404, "not-found")
+	requireProblem(t, h.do("POST", "/v1/quotas/api/increment", keyAcme, jsonCT, `{}`), 400, "invalid-field")
+}
+
+// TestConcurrentIncrementsAreExact: 1,000 concurrent increments against a limit of 100 admit
+// exactly 100.
+func TestConcurrentIncrementsAreExact(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/burst", keyAcme, jsonCT, `{"meter":"requests","limit":100,"period":{"unit":"day"}}`).status)
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := h.do("POST", "/v1/quotas/burst/increment", keyAcme, jsonCT, `{"customer":"hot"}`)
+			mu.Lock()
+			codes[r.status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, map[int]int{200: 100, 429: 900}, codes)
+	r := h.do("POST", "/v1/quotas/burst/check", keyAcme, jsonCT, `{"customer":"hot"}`)
+	assert.Equal(t, "100", r.body["used"])
+}

@@ -1,0 +1,82 @@
+package events
+
+import "time"
+
+// KindQuota is the config kind of quotas.
+const KindQuota = "quota"
+
+// TypeQuotaDefined records a quota policy; the latest per key is in force, at once.
+const TypeQuotaDefined = "quota.defined.v1"
+
+// MeterRequests is the pseudo-meter of quotas counted only by explicit increments.
+const MeterRequests = "requests"
+
+// Quota limits a meter (or explicit increments, Meter "requests") per window per customer.
+type Quota struct {
+	Key       string             `json:"key"`
+	Meter     string             `json:"meter"`
+	Limit     Decimal            `json:"limit"`
+	Period    Period             `json:"period"`
+	Overrides map[string]Decimal `json:"overrides,omitempty"` // customer external id → limit
+}
+
+// LimitFor is the customer's limit: an override, or the quota's.
+func (q Quota) LimitFor(customer string) Decimal {
+	if l, ok := q.Overrides[customer]; ok {
+		return l
+	}
+	return q.Limit
+}
+
+// QuotaDefined is the config event carrying a quota.
+type QuotaDefined struct {
+	Product string    `json:"product"`
+	Env     string    `json:"env"`
+	Quota   Quota     `json:"quota"`
+	At      time.Time `json:"at"`
+}
+
+// QuotaUse is an amount counted toward a quota at a time. The period in force when it was
+// written travels with it, so the fold places it in a window with no configuration lookup,
+// and replay places it in the same one.
+type QuotaUse struct {
+	Quota  string    `json:"quota"`
+	Amount Decimal   `json:"amount"`
+	Period Period    `json:"period"`
+	At     time.Time `json:"at"`
+	// Usage sequence of the usage event it came from (rating), for at-most-once application.
+	UsageSeq uint64 `json:"usage_seq,omitempty"`
+}
+
+// Quota ledger entries.
+const (
+	TypeQuotaIncremented = "quota.incremented.v1" // all-or-nothing across its items
+	TypeQuotaReset       = "quota.reset.v1"
+	TypeQuotaAdjusted    = "quota.adjusted.v1"
+)
+
+// QuotaIncremented adds each item's amount to its quota's window; it was decided allowed for
+// every item together.
+type QuotaIncremented struct {
+	Customer string     `json:"customer"`
+	Items    []QuotaUse `json:"items"`
+	At       time.Time  `json:"at"`
+}
+
+// QuotaReset sets the used amount of the window holding At to zero (the window is kept).
+type QuotaReset struct {
+	Customer string    `json:"customer"`
+	Quota    string    `json:"quota"`
+	Period   Period    `json:"period"`
+	At       time.Time `json:"at"`
+}
+
+// QuotaAdjusted adds Amount (which may be negative; used never goes below zero) to the
+// window holding At.
+type QuotaAdjusted struct {
+	Customer string    `json:"customer"`
+	Quota    string    `json:"quota"`
+	Amount   Decimal   `json:"amount"`
+	Period   Period    `json:"period"`
+	At       time.Time `json:"at"`
+}

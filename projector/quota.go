@@ -1,0 +1,173 @@
+package projector
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// QuotaWindow is the use of one quota in one window [Start, End).
+type QuotaWindow struct {
+	Start time.Time      `json:"start"`
+	End   time.Time      `json:"end"`
+	Used  events.Decimal `json:"used"`
+}
+
+// QuotaState is one customer's use of one quota: the recent windows, and for first_use
+// periods the anchor (the first counted use).
+type QuotaState struct {
+	Anchor   *time.Time    `json:"anchor,omitempty"`
+	Windows  []QuotaWindow `json:"windows"` // ascending, the newest maxQuotaWindows
+	UsageSeq uint64        `json:"usage_seq,omitempty"`
+}
+
+const maxQuotaWindows = 3
+
+// window returns the window of p holding at. With create, a first_use period without an
+// anchor takes at as its anchor; without, it answers as if at were the first use.
+func (q *QuotaState) window(p events.Period, at time.Time, create bool) (start, end time.Time) {
+	switch p.Mode {
+	case events.ModeFirstUse:
+		anchor := at
+		if q.Anchor != nil {
+			anchor = *q.Anchor
+		} else if create {
+			a := at
+			q.Anchor = &a
+		}
+		return p.Window(anchor, at)
+	default:
+		return p.WindowAt(at)
+	}
+}
+
+// use returns the window at [start, end), created empty if need be.
+func (q *QuotaState) use(start, end time.Time) *QuotaWindow {
+	i, found := slices.BinarySearchFunc(q.Windows, start, func(w QuotaWindow, t time.Time) int { return w.Start.Compare(t) })
+	if !found {
+		q.Windows = slices.Insert(q.Windows, i, QuotaWindow{Start: start, End: end})
+		if n := len(q.Windows); n > maxQuotaWindows {
+			q.Windows = q.Windows[n-maxQuotaWindows:]
+			i -= n - maxQuotaWindows
+			if i < 0 { // older than every kept window: nothing to count it against any more
+				return &QuotaWindow{Start: start, End: end}
+			}
+		}
+	}
+	return &q.Windows[i]
+}
+
+// Used is what the window holding at has used.
+func (q *QuotaState) Used(p events.Period, at time.Time) (used events.Decimal, start, end time.Time) {
+	if q == nil {
+		q = &QuotaState{}
+	}
+	start, end = q.window(p, at, false)
+	for _, w := range q.Windows {
+		if w.Start.Equal(start) {
+			return w.Used, start, end
+		}
+	}
+	return events.Decimal{}, start, end
+}
+
+func (a *Account) quota(key string) *QuotaState {
+	if a.Quotas == nil {
+		a.Quotas = map[string]*QuotaState{}
+	}
+	q := a.Quotas[key]
+	if q == nil {
+		q = &QuotaState{}
+		a.Quotas[key] = q
+	}
+	return q
+}
+
+// applyQuotaUse counts one use; rating's uses are applied once by usage position.
+func (a *Account) applyQuotaUse(u events.QuotaUse) bool {
+	q := a.quota(u.Quota)
+	if u.UsageSeq != 0 {
+		if u.UsageSeq <= q.UsageSeq {
+			return false
+		}
+		q.UsageSeq = u.UsageSeq
+	}
+	start, end := q.window(u.Period, u.At.UTC(), true)
+	w := q.use(start, end)
+	w.Used = w.Used.Add(u.Amount)
+	return true
+}
+
+// QuotaStatus is a quota's window for a customer at a moment.
+type QuotaStatus struct {
+	Quota       string         `json:"quota"`
+	Allowed     bool           `json:"allowed"`
+	Used        events.Decimal `json:"used"`
+	Limit       events.Decimal `json:"limit"`
+	Remaining   events.Decimal `json:"remaining"`
+	Requested   events.Decimal `json:"requested"`
+	WindowStart time.Time      `json:"window_start"`
+	ResetsAt    time.Time      `json:"resets_at"`
+}
+
+// Quota decisions the state can refuse.
+var (
+	ErrQuotaExceeded   = errors.New("quota exceeded")
+	ErrWeightOverLimit = errors.New("weight exceeds the whole limit")
+)
+
+// QuotaError carries the status of every quota of a refused decision.
+type QuotaError struct {
+	Err      error
+	Statuses []QuotaStatus
+}
+
+func (e *QuotaError) Error() string { return e.Err.Error() }
+func (e *QuotaError) Unwrap() error { return e.Err }
+
+// QuotaStatuses evaluates amounts against quotas at now, changing nothing (check).
+func (a *Account) QuotaStatuses(quotas []events.Quota, amounts []events.Decimal, now time.Time) []QuotaStatus {
+	out := make([]QuotaStatus, len(quotas))
+	for i, qt := range quotas {
+		used, start, end := a.Quotas[qt.Key].Used(qt.Period, now)
+		limit := qt.LimitFor(a.Customer)
+		rem := limit.Sub(used)
+		if rem.Sign() < 0 {
+			rem = events.Decimal{}
+		}
+		out[i] = QuotaStatus{Quota: qt.Key, Used: used, Limit: limit, Remaining: rem, Requested: amounts[i],
+			WindowStart: start, ResetsAt: end, Allowed: used.Add(amounts[i]).Cmp(limit) <= 0}
+	}
+	return out
+}
+
+// DecideIncrement admits amounts against quotas all or nothing: allowed iff used + amount <=
+// limit for every quota; otherwise nothing changes. An amount larger than a whole limit can
+// never be admitted and is refused as such.
+func (a *Account) DecideIncrement(quotas []events.Quota, amounts []events.Decimal, now time.Time) (events.QuotaIncremented, []QuotaStatus, error) {
+	for i, qt := range quotas {
+		if amounts[i].Sign() <= 0 {
+			return events.QuotaIncremented{}, nil, &FieldError{"amount", "must be greater than 0"}
+		}
+		if amounts[i].Cmp(qt.LimitFor(a.Customer)) > 0 {
+			st := a.QuotaStatuses(quotas, amounts, now)
+			return events.QuotaIncremented{}, st, &QuotaError{fmt.Errorf("%w: %s > %s (%s)", ErrWeightOverLimit, amounts[i], qt.LimitFor(a.Customer), qt.Key), st}
+		}
+	}
+	st := a.QuotaStatuses(quotas, amounts, now)
+	for _, s := range st {
+		if !s.Allowed {
+			return events.QuotaIncremented{}, st, &QuotaError{ErrQuotaExceeded, st}
+		}
+	}
+	e := events.QuotaIncremented{Customer: a.Customer, At: now.UTC()}
+	for i, qt := range quotas {
+		e.Items = append(e.Items, events.QuotaUse{Quota: qt.Key, Amount: amounts[i], Period: qt.Period, At: now.UTC()})
+		st[i].Used = st[i].Used.Add(amounts[i])
+		st[i].Remaining = st[i].Remaining.Sub(amounts[i])
+	}
+	return e, st, nil
+}
