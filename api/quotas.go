@@ -266,4 +266,3 @@ func (s *Server) getCustomerQuotas(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"customer": customer, "data": data, "version": s.o.Ledger.Seq()})
 }
-
