@@ -1,0 +1,113 @@
+package gateway
+
+import (
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hs256(t *testing.T, secret string, claims map[string]any) string {
+	t.Helper()
+	head := b64(map[string]string{"alg": "HS256", "typ": "JWT"}) + "." + b64(claims)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(head))
+	return head + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func rs256(t *testing.T, k *rsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	head := b64(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + b64(claims)
+	sum := sha256.Sum256([]byte(head))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, sum[:])
+	require.NoError(t, err)
+	return head + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func TestVerifyJWT(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	secret := JWTKey{HMACSecret: []byte("s3cret")}
+	c, err := VerifyJWT(hs256(t, "s3cret", map[string]any{"sub": "cust-1", "exp": now.Unix() + 60}), secret, now)
+	require.NoError(t, err)
+	assert.Equal(t, "cust-1", c["sub"])
+
+	for name, tok := range map[string]string{
+		"wrong secret": hs256(t, "other", map[string]any{"sub": "x"}),
+		"expired":      hs256(t, "s3cret", map[string]any{"sub": "x", "exp": now.Unix() - 1}),
+		"not yet":      hs256(t, "s3cret", map[string]any{"sub": "x", "nbf": now.Unix() + 10}),
+		"alg none":     b64(map[string]string{"alg": "none"}) + "." + b64(map[string]any{"sub": "x"}) + ".",
+		"garbage":      "a.b",
+	} {
+		_, err := VerifyJWT(tok, secret, now)
+		assert.ErrorIs(t, err, ErrJWT, name)
+	}
+
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	rsKey := JWTKey{RSAPublic: &k.PublicKey}
+	c, err = VerifyJWT(rs256(t, k, map[string]any{"sub": "cust-2"}), rsKey, now)
+	require.NoError(t, err)
+	assert.Equal(t, "cust-2", c["sub"])
+	// An HS256 token must not pass against an RSA key (algorithm confusion).
+	_, err = VerifyJWT(hs256(t, "anything", map[string]any{"sub": "x"}), rsKey, now)
+	assert.ErrorIs(t, err, ErrJWT)
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, err = VerifyJWT(rs256(t, other, map[string]any{"sub": "x"}), rsKey, now)
+	assert.ErrorIs(t, err, ErrJWT)
+
+	id := ByJWTClaim("sub", secret, func() time.Time { return now })
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+hs256(t, "s3cret", map[string]any{"sub": "cust-3"}))
+	got, ok := id(r)
+	assert.True(t, ok)
+	assert.Equal(t, "cust-3", got)
+	r.Header.Set("Authorization", "Bearer "+hs256(t, "nope", map[string]any{"sub": "cust-3"}))
+	_, ok = id(r)
+	assert.False(t, ok, "an unverified token identifies nobody")
+}
+
+func TestIdentifyByHeaderAndIP(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.1.2.3:5555"
+	r.Header.Set("X-API-Key", "k1")
+	v, ok := ByHeader("X-API-Key")(r)
+	assert.True(t, ok)
+	assert.Equal(t, "k1", v)
+	_, ok = ByHeader("X-Other")(r)
+	assert.False(t, ok)
+	v, ok = ByIP()(r)
+	assert.True(t, ok)
+	assert.Equal(t, "10.1.2.3", v)
+}
+
+func TestCountFunc(t *testing.T) {
+	f, err := CountFunc(nil)
+	require.NoError(t, err)
+	assert.True(t, f(200))
+	assert.True(t, f(299))
+	assert.False(t, f(300))
+	assert.False(t, f(500))
+	f, err = CountFunc([]string{"200-201", "404"})
+	require.NoError(t, err)
+	assert.True(t, f(201))
+	assert.True(t, f(404))
+	assert.False(t, f(202))
+	for _, bad := range []string{"abc", "300-200", "99", "200-700"} {
+		_, err := CountFunc([]string{bad})
+		assert.Error(t, err, bad)
+	}
+}
