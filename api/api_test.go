@@ -44,7 +44,9 @@ type harness struct {
 }
 
 // newHarness runs the API on a real embedded NATS server (in-process connection).
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+
+func newHarnessWith(t *testing.T, tweak func(*api.Options)) *harness {
 	t.Helper()
 	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
 	require.NoError(t, err)
@@ -81,7 +83,11 @@ func newHarness(t *testing.T) *harness {
 	go projector.Follow(ctx, js, bus.LedgerStream, ledger, slog.New(slog.DiscardHandler))
 	idem, err := bus.EnsureIdempotencyStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
-	srv := httptest.NewServer(api.New(api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, Idempotency: idem, MaxBody: maxBodyBytes}).Handler())
+	opts := api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, Idempotency: idem, MaxBody: maxBodyBytes}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	srv := httptest.NewServer(api.New(opts).Handler())
 	t.Cleanup(srv.Close)
 	return &harness{t: t, url: srv.URL, js: js, cat: cat, idem: idem}
 }

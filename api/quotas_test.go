@@ -4,9 +4,12 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/api"
 )
 
 func TestQuotaValidation(t *testing.T) {
@@ -130,4 +133,19 @@ func TestConcurrentIncrementsAreExact(t *testing.T) {
 	assert.Equal(t, map[int]int{200: 100, 429: 900}, codes)
 	r := h.do("POST", "/v1/quotas/burst/check", keyAcme, jsonCT, `{"customer":"hot"}`)
 	assert.Equal(t, "100", r.body["used"])
+}
+
+func TestAPIKeyRequestLimit(t *testing.T) {
+	fixed := time.Date(2026, 5, 1, 12, 0, 30, 0, time.UTC) // mid-minute: the window cannot roll over
+	h := newHarnessWith(t, func(o *api.Options) { o.KeyRequestsPerMinute = 5; o.Now = func() time.Time { return fixed } })
+	var last reply
+	for i := 0; i < 6; i++ {
+		last = h.do("GET", "/v1/meters", keyAcme, "", "")
+	}
+	requireProblem(t, last, 429, "quota-exceeded")
+	assert.Equal(t, []any{"api"}, last.body["violated-policies"])
+	assert.Regexp(t, `^"api";q=5;w=60$`, last.header.Get("RateLimit-Policy"))
+	assert.Regexp(t, `^"api";r=0;t=\d+$`, last.header.Get("RateLimit"))
+	assert.NotEmpty(t, last.header.Get("Retry-After"))
+	assert.Equal(t, 200, h.do("GET", "/v1/meters", keyAcmeUser, "", "").status, "each key has its own limit")
 }

@@ -35,17 +35,20 @@ type Options struct {
 	Ledger   *projector.Ledger
 	// Idempotency stores Idempotency-Key records; nil disables the header.
 	Idempotency jetstream.KeyValue
-	Metrics     *metrics.Registry
-	ClickHouse  Pinger // nil when analytics is not configured
-	MaxBody     int64  // bytes; default 5 MiB
-	Log         *slog.Logger
-	Now         func() time.Time
+	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
+	KeyRequestsPerMinute int64
+	Metrics              *metrics.Registry
+	ClickHouse           Pinger // nil when analytics is not configured
+	MaxBody              int64  // bytes; default 5 MiB
+	Log                  *slog.Logger
+	Now                  func() time.Time
 }
 
 // Server serves the HTTP API.
 type Server struct {
-	o   Options
-	mux *http.ServeMux
+	o       Options
+	mux     *http.ServeMux
+	limiter *keyLimiter
 }
 
 // DefaultMaxBody bounds a request body.
@@ -65,7 +68,7 @@ func New(o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
-	s := &Server{o: o, mux: http.NewServeMux()}
+	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute)}
 	s.routes()
 	return s
 }
@@ -182,6 +185,9 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="allot", error="invalid_token"`)
 			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "Unauthenticated", "the API key is not valid"))
+			return
+		}
+		if !s.limitKey(w, key) {
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), keyCtx{}, k)))

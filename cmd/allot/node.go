@@ -42,6 +42,7 @@ type nodeConfig struct {
 	SnapshotEvery           time.Duration // rating snapshots; default 2s
 	ProjectionSnapshotEvery time.Duration // ledger projection snapshots; default 10s
 	NoRating                bool          // run no rating workers (the bench measures raw baselines with it)
+	KeyRequestsPerMinute    int64         // allot's own API: requests per key per minute per process
 	Log                     *slog.Logger
 }
 
@@ -203,7 +204,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if n.ch != nil {
 		pinger = n.ch
 	}
-	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Metrics: n.metrics,
+	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: pinger, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
