@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/api/problem"
-	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/projector"
 	"github.com/allot-dev/allot/rating"
@@ -97,37 +96,50 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *prob
 }
 
 // appendDecided decides a command on the customer's current state and appends the entry to
-// the customer's ledger subject with the expected last subject sequence. If another entry
-// landed first (any process, any stage), it re-reads and decides again. It returns once this
-// process's projection has applied the entry, so the caller reads its own write.
+// the customer's ledger subject with the expected last subject sequence. It first decides on
+// this process's projection as it is (no round trip); JetStream refuses the append if anything
+// else landed on the subject since, and then — as before refusing a command for business
+// reasons — it reads the subject's true last sequence, waits for the projection to reach it,
+// and decides again. It returns once this process's projection has applied the entry, so the
+// caller reads its own write.
 func (s *Server) appendDecided(ctx context.Context, scope events.Scope, customer string, decide func(a *projector.Account) (string, any, error)) (uint64, error) {
-	stream, err := s.o.JS.Stream(ctx, bus.LedgerStream)
-	if err != nil {
-		return 0, err
-	}
 	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
 	deadline := time.Now().Add(10 * time.Second)
+	fresh := false // whether the state was caught up with the subject's true last sequence
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if attempt > 0 {
-			// Lost a race for this customer's ledger: back off a little, with jitter, so a
+		if attempt > 1 {
+			// Lost races for this customer's ledger: back off a little, with jitter, so a
 			// crowd of writers does not retry in lockstep.
 			time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
 		}
 		var last uint64
-		m, err := stream.GetLastMsgForSubject(ctx, subject)
-		switch {
-		case err == nil:
-			last = m.Sequence
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		default:
-			return 0, err
-		}
-		if !s.o.Ledger.WaitFor(last, time.Now().Add(5*time.Second)) {
-			return 0, errors.New("the projection is behind the ledger stream")
+		if fresh {
+			stream, err := s.ledgerStream(ctx)
+			if err != nil {
+				return 0, err
+			}
+			m, err := stream.GetLastMsgForSubject(ctx, subject)
+			switch {
+			case err == nil:
+				last = m.Sequence
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+			default:
+				return 0, err
+			}
+			if !s.o.Ledger.WaitFor(last, time.Now().Add(5*time.Second)) {
+				return 0, errors.New("the projection is behind the ledger stream")
+			}
 		}
 		a, _ := s.o.Ledger.Account(scope, customer)
+		if !fresh {
+			last = a.LastSeq
+		}
 		typ, v, err := decide(a)
 		if err != nil {
+			if !fresh {
+				fresh = true // never refuse on a state that may be stale
+				continue
+			}
 			return 0, err
 		}
 		data, err := json.Marshal(v)
@@ -138,7 +150,8 @@ func (s *Server) appendDecided(ctx context.Context, scope events.Scope, customer
 		ack, err := s.o.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			continue // someone else appended first: decide again on the new state
+			fresh = true // someone else appended first: decide again on the new state
+			continue
 		}
 		if err != nil {
 			return 0, err
@@ -289,7 +302,7 @@ func (s *Server) reservationCustomer(r *http.Request, id string) (string, bool) 
 	if c, ok := s.o.Ledger.ReservationCustomer(scopeFrom(r), id); ok {
 		return c, true
 	}
-	stream, err := s.o.JS.Stream(r.Context(), bus.LedgerStream)
+	stream, err := s.ledgerStream(r.Context())
 	if err != nil {
 		return "", false
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/api/problem"
-	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
 )
@@ -130,7 +129,7 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	stream, err := s.o.JS.Stream(r.Context(), bus.LedgerStream)
+	stream, err := s.ledgerStream(r.Context())
 	if err != nil {
 		problem.Write(w, unavailable(err))
 		return

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/api/problem"
+	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/ingest"
@@ -49,6 +51,24 @@ type Server struct {
 	o       Options
 	mux     *http.ServeMux
 	limiter *keyLimiter
+
+	streamMu sync.Mutex
+	ledger   jetstream.Stream // cached handle: looking a stream up is a round trip
+}
+
+// ledgerStream returns the ledger stream's handle, looked up once.
+func (s *Server) ledgerStream(ctx context.Context) (jetstream.Stream, error) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.ledger != nil {
+		return s.ledger, nil
+	}
+	st, err := s.o.JS.Stream(ctx, bus.LedgerStream)
+	if err != nil {
+		return nil, err
+	}
+	s.ledger = st
+	return st, nil
 }
 
 // DefaultMaxBody bounds a request body.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,9 @@ type Ingester struct {
 	// Customers, when set, lets events name a customer by allot's UUID; they are stored
 	// under the external id, so a customer's events share one subject whatever they use.
 	Customers CustomerResolver
+
+	mu     sync.Mutex
+	handle jetstream.Stream // the usage stream, looked up once
 }
 
 // New returns an Ingester publishing to the usage stream named stream.
@@ -160,11 +164,19 @@ func (in *Ingester) publish(ctx context.Context, scope events.Scope, cands []Can
 
 // sameAsStored compares a duplicate with the event JetStream already holds under its id.
 func (in *Ingester) sameAsStored(ctx context.Context, seq uint64, hash string) (bool, error) {
-	s, err := in.js.Stream(ctx, in.stream)
-	if err != nil {
-		return false, fmt.Errorf("checking duplicate: %w", err)
+	in.mu.Lock()
+	st := in.handle
+	in.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = in.js.Stream(ctx, in.stream); err != nil {
+			return false, fmt.Errorf("checking duplicate: %w", err)
+		}
+		in.mu.Lock()
+		in.handle = st
+		in.mu.Unlock()
 	}
-	m, err := s.GetMsg(ctx, seq)
+	m, err := st.GetMsg(ctx, seq)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return true, nil // aged out since; the dedup window still vouched for the id

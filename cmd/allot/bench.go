@@ -69,7 +69,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var results []benchResult
 	switch which {
-	case "rating", "pipeline", "check", "reserve", "replay", "memory":
+	case "rating", "pipeline", "check", "reserve", "replay", "memory", "quota":
 	case "ingest", "all":
 		r, err := benchIngest(ctx, o, stderr)
 		if err != nil {
@@ -77,7 +77,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results = append(results, r...)
 	default:
-		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), replay, memory and all (quota and sink arrive with their issues)", which))
+		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), quota, replay, memory and all (sink arrives with its issue)", which))
 	}
 	if which == "rating" || which == "all" {
 		r, err := benchRating(ctx, o, stderr)
@@ -88,6 +88,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if which == "check" || which == "reserve" || which == "all" {
 		r, err := benchCheck(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if which == "quota" || which == "all" {
+		r, err := benchQuota(ctx, o, stderr)
 		if err != nil {
 			return err
 		}
