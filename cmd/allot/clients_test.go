@@ -169,14 +169,16 @@ func TestReadyzChecksClickHouse(t *testing.T) {
 }
 
 func TestBenchFiguresHaveBaselines(t *testing.T) {
-	out, err := exec.Command(allotBin, "bench", "memory", "--customers", "2000", "--json").Output()
+	out, err := exec.Command(allotBin, "bench", "memory", "--customers", "2000", "--events", "2000", "--json").Output()
 	require.NoError(t, err)
 	var results []benchResult
 	require.NoError(t, json.Unmarshal(out, &results), string(out))
-	require.Len(t, results, 1)
+	require.Len(t, results, 2)
 	assert.Equal(t, "memory_per_customer", results[0].Name)
 	assert.Greater(t, results[0].Value, 0.0)
 	assert.Equal(t, 1024.0, results[0].BaselineValue)
+	assert.Equal(t, "dedup_bytes_per_id", results[1].Name)
+	assert.Greater(t, results[1].BaselineValue, 0.0)
 	out, err = exec.Command(allotBin, "bench", "nonsense").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "known figures")
