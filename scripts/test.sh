@@ -15,10 +15,11 @@ as_root() {
     log "need root (or sudo) to run: $*"; return 1; fi
 }
 
-if ! command -v clickhouse-server >/dev/null || ! command -v clickhouse-client >/dev/null; then
-  log "installing ClickHouse from Debian's packages"
+# ClickHouse for the analytics tests; redis-server for the quota benchmark's baseline service.
+if ! command -v clickhouse-server >/dev/null || ! command -v clickhouse-client >/dev/null || ! command -v redis-server >/dev/null; then
+  log "installing ClickHouse and Redis from Debian's packages"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client redis-server >/dev/null
 fi
 
 free_port() {

@@ -183,3 +183,23 @@ func TestBenchFiguresHaveBaselines(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, string(out), "known figures")
 }
+
+// TestBenchQuotaRunsAgainstRedis runs the quota figure end to end: a real redis-server behind
+// the baseline service, and allot, at the same concurrency.
+func TestBenchQuotaRunsAgainstRedis(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is missing under CI: scripts/test.sh installs it")
+		}
+		t.Skip("SKIPPING: no redis-server; `bash scripts/test.sh` installs it")
+	}
+	out, err := exec.Command(allotBin, "bench", "quota", "--events", "40000", "--json").Output()
+	require.NoError(t, err)
+	var results []benchResult
+	require.NoError(t, json.Unmarshal(out, &results), string(out))
+	require.Len(t, results, 3)
+	for _, r := range results {
+		assert.Greater(t, r.Value, 0.0, r.Name)
+		assert.Greater(t, r.BaselineValue, 0.0, r.Name)
+	}
+}
