@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,11 +23,6 @@ import (
 	"github.com/allot-dev/allot/metrics"
 	"github.com/allot-dev/allot/projector"
 )
-
-// Pinger is a dependency /readyz checks (ClickHouse, when configured).
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
 
 // Options wire a Server.
 type Options struct {
@@ -40,8 +36,8 @@ type Options struct {
 	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
 	KeyRequestsPerMinute int64
 	Metrics              *metrics.Registry
-	ClickHouse           Pinger // nil when analytics is not configured
-	MaxBody              int64  // bytes; default 5 MiB
+	ClickHouse           driver.Conn // nil when analytics is not configured: /v1/usage answers 503
+	MaxBody              int64       // bytes; default 5 MiB
 	Log                  *slog.Logger
 	Now                  func() time.Time
 }
@@ -143,6 +139,7 @@ func (s *Server) table() []route {
 		{"/v1/quotas/{key}/reset", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaReset))}},
 		{"/v1/quotas/{key}/adjust", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaAdjust))}},
 		{"/v1/customers/{id}/quotas", map[string]http.HandlerFunc{"GET": s.authed(s.getCustomerQuotas)}},
+		{"/v1/usage", map[string]http.HandlerFunc{"GET": s.authed(s.getUsage)}},
 		{"/v1/customers/{id}/ledger", map[string]http.HandlerFunc{"GET": s.authed(s.getLedger)}},
 	}
 }

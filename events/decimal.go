@@ -161,3 +161,6 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// Underlying returns the library value, for drivers that take it (ClickHouse's Decimal).
+func (a Decimal) Underlying() decimal.Decimal { return a.d }

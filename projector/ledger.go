@@ -13,6 +13,7 @@ import (
 // burned, and whether the item was skipped as already applied.
 type Applied struct {
 	Allocations []events.Allocation
+	Sources     []string // the source of each allocation's block ("" for overage); set by Ledger.ApplyItems
 	Skipped     bool
 }
 
@@ -227,16 +228,23 @@ func (l *Ledger) Items() int64 {
 // Apply folds the ledger entry at seq, published on subject with type typ. Sequences at or
 // below the last applied are ignored.
 func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
+	_, err := l.ApplyItems(seq, subject, typ, data)
+	return err
+}
+
+// ApplyItems is Apply that also says what each item did (the allocations a debit burned), for
+// readers that record them (the ClickHouse sink).
+func (l *Ledger) ApplyItems(seq uint64, subject, typ string, data []byte) ([]Applied, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if seq <= l.seq {
-		return nil
+		return nil, nil
 	}
 	l.seq = seq
 	defer l.wake()
 	addr, err := events.ParseLedgerSubject(subject)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	k := accountKey{events.Scope{Product: addr.Product, Env: addr.Env}, addr.Customer}
 	a := l.accounts[k]
@@ -247,7 +255,7 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 	}
 	applied, err := a.Apply(seq, typ, data)
 	if err != nil {
-		return fmt.Errorf("ledger %d: %w", seq, err)
+		return nil, fmt.Errorf("ledger %d: %w", seq, err)
 	}
 	if typ == events.TypeReservationCreated {
 		var e events.ReservationCreated
@@ -265,7 +273,16 @@ func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
 			}
 		}
 	}
-	return nil
+	for i := range applied {
+		for _, al := range applied[i].Allocations {
+			src := ""
+			if b := a.block(al.Block); b != nil {
+				src = b.Source
+			}
+			applied[i].Sources = append(applied[i].Sources, src)
+		}
+	}
+	return applied, nil
 }
 
 func (l *Ledger) wake() {

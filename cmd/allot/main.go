@@ -26,6 +26,8 @@ const usage = `allot — usage metering, credits and quotas on NATS JetStream
 
 Usage:
   allot serve [flags]        run everything (embedded NATS unless --nats-url)
+  allot migrate --clickhouse DSN
+                             apply the ClickHouse migrations (serve also applies them)
   allot gateway --config gateway.yaml [--listen ADDR] [--upstream URL]
                              reverse proxy enforcing allot quotas per route group
   allot replay [--verify] [--nats-url URL | --data DIR]
@@ -54,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = cmdServe(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "gateway":
 		err = cmdGateway(ctx, args[1:], stdout, stderr)
 	case "replay":

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/allot-dev/allot/analytics"
 	"github.com/allot-dev/allot/api"
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/catalog"
@@ -60,6 +61,7 @@ type node struct {
 	raters   []*rating.Worker
 	metrics  *metrics.Registry
 	ch       clickhouse.Conn
+	sink     *analytics.Sink
 	httpSrv  *http.Server
 	httpLn   net.Listener
 	cancel   context.CancelFunc
@@ -131,12 +133,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 
 	if cfg.ClickHouseDSN != "" {
-		opts, err := clickhouse.ParseDSN(cfg.ClickHouseDSN)
-		if err != nil {
-			return nil, exitWith(2, fmt.Errorf("--clickhouse: %w", err))
-		}
-		n.ch, err = clickhouse.Open(opts)
-		if err != nil {
+		if _, err := clickhouse.ParseDSN(cfg.ClickHouseDSN); err != nil {
 			return nil, exitWith(2, fmt.Errorf("--clickhouse: %w", err))
 		}
 	}
@@ -199,13 +196,41 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		return nil, exitWith(4, err)
 	}
 	n.ingester.Customers = n.ledger
-	n.registerMetrics()
-	var pinger api.Pinger
-	if n.ch != nil {
-		pinger = n.ch
+	if cfg.ClickHouseDSN != "" {
+		// ClickHouse being down must not stop the rest: connect, migrate and sink in the
+		// background, retrying; /readyz and /v1/usage say how it is going.
+		n.ch, err = analytics.Open(sctx, cfg.ClickHouseDSN)
+		if err != nil {
+			log.Warn("clickhouse not reachable yet; analytics will retry", "err", err)
+			opts, _ := clickhouse.ParseDSN(cfg.ClickHouseDSN)
+			if n.ch, err = clickhouse.Open(opts); err != nil {
+				return nil, exitWith(2, fmt.Errorf("--clickhouse: %w", err))
+			}
+		}
+		sjs, err := n.stageJetStream(cfg, "allot-sink")
+		if err != nil {
+			return nil, exitWith(4, err)
+		}
+		n.sink = &analytics.Sink{JS: sjs, CH: n.ch, Meters: n.cat, UsageStream: bus.UsageStream, LedgerStream: bus.LedgerStream, Log: log.With("component", "sink")}
+		n.goBackground(func() error {
+			for bgctx.Err() == nil {
+				if _, err := analytics.Migrate(bgctx, n.ch, log.With("component", "clickhouse")); err != nil {
+					log.Warn("clickhouse migrations failed; retrying", "err", err)
+					select {
+					case <-time.After(2 * time.Second):
+						continue
+					case <-bgctx.Done():
+						return nil
+					}
+				}
+				break
+			}
+			return n.sink.Run(bgctx)
+		})
 	}
+	n.registerMetrics()
 	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
-		ClickHouse: pinger, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
+		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, exitWith(1, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err))
@@ -284,6 +309,26 @@ func (n *node) registerMetrics() {
 	n.metrics.CounterFunc("allot_rating_unrated_events_total", "Metered events no rule priced (written to the ledger as usage.unrated.v1).", sum(func(c *rating.Counters) int64 { return c.Unrated.Load() }))
 	n.metrics.CounterFunc("allot_rating_unmetered_events_total", "Events no meter counts.", sum(func(c *rating.Counters) int64 { return c.Unmetered.Load() }))
 	n.metrics.CounterFunc("allot_rating_malformed_events_total", "Usage messages that could not be read (published straight to JetStream).", sum(func(c *rating.Counters) int64 { return c.Malformed.Load() }))
+	if n.sink != nil {
+		for _, part := range []struct {
+			name string
+			st   *analytics.Stats
+			str  string
+		}{{"usage", &n.sink.Usage, bus.UsageStream}, {"ledger", &n.sink.Ledger, bus.LedgerStream}} {
+			st := part.st
+			n.metrics.CounterFunc("allot_sink_rows_total", "Rows inserted into ClickHouse.", func() float64 { return float64(st.Rows.Load()) }, "stream", part.name)
+			n.metrics.CounterFunc("allot_sink_batches_total", "INSERTs into ClickHouse.", func() float64 { return float64(st.Batches.Load()) }, "stream", part.name)
+			n.metrics.CounterFunc("allot_sink_errors_total", "Sink restarts after a ClickHouse or NATS error.", func() float64 { return float64(st.Errors.Load()) }, "stream", part.name)
+			n.metrics.GaugeFunc("allot_sink_sequence", "Last stream sequence held by ClickHouse.", func() float64 { return float64(st.Seq.Load()) }, "stream", part.name)
+			n.metrics.GaugeFunc("allot_sink_lag_seconds", "From the first message of the last batch being stored to its insert.", func() float64 { return float64(st.LagNanos.Load()) / 1e9 }, "stream", part.name)
+			n.metrics.GaugeFunc("allot_sink_rows_per_batch", "Average rows per INSERT so far.", func() float64 {
+				if b := st.Batches.Load(); b > 0 {
+					return float64(st.Rows.Load()) / float64(b)
+				}
+				return 0
+			}, "stream", part.name)
+		}
+	}
 	for _, w := range n.raters {
 		w := w
 		n.metrics.GaugeFunc("allot_rating_sequence", "Last usage stream sequence rated, per partition.", func() float64 { return float64(w.Counters.Seq.Load()) }, "partition", strconv.Itoa(w.Partition))

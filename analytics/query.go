@@ -1,0 +1,156 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/shopspring/decimal"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// UsageQuery is GET /v1/usage.
+type UsageQuery struct {
+	Scope    events.Scope
+	Meter    string
+	Customer string // empty: every customer
+	From, To time.Time
+	Window   string // minute, hour, day or month
+	GroupBy  string // empty, "customer", or an event property
+}
+
+// UsageRow is one window's value (for one customer or group when grouped).
+type UsageRow struct {
+	WindowStart time.Time      `json:"window_start"`
+	WindowEnd   time.Time      `json:"window_end"`
+	Customer    string         `json:"customer,omitempty"`
+	Group       string         `json:"group,omitempty"`
+	Value       events.Decimal `json:"value"`
+}
+
+// QueryError names the offending parameter.
+type QueryError struct{ Field, Msg string }
+
+func (e *QueryError) Error() string { return e.Field + ": " + e.Msg }
+
+var propertyName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
+
+// Check validates the query.
+func (q UsageQuery) Check() *QueryError {
+	switch {
+	case q.Meter == "":
+		return &QueryError{"meter", "meter is required"}
+	case q.From.IsZero() || q.To.IsZero():
+		return &QueryError{"from", "from and to are required (RFC 3339)"}
+	case !q.From.Before(q.To):
+		return &QueryError{"to", "to must be after from"}
+	}
+	switch q.Window {
+	case "minute", "hour", "day", "month":
+	default:
+		return &QueryError{"window", "window must be minute, hour, day or month"}
+	}
+	if q.Window == "minute" && q.To.Sub(q.From) > 31*24*time.Hour {
+		return &QueryError{"window", "minute windows cover at most 31 days per query"}
+	}
+	if q.GroupBy != "" && q.GroupBy != "customer" && !propertyName.MatchString(q.GroupBy) {
+		return &QueryError{"group_by", "group_by is customer or an event property name"}
+	}
+	return nil
+}
+
+// QueryUsage answers a usage query from the rollups (hour, day, month) or the raw events
+// (minute windows, or grouping by an event property).
+func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow, error) {
+	if qe := q.Check(); qe != nil {
+		return nil, qe
+	}
+	from, to := q.From.UTC(), q.To.UTC()
+	args := []any{q.Scope.Product, q.Scope.Env, q.Meter}
+	var sql string
+	byProperty := q.GroupBy != "" && q.GroupBy != "customer"
+	groupCol := "''"
+	if q.GroupBy == "customer" {
+		groupCol = "customer"
+	}
+	customerFilter := ""
+	if q.Customer != "" {
+		customerFilter = " AND customer = ?"
+	}
+	switch {
+	case q.Window == "minute" || byProperty:
+		win := map[string]string{"minute": "toStartOfMinute(event_time)", "hour": "toStartOfHour(event_time)", "day": "toDateTime(toDate(event_time))", "month": "toDateTime(toStartOfMonth(event_time))"}[q.Window]
+		if byProperty {
+			groupCol = "replaceRegexpAll(visitParamExtractRaw(properties, ?), '^\"|\"$', '')"
+			args = append([]any{q.GroupBy}, args...)
+		}
+		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, sum(qty) AS v FROM usage_events ARRAY JOIN meters AS m, quantities AS qty " +
+			"WHERE product = ? AND env = ? AND m = ? AND event_time >= ? AND event_time < ?" + customerFilter + " GROUP BY w, g ORDER BY w, g"
+	case q.Window == "hour":
+		sql = "SELECT hour AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_hourly WHERE product = ? AND env = ? AND meter = ? AND hour >= ? AND hour < ?" +
+			customerFilter + " GROUP BY w, g ORDER BY w, g"
+	default:
+		win := "toDateTime(day)"
+		if q.Window == "month" {
+			win = "toDateTime(toStartOfMonth(day))"
+		}
+		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_daily WHERE product = ? AND env = ? AND meter = ? AND day >= toDate(?) AND day <= toDate(?)" +
+			customerFilter + " GROUP BY w, g ORDER BY w, g"
+	}
+	// Windows that overlap [from, to): rollup rows are keyed by their window's start.
+	switch q.Window {
+	case "hour":
+		from = from.Truncate(time.Hour)
+	case "day", "month":
+		if q.Window == "month" {
+			from = time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
+		}
+		args = append(args, from.Format("2006-01-02"), to.Add(-time.Nanosecond).Format("2006-01-02"))
+	}
+	if q.Window == "minute" || q.Window == "hour" || byProperty {
+		args = append(args, from, to)
+	}
+	if q.Customer != "" {
+		args = append(args, q.Customer)
+	}
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying usage: %w", err)
+	}
+	defer rows.Close()
+	var out []UsageRow
+	for rows.Next() {
+		var w time.Time
+		var g string
+		var v decimal.Decimal
+		if err := rows.Scan(&w, &g, &v); err != nil {
+			return nil, err
+		}
+		r := UsageRow{WindowStart: w.UTC(), WindowEnd: windowEnd(w.UTC(), q.Window)}
+		val, _ := events.ParseDecimal(v.String())
+		r.Value = val
+		if q.GroupBy == "customer" {
+			r.Customer = g
+		} else if byProperty {
+			r.Group = g
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func windowEnd(start time.Time, window string) time.Time {
+	switch window {
+	case "minute":
+		return start.Add(time.Minute)
+	case "hour":
+		return start.Add(time.Hour)
+	case "day":
+		return start.AddDate(0, 0, 1)
+	default:
+		return start.AddDate(0, 1, 0) // start is the first of a month: AddDate is exact here
+	}
+}

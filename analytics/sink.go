@@ -1,0 +1,463 @@
+package analytics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
+
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
+)
+
+// MeterSource gives the meters that count a type of event.
+type MeterSource interface {
+	MetersFor(scope events.Scope, eventType string) []events.Meter
+}
+
+// Stats are a sink's running figures, for /metrics and the bench.
+type Stats struct {
+	Rows, Batches, Errors atomic.Int64
+	Seq                   atomic.Uint64 // last stream sequence in ClickHouse
+	LagNanos              atomic.Int64  // stream timestamp of a batch's first message → its insert done
+}
+
+// Sink copies the usage and ledger streams into ClickHouse.
+type Sink struct {
+	JS           jetstream.JetStream
+	CH           driver.Conn
+	Meters       MeterSource
+	UsageStream  string
+	LedgerStream string
+	Batch        int           // rows per insert at most; default 10,000
+	FlushEvery   time.Duration // default 200 ms
+	Log          *slog.Logger
+	Usage        Stats
+	Ledger       Stats
+}
+
+// Run sinks both streams until ctx ends, retrying with backoff whenever ClickHouse or NATS
+// fails; it always resumes from what ClickHouse holds.
+func (s *Sink) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, part := range []struct {
+		name string
+		run  func(context.Context) error
+		st   *Stats
+	}{{"usage", s.runUsage, &s.Usage}, {"ledger", s.runLedger, &s.Ledger}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			backoff := 200 * time.Millisecond
+			for ctx.Err() == nil {
+				err := part.run(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				part.st.Errors.Add(1)
+				s.Log.Warn("clickhouse sink restarting from what ClickHouse holds", "stream", part.name, "err", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return
+				}
+				backoff = min(backoff*2, 10*time.Second)
+			}
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Sink) maxSeq(ctx context.Context, table string) (uint64, error) {
+	var v uint64
+	if err := s.CH.QueryRow(ctx, "SELECT max(seq) FROM "+table).Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading max(seq) of %s: %w", table, err)
+	}
+	return v, nil
+}
+
+// reader delivers a stream from a sequence in batches: at most max messages, or what arrived
+// within flush.
+type reader struct {
+	it    jetstream.MessagesContext
+	max   int
+	flush time.Duration
+}
+
+func (s *Sink) open(ctx context.Context, stream string, from uint64) (*reader, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := s.JS.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		return nil, err
+	}
+	b, f := s.Batch, s.FlushEvery
+	if b <= 0 {
+		b = 10000
+	}
+	if f <= 0 {
+		f = 200 * time.Millisecond
+	}
+	return &reader{it: it, max: b, flush: f}, nil
+}
+
+// next returns the next batch (possibly empty when nothing arrived).
+func (r *reader) next(ctx context.Context) ([]jetstream.Msg, error) {
+	var out []jetstream.Msg
+	deadline := time.Now().Add(r.flush)
+	for len(out) < r.max {
+		wait := time.Until(deadline)
+		if wait <= 0 || ctx.Err() != nil {
+			break
+		}
+		m, err := r.it.Next(jetstream.NextMaxWait(wait))
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+			return out, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// run is one contiguous sequence run, all in one table partition: one INSERT.
+type run struct {
+	first, last uint64
+	rows        [][]any
+}
+
+// insert writes the runs in order. A run at or below what ClickHouse holds (an insert that
+// succeeded although its answer was lost) is skipped, so retries never duplicate.
+func (s *Sink) insert(ctx context.Context, table, columns string, runs []run, st *Stats, firstTime time.Time) error {
+	held, err := s.maxSeq(ctx, table)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.last <= held {
+			continue
+		}
+		b, err := s.CH.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
+		if err != nil {
+			return fmt.Errorf("preparing insert into %s: %w", table, err)
+		}
+		for _, row := range r.rows {
+			if err := b.Append(row...); err != nil {
+				return fmt.Errorf("appending to %s at sequence %d: %w", table, r.first, err)
+			}
+		}
+		if err := b.Send(); err != nil {
+			return fmt.Errorf("inserting into %s (sequences %d–%d): %w", table, r.first, r.last, err)
+		}
+		st.Rows.Add(int64(len(r.rows)))
+		st.Batches.Add(1)
+		st.Seq.Store(r.last)
+	}
+	if !firstTime.IsZero() {
+		st.LagNanos.Store(int64(time.Since(firstTime)))
+	}
+	return nil
+}
+
+const usageColumns = "seq, partition, product, env, customer, event_id, type, source, event_time, event_time_ns, ingest_time, meters, quantities, properties"
+
+func (s *Sink) runUsage(ctx context.Context) error {
+	held, err := s.maxSeq(ctx, "usage_events")
+	if err != nil {
+		return err
+	}
+	s.Usage.Seq.Store(held)
+	rd, err := s.open(ctx, s.UsageStream, held+1)
+	if err != nil {
+		return err
+	}
+	defer rd.it.Stop()
+	for ctx.Err() == nil {
+		msgs, err := rd.next(ctx)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		var runs []run
+		var month int
+		var firstTime time.Time
+		for _, m := range msgs {
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			if firstTime.IsZero() {
+				firstTime = md.Timestamp
+			}
+			row, evTime, ok := s.usageRow(md, m)
+			if !ok {
+				continue
+			}
+			mo := evTime.Year()*100 + int(evTime.Month())
+			if len(runs) == 0 || mo != month {
+				runs = append(runs, run{first: md.Sequence.Stream})
+				month = mo
+			}
+			r := &runs[len(runs)-1]
+			r.last = md.Sequence.Stream
+			r.rows = append(r.rows, row)
+		}
+		if err := s.insert(ctx, "usage_events", usageColumns, runs, &s.Usage, firstTime); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) usageRow(md *jetstream.MsgMetadata, m jetstream.Msg) ([]any, time.Time, bool) {
+	addr, err := events.ParseUsageSubject(m.Subject())
+	if err != nil {
+		return nil, time.Time{}, false
+	}
+	ev, err := events.DecodeUsage(m.Data())
+	if err != nil {
+		return nil, time.Time{}, false
+	}
+	if ev.Time.IsZero() {
+		ev.Time = md.Timestamp
+	}
+	ev.Time = ev.Time.UTC()
+	scope := events.Scope{Product: addr.Product, Env: addr.Env}
+	meters := []string{}
+	qs := []decimal.Decimal{}
+	for _, mt := range s.Meters.MetersFor(scope, ev.Type) {
+		if !mt.Matches(ev.Type, ev.Data) {
+			continue
+		}
+		q := events.DecimalFromInt(1)
+		if mt.NumericValue() {
+			d, err := events.DecimalFromJSON(ev.Data[mt.ValueProperty])
+			if err != nil {
+				continue
+			}
+			q = d
+		}
+		meters, qs = append(meters, mt.Key), append(qs, q.Underlying())
+	}
+	props := []byte("{}")
+	if len(ev.Data) > 0 {
+		if b, err := json.Marshal(ev.Data); err == nil {
+			props = b
+		}
+	}
+	return []any{md.Sequence.Stream, uint16(max(addr.Partition, 0)), addr.Product, addr.Env, ev.Customer, ev.ID, ev.Type, ev.Source,
+		ev.Time.Truncate(time.Second), uint32(ev.Time.Nanosecond()), md.Timestamp.UTC().Truncate(time.Second), meters, qs, string(props)}, ev.Time, true
+}
+
+const ledgerColumns = "seq, item, product, env, customer, type, kind, entry_time, recorded_time, amount_micro, rule, rule_version, event_id, quantity, block, source, reservation, quota"
+
+func (s *Sink) runLedger(ctx context.Context) error {
+	held, err := s.maxSeq(ctx, "ledger_entries")
+	if err != nil {
+		return err
+	}
+	s.Ledger.Seq.Store(held)
+	// Allocations are decided by the fold, so the sink folds the ledger itself: silently up to
+	// what ClickHouse holds, then writing rows.
+	fold := projector.NewLedger()
+	rd, err := s.open(ctx, s.LedgerStream, 1)
+	if err != nil {
+		return err
+	}
+	defer rd.it.Stop()
+	for ctx.Err() == nil {
+		msgs, err := rd.next(ctx)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		var runs []run
+		var month int
+		var firstTime time.Time
+		for _, m := range msgs {
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			seq := md.Sequence.Stream
+			typ := m.Headers().Get(events.HeaderType)
+			applied, err := fold.ApplyItems(seq, m.Subject(), typ, m.Data())
+			if err != nil {
+				s.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
+				continue
+			}
+			if seq <= held {
+				continue
+			}
+			if firstTime.IsZero() {
+				firstTime = md.Timestamp
+			}
+			rows := ledgerRows(seq, m.Subject(), typ, m.Data(), md.Timestamp.UTC(), applied)
+			if len(rows) == 0 {
+				continue
+			}
+			mo := md.Timestamp.UTC().Year()*100 + int(md.Timestamp.UTC().Month())
+			if len(runs) == 0 || mo != month || len(runs[len(runs)-1].rows) >= rd.max {
+				runs = append(runs, run{first: seq})
+				month = mo
+			}
+			r := &runs[len(runs)-1]
+			r.last = seq
+			r.rows = append(r.rows, rows...)
+		}
+		if err := s.insert(ctx, "ledger_entries", ledgerColumns, runs, &s.Ledger, firstTime); err != nil {
+			return err
+		}
+		held = s.Ledger.Seq.Load()
+	}
+	return nil
+}
+
+// ledgerRow is one row of ledger_entries before it is flattened for the driver.
+type ledgerRow struct {
+	typ, kind, rule, eventID, block, source, reservation, quota string
+	entry                                                       time.Time
+	amount                                                      events.Credits
+	version                                                     uint32
+	quantity                                                    events.Decimal
+}
+
+func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time, applied []projector.Applied) [][]any {
+	addr, err := events.ParseLedgerSubject(subject)
+	if err != nil {
+		return nil
+	}
+	var rs []ledgerRow
+	allocs := func(i int, at time.Time) {
+		if i >= len(applied) {
+			return
+		}
+		for j, al := range applied[i].Allocations {
+			src := ""
+			if j < len(applied[i].Sources) {
+				src = applied[i].Sources[j]
+			}
+			rs = append(rs, ledgerRow{typ: "allocation", block: al.Block, source: src, amount: al.Amount, entry: at})
+		}
+	}
+	switch typ {
+	case events.TypeUsageRated:
+		var r events.UsageRated
+		if json.Unmarshal(data, &r) != nil {
+			return nil
+		}
+		for i, d := range r.Debits {
+			if i < len(applied) && applied[i].Skipped {
+				continue // a copy a re-rate wrote: counted once
+			}
+			rs = append(rs, ledgerRow{typ: events.TypeUsageDebited, kind: d.Kind, rule: d.Rule, version: uint32(d.RuleVersion), eventID: d.EventID,
+				quantity: d.Quantity, amount: d.Amount, entry: d.EventTime})
+			allocs(i, d.EventTime)
+		}
+		for j, u := range r.Unrated {
+			if k := len(r.Debits) + j; k < len(applied) && applied[k].Skipped {
+				continue
+			}
+			rs = append(rs, ledgerRow{typ: events.TypeUsageUnrated, eventID: u.EventID, entry: u.EventTime, kind: joinReasons(u.Reasons)})
+		}
+		for _, q := range r.Quotas {
+			rs = append(rs, ledgerRow{typ: "quota.used", quota: q.Quota, quantity: q.Amount, entry: q.At, eventID: ""})
+		}
+	case events.TypeCreditsGranted:
+		var g events.CreditsGranted
+		if json.Unmarshal(data, &g) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, block: g.Block, source: g.Source, amount: g.Amount, entry: g.At})
+	case events.TypeCreditsExpired:
+		var e events.CreditsExpired
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, block: e.Block, amount: e.Amount, entry: e.At})
+	case events.TypeReservationCreated:
+		var e events.ReservationCreated
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, reservation: e.Reservation, amount: e.Amount, entry: e.At})
+	case events.TypeReservationCommitted:
+		var e events.ReservationCommitted
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, reservation: e.Reservation, amount: e.Amount, entry: e.At})
+		allocs(0, e.At)
+	case events.TypeReservationReleased, events.TypeReservationExpired:
+		var e events.ReservationReleased
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, reservation: e.Reservation, entry: e.At})
+	case events.TypeQuotaIncremented:
+		var e events.QuotaIncremented
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		for _, it := range e.Items {
+			rs = append(rs, ledgerRow{typ: typ, quota: it.Quota, quantity: it.Amount, entry: e.At})
+		}
+	case events.TypeQuotaReset:
+		var e events.QuotaReset
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, quota: e.Quota, entry: e.At})
+	case events.TypeQuotaAdjusted:
+		var e events.QuotaAdjusted
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		rs = append(rs, ledgerRow{typ: typ, quota: e.Quota, quantity: e.Amount, entry: e.At})
+	default:
+		rs = append(rs, ledgerRow{typ: typ, entry: recorded})
+	}
+	out := make([][]any, len(rs))
+	for i, r := range rs {
+		entry := r.entry.UTC()
+		if entry.IsZero() {
+			entry = recorded
+		}
+		out[i] = []any{seq, uint32(i), addr.Product, addr.Env, addr.Customer, r.typ, r.kind, entry.Truncate(time.Second), recorded.Truncate(time.Second),
+			int64(r.amount), r.rule, r.version, r.eventID, r.quantity.Underlying(), r.block, r.source, r.reservation, r.quota}
+	}
+	return out
+}
+
+func joinReasons(rs []string) string {
+	out := ""
+	for i, r := range rs {
+		if i > 0 {
+			out += ","
+		}
+		out += r
+	}
+	return out
+}

@@ -1,0 +1,62 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/allot-dev/allot/analytics"
+	"github.com/allot-dev/allot/api/problem"
+)
+
+func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
+	if s.o.ClickHouse == nil {
+		problem.Write(w, problem.New(problem.AnalyticsNotConfigured, http.StatusServiceUnavailable, "Analytics not configured",
+			"usage analytics need ClickHouse: start allot with --clickhouse (ALLOT_CLICKHOUSE)"))
+		return
+	}
+	qp := r.URL.Query()
+	q := analytics.UsageQuery{Scope: scopeFrom(r), Meter: qp.Get("meter"), Window: qp.Get("window"), GroupBy: qp.Get("group_by")}
+	if c := qp.Get("customer"); c != "" {
+		q.Customer = s.o.Ledger.ResolveCustomer(q.Scope, c)
+	}
+	if q.Window == "" {
+		q.Window = "hour"
+	}
+	now := s.o.Now().UTC()
+	q.To, q.From = now, now.Add(-24*time.Hour)
+	for _, f := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &q.From}, {"to", &q.To}} {
+		if v := qp.Get(f.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, f.name, "%s must be RFC 3339, e.g. 2026-05-01T00:00:00Z", f.name))
+				return
+			}
+			*f.dst = t
+		}
+	}
+	if _, ok := s.o.Catalog.Meter(q.Scope, q.Meter); !ok && q.Meter != "" {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "meter", "no meter %q in this product and env", q.Meter))
+		return
+	}
+	rows, err := analytics.QueryUsage(r.Context(), s.o.ClickHouse, q)
+	var qe *analytics.QueryError
+	switch {
+	case errors.As(err, &qe):
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, qe.Field, "%s", qe.Msg))
+		return
+	case err != nil:
+		s.o.Log.Error("usage query", "err", err)
+		p := problem.New(problem.Unavailable, http.StatusServiceUnavailable, "Analytics unavailable", err.Error())
+		p.RetryAfter = 1
+		problem.Write(w, p)
+		return
+	}
+	if rows == nil {
+		rows = []analytics.UsageRow{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": rows, "meter": q.Meter, "window": q.Window, "from": q.From.UTC(), "to": q.To.UTC()})
+}
