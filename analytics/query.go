@@ -111,7 +111,12 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 		args = append(args, from.Format("2006-01-02"), to.Add(-time.Nanosecond).Format("2006-01-02"))
 	}
 	if q.Window == "minute" || q.Window == "hour" || byProperty {
-		args = append(args, from, to)
+		// DateTime has whole seconds: widen [from, to) to the seconds that overlap it, or an
+		// event in to's own second would be cut off.
+		if t := to.Truncate(time.Second); !t.Equal(to) {
+			to = t.Add(time.Second)
+		}
+		args = append(args, from.Truncate(time.Second), to)
 	}
 	if q.Customer != "" {
 		args = append(args, q.Customer)

@@ -1,0 +1,82 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/events"
+)
+
+func dsn(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("ALLOT_TEST_CLICKHOUSE")
+	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ALLOT_TEST_CLICKHOUSE is not set under CI: run the suite with scripts/test.sh, which starts ClickHouse")
+		}
+		t.Skip("SKIPPING: no ClickHouse; scripts/test.sh starts one and sets ALLOT_TEST_CLICKHOUSE")
+	}
+	i := strings.LastIndex(base, "/")
+	return fmt.Sprintf("%s/allot_analytics_%d", base[:i], rand.IntN(1_000_000))
+}
+
+func TestMigrationsAreOrderedAndIdempotent(t *testing.T) {
+	ms, err := Migrations()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(ms), 3)
+	for i, m := range ms {
+		assert.Equal(t, i+1, m.Version, "migrations are numbered 1, 2, 3, …")
+		assert.NotEmpty(t, m.Statements)
+		for _, st := range m.Statements {
+			assert.NotContains(t, st, "DateTime64", "ClickHouse 18.16 has no DateTime64")
+		}
+	}
+	ctx := context.Background()
+	conn, err := Open(ctx, dsn(t))
+	require.NoError(t, err)
+	defer conn.Close()
+	log := slog.New(slog.DiscardHandler)
+	applied, err := Migrate(ctx, conn, log)
+	require.NoError(t, err)
+	assert.Len(t, applied, len(ms))
+	applied, err = Migrate(ctx, conn, log)
+	require.NoError(t, err)
+	assert.Empty(t, applied, "a second run applies nothing")
+	for _, table := range []string{"usage_events", "ledger_entries", "usage_hourly", "usage_daily"} {
+		var n uint64
+		require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM "+table).Scan(&n), table)
+	}
+}
+
+func TestUsageQueryValidation(t *testing.T) {
+	now := time.Now()
+	base := UsageQuery{Scope: events.Scope{Product: "a", Env: "b"}, Meter: "m", From: now.Add(-time.Hour), To: now, Window: "hour"}
+	assert.Nil(t, base.Check())
+	tests := map[string]func(q *UsageQuery){
+		"meter":    func(q *UsageQuery) { q.Meter = "" },
+		"from":     func(q *UsageQuery) { q.From = time.Time{} },
+		"to":       func(q *UsageQuery) { q.To = q.From.Add(-time.Second) },
+		"window":   func(q *UsageQuery) { q.Window = "week" },
+		"group_by": func(q *UsageQuery) { q.GroupBy = "bad name!" },
+	}
+	for field, mutate := range tests {
+		q := base
+		mutate(&q)
+		qe := q.Check()
+		require.NotNil(t, qe, field)
+		assert.Equal(t, field, qe.Field)
+	}
+	q := base
+	q.Window, q.From = "minute", now.Add(-40*24*time.Hour)
+	assert.Equal(t, "window", q.Check().Field, "minute windows are bounded")
+	assert.Equal(t, time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC), windowEnd(time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC), "month"))
+}

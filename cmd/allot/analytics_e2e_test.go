@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/analytics"
+)
+
+// testDatabase returns a DSN for a database of this test's own on the suite's ClickHouse.
+func testDatabase(t *testing.T, base string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + fmt.Sprintf("allot_%s_%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]`).ReplaceAllString(t.Name(), "_")), rand.IntN(1_000_000))
+	return u.String()
+}
+
+func chConn(t *testing.T, dsn string) driver.Conn {
+	t.Helper()
+	c, err := analytics.Open(context.Background(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func chUint(t *testing.T, c driver.Conn, q string) uint64 {
+	t.Helper()
+	var v uint64
+	require.NoError(t, c.QueryRow(context.Background(), q).Scan(&v), q)
+	return v
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "timed out waiting for %s", what)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+const analyticsConfig = `keys:
+  - {key: ` + testKey + `, product: acme, env: test, admin: true}
+meters:
+  tokens: {event_type: llm, aggregation: sum, value_property: tokens}
+  calls: {event_type: llm, aggregation: count}
+  logins: {event_type: login, aggregation: count}
+rules:
+  price: {meter: tokens, model: graduated, effective_from: 2020-01-01T00:00:00Z, tiers: [{up_to: 100, unit_price: 0.01}, {unit_price: 0.005}]}
+quotas:
+  daily-calls: {meter: calls, limit: 1000000, period: {unit: day}}
+  api: {meter: requests, limit: 1000, period: {unit: hour}}
+`
+
+func TestAnalyticsGuideQueries(t *testing.T) {
+	dsn := testDatabase(t, clickhouseDSN(t))
+	cfg := filepath.Join(t.TempDir(), "allot.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(analyticsConfig), 0o600))
+	p := startServe(t, t.TempDir(), "--config", cfg, "--clickhouse", dsn)
+	for _, g := range []string{`{"amount":"5","source":"trial"}`, `{"amount":"20","source":"wallet"}`} {
+		status, body, err := p.request("POST", "/v1/customers/alice/grants", g)
+		require.NoError(t, err)
+		require.Equal(t, 201, status, body)
+	}
+	var evs []string
+	for i := 0; i < 300; i++ {
+		cust := []string{"alice", "bob", "carol"}[i%3]
+		evs = append(evs, fmt.Sprintf(`{"id":"a%d","type":"llm","customer":%q,"data":{"tokens":%d.25,"model":"m%d"}}`, i, cust, i%50, i%2))
+	}
+	evs = append(evs, `{"id":"l1","type":"login","customer":"bob"}`)
+	status, res := p.post("/v1/events", "application/json", "["+strings.Join(evs, ",")+"]")
+	require.Equal(t, 202, status, res)
+	status, body, _ := p.request("POST", "/v1/reservations", `{"customer":"alice","amount":"1"}`)
+	require.Equal(t, 201, status, body)
+	status, body, _ = p.request("POST", "/v1/reservations/"+body["id"].(string)+"/commit", `{"amount":"0.5"}`)
+	require.Equal(t, 200, status, body)
+	status, body, _ = p.request("POST", "/v1/quotas/api/increment", `{"customer":"bob","amount":3}`)
+	require.Equal(t, 200, status, body)
+
+	c := chConn(t, dsn)
+	waitFor(t, 30*time.Second, "the sink", func() bool {
+		return chUint(t, c, "SELECT count() FROM usage_events") == 301 && chUint(t, c, "SELECT count() FROM ledger_entries WHERE type = 'quota.incremented.v1'") == 1
+	})
+
+	// ClickHouse's per-customer totals equal the projector's.
+	waitFor(t, 30*time.Second, "debits", func() bool {
+		for _, cust := range []string{"alice", "bob", "carol"} {
+			_, bal, _ := p.request("GET", "/v1/customers/"+cust+"/balance", "")
+			var micro int64
+			require.NoError(t, c.QueryRow(context.Background(), "SELECT sum(amount_micro) FROM ledger_entries WHERE customer = ? AND type = 'usage.debited.v1'", cust).Scan(&micro))
+			if fmt.Sprint(bal["debited"]) != creditsText(micro) {
+				return false
+			}
+		}
+		return true
+	})
+	var overageCH int64
+	require.NoError(t, c.QueryRow(context.Background(), "SELECT sum(amount_micro) FROM ledger_entries WHERE customer = 'bob' AND type = 'allocation' AND block = ''").Scan(&overageCH))
+	_, bal, _ := p.request("GET", "/v1/customers/bob/balance", "")
+	assert.Equal(t, bal["overage"], creditsText(overageCH), "bob has no blocks: all his debits are overage")
+
+	// Every query of the analysts' guide runs as written and returns rows.
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "analytics.md"))
+	require.NoError(t, err)
+	queries := regexp.MustCompile("(?s)```sql\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	require.GreaterOrEqual(t, len(queries), 10)
+	for i, q := range queries {
+		rows, err := c.Query(context.Background(), q[1])
+		require.NoError(t, err, "query %d:\n%s", i+1, q[1])
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		require.NoError(t, rows.Err())
+		rows.Close()
+		assert.Greater(t, n, 0, "query %d returned no rows:\n%s", i+1, q[1])
+	}
+
+	// The usage API answers from the same tables.
+	status, body, _ = p.request("GET", "/v1/usage?meter=calls&window=day&group_by=customer", "")
+	require.Equal(t, 200, status, body)
+	data := body["data"].([]any)
+	require.Len(t, data, 3)
+	assert.Equal(t, "100", data[0].(map[string]any)["value"])
+	status, body, _ = p.request("GET", "/v1/usage?meter=tokens&window=minute&group_by=model", "")
+	require.Equal(t, 200, status, body)
+	assert.NotEmpty(t, body["data"])
+	status, _, _ = p.request("GET", "/v1/usage?meter=tokens&window=fortnight", "")
+	assert.Equal(t, 400, status)
+}
+
+func creditsText(micro int64) string {
+	s := fmt.Sprintf("%d.%06d", micro/1_000_000, micro%1_000_000)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
+}
+
+func TestUsageWithoutClickHouseIs503(t *testing.T) {
+	p := startServe(t, t.TempDir(), "--config", writeConfig(t))
+	status, body, err := p.request("GET", "/v1/usage?meter=tokens", "")
+	require.NoError(t, err)
+	assert.Equal(t, 503, status)
+	assert.Equal(t, "https://allot.dev/problems/analytics-not-configured", body["type"])
+	status, _, _ = p.request("GET", "/v1/customers/x/balance", "")
+	assert.Equal(t, 200, status, "everything else keeps working")
+}
+
+// TestSinkSurvivesSIGKILL kills `allot serve` while the sink is writing, restarts it, and
+// checks ClickHouse holds every acknowledged event exactly once.
+func TestSinkSurvivesSIGKILL(t *testing.T) {
+	dsn := testDatabase(t, clickhouseDSN(t))
+	cfg := filepath.Join(t.TempDir(), "allot.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(analyticsConfig), 0o600))
+	data := t.TempDir()
+	p := startServe(t, data, "--config", cfg, "--clickhouse", dsn)
+	sent := 0
+	want := map[string]int{}
+	batch := func(b int) string {
+		var evs []string
+		for i := 0; i < 500; i++ {
+			cust := fmt.Sprintf("k%d", (b*500+i)%7)
+			want[cust] += i % 10
+			evs = append(evs, fmt.Sprintf(`{"id":"s%d-%d","type":"llm","customer":%q,"data":{"tokens":%d}}`, b, i, cust, i%10))
+		}
+		return "[" + strings.Join(evs, ",") + "]"
+	}
+	for b := 0; b < 12; b++ {
+		status, res := p.post("/v1/events", "application/json", batch(b))
+		require.Equal(t, 202, status, res)
+		sent += 500
+	}
+	require.Equal(t, -1, p.stop(syscall.SIGKILL))
+	p = startServe(t, data, "--config", cfg, "--clickhouse", dsn)
+	for b := 12; b < 20; b++ {
+		status, res := p.post("/v1/events", "application/json", batch(b))
+		require.Equal(t, 202, status, res)
+		sent += 500
+	}
+	c := chConn(t, dsn)
+	waitFor(t, 60*time.Second, "the sink to catch up", func() bool { return chUint(t, c, "SELECT count() FROM usage_events") >= uint64(sent) })
+	time.Sleep(500 * time.Millisecond) // anything extra would be a duplicate: give it a chance to show
+	assert.Equal(t, uint64(sent), chUint(t, c, "SELECT count() FROM usage_events"))
+	assert.Equal(t, uint64(sent), chUint(t, c, "SELECT uniqExact(event_id) FROM usage_events"), "no duplicates")
+	for cust, tokens := range want {
+		var got uint64
+		require.NoError(t, c.QueryRow(context.Background(), "SELECT toUInt64(sum(q)) FROM usage_events ARRAY JOIN meters AS m, quantities AS q WHERE customer = ? AND m = 'tokens'", cust).Scan(&got))
+		assert.Equal(t, uint64(tokens), got, cust)
+	}
+	// Ledger rows: one debit per event, exactly once.
+	waitFor(t, 60*time.Second, "ledger rows", func() bool {
+		return chUint(t, c, "SELECT count() FROM ledger_entries WHERE type = 'usage.debited.v1'") >= uint64(sent)
+	})
+	assert.Equal(t, uint64(sent), chUint(t, c, "SELECT count() FROM ledger_entries WHERE type = 'usage.debited.v1'"))
+	assert.Equal(t, uint64(sent), chUint(t, c, "SELECT uniqExact(event_id) FROM ledger_entries WHERE type = 'usage.debited.v1'"))
+}
+
+// privateClickHouse runs a ClickHouse server of the test's own, so the test can stop and
+// start it.
+type privateClickHouse struct {
+	t        *testing.T
+	dir      string
+	tcp, htp int
+	cmd      *exec.Cmd
+}
+
+func startPrivateClickHouse(t *testing.T) *privateClickHouse {
+	t.Helper()
+	clickhouseDSN(t) // same skip/fail rule: the suite's test command installs ClickHouse
+	ch := &privateClickHouse{t: t, dir: t.TempDir(), tcp: freePort(t), htp: freePort(t)}
+	out, err := exec.Command("bash", filepath.Join("..", "..", "scripts", "clickhouse-config.sh"), ch.dir, fmt.Sprint(ch.tcp), fmt.Sprint(ch.htp)).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	ch.start()
+	t.Cleanup(ch.stop)
+	return ch
+}
+
+func (ch *privateClickHouse) dsn() string { return fmt.Sprintf("clickhouse://127.0.0.1:%d/allot", ch.tcp) }
+
+func (ch *privateClickHouse) start() {
+	ch.cmd = exec.Command("clickhouse-server", "--config-file="+filepath.Join(ch.dir, "config.xml"))
+	require.NoError(ch.t, ch.cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ch.tcp)); err == nil {
+			c.Close()
+			return
+		}
+		require.True(ch.t, time.Now().Before(deadline), "private ClickHouse did not start")
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (ch *privateClickHouse) stop() {
+	if ch.cmd != nil && ch.cmd.Process != nil {
+		ch.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { ch.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			ch.cmd.Process.Kill()
+			<-done
+		}
+		ch.cmd = nil
+	}
+}
+
+// TestSinkCatchesUpAfterClickHouseOutage: ClickHouse goes away, usage keeps being accepted and
+// rated; when ClickHouse is back the sink writes everything, once.
+func TestSinkCatchesUpAfterClickHouseOutage(t *testing.T) {
+	ch := startPrivateClickHouse(t)
+	cfg := filepath.Join(t.TempDir(), "allot.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(analyticsConfig), 0o600))
+	p := startServe(t, t.TempDir(), "--config", cfg, "--clickhouse", ch.dsn())
+	post := func(prefix string, n int) {
+		var evs []string
+		for i := 0; i < n; i++ {
+			evs = append(evs, fmt.Sprintf(`{"id":"%s%d","type":"llm","customer":"o%d","data":{"tokens":1}}`, prefix, i, i%5))
+		}
+		status, res := p.post("/v1/events", "application/json", "["+strings.Join(evs, ",")+"]")
+		require.Equal(t, 202, status, res)
+	}
+	post("before-", 200)
+	c := chConn(t, ch.dsn())
+	waitFor(t, 30*time.Second, "the first rows", func() bool { return chUint(t, c, "SELECT count() FROM usage_events") == 200 })
+
+	ch.stop()
+	post("during-", 300)
+	status, body, _ := p.request("GET", "/v1/customers/o1/balance", "")
+	require.Equal(t, 200, status, body)
+	resp, _, _ := p.request("GET", "/readyz", "")
+	assert.Equal(t, 503, resp, "readiness reports ClickHouse down")
+	time.Sleep(time.Second)
+
+	ch.start()
+	c2 := chConn(t, ch.dsn())
+	waitFor(t, 60*time.Second, "the sink to catch up", func() bool {
+		n, err := countRows(c2)
+		return err == nil && n >= 500
+	})
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, uint64(500), chUint(t, c2, "SELECT count() FROM usage_events"))
+	assert.Equal(t, uint64(500), chUint(t, c2, "SELECT uniqExact(event_id) FROM usage_events"))
+	assert.Contains(t, p.logs(), "clickhouse sink restarting")
+}
+
+func countRows(c driver.Conn) (uint64, error) {
+	var v uint64
+	err := c.QueryRow(context.Background(), "SELECT count() FROM usage_events").Scan(&v)
+	return v, err
+}
