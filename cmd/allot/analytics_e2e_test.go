@@ -231,7 +231,9 @@ func startPrivateClickHouse(t *testing.T) *privateClickHouse {
 	return ch
 }
 
-func (ch *privateClickHouse) dsn() string { return fmt.Sprintf("clickhouse://127.0.0.1:%d/allot", ch.tcp) }
+func (ch *privateClickHouse) dsn() string {
+	return fmt.Sprintf("clickhouse://127.0.0.1:%d/allot", ch.tcp)
+}
 
 func (ch *privateClickHouse) start() {
 	ch.cmd = exec.Command("clickhouse-server", "--config-file="+filepath.Join(ch.dir, "config.xml"))

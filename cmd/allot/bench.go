@@ -69,7 +69,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var results []benchResult
 	switch which {
-	case "rating", "pipeline", "check", "reserve", "replay", "memory", "quota":
+	case "rating", "pipeline", "check", "reserve", "replay", "memory", "quota", "sink":
 	case "ingest", "all":
 		r, err := benchIngest(ctx, o, stderr)
 		if err != nil {
@@ -77,7 +77,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results = append(results, r...)
 	default:
-		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), quota, replay, memory and all (sink arrives with its issue)", which))
+		return exitWith(2, fmt.Errorf("bench %q: known figures are ingest, rating, pipeline, check (with reserve), quota, replay, memory, sink (needs ALLOT_CLICKHOUSE) and all", which))
 	}
 	if which == "rating" || which == "all" {
 		r, err := benchRating(ctx, o, stderr)
@@ -88,6 +88,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if which == "check" || which == "reserve" || which == "all" {
 		r, err := benchCheck(ctx, o, stderr)
+		if err != nil {
+			return err
+		}
+		results = append(results, r...)
+	}
+	if which == "sink" || (which == "all" && (os.Getenv("ALLOT_CLICKHOUSE") != "" || os.Getenv("ALLOT_TEST_CLICKHOUSE") != "")) {
+		r, err := benchSink(ctx, o, stderr)
 		if err != nil {
 			return err
 		}

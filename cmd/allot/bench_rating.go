@@ -30,6 +30,10 @@ rules:
 
 // benchNode starts a node in a temporary folder with the bench configuration.
 func benchNode(ctx context.Context, noRating bool) (*node, func(), error) {
+	return benchNodeCH(ctx, noRating, "")
+}
+
+func benchNodeCH(ctx context.Context, noRating bool, clickhouseDSN string) (*node, func(), error) {
 	dir, err := os.MkdirTemp("", "allot-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -40,7 +44,7 @@ func benchNode(ctx context.Context, noRating bool) (*node, func(), error) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := startNode(ctx, nodeConfig{DataDir: dir + "/data", NATSListen: "off", HTTPAddr: "127.0.0.1:0", DedupWindow: time.Hour,
-		UsagePartitions: 8, Replicas: 1, MaxBody: 64 << 20, ConfigFile: cfgPath, NoRating: noRating, Log: log})
+		UsagePartitions: 8, Replicas: 1, MaxBody: 64 << 20, ConfigFile: cfgPath, NoRating: noRating, ClickHouseDSN: clickhouseDSN, Log: log})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err

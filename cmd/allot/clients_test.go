@@ -203,3 +203,17 @@ func TestBenchQuotaRunsAgainstRedis(t *testing.T) {
 		assert.Greater(t, r.BaselineValue, 0.0, r.Name)
 	}
 }
+
+func TestBenchSinkAgainstClickHouse(t *testing.T) {
+	dsn := clickhouseDSN(t)
+	cmd := exec.Command(allotBin, "bench", "sink", "--events", "5000", "--json")
+	cmd.Env = append(os.Environ(), "ALLOT_CLICKHOUSE="+dsn)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	var results []benchResult
+	require.NoError(t, json.Unmarshal(out, &results), string(out))
+	require.Len(t, results, 2)
+	assert.Equal(t, "sink_rows", results[0].Name)
+	assert.Greater(t, results[0].BaselineValue, 0.0)
+	assert.Equal(t, "sink_lag", results[1].Name)
+}
