@@ -140,6 +140,12 @@ func (s *Server) table() []route {
 		{"/v1/quotas/{key}/adjust", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaAdjust))}},
 		{"/v1/customers/{id}/quotas", map[string]http.HandlerFunc{"GET": s.authed(s.getCustomerQuotas)}},
 		{"/v1/usage", map[string]http.HandlerFunc{"GET": s.authed(s.getUsage)}},
+		{"/v1/plans/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getPlan), "PUT": s.admin(s.putPlan)}},
+		{"/v1/subscriptions", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postSubscription))}},
+		{"/v1/subscriptions/{id}", map[string]http.HandlerFunc{"GET": s.authed(s.getSubscription)}},
+		{"/v1/subscriptions/{id}/renew", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postRenew))}},
+		{"/v1/subscriptions/{id}/cancel", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postCancel))}},
+		{"/v1/customers/{id}/topups", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postTopup))}},
 		{"/v1/customers/{id}/ledger", map[string]http.HandlerFunc{"GET": s.authed(s.getLedger)}},
 	}
 }

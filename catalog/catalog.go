@@ -36,6 +36,7 @@ type Catalog struct {
 	subjSeq map[string]uint64                         // config subject → sequence of its last event
 	feats   map[events.Scope]map[string]events.Feature
 	quotas  map[events.Scope]map[string]events.Quota
+	plans   map[events.Scope]map[string]events.Plan
 	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
 }
 
@@ -50,6 +51,7 @@ func New() *Catalog {
 		subjSeq: map[string]uint64{},
 		feats:   map[events.Scope]map[string]events.Feature{},
 		quotas:  map[events.Scope]map[string]events.Quota{},
+		plans:   map[events.Scope]map[string]events.Plan{},
 		changed: make(chan struct{}),
 	}
 }
@@ -109,6 +111,16 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 			slices.Sort(keys)
 			c.byMeter[sc][e.Rule.Meter] = keys
 		}
+	case events.TypePlanDefined:
+		var e events.PlanDefined
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		sc := events.Scope{Product: e.Product, Env: e.Env}
+		if c.plans[sc] == nil {
+			c.plans[sc] = map[string]events.Plan{}
+		}
+		c.plans[sc][e.Plan.Key] = e.Plan
 	case events.TypeQuotaDefined:
 		var e events.QuotaDefined
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -345,4 +357,12 @@ func (c *Catalog) QuotasForMeter(scope events.Scope, meter string) []events.Quot
 	}
 	slices.SortFunc(out, func(a, b events.Quota) int { return strings.Compare(a.Key, b.Key) })
 	return out
+}
+
+// Plan returns one plan.
+func (c *Catalog) Plan(scope events.Scope, key string) (events.Plan, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	p, ok := c.plans[scope][key]
+	return p, ok
 }

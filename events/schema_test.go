@@ -19,6 +19,7 @@ func samples() map[string][]any {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	exp := t0.AddDate(0, 1, 0)
 	cb := MustDecimal("0.25")
+	cr5 := Credits(5_000_000)
 	return map[string][]any{
 		TypeUsageRecorded: {
 			Usage{ID: "e1", Type: "api.call", Customer: "c1", Time: t0},
@@ -56,6 +57,12 @@ func samples() map[string][]any {
 		TypeQuotaIncremented: {QuotaIncremented{Customer: "c1", At: t0, Items: []QuotaUse{{Quota: "q", Amount: MustDecimal("1.5"), Period: Period{Unit: UnitDay, Count: 1, Mode: ModeFirstUse, TimeZone: "Europe/Berlin"}, At: t0}}}},
 		TypeQuotaReset:       {QuotaReset{Customer: "c1", Quota: "q", Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}},
 		TypeQuotaAdjusted:    {QuotaAdjusted{Customer: "c1", Quota: "q", Amount: MustDecimal("-2"), Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}},
+		TypePlanDefined: {PlanDefined{Product: "acme", Env: "live", At: t0, Plan: Plan{Key: "pro", Credits: 100_000_000, Period: Period{Unit: UnitMonth, Count: 1, TimeZone: "UTC"},
+			RolloverPercent: &cb, RolloverCap: &cr5, Mode: PlanPrepaid, GraceSeconds: 3600}}},
+		TypeSubscriptionStarted: {SubscriptionStarted{Subscription: "sub_1", Customer: "c1", Start: t0, At: t0, Plan: Plan{Key: "pro", Credits: 1, Period: Period{Unit: UnitDay, Count: 1, TimeZone: "UTC"}, Mode: PlanPostpaid},
+			Grant: Cycle{Index: 0, Start: t0, End: exp, Block: "sub_1_c0", Amount: 1}}},
+		TypeSubscriptionRenewed:  {SubscriptionRenewed{Subscription: "sub_1", Customer: "c1", At: t0, Usage: &cr5, Grant: Cycle{Index: 1, Start: t0, End: exp, Block: "sub_1_c1", Amount: 1, Rollover: 2, RollBlock: "sub_1_r1"}}},
+		TypeSubscriptionCanceled: {SubscriptionCanceled{Subscription: "sub_1", Customer: "c1", At: t0}},
 		TypeRuleVersioned: {
 			RuleVersioned{Product: "acme", Env: "live", At: t0, Rule: Rule{Key: "r", Version: 1, Meter: "tokens", Model: ModelGraduated, TierScope: TierScopePeriod, EffectiveFrom: t0,
 				Period: &Period{Unit: UnitMonth, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"},

@@ -9,4 +9,5 @@ var Types = []string{
 	TypeCreditsGranted, TypeCreditsExpired,
 	TypeReservationCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
 	TypeQuotaDefined, TypeQuotaIncremented, TypeQuotaReset, TypeQuotaAdjusted,
+	TypePlanDefined, TypeSubscriptionStarted, TypeSubscriptionRenewed, TypeSubscriptionCanceled,
 }

@@ -93,22 +93,23 @@ func (r *Reservation) StatusAt(t time.Time) string {
 
 // Account is one customer's folded ledger.
 type Account struct {
-	Customer     string                  `json:"customer"`
-	Blocks       []*Block                `json:"blocks"`  // in burn order
-	Overage      events.Credits          `json:"overage"` // debits no block covered
-	Credit       events.Credits          `json:"credit"`  // credit-backs no block could take back
-	Reservations map[string]*Reservation `json:"reservations,omitempty"`
-	Quotas       map[string]*QuotaState  `json:"quotas,omitempty"`
-	Debited      events.Credits          `json:"debited"`       // usage debits
-	CreditedBack events.Credits          `json:"credited_back"` // credit-backs, as a positive amount
-	Committed    events.Credits          `json:"committed"`     // reservation commits
-	Expired      events.Credits          `json:"expired"`       // credits lost to block expiry
-	Unrated      int64                   `json:"unrated_events"`
-	Entries      int64                   `json:"entries"`
-	LastSeq      uint64                  `json:"last_seq"` // ledger sequence of the customer's last entry
-	UsageSeq     uint64                  `json:"usage_seq"`
-	UsageIndex   int                     `json:"usage_index"`
-	UnratedSeq   uint64                  `json:"unrated_seq"`
+	Customer      string                   `json:"customer"`
+	Blocks        []*Block                 `json:"blocks"`  // in burn order
+	Overage       events.Credits           `json:"overage"` // debits no block covered
+	Credit        events.Credits           `json:"credit"`  // credit-backs no block could take back
+	Reservations  map[string]*Reservation  `json:"reservations,omitempty"`
+	Quotas        map[string]*QuotaState   `json:"quotas,omitempty"`
+	Subscriptions map[string]*Subscription `json:"subscriptions,omitempty"`
+	Debited       events.Credits           `json:"debited"`       // usage debits
+	CreditedBack  events.Credits           `json:"credited_back"` // credit-backs, as a positive amount
+	Committed     events.Credits           `json:"committed"`     // reservation commits
+	Expired       events.Credits           `json:"expired"`       // credits lost to block expiry
+	Unrated       int64                    `json:"unrated_events"`
+	Entries       int64                    `json:"entries"`
+	LastSeq       uint64                   `json:"last_seq"` // ledger sequence of the customer's last entry
+	UsageSeq      uint64                   `json:"usage_seq"`
+	UsageIndex    int                      `json:"usage_index"`
+	UnratedSeq    uint64                   `json:"unrated_seq"`
 }
 
 func newAccount(customer string) *Account {
@@ -245,6 +246,14 @@ func (a *Account) clone() *Account {
 	for k, r := range a.Reservations {
 		rr := *r
 		c.Reservations[k] = &rr
+	}
+	c.Subscriptions = nil
+	if a.Subscriptions != nil {
+		c.Subscriptions = make(map[string]*Subscription, len(a.Subscriptions))
+	}
+	for k, sub := range a.Subscriptions {
+		ss := *sub
+		c.Subscriptions[k] = &ss
 	}
 	c.Quotas = nil
 	if a.Quotas != nil {

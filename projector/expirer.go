@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"log/slog"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
 )
 
@@ -25,6 +27,7 @@ type Expirer struct {
 	Now      func() time.Time
 	Log      *slog.Logger
 	Expiries atomic.Int64
+	stream   jetstream.Stream
 }
 
 type expiry struct {
@@ -50,6 +53,7 @@ func (x *Expirer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		x.renewPostpaid(ctx, now().UTC())
 		for _, e := range x.due(now().UTC()) {
 			data, _ := json.Marshal(e.v)
 			msg := &nats.Msg{Subject: e.subject, Data: data, Header: nats.Header{events.HeaderType: []string{e.typ}}}
@@ -83,3 +87,42 @@ func (x *Expirer) due(now time.Time) []expiry {
 	})
 	return out
 }
+
+// renewPostpaid advances every postpaid subscription whose cycle has ended, with the usage
+// summary of the cycle that ended. Decided like any command: with several processes, each
+// cycle is still renewed once.
+func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time) {
+	type target struct {
+		scope         events.Scope
+		customer, sub string
+	}
+	var ts []target
+	x.Ledger.Accounts(func(sc events.Scope, a *Account) {
+		for id, sub := range a.Subscriptions {
+			if sub.Plan.Mode == events.PlanPostpaid && sub.Canceled == nil && !now.Before(sub.CycleEnd) {
+				ts = append(ts, target{sc, a.Customer, id})
+			}
+		}
+	})
+	if len(ts) == 0 {
+		return
+	}
+	if x.stream == nil {
+		s, err := x.JS.Stream(ctx, bus.LedgerStream)
+		if err != nil {
+			x.Log.Warn("renewing postpaid subscriptions", "err", err)
+			return
+		}
+		x.stream = s
+	}
+	for _, t := range ts {
+		_, err := AppendDecided(ctx, x.JS, x.stream, x.Ledger, t.scope, t.customer, func(a *Account) (string, any, error) {
+			e, err := a.DecideRenew(t.sub, now, true)
+			return events.TypeSubscriptionRenewed, e, err
+		})
+		if err != nil && !errors.Is(err, ErrAlreadyRenewed) && !errors.Is(err, ErrSubscriptionCanceled) && ctx.Err() == nil {
+			x.Log.Warn("renewing a postpaid subscription", "subscription", t.sub, "err", err)
+		}
+	}
+}
+

@@ -154,6 +154,12 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 			r.Status = StatusExpired
 		}
 		return []Applied{{}}, nil
+	case events.TypeSubscriptionStarted, events.TypeSubscriptionRenewed, events.TypeSubscriptionCanceled:
+		ok, err := a.applySubscription(typ, data)
+		if err != nil {
+			return nil, err
+		}
+		return []Applied{{Skipped: !ok}}, nil
 	}
 	// A newer allot may write entry types this one does not know: they count as entries and
 	// change nothing else, so an older reader keeps serving what it understands.
@@ -201,7 +207,7 @@ type Ledger struct {
 	seq      uint64
 	items    int64 // rating items (debits and unrated events) applied
 	accounts map[accountKey]*Account
-	resv     map[events.Scope]map[string]string // reservation id → customer
+	resv     map[events.Scope]map[string]string // reservation and subscription id → customer
 	byID     map[string]string                  // allot customer UUID → external id (UUIDs are scope-specific)
 	changed  chan struct{}
 }
@@ -257,13 +263,16 @@ func (l *Ledger) ApplyItems(seq uint64, subject, typ string, data []byte) ([]App
 	if err != nil {
 		return nil, fmt.Errorf("ledger %d: %w", seq, err)
 	}
-	if typ == events.TypeReservationCreated {
-		var e events.ReservationCreated
+	if typ == events.TypeReservationCreated || typ == events.TypeSubscriptionStarted {
+		var e struct {
+			Reservation  string `json:"reservation"`
+			Subscription string `json:"subscription"`
+		}
 		if json.Unmarshal(data, &e) == nil {
 			if l.resv[k.Scope] == nil {
 				l.resv[k.Scope] = map[string]string{}
 			}
-			l.resv[k.Scope][e.Reservation] = addr.Customer
+			l.resv[k.Scope][e.Reservation+e.Subscription] = addr.Customer
 		}
 	}
 	if typ == events.TypeUsageRated {
@@ -325,7 +334,7 @@ func (l *Ledger) Account(scope events.Scope, customer string) (*Account, bool) {
 	return a.clone(), true
 }
 
-// ReservationCustomer returns the customer holding a reservation.
+// ReservationCustomer returns the customer holding a reservation (or a subscription).
 func (l *Ledger) ReservationCustomer(scope events.Scope, id string) (string, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -357,3 +366,5 @@ func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
 	}
 	return id
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

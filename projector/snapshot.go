@@ -78,6 +78,12 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 			}
 			l.resv[sc][id] = a.Customer
 		}
+		for id := range a.Subscriptions {
+			if l.resv[sc] == nil {
+				l.resv[sc] = map[string]string{}
+			}
+			l.resv[sc][id] = a.Customer
+		}
 	}
 	return nil
 }

@@ -1,0 +1,77 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// AppendDecided decides a command on the customer's current state and appends the entry to
+// the customer's ledger subject with the expected last subject sequence. It first decides on
+// this process's projection as it is (no round trip); JetStream refuses the append if anything
+// else landed on the subject since, and then — as before refusing a command for business
+// reasons — it reads the subject's true last sequence, waits for the projection to reach it,
+// and decides again. It returns once this process's projection has applied the entry, so the
+// caller reads its own write.
+func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer string, decide func(a *Account) (string, any, error)) (uint64, error) {
+	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
+	deadline := time.Now().Add(10 * time.Second)
+	fresh := false // whether the state was caught up with the subject's true last sequence
+	for attempt := 0; time.Now().Before(deadline); attempt++ {
+		if attempt > 1 {
+			// Lost races for this customer's ledger: back off a little, with jitter, so a
+			// crowd of writers does not retry in lockstep.
+			time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
+		}
+		var last uint64
+		if fresh {
+			m, err := stream.GetLastMsgForSubject(ctx, subject)
+			switch {
+			case err == nil:
+				last = m.Sequence
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+			default:
+				return 0, err
+			}
+			if !l.WaitFor(last, time.Now().Add(5*time.Second)) {
+				return 0, errors.New("the projection is behind the ledger stream")
+			}
+		}
+		a, _ := l.Account(scope, customer)
+		if !fresh {
+			last = a.LastSeq
+		}
+		typ, v, err := decide(a)
+		if err != nil {
+			if !fresh {
+				fresh = true // never refuse on a state that may be stale
+				continue
+			}
+			return 0, err
+		}
+		data, err := json.Marshal(v)
+		if err != nil {
+			return 0, err
+		}
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			fresh = true // someone else appended first: decide again on the new state
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		l.WaitFor(ack.Sequence, time.Now().Add(5*time.Second))
+		return ack.Sequence, nil
+	}
+	return 0, errors.New("too much contention on this customer's ledger; retry")
+}
