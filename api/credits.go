@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"time"
 
-
 	"github.com/allot-dev/allot/api/problem"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/projector"

@@ -2,8 +2,8 @@ package projector
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -125,4 +125,3 @@ func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time) {
 		}
 	}
 }
-
