@@ -145,6 +145,10 @@ func (s *Server) postQuotaIncrement(w http.ResponseWriter, r *http.Request) {
 	quotas, amounts := []events.Quota{q}, []events.Decimal{amt}
 	st, err := s.increment(r, customer, quotas, amounts)
 	if err != nil {
+		var qe *projector.QuotaError
+		if errors.As(err, &qe) && errors.Is(err, projector.ErrQuotaExceeded) {
+			s.notifyQuotaExceeded(r.Context(), scopeFrom(r), customer, qe.Statuses)
+		}
 		s.writeQuotaError(w, quotas, err)
 		return
 	}

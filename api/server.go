@@ -146,6 +146,10 @@ func (s *Server) table() []route {
 		{"/v1/subscriptions/{id}/renew", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postRenew))}},
 		{"/v1/subscriptions/{id}/cancel", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postCancel))}},
 		{"/v1/customers/{id}/topups", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postTopup))}},
+		{"/v1/webhook-endpoints", map[string]http.HandlerFunc{"POST": s.admin(s.idempotent(s.postWebhookEndpoint))}},
+		{"/v1/webhook-endpoints/{id}", map[string]http.HandlerFunc{"GET": s.admin(s.getWebhookEndpoint)}},
+		{"/v1/webhook-endpoints/{id}/rotate", map[string]http.HandlerFunc{"POST": s.admin(s.idempotent(s.postRotate))}},
+		{"/v1/webhook-endpoints/{id}/deliveries", map[string]http.HandlerFunc{"GET": s.admin(s.getDeliveries)}},
 		{"/v1/customers/{id}/ledger", map[string]http.HandlerFunc{"GET": s.authed(s.getLedger)}},
 	}
 }

@@ -15,9 +15,11 @@ import (
 
 // Stream names. They are contracts with every deployed data directory: never renamed.
 const (
-	UsageStream  = "ALLOT_USAGE"
-	LedgerStream = "ALLOT_LEDGER"
-	ConfigStream = "ALLOT_CONFIG"
+	UsageStream      = "ALLOT_USAGE"
+	LedgerStream     = "ALLOT_LEDGER"
+	ConfigStream     = "ALLOT_CONFIG"
+	OutboxStream     = "ALLOT_OUTBOX"
+	WebhookLogStream = "ALLOT_WEBHOOK_LOG"
 )
 
 // StreamOptions are the knobs operators set on the streams.
@@ -69,6 +71,28 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Replicas:    o.Replicas,
 			Duplicates:  o.DedupWindow,
 			AllowDirect: true,
+		},
+		{
+			Name:        OutboxStream,
+			Description: "allot webhook events waiting for delivery, one subject per customer (ordered)",
+			Subjects:    []string{events.OutboxPrefix + ".*.*.*"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Replicas:    o.Replicas,
+			Duplicates:  o.DedupWindow,
+			MaxAge:      30 * 24 * time.Hour,
+			AllowDirect: true,
+		},
+		{
+			Name:              WebhookLogStream,
+			Description:       "allot webhook delivery attempts and dead letters, per endpoint",
+			Subjects:          []string{"allot.whlog.>"},
+			Storage:           jetstream.FileStorage,
+			Retention:         jetstream.LimitsPolicy,
+			Replicas:          o.Replicas,
+			MaxMsgsPerSubject: 1000,
+			MaxAge:            30 * 24 * time.Hour,
+			AllowDirect:       true,
 		},
 		{
 			Name:        ConfigStream,
@@ -170,6 +194,22 @@ func EnsureIdempotencyStore(ctx context.Context, js jetstream.JetStream, o Strea
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening idempotency store: %w", err)
+	}
+	return kv, nil
+}
+
+// WebhookStateBucket keeps the dispatcher's progress: attempts per delivery, done markers,
+// per-customer delivery sequences.
+const WebhookStateBucket = "ALLOT_WEBHOOKS"
+
+// EnsureWebhookState creates or opens the dispatcher's key-value bucket.
+func EnsureWebhookState(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
+	o = o.withDefaults()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: WebhookStateBucket, Description: "allot webhook dispatcher state", Storage: jetstream.FileStorage, Replicas: o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening webhook state: %w", err)
 	}
 	return kv, nil
 }

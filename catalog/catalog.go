@@ -37,6 +37,7 @@ type Catalog struct {
 	feats   map[events.Scope]map[string]events.Feature
 	quotas  map[events.Scope]map[string]events.Quota
 	plans   map[events.Scope]map[string]events.Plan
+	hooks   map[events.Scope]map[string]events.WebhookEndpoint
 	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
 }
 
@@ -52,6 +53,7 @@ func New() *Catalog {
 		feats:   map[events.Scope]map[string]events.Feature{},
 		quotas:  map[events.Scope]map[string]events.Quota{},
 		plans:   map[events.Scope]map[string]events.Plan{},
+		hooks:   map[events.Scope]map[string]events.WebhookEndpoint{},
 		changed: make(chan struct{}),
 	}
 }
@@ -111,6 +113,16 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 			slices.Sort(keys)
 			c.byMeter[sc][e.Rule.Meter] = keys
 		}
+	case events.TypeWebhookEndpoint:
+		var e events.WebhookEndpointChanged
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
+		}
+		sc := events.Scope{Product: e.Product, Env: e.Env}
+		if c.hooks[sc] == nil {
+			c.hooks[sc] = map[string]events.WebhookEndpoint{}
+		}
+		c.hooks[sc][e.Endpoint.ID] = e.Endpoint
 	case events.TypePlanDefined:
 		var e events.PlanDefined
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -365,4 +377,58 @@ func (c *Catalog) Plan(scope events.Scope, key string) (events.Plan, bool) {
 	defer c.mu.RUnlock()
 	p, ok := c.plans[scope][key]
 	return p, ok
+}
+
+// WebhookEndpoint returns one endpoint.
+func (c *Catalog) WebhookEndpoint(scope events.Scope, id string) (events.WebhookEndpoint, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.hooks[scope][id]
+	return e, ok
+}
+
+// WebhookEndpoints returns the scope's endpoints, in id order.
+func (c *Catalog) WebhookEndpoints(scope events.Scope) []events.WebhookEndpoint {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]events.WebhookEndpoint, 0, len(c.hooks[scope]))
+	for _, e := range c.hooks[scope] {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b events.WebhookEndpoint) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// PutWebhookEndpoint stores an endpoint's new state.
+func PutWebhookEndpoint(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc events.Scope, ep events.WebhookEndpoint, now time.Time) error {
+	e := events.WebhookEndpointChanged{Product: sc.Product, Env: sc.Env, Endpoint: ep, At: now.UTC()}
+	_, err := Publish(ctx, js, cat, events.ConfigSubject(sc.Product, sc.Env, events.KindWebhook, ep.ID), events.TypeWebhookEndpoint, e)
+	return err
+}
+
+// Writer lets packages below the API change configuration: it publishes through the catalog so
+// the change is applied here before the call returns.
+type Writer struct {
+	JS  jetstream.JetStream
+	Cat *Catalog
+}
+
+// WebhookEndpoint returns one endpoint.
+func (w Writer) WebhookEndpoint(scope events.Scope, id string) (events.WebhookEndpoint, bool) {
+	return w.Cat.WebhookEndpoint(scope, id)
+}
+
+// WebhookEndpoints returns the scope's endpoints.
+func (w Writer) WebhookEndpoints(scope events.Scope) []events.WebhookEndpoint {
+	return w.Cat.WebhookEndpoints(scope)
+}
+
+// DisableEndpoint records that an endpoint is disabled, and why.
+func (w Writer) DisableEndpoint(ctx context.Context, scope events.Scope, id, reason string) error {
+	ep, ok := w.Cat.WebhookEndpoint(scope, id)
+	if !ok || ep.Disabled {
+		return nil
+	}
+	ep.Disabled, ep.DisabledReason = true, reason
+	return PutWebhookEndpoint(ctx, w.JS, w.Cat, scope, ep, time.Now())
 }

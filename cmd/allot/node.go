@@ -25,6 +25,7 @@ import (
 	"github.com/allot-dev/allot/metrics"
 	"github.com/allot-dev/allot/projector"
 	"github.com/allot-dev/allot/rating"
+	"github.com/allot-dev/allot/webhooks"
 )
 
 // nodeConfig is everything serve (and bench) needs to run a node.
@@ -44,29 +45,33 @@ type nodeConfig struct {
 	ProjectionSnapshotEvery time.Duration // ledger projection snapshots; default 10s
 	NoRating                bool          // run no rating workers (the bench measures raw baselines with it)
 	KeyRequestsPerMinute    int64         // allot's own API: requests per key per minute per process
+	WebhookRetryScale       float64       // multiplies the retry schedule (tests shrink it); default 1
+	WebhookTimeout          time.Duration // one delivery attempt; default 15 s
 	Log                     *slog.Logger
 }
 
 // node is one running allot process: NATS (embedded or not), the catalog, the API.
 type node struct {
-	cfg      nodeConfig
-	embedded *bus.Embedded
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	extra    []*nats.Conn // one per pipeline stage, so stages never queue behind each other's traffic
-	cat      *catalog.Catalog
-	ingester *ingest.Ingester
-	ledger   *projector.Ledger
-	expirer  *projector.Expirer
-	raters   []*rating.Worker
-	metrics  *metrics.Registry
-	ch       clickhouse.Conn
-	sink     *analytics.Sink
-	httpSrv  *http.Server
-	httpLn   net.Listener
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	bgErr    chan error
+	cfg        nodeConfig
+	embedded   *bus.Embedded
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	extra      []*nats.Conn // one per pipeline stage, so stages never queue behind each other's traffic
+	cat        *catalog.Catalog
+	ingester   *ingest.Ingester
+	ledger     *projector.Ledger
+	expirer    *projector.Expirer
+	raters     []*rating.Worker
+	metrics    *metrics.Registry
+	ch         clickhouse.Conn
+	sink       *analytics.Sink
+	notifier   *webhooks.Notifier
+	dispatcher *webhooks.Dispatcher
+	httpSrv    *http.Server
+	httpLn     net.Listener
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	bgErr      chan error
 }
 
 func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
@@ -196,6 +201,29 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		return nil, exitWith(4, err)
 	}
 	n.ingester.Customers = n.ledger
+
+	// Webhooks: the notifier turns ledger entries into outbox notifications, the dispatcher
+	// delivers them.
+	whState, err := bus.EnsureWebhookState(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	wjs, err := n.stageJetStream(cfg, "allot-webhooks")
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	n.notifier = &webhooks.Notifier{JS: wjs, KV: whState, Endpoints: n.cat, LedgerStream: bus.LedgerStream, Log: log.With("component", "notifier")}
+	if cfg.WebhookRetryScale <= 0 {
+		cfg.WebhookRetryScale = 1
+	}
+	schedule := make([]time.Duration, len(webhooks.DefaultSchedule))
+	for i, d := range webhooks.DefaultSchedule {
+		schedule[i] = time.Duration(float64(d) * cfg.WebhookRetryScale)
+	}
+	n.dispatcher = &webhooks.Dispatcher{JS: wjs, KV: whState, Endpoints: catalog.Writer{JS: n.js, Cat: n.cat}, OutboxStream: bus.OutboxStream,
+		Schedule: schedule, Timeout: cfg.WebhookTimeout, Log: log.With("component", "webhooks")}
+	n.goBackground(func() error { return n.notifier.Run(bgctx) })
+	n.goBackground(func() error { return n.dispatcher.Run(bgctx) })
 	if cfg.ClickHouseDSN != "" {
 		// ClickHouse being down must not stop the rest: connect, migrate and sink in the
 		// background, retrying; /readyz and /v1/usage say how it is going.

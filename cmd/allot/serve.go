@@ -54,6 +54,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.FsyncAlways, "fsync-always", false, "embedded NATS: fsync every write instead of every second")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 5<<20, "largest request body in bytes")
 	fs.Int64Var(&cfg.KeyRequestsPerMinute, "key-requests-per-minute", 600000, "allot's own API: requests per API key per minute in each process (0: unlimited)")
+	fs.Float64Var(&cfg.WebhookRetryScale, "webhook-retry-scale", 1, "multiply the webhook retry schedule (5s, 5m, 30m, 2h, 5h, 10h, 10h) by this")
+	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", 15*time.Second, "time limit of one webhook delivery attempt")
 	fs.DurationVar(&cfg.SnapshotEvery, "snapshot-every", 2*time.Second, "how often rating saves its state (a restart re-rates at most this much)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := bindEnv(fs, args); err != nil {

@@ -1,0 +1,21 @@
+// Package webhooks turns ledger changes into signed HTTP callbacks.
+//
+// The Notifier folds the ledger (like any projector) and writes one notification per webhook
+// event to the outbox stream, on the customer's subject, with an id derived from the ledger
+// sequence: re-folding after a crash writes the same ids, which JetStream drops. The
+// Dispatcher reads the outbox and delivers each notification to every endpoint of its scope
+// that subscribed to its type, signed per Standard Webhooks, in order per customer: while a
+// customer's head notification waits for a retry, that customer's later ones wait too; other
+// customers go on.
+//
+// Invariants:
+//   - Retries follow the schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (7 retries), each
+//     attempt times out after 15 s; an exhausted delivery is dead-lettered and the customer's
+//     queue moves on; a 410 disables the endpoint.
+//   - Attempts, done markers and per-customer sequence numbers live in a JetStream key-value
+//     bucket, so a restart resumes every schedule where it was and delivers nothing twice
+//     that was acknowledged.
+//
+// It is a top-level package because webhooks are an output of the whole pipeline, fed by the
+// ledger and by quota decisions (docs/ARCHITECTURE.md).
+package webhooks

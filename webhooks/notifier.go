@@ -1,0 +1,258 @@
+package webhooks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
+)
+
+// Endpoints gives a scope's webhook endpoints.
+type Endpoints interface {
+	WebhookEndpoints(scope events.Scope) []events.WebhookEndpoint
+}
+
+// Notifier derives webhook notifications from the ledger and writes them to the outbox.
+type Notifier struct {
+	JS           jetstream.JetStream
+	KV           jetstream.KeyValue // keeps "notifier.seq": the ledger sequence notified up to
+	Endpoints    Endpoints
+	LedgerStream string
+	Log          *slog.Logger
+	Written      atomic.Int64
+}
+
+const notifierKey = "notifier.seq"
+
+// Run notifies until ctx ends, restarting from its saved position after any failure.
+func (n *Notifier) Run(ctx context.Context) error {
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := n.run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		n.Log.Warn("webhook notifier restarting", "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+	return nil
+}
+
+func (n *Notifier) position(ctx context.Context) (uint64, error) {
+	e, err := n.KV.Get(ctx, notifierKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(e.Value()), 10, 64)
+}
+
+func (n *Notifier) run(ctx context.Context) error {
+	pos, err := n.position(ctx)
+	if err != nil {
+		return err
+	}
+	// Crossings (low, depleted) depend on balances, so the notifier folds the ledger from the
+	// start: silently up to its position, then notifying.
+	fold := projector.NewLedger()
+	cons, err := n.JS.OrderedConsumer(ctx, n.LedgerStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	var pending []jetstream.PubAckFuture
+	var last uint64
+	flush := func() error {
+		if err := waitAcks(ctx, pending); err != nil {
+			return err
+		}
+		pending = pending[:0]
+		if last > pos {
+			if _, err := n.KV.Put(ctx, notifierKey, []byte(strconv.FormatUint(last, 10))); err != nil {
+				return err
+			}
+			pos = last
+		}
+		return nil
+	}
+	for ctx.Err() == nil {
+		m, err := it.Next(jetstream.NextMaxWait(250 * time.Millisecond))
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				if err := flush(); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		seq := md.Sequence.Stream
+		addr, err := events.ParseLedgerSubject(m.Subject())
+		if err != nil {
+			continue
+		}
+		scope := events.Scope{Product: addr.Product, Env: addr.Env}
+		at := md.Timestamp.UTC()
+		before, _ := fold.Account(scope, addr.Customer)
+		balBefore := before.Balance(at)
+		typ := m.Headers().Get(events.HeaderType)
+		if _, err := fold.ApplyItems(seq, m.Subject(), typ, m.Data()); err != nil {
+			n.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
+			continue
+		}
+		if seq <= pos {
+			continue
+		}
+		after, _ := fold.Account(scope, addr.Customer)
+		notes := n.derive(scope, addr.Customer, typ, m.Data(), balBefore, after.Balance(at), at)
+		for i, note := range notes {
+			note.ID = "msg_" + shortID(scope.Product, scope.Env, strconv.FormatUint(seq, 10), strconv.Itoa(i))
+			f, err := publish(n.JS, scope, note)
+			if err != nil {
+				return err
+			}
+			pending = append(pending, f)
+			n.Written.Add(1)
+		}
+		last = seq
+		if len(pending) >= 512 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// derive maps one ledger entry to the notifications it causes.
+func (n *Notifier) derive(scope events.Scope, customer, typ string, data []byte, before, after events.Credits, at time.Time) []events.Notification {
+	var out []events.Notification
+	note := func(t string, d map[string]any) {
+		out = append(out, events.Notification{Type: t, Customer: customer, Data: d, At: at})
+	}
+	switch typ {
+	case events.TypeCreditsGranted:
+		var g events.CreditsGranted
+		if json.Unmarshal(data, &g) == nil {
+			note(events.HookCreditsGranted, map[string]any{"block": g.Block, "amount": g.Amount, "source": g.Source, "expires_at": g.ExpiresAt, "balance": after})
+		}
+	case events.TypeCreditsExpired:
+		var e events.CreditsExpired
+		if json.Unmarshal(data, &e) == nil {
+			note(events.HookCreditsExpired, map[string]any{"block": e.Block, "amount": e.Amount, "balance": after})
+		}
+	case events.TypeReservationExpired:
+		var e events.ReservationReleased
+		if json.Unmarshal(data, &e) == nil {
+			note(events.HookReservationExpired, map[string]any{"reservation": e.Reservation})
+		}
+	case events.TypeSubscriptionRenewed:
+		var e events.SubscriptionRenewed
+		if json.Unmarshal(data, &e) == nil {
+			d := map[string]any{"subscription": e.Subscription, "cycle": e.Grant.Index, "cycle_start": e.Grant.Start, "cycle_end": e.Grant.End,
+				"credits": e.Grant.Amount, "rollover": e.Grant.Rollover}
+			if e.Usage != nil {
+				d["usage"] = *e.Usage // postpaid: what the cycle that ended used
+			}
+			note(events.HookSubscriptionRenewed, d)
+		}
+	case events.TypeSubscriptionCanceled:
+		var e events.SubscriptionCanceled
+		if json.Unmarshal(data, &e) == nil {
+			note(events.HookSubscriptionCanceled, map[string]any{"subscription": e.Subscription})
+		}
+	}
+	// Crossings: credits.low per endpoint threshold (re-armed once the balance is back above
+	// it), credits.depleted at zero.
+	for _, ep := range n.Endpoints.WebhookEndpoints(scope) {
+		if ep.LowBalanceThreshold == nil || !subscribed(ep, events.HookCreditsLow) {
+			continue
+		}
+		if thr := *ep.LowBalanceThreshold; before > thr && after <= thr {
+			out = append(out, events.Notification{Type: events.HookCreditsLow, Customer: customer, At: at, Endpoint: ep.ID,
+				Data: map[string]any{"balance": after, "threshold": thr}})
+		}
+	}
+	if before > 0 && after <= 0 {
+		note(events.HookCreditsDepleted, map[string]any{"balance": after})
+	}
+	return out
+}
+
+func subscribed(ep events.WebhookEndpoint, typ string) bool {
+	for _, t := range ep.Events {
+		if t == typ || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// publish writes a notification to the customer's outbox subject, deduplicated by its id.
+func publish(js jetstream.JetStream, scope events.Scope, note events.Notification) (jetstream.PubAckFuture, error) {
+	b, err := json.Marshal(note)
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: events.OutboxSubject(scope.Product, scope.Env, note.Customer), Data: b, Header: nats.Header{events.HeaderType: []string{events.TypeNotification}}}
+	return js.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+note.ID))
+}
+
+// Publish writes one notification now (quota.exceeded comes from a refused increment, not from
+// the ledger). Its id decides deduplication: one per quota window, say.
+func Publish(ctx context.Context, js jetstream.JetStream, scope events.Scope, note events.Notification) error {
+	f, err := publish(js, scope, note)
+	if err != nil {
+		return err
+	}
+	return waitAcks(ctx, []jetstream.PubAckFuture{f})
+}
+
+func waitAcks(ctx context.Context, fs []jetstream.PubAckFuture) error {
+	for _, f := range fs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(30 * time.Second):
+			return errors.New("timed out waiting for outbox acknowledgements")
+		}
+	}
+	return nil
+}
+
+func shortID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
