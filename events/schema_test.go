@@ -63,6 +63,9 @@ func samples() map[string][]any {
 			Grant: Cycle{Index: 0, Start: t0, End: exp, Block: "sub_1_c0", Amount: 1}}},
 		TypeSubscriptionRenewed:  {SubscriptionRenewed{Subscription: "sub_1", Customer: "c1", At: t0, Usage: &cr5, Grant: Cycle{Index: 1, Start: t0, End: exp, Block: "sub_1_c1", Amount: 1, Rollover: 2, RollBlock: "sub_1_r1"}}},
 		TypeSubscriptionCanceled: {SubscriptionCanceled{Subscription: "sub_1", Customer: "c1", At: t0}},
+		TypeWebhookEndpoint: {WebhookEndpointChanged{Product: "acme", Env: "live", At: t0, Endpoint: WebhookEndpoint{ID: "whe_1", URL: "https://example.com/hook",
+			Events: []string{HookCreditsLow}, LowBalanceThreshold: &cr5, Secrets: []WebhookSecret{{Secret: "whsec_abc", CreatedAt: t0, ExpiresAt: &exp}}}}},
+		TypeNotification: {Notification{ID: "msg_1", Type: HookCreditsLow, Customer: "c1", Data: map[string]any{"balance": "4"}, At: t0, Endpoint: "whe_1"}},
 		TypeRuleVersioned: {
 			RuleVersioned{Product: "acme", Env: "live", At: t0, Rule: Rule{Key: "r", Version: 1, Meter: "tokens", Model: ModelGraduated, TierScope: TierScopePeriod, EffectiveFrom: t0,
 				Period: &Period{Unit: UnitMonth, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"},

@@ -10,4 +10,5 @@ var Types = []string{
 	TypeReservationCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
 	TypeQuotaDefined, TypeQuotaIncremented, TypeQuotaReset, TypeQuotaAdjusted,
 	TypePlanDefined, TypeSubscriptionStarted, TypeSubscriptionRenewed, TypeSubscriptionCanceled,
+	TypeWebhookEndpoint, TypeNotification,
 }
