@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"time"
 
@@ -143,7 +144,12 @@ var ErrRuleUnchanged = errors.New("rule unchanged")
 // latest version (ignoring effective_from) is not written again (ErrRuleUnchanged).
 func PutRule(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc events.Scope, r events.Rule, now time.Time, skipSame bool) (events.Rule, error) {
 	subject := events.ConfigSubject(sc.Product, sc.Env, events.KindRule, r.Key)
+	deadline := time.Now().Add(10 * time.Second)
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			// Lost the race for this version: back off a little, with jitter.
+			time.Sleep(time.Duration(rand.IntN(1+min(attempt, 20))*200) * time.Microsecond)
+		}
 		vs, lastSeq := cat.ruleState(sc, r.Key)
 		if skipSame && len(vs) > 0 {
 			latest := vs[len(vs)-1]
@@ -160,7 +166,7 @@ func PutRule(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc event
 			return r, nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence && attempt < 5 {
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence && time.Now().Before(deadline) {
 			// Another process wrote a version first: catch up and try as the next one.
 			if err := cat.syncTo(ctx, js); err != nil {
 				return r, err
