@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -164,4 +166,32 @@ func TestWebhookDeliveries(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 3, dead)
+}
+
+// TestQuotaExceededWebhookOncePerWindow: refused increments notify once per window.
+func TestQuotaExceededWebhookOncePerWindow(t *testing.T) {
+	rc := newReceiver(t)
+	cfg := filepath.Join(t.TempDir(), "allot.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+  - {key: `+testKey+`, product: acme, env: test, admin: true}
+quotas:
+  tiny: {meter: requests, limit: 1, period: {unit: day}}
+`), 0o600))
+	p := startServe(t, t.TempDir(), "--config", cfg)
+	status, body, _ := p.request("POST", "/v1/webhook-endpoints", fmt.Sprintf(`{"url":%q,"events":["quota.exceeded"]}`, rc.srv.URL+"/q"))
+	require.Equal(t, 201, status, body)
+	rc.mu.Lock()
+	rc.secrets["/q"] = body["secret"].(string)
+	rc.mu.Unlock()
+	status, _, _ = p.request("POST", "/v1/quotas/tiny/increment", `{"customer":"qq"}`)
+	require.Equal(t, 200, status)
+	for i := 0; i < 3; i++ {
+		status, _, _ = p.request("POST", "/v1/quotas/tiny/increment", `{"customer":"qq"}`)
+		require.Equal(t, 429, status)
+	}
+	waitFor(t, 10*time.Second, "quota.exceeded", func() bool { return len(rc.get("/q")) >= 1 })
+	time.Sleep(300 * time.Millisecond)
+	hits := rc.get("/q")
+	require.Len(t, hits, 1, "one notification per window, whatever the number of refusals")
+	assert.True(t, hits[0].verified)
 }
