@@ -26,11 +26,14 @@ import (
 
 // Options wire a Server.
 type Options struct {
-	Catalog  *catalog.Catalog
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Ingester *ingest.Ingester
-	Ledger   *projector.Ledger
+	// Ingest and API choose the endpoints served (allot serve --roles): POST /v1/events, and
+	// everything else. Both false means both (a Server with nothing to serve is no use).
+	Ingest, API bool
+	Catalog     *catalog.Catalog
+	NC          *nats.Conn
+	JS          jetstream.JetStream
+	Ingester    *ingest.Ingester
+	Ledger      *projector.Ledger
 	// Idempotency stores Idempotency-Key records; nil disables the header.
 	Idempotency jetstream.KeyValue
 	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
@@ -107,7 +110,13 @@ func (s *Server) Routes() map[string][]string {
 }
 
 func (s *Server) routes() {
+	both := !s.o.Ingest && !s.o.API
 	for _, r := range s.table() {
+		ingest := r.pattern == "/v1/events"
+		public := !strings.HasPrefix(r.pattern, "/v1/")
+		if !both && !public && ((ingest && !s.o.Ingest) || (!ingest && !s.o.API)) {
+			continue
+		}
 		s.mux.Handle(r.pattern, s.instrument(r.pattern, methodSwitch(r.methods)))
 	}
 	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,12 +44,13 @@ type nodeConfig struct {
 	Replicas                int
 	FsyncAlways             bool
 	MaxBody                 int64
-	SnapshotEvery           time.Duration // rating snapshots; default 2s
-	ProjectionSnapshotEvery time.Duration // ledger projection snapshots; default 10s
-	NoRating                bool          // run no rating workers (the bench measures raw baselines with it)
-	KeyRequestsPerMinute    int64         // allot's own API: requests per key per minute per process
-	WebhookRetryScale       float64       // multiplies the retry schedule (tests shrink it); default 1
-	WebhookTimeout          time.Duration // one delivery attempt; default 15 s
+	SnapshotEvery           time.Duration   // rating snapshots; default 2s
+	ProjectionSnapshotEvery time.Duration   // ledger projection snapshots; default 10s
+	NoRating                bool            // run no rating workers (the bench measures raw baselines with it)
+	KeyRequestsPerMinute    int64           // allot's own API: requests per key per minute per process
+	WebhookRetryScale       float64         // multiplies the retry schedule (tests shrink it); default 1
+	WebhookTimeout          time.Duration   // one delivery attempt; default 15 s
+	Roles                   map[string]bool // nil: every role
 	Log                     *slog.Logger
 }
 
@@ -62,6 +66,7 @@ type node struct {
 	ledger     *projector.Ledger
 	expirer    *projector.Expirer
 	raters     []*rating.Worker
+	member     string
 	metrics    *metrics.Registry
 	ch         clickhouse.Conn
 	sink       *analytics.Sink
@@ -158,11 +163,21 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
-	for p := 0; p < parts && !cfg.NoRating; p++ {
-		w := &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
-			SnapshotEvery: cfg.SnapshotEvery, Log: log.With("component", "rating", "partition", p)}
-		n.raters = append(n.raters, w)
-		n.goBackground(func() error { return w.Run(bgctx) })
+	leases, err := bus.EnsureLeases(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas}, n.memberID())
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	// One worker per partition this process owns; the pool shares the partitions with every
+	// other process running the rating role. Workers are kept per partition so their counters
+	// only grow.
+	for p := 0; p < parts; p++ {
+		n.raters = append(n.raters, &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
+			SnapshotEvery: cfg.SnapshotEvery, Log: log.With("component", "rating", "partition", p)})
+	}
+	if cfg.has(roleRating) && !cfg.NoRating {
+		pool := &rating.Pool{Partitions: parts, Leases: leases, KV: leases.KV, Member: n.memberID(), Log: log.With("component", "rating"),
+			NewWorker: func(p int) *rating.Worker { return n.raters[p] }}
+		n.goBackground(func() error { return pool.Run(bgctx) })
 	}
 
 	// Projections of the ledger, read by the API.
@@ -195,7 +210,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 	_ = digestSub
 	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Log: log.With("component", "expirer")}
-	n.goBackground(func() error { return n.expirer.Run(bgctx) })
+	if cfg.has(roleProjector) {
+		n.goBackground(func() error { return n.expirer.Run(bgctx) })
+	}
 	idem, err := bus.EnsureIdempotencyStore(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, exitWith(4, err)
@@ -222,8 +239,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 	n.dispatcher = &webhooks.Dispatcher{JS: wjs, KV: whState, Endpoints: catalog.Writer{JS: n.js, Cat: n.cat}, OutboxStream: bus.OutboxStream,
 		Schedule: schedule, Timeout: cfg.WebhookTimeout, Log: log.With("component", "webhooks")}
-	n.goBackground(func() error { return n.notifier.Run(bgctx) })
-	n.goBackground(func() error { return n.dispatcher.Run(bgctx) })
+	if cfg.has(roleWebhooks) {
+		// One notifier and one dispatcher in the whole deployment: they run under leases.
+		n.goBackground(func() error { return leases.Holding(bgctx, "webhooks.notifier", log, n.notifier.Run) })
+		n.goBackground(func() error { return leases.Holding(bgctx, "webhooks.dispatcher", log, n.dispatcher.Run) })
+	}
 	if cfg.ClickHouseDSN != "" {
 		// ClickHouse being down must not stop the rest: connect, migrate and sink in the
 		// background, retrying; /readyz and /v1/usage say how it is going.
@@ -241,6 +261,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		}
 		n.sink = &analytics.Sink{JS: sjs, CH: n.ch, Meters: n.cat, UsageStream: bus.UsageStream, LedgerStream: bus.LedgerStream, Log: log.With("component", "sink")}
 		n.goBackground(func() error {
+			if !cfg.has(roleSink) {
+				return nil
+			}
 			for bgctx.Err() == nil {
 				if _, err := analytics.Migrate(bgctx, n.ch, log.With("component", "clickhouse")); err != nil {
 					log.Warn("clickhouse migrations failed; retrying", "err", err)
@@ -253,12 +276,16 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 				}
 				break
 			}
-			return n.sink.Run(bgctx)
+			// One sink in the whole deployment: two would insert the same rows.
+			return leases.Holding(bgctx, "clickhouse.sink", log, n.sink.Run)
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
+	if !cfg.has(roleIngest) && !cfg.has(roleAPI) {
+		return n, nil // a worker process: no HTTP
+	}
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, exitWith(1, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err))
@@ -435,4 +462,43 @@ type digestReply struct {
 	Seq       uint64 `json:"seq"`
 	Digest    string `json:"digest"`
 	Customers int    `json:"customers"`
+}
+
+// Roles a process can run (allot serve --roles).
+const (
+	roleIngest    = "ingest"    // POST /v1/events
+	roleAPI       = "api"       // every other endpoint (and the ledger projection it reads)
+	roleRating    = "rating"    // rating workers, sharing the usage partitions
+	roleProjector = "projector" // the expirer and postpaid renewals
+	roleSink      = "sink"      // the ClickHouse sink (one at a time, by lease)
+	roleWebhooks  = "webhooks"  // notifier and dispatcher (one at a time, by lease)
+)
+
+var allRoles = []string{roleIngest, roleAPI, roleRating, roleProjector, roleSink, roleWebhooks}
+
+func (c nodeConfig) has(role string) bool { return c.Roles == nil || c.Roles[role] }
+
+// parseRoles reads --roles.
+func parseRoles(s string) (map[string]bool, error) {
+	if s == "" || s == "all" {
+		return nil, nil
+	}
+	out := map[string]bool{}
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		if !slices.Contains(allRoles, r) {
+			return nil, fmt.Errorf("--roles: %q is not one of %s", r, strings.Join(allRoles, ", "))
+		}
+		out[r] = true
+	}
+	return out, nil
+}
+
+// memberID names this process in leases: host and pid, unique among live processes.
+func (n *node) memberID() string {
+	if n.member == "" {
+		host, _ := os.Hostname()
+		n.member = fmt.Sprintf("%s-%d-%d", strings.NewReplacer(".", "-", " ", "-").Replace(host), os.Getpid(), time.Now().UnixNano()%1_000_000)
+	}
+	return n.member
 }

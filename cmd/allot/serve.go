@@ -58,11 +58,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", 15*time.Second, "time limit of one webhook delivery attempt")
 	fs.DurationVar(&cfg.SnapshotEvery, "snapshot-every", 2*time.Second, "how often rating saves its state (a restart re-rates at most this much)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	var roles string
+	fs.StringVar(&roles, "roles", "all", "what this process runs: all, or a comma-separated list of ingest, api, rating, projector, sink, webhooks")
 	if err := bindEnv(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return exitWith(2, fmt.Errorf("serve takes no arguments, got %q", fs.Args()))
+	}
+	var err error
+	if cfg.Roles, err = parseRoles(roles); err != nil {
+		return exitWith(2, err)
 	}
 	log, err := newLogger(stderr, logLevel)
 	if err != nil {
