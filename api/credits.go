@@ -98,7 +98,12 @@ func (s *Server) appendDecided(ctx context.Context, scope events.Scope, customer
 	if err != nil {
 		return 0, err
 	}
-	return projector.AppendDecided(ctx, s.o.JS, stream, s.o.Ledger, scope, customer, decide)
+	msgID := ""
+	if k, _ := ctx.Value(idemKeyCtx{}).(string); k != "" {
+		sum := sha256.Sum256([]byte(scope.String() + "\x00" + customer + "\x00" + k))
+		msgID = scope.Product + ":" + scope.Env + ":cmd:" + hex.EncodeToString(sum[:16])
+	}
+	return projector.AppendDecided(ctx, s.o.JS, stream, s.o.Ledger, scope, customer, msgID, decide)
 }
 
 // newID returns a prefixed id: derived from the Idempotency-Key when there is one (so a

@@ -27,13 +27,14 @@ import (
 // Options wire a Server.
 type Options struct {
 	// Ingest and API choose the endpoints served (allot serve --roles): POST /v1/events, and
-	// everything else. Both false means both (a Server with nothing to serve is no use).
-	Ingest, API bool
-	Catalog     *catalog.Catalog
-	NC          *nats.Conn
-	JS          jetstream.JetStream
-	Ingester    *ingest.Ingester
-	Ledger      *projector.Ledger
+	// everything else under /v1. Both false means both; use Workers for a process that serves
+	// only /healthz, /readyz and /metrics.
+	Ingest, API, Workers bool
+	Catalog              *catalog.Catalog
+	NC                   *nats.Conn
+	JS                   jetstream.JetStream
+	Ingester             *ingest.Ingester
+	Ledger               *projector.Ledger
 	// Idempotency stores Idempotency-Key records; nil disables the header.
 	Idempotency jetstream.KeyValue
 	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
@@ -110,7 +111,7 @@ func (s *Server) Routes() map[string][]string {
 }
 
 func (s *Server) routes() {
-	both := !s.o.Ingest && !s.o.API
+	both := !s.o.Ingest && !s.o.API && !s.o.Workers
 	for _, r := range s.table() {
 		ingest := r.pattern == "/v1/events"
 		public := !strings.HasPrefix(r.pattern, "/v1/")

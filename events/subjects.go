@@ -36,6 +36,7 @@ const (
 	HeaderMsgID     = "Nats-Msg-Id"      // JetStream dedup key
 	HeaderType      = "Allot-Type"       // versioned event name, e.g. usage.recorded.v1
 	HeaderEventHash = "Allot-Event-Hash" // hash of a usage event as sent, to tell a retry from a conflicting reuse of an id
+	HeaderCommand   = "Allot-Command"    // id of the API command (from its Idempotency-Key) a ledger entry carries out
 )
 
 var scopeToken = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

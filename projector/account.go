@@ -100,10 +100,11 @@ type Account struct {
 	Reservations  map[string]*Reservation  `json:"reservations,omitempty"`
 	Quotas        map[string]*QuotaState   `json:"quotas,omitempty"`
 	Subscriptions map[string]*Subscription `json:"subscriptions,omitempty"`
-	Debited       events.Credits           `json:"debited"`       // usage debits
-	CreditedBack  events.Credits           `json:"credited_back"` // credit-backs, as a positive amount
-	Committed     events.Credits           `json:"committed"`     // reservation commits
-	Expired       events.Credits           `json:"expired"`       // credits lost to block expiry
+	Commands      []string                 `json:"commands,omitempty"` // the last recentCommands command ids, oldest first
+	Debited       events.Credits           `json:"debited"`            // usage debits
+	CreditedBack  events.Credits           `json:"credited_back"`      // credit-backs, as a positive amount
+	Committed     events.Credits           `json:"committed"`          // reservation commits
+	Expired       events.Credits           `json:"expired"`            // credits lost to block expiry
 	Unrated       int64                    `json:"unrated_events"`
 	Entries       int64                    `json:"entries"`
 	LastSeq       uint64                   `json:"last_seq"` // ledger sequence of the customer's last entry
@@ -232,8 +233,22 @@ func (a *Account) addBlock(b *Block) {
 	a.Blocks = slices.Insert(a.Blocks, i, b)
 }
 
+// recentCommands is how many command ids an account remembers: enough for retries in flight.
+const recentCommands = 32
+
+func (a *Account) rememberCommand(cmd string) {
+	a.Commands = append(a.Commands, cmd)
+	if len(a.Commands) > recentCommands {
+		a.Commands = a.Commands[len(a.Commands)-recentCommands:]
+	}
+}
+
+// HasCommand reports whether the command with this id was already carried out.
+func (a *Account) HasCommand(cmd string) bool { return slices.Contains(a.Commands, cmd) }
+
 func (a *Account) clone() *Account {
 	c := *a
+	c.Commands = slices.Clone(a.Commands)
 	c.Blocks = make([]*Block, len(a.Blocks))
 	for i, b := range a.Blocks {
 		bb := *b

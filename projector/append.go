@@ -20,7 +20,11 @@ import (
 // reasons — it reads the subject's true last sequence, waits for the projection to reach it,
 // and decides again. It returns once this process's projection has applied the entry, so the
 // caller reads its own write.
-func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer string, decide func(a *Account) (string, any, error)) (uint64, error) {
+//
+// msgID, when not empty, is the JetStream dedup key of the entry: a retried command (same
+// Idempotency-Key) whose first attempt was written although its answer was lost — a node failing
+// over, say — is recognised by JetStream and not written again.
+func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) (uint64, error) {
 	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
 	deadline := time.Now().Add(10 * time.Second)
 	fresh := false // whether the state was caught up with the subject's true last sequence
@@ -48,6 +52,9 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		if !fresh {
 			last = a.LastSeq
 		}
+		if msgID != "" && a.HasCommand(msgID) {
+			return a.LastSeq, nil // a retry of a command already written: its effect stands
+		}
 		typ, v, err := decide(a)
 		if err != nil {
 			if !fresh {
@@ -61,7 +68,14 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 			return 0, err
 		}
 		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
-		ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
+		if msgID != "" {
+			msg.Header.Set(events.HeaderCommand, msgID)
+		}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(last)}
+		if msgID != "" {
+			opts = append(opts, jetstream.WithMsgID(msgID))
+		}
+		ack, err := js.PublishMsg(ctx, msg, opts...)
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 			fresh = true // someone else appended first: decide again on the new state

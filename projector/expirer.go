@@ -116,7 +116,7 @@ func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time) {
 		x.stream = s
 	}
 	for _, t := range ts {
-		_, err := AppendDecided(ctx, x.JS, x.stream, x.Ledger, t.scope, t.customer, func(a *Account) (string, any, error) {
+		_, err := AppendDecided(ctx, x.JS, x.stream, x.Ledger, t.scope, t.customer, "", func(a *Account) (string, any, error) {
 			e, err := a.DecideRenew(t.sub, now, true)
 			return events.TypeSubscriptionRenewed, e, err
 		})

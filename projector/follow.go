@@ -6,8 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/allot-dev/allot/events"
 )
 
 // Follow keeps l current with the ledger stream until ctx ends, starting after what l already
@@ -26,7 +24,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, stream string, l *Ledge
 		if err != nil {
 			return
 		}
-		if err := l.Apply(md.Sequence.Stream, m.Subject(), m.Headers().Get(events.HeaderType), m.Data()); err != nil {
+		if err := l.ApplyMsg(md.Sequence.Stream, m.Subject(), m.Headers(), m.Data()); err != nil {
 			log.Error("skipping unreadable ledger entry", "seq", md.Sequence.Stream, "err", err)
 		}
 	})

@@ -2,7 +2,9 @@ package projector
 
 import (
 	"encoding/json"
+
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"sync"
 	"time"
 
@@ -234,13 +236,26 @@ func (l *Ledger) Items() int64 {
 // Apply folds the ledger entry at seq, published on subject with type typ. Sequences at or
 // below the last applied are ignored.
 func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
-	_, err := l.ApplyItems(seq, subject, typ, data)
+	_, err := l.ApplyCommand(seq, subject, typ, "", data)
+	return err
+}
+
+// ApplyMsg folds a ledger message as it comes from the stream (type and command from its
+// headers). Every fold that is compared with another (the live projection, replay) uses it.
+func (l *Ledger) ApplyMsg(seq uint64, subject string, h nats.Header, data []byte) error {
+	_, err := l.ApplyCommand(seq, subject, h.Get(events.HeaderType), h.Get(events.HeaderCommand), data)
 	return err
 }
 
 // ApplyItems is Apply that also says what each item did (the allocations a debit burned), for
 // readers that record them (the ClickHouse sink).
 func (l *Ledger) ApplyItems(seq uint64, subject, typ string, data []byte) ([]Applied, error) {
+	return l.ApplyCommand(seq, subject, typ, "", data)
+}
+
+// ApplyCommand is ApplyItems for an entry that carried out the API command cmd: the account
+// remembers its recent commands, so a retry of one that was already written is recognised.
+func (l *Ledger) ApplyCommand(seq uint64, subject, typ, cmd string, data []byte) ([]Applied, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if seq <= l.seq {
@@ -262,6 +277,9 @@ func (l *Ledger) ApplyItems(seq uint64, subject, typ string, data []byte) ([]App
 	applied, err := a.Apply(seq, typ, data)
 	if err != nil {
 		return nil, fmt.Errorf("ledger %d: %w", seq, err)
+	}
+	if cmd != "" {
+		a.rememberCommand(cmd)
 	}
 	if typ == events.TypeReservationCreated || typ == events.TypeSubscriptionStarted {
 		var e struct {

@@ -269,7 +269,7 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 		l := projector.NewLedger()
 		fold, err := read(func(m jetstream.Msg) {
 			md, _ := m.Metadata()
-			l.Apply(md.Sequence.Stream, m.Subject(), m.Headers().Get(events.HeaderType), m.Data())
+			l.ApplyMsg(md.Sequence.Stream, m.Subject(), m.Headers(), m.Data())
 		})
 		if err != nil {
 			return nil, err

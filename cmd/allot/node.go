@@ -281,11 +281,8 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
-	if !cfg.has(roleIngest) && !cfg.has(roleAPI) {
-		return n, nil // a worker process: no HTTP
-	}
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, exitWith(1, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err))

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/bus"
-	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/projector"
 )
 
@@ -156,7 +155,7 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 			if seq > target {
 				break
 			}
-			if err := l.Apply(seq, m.Subject(), m.Headers().Get(events.HeaderType), m.Data()); err != nil {
+			if err := l.ApplyMsg(seq, m.Subject(), m.Headers(), m.Data()); err != nil {
 				log.Warn("unreadable ledger entry", "seq", seq, "err", err)
 			}
 			res.Entries++
