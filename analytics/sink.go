@@ -89,10 +89,18 @@ func (s *Sink) maxSeq(ctx context.Context, table string) (uint64, error) {
 // reader delivers a stream from a sequence in batches: at most max messages, or what arrived
 // within flush.
 type reader struct {
-	it    jetstream.MessagesContext
-	max   int
-	flush time.Duration
+	it     jetstream.MessagesContext
+	max    int
+	flush  time.Duration
+	js     jetstream.JetStream
+	stream string
+	last   uint64    // last sequence delivered
+	moved  time.Time // when a message last arrived
 }
+
+// errStalled restarts a reader whose consumer stopped delivering while the stream grew (a
+// cluster node holding it went away).
+var errStalled = errors.New("stream consumer stalled")
 
 func (s *Sink) open(ctx context.Context, stream string, from uint64) (*reader, error) {
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
@@ -114,7 +122,7 @@ func (s *Sink) open(ctx context.Context, stream string, from uint64) (*reader, e
 	if f <= 0 {
 		f = 200 * time.Millisecond
 	}
-	return &reader{it: it, max: b, flush: f}, nil
+	return &reader{it: it, max: b, flush: f, js: s.JS, stream: stream, last: from - 1, moved: time.Now()}, nil
 }
 
 // next returns the next batch (possibly empty when nothing arrived).
@@ -134,6 +142,24 @@ func (r *reader) next(ctx context.Context) ([]jetstream.Msg, error) {
 			return out, err
 		}
 		out = append(out, m)
+		if md, err := m.Metadata(); err == nil {
+			r.last = md.Sequence.Stream
+		}
+		r.moved = time.Now()
+	}
+	if len(out) == 0 && time.Since(r.moved) > 5*time.Second {
+		r.moved = time.Now()
+		st, err := r.js.Stream(ctx, r.stream)
+		if err != nil {
+			return nil, err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.State.LastSeq > r.last {
+			return nil, fmt.Errorf("%w: %s at %d, stream at %d", errStalled, r.stream, r.last, info.State.LastSeq)
+		}
 	}
 	return out, nil
 }
