@@ -137,7 +137,9 @@ func (s *Server) commandProblem(err error) *problem.Problem {
 		return problem.New("subscription-canceled", http.StatusConflict, "Subscription canceled", "a canceled subscription is not renewed")
 	}
 	s.o.Log.Error("ledger command", "err", err)
-	return unavailable(err)
+	p := unavailable(err)
+	p.Title = "Try again"
+	return p
 }
 
 type grantBody struct {

@@ -24,6 +24,10 @@ import (
 // msgID, when not empty, is the JetStream dedup key of the entry: a retried command (same
 // Idempotency-Key) whose first attempt was written although its answer was lost — a node failing
 // over, say — is recognised by JetStream and not written again.
+// ErrNotVisibleYet is returned when an entry was written but the projection did not reach it
+// in time; retrying the command (same Idempotency-Key) is safe.
+var ErrNotVisibleYet = errors.New("written, but the projection has not caught up yet; retry")
+
 func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) (uint64, error) {
 	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
 	deadline := time.Now().Add(10 * time.Second)
@@ -84,7 +88,11 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		if err != nil {
 			return 0, err
 		}
-		l.WaitFor(ack.Sequence, time.Now().Add(5*time.Second))
+		if !l.WaitFor(ack.Sequence, time.Now().Add(5*time.Second)) {
+			// Written, but this process cannot show it yet: the caller retries with the same
+			// Idempotency-Key and is answered once the projection catches up.
+			return ack.Sequence, ErrNotVisibleYet
+		}
 		return ack.Sequence, nil
 	}
 	return 0, errors.New("too much contention on this customer's ledger; retry")
