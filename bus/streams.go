@@ -107,6 +107,10 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
+// ErrPartitionsFixed is returned when a different usage partition count is asked of an existing
+// stream: retrying cannot help.
+var ErrPartitionsFixed = errors.New("the usage partition count is fixed when the stream is created")
+
 // EnsureStreams creates allot's streams or updates them in place. The usage partition count
 // is part of the stored subjects, so changing it on an existing stream is refused: customers'
 // events would move partition and lose their order.
@@ -125,8 +129,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		have := s.CachedInfo().Config
 		if cfg.SubjectTransform != nil && have.SubjectTransform != nil &&
 			have.SubjectTransform.Destination != cfg.SubjectTransform.Destination {
-			return fmt.Errorf("stream %s is partitioned as %q; refusing to change it to %q (see docs/operations.md)",
-				cfg.Name, have.SubjectTransform.Destination, cfg.SubjectTransform.Destination)
+			return fmt.Errorf("%w: stream %s is partitioned as %q; refusing to change it to %q",
+				ErrPartitionsFixed, cfg.Name, have.SubjectTransform.Destination, cfg.SubjectTransform.Destination)
 		}
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("updating stream %s: %w", cfg.Name, err)

@@ -32,13 +32,16 @@ type Client struct {
 	BaseURL string
 	APIKey  string
 	HTTP    *http.Client
-	// Retries after the first attempt; default 4. Backoff doubles from 50 ms.
-	Retries int
+	// Retries after the first attempt; default 4. Backoff doubles from 50 ms (at most 2 s) and
+	// follows Retry-After. Retrying goes on past Retries while Patience has not run out (default
+	// 30 s): a fail-over in the cluster can take that long, and every retry is safe.
+	Retries  int
+	Patience time.Duration
 }
 
 // New returns a client with a 10 s request timeout.
 func New(baseURL, apiKey string) *Client {
-	return &Client{BaseURL: strings.TrimSuffix(baseURL, "/"), APIKey: apiKey, HTTP: &http.Client{Timeout: 10 * time.Second}, Retries: 4}
+	return &Client{BaseURL: strings.TrimSuffix(baseURL, "/"), APIKey: apiKey, HTTP: &http.Client{Timeout: 10 * time.Second}, Retries: 4, Patience: 30 * time.Second}
 }
 
 // Problem is an allot error answer (RFC 9457).
@@ -93,14 +96,15 @@ func (c *Client) do(ctx context.Context, method, path string, body any, idempote
 	}
 	backoff := 50 * time.Millisecond
 	var lastErr error
-	for attempt := 0; attempt <= c.Retries; attempt++ {
+	start := time.Now()
+	for attempt := 0; attempt <= c.Retries || time.Since(start) < c.Patience; attempt++ {
 		if attempt > 0 {
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			backoff *= 2
+			backoff = min(backoff*2, 2*time.Second)
 		}
 		req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, bytes.NewReader(payload))
 		if err != nil {

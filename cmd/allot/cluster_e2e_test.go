@@ -114,13 +114,13 @@ func TestClusterMixedWorkload(t *testing.T) {
 	_ = r2
 	clients := []*client.Client{client.New(a1.httpURL, testKey), client.New(a2.httpURL, testKey)}
 	for _, c := range clients {
-		c.Retries = 12 // NATS fail-over takes a few seconds
+		c.Patience = 90 * time.Second // NATS fail-over takes a few seconds
 	}
 	ctx := context.Background()
 	customers := []string{"c0", "c1", "c2", "c3", "c4"}
-	credit := map[string]float64{}  // expected balance per customer
-	tokens := map[string]float64{}  // expected debits ×2
-	quotaUsed := map[string]int{}   // expected quota use
+	credit := map[string]float64{} // expected balance per customer
+	tokens := map[string]float64{} // expected debits ×2
+	quotaUsed := map[string]int{}  // expected quota use
 	step := 0
 	work := func(rounds int) {
 		for i := 0; i < rounds; i++ {

@@ -117,9 +117,13 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, fmt.Errorf("opening JetStream: %w", err))
 	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	// Startup against a cluster may meet an election or a node coming back: each step is
+	// retried until this deadline rather than failing on the first timeout.
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := bus.EnsureStreams(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas, DedupWindow: cfg.DedupWindow, UsagePartitions: cfg.UsagePartitions}); err != nil {
+	if err := retrying(sctx, log, "creating streams", func(c context.Context) error {
+		return bus.EnsureStreams(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas, DedupWindow: cfg.DedupWindow, UsagePartitions: cfg.UsagePartitions})
+	}); err != nil {
 		return nil, exitWith(4, err)
 	}
 
@@ -151,11 +155,19 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	n.ingester = ingest.New(n.js, bus.UsageStream, n.cat, nil)
 
 	// Rating: one worker per usage partition, each resuming from its snapshot.
-	snaps, err := bus.EnsureSnapshotStore(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+	var snaps jetstream.ObjectStore
+	err = retrying(sctx, log, "opening the snapshot store", func(c context.Context) (err error) {
+		snaps, err = bus.EnsureSnapshotStore(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+		return err
+	})
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
-	parts, err := bus.UsagePartitions(sctx, n.js)
+	var parts int
+	err = retrying(sctx, log, "reading the usage partitions", func(c context.Context) (err error) {
+		parts, err = bus.UsagePartitions(c, n.js)
+		return err
+	})
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
@@ -163,7 +175,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
-	leases, err := bus.EnsureLeases(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas}, n.memberID())
+	var leases *bus.Leases
+	err = retrying(sctx, log, "opening leases", func(c context.Context) (err error) {
+		leases, err = bus.EnsureLeases(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas}, n.memberID())
+		return err
+	})
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
@@ -181,7 +197,10 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 
 	// Projections of the ledger, read by the API.
-	n.ledger, err = projector.LoadLedger(sctx, snaps)
+	err = retrying(sctx, log, "loading the ledger projection", func(c context.Context) (err error) {
+		n.ledger, err = projector.LoadLedger(c, snaps)
+		return err
+	})
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
@@ -213,7 +232,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if cfg.has(roleProjector) {
 		n.goBackground(func() error { return n.expirer.Run(bgctx) })
 	}
-	idem, err := bus.EnsureIdempotencyStore(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+	var idem jetstream.KeyValue
+	err = retrying(sctx, log, "opening the idempotency store", func(c context.Context) (err error) {
+		idem, err = bus.EnsureIdempotencyStore(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+		return err
+	})
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
@@ -221,7 +244,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 
 	// Webhooks: the notifier turns ledger entries into outbox notifications, the dispatcher
 	// delivers them.
-	whState, err := bus.EnsureWebhookState(sctx, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+	var whState jetstream.KeyValue
+	err = retrying(sctx, log, "opening the webhook state", func(c context.Context) (err error) {
+		whState, err = bus.EnsureWebhookState(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+		return err
+	})
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
@@ -498,4 +525,27 @@ func (n *node) memberID() string {
 		n.member = fmt.Sprintf("%s-%d-%d", strings.NewReplacer(".", "-", " ", "-").Replace(host), os.Getpid(), time.Now().UnixNano()%1_000_000)
 	}
 	return n.member
+}
+
+// retrying runs step with a 10 s budget per try until it succeeds or ctx ends.
+func retrying(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	backoff := 200 * time.Millisecond
+	for {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := step(c)
+		cancel()
+		if err == nil || ctx.Err() != nil || errors.Is(err, bus.ErrPartitionsFixed) {
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			return nil
+		}
+		log.Warn("retrying", "step", what, "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }
