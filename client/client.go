@@ -328,4 +328,3 @@ func (c *Client) quota(ctx context.Context, op, quota, customer, amount string, 
 	_, err := c.do(ctx, http.MethodPost, "/v1/quotas/"+url.PathEscape(quota)+"/"+op, body, idem, &q)
 	return q, err
 }
-
