@@ -33,6 +33,7 @@ type benchResult struct {
 
 type benchOptions struct {
 	events, batch, concurrency, rounds, customers int
+	natsURL                                       string
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +49,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.batch, "batch", 500, "events per HTTP request")
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent HTTP clients")
 	fs.IntVar(&o.customers, "customers", 1000000, "customers in the memory figure")
+	fs.StringVar(&o.natsURL, "nats-url", "", "also run the ingest figure against this NATS cluster (R3 streams; it creates allot's streams there: use a test cluster)")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and figure; the median is reported")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := bindEnv(fs, args); err != nil {
@@ -149,7 +151,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // against raw JetStream async publishes of the same payloads into the same stream, on the
 // same embedded server and the same kind of connection, alternating rounds.
 func benchIngest(ctx context.Context, o benchOptions, progress io.Writer) ([]benchResult, error) {
-	n, done, err := benchNode(ctx, true)
+	r, err := benchIngestOn(ctx, o, progress, "", 1, "")
+	if err != nil || o.natsURL == "" {
+		return r, err
+	}
+	// The same figure on a NATS cluster (R3 streams), next to raw publishes to that cluster.
+	rc, err := benchIngestOn(ctx, o, progress, o.natsURL, 3, "_cluster")
+	return append(r, rc...), err
+}
+
+func benchIngestOn(ctx context.Context, o benchOptions, progress io.Writer, natsURL string, replicas int, suffix string) ([]benchResult, error) {
+	n, done, err := benchNodeOn(ctx, true, "", natsURL, replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -168,10 +180,10 @@ func benchIngest(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 			return nil, err
 		}
 		ingests = append(ingests, rate)
-		fmt.Fprintf(progress, "bench ingest: round %d/%d raw %.0f events/s, ingest %.0f events/s\n", round+1, o.rounds, raws[round], ingests[round])
+		fmt.Fprintf(progress, "bench ingest%s: round %d/%d raw %.0f events/s, ingest %.0f events/s\n", suffix, round+1, o.rounds, raws[round], ingests[round])
 	}
 	raw, ing := median(raws), median(ingests)
-	return []benchResult{{Name: "ingest_http", Value: ing, Unit: "events/s", BaselineName: "jetstream_async_publish", BaselineValue: raw, Ratio: ing / raw}}, nil
+	return []benchResult{{Name: "ingest_http" + suffix, Value: ing, Unit: "events/s", BaselineName: "jetstream_async_publish" + suffix, BaselineValue: raw, Ratio: ing / raw}}, nil
 }
 
 // benchHTTP posts batches with a fixed number of concurrent clients.

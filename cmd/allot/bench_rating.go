@@ -34,6 +34,11 @@ func benchNode(ctx context.Context, noRating bool) (*node, func(), error) {
 }
 
 func benchNodeCH(ctx context.Context, noRating bool, clickhouseDSN string) (*node, func(), error) {
+	return benchNodeOn(ctx, noRating, clickhouseDSN, "", 1)
+}
+
+// benchNodeOn starts a bench node; with natsURL, against that (cluster) instead of embedded.
+func benchNodeOn(ctx context.Context, noRating bool, clickhouseDSN, natsURL string, replicas int) (*node, func(), error) {
 	dir, err := os.MkdirTemp("", "allot-bench-")
 	if err != nil {
 		return nil, nil, err
@@ -44,7 +49,7 @@ func benchNodeCH(ctx context.Context, noRating bool, clickhouseDSN string) (*nod
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := startNode(ctx, nodeConfig{DataDir: dir + "/data", NATSListen: "off", HTTPAddr: "127.0.0.1:0", DedupWindow: time.Hour,
-		UsagePartitions: 8, Replicas: 1, MaxBody: 64 << 20, ConfigFile: cfgPath, NoRating: noRating, ClickHouseDSN: clickhouseDSN, Log: log})
+		UsagePartitions: 8, Replicas: replicas, MaxBody: 64 << 20, ConfigFile: cfgPath, NoRating: noRating, ClickHouseDSN: clickhouseDSN, NATSURL: natsURL, Log: log})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err

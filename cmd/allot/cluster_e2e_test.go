@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -214,4 +215,17 @@ func TestClusterMixedWorkload(t *testing.T) {
 	out, err := exec.Command(allotBin, "replay", "--verify", "--nats-url", url).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "verify: OK")
+}
+
+// TestBenchIngestOnCluster runs the ingest figure on a 3-node cluster as well.
+func TestBenchIngestOnCluster(t *testing.T) {
+	_, url := startNATSCluster(t)
+	out, err := exec.Command(allotBin, "bench", "ingest", "--events", "3000", "--rounds", "1", "--nats-url", url, "--json").Output()
+	require.NoError(t, err)
+	var results []benchResult
+	require.NoError(t, json.Unmarshal(out, &results), string(out))
+	require.Len(t, results, 2)
+	assert.Equal(t, "ingest_http_cluster", results[1].Name)
+	assert.Equal(t, "jetstream_async_publish_cluster", results[1].BaselineName)
+	assert.Greater(t, results[1].BaselineValue, 0.0)
 }
