@@ -274,54 +274,48 @@ func (s *Server) getReservation(w http.ResponseWriter, r *http.Request) {
 	s.reservation(w, r, customer, id)
 }
 
+// ownedCommand runs a command on the object id of the path (a reservation or a subscription):
+// it decodes the body into body, finds the customer holding the object, decides and appends
+// the entry, and answers with show. An error matching tolerated is a retry of a command that
+// already happened and is answered like a success.
+func (s *Server) ownedCommand(w http.ResponseWriter, r *http.Request, what string, body any, tolerated error,
+	decide func(a *projector.Account, id string, now time.Time) (string, any, error), show func(customer, id string)) {
+	if p := s.decodeBody(w, r, body); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	id := r.PathValue("id")
+	customer, ok := s.reservationCustomer(r, id)
+	if !ok {
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such "+what))
+		return
+	}
+	now := s.o.Now()
+	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+		return decide(a, id, now)
+	})
+	if err != nil && (tolerated == nil || !errors.Is(err, tolerated)) {
+		problem.Write(w, s.commandProblem(err))
+		return
+	}
+	show(customer, id)
+}
+
 func (s *Server) postCommit(w http.ResponseWriter, r *http.Request) {
 	var b struct {
 		Amount *events.Credits `json:"amount,omitempty"`
 	}
-	if p := s.decodeBody(w, r, &b); p != nil {
-		problem.Write(w, p)
-		return
-	}
-	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
-	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
-		return
-	}
-	now := s.o.Now()
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+	s.ownedCommand(w, r, "reservation", &b, nil, func(a *projector.Account, id string, now time.Time) (string, any, error) {
 		e, err := a.DecideCommit(id, b.Amount, now)
 		return events.TypeReservationCommitted, e, err
-	})
-	if err != nil {
-		problem.Write(w, s.commandProblem(err))
-		return
-	}
-	s.reservation(w, r, customer, id)
+	}, func(customer, id string) { s.reservation(w, r, customer, id) })
 }
 
 func (s *Server) postRelease(w http.ResponseWriter, r *http.Request) {
-	var b struct{}
-	if p := s.decodeBody(w, r, &b); p != nil {
-		problem.Write(w, p)
-		return
-	}
-	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
-	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
-		return
-	}
-	now := s.o.Now()
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+	s.ownedCommand(w, r, "reservation", &struct{}{}, nil, func(a *projector.Account, id string, now time.Time) (string, any, error) {
 		e, err := a.DecideRelease(id, now)
 		return events.TypeReservationReleased, e, err
-	})
-	if err != nil {
-		problem.Write(w, s.commandProblem(err))
-		return
-	}
-	s.reservation(w, r, customer, id)
+	}, func(customer, id string) { s.reservation(w, r, customer, id) })
 }
 
 func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {

@@ -102,50 +102,18 @@ func (s *Server) postSubscription(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) postRenew(w http.ResponseWriter, r *http.Request) {
-	if p := s.decodeBody(w, r, &struct{}{}); p != nil {
-		problem.Write(w, p)
-		return
-	}
-	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
-	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such subscription"))
-		return
-	}
-	now := s.o.Now()
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+	// Renewing a cycle that is granted already is not an error: retries land there.
+	s.ownedCommand(w, r, "subscription", &struct{}{}, projector.ErrAlreadyRenewed, func(a *projector.Account, id string, now time.Time) (string, any, error) {
 		e, err := a.DecideRenew(id, now, false)
 		return events.TypeSubscriptionRenewed, e, err
-	})
-	if err != nil && !errors.Is(err, projector.ErrAlreadyRenewed) {
-		problem.Write(w, s.commandProblem(err))
-		return
-	}
-	// Renewing a cycle that is granted already is not an error: retries land here.
-	s.subscription(w, r, customer, id, http.StatusOK)
+	}, func(customer, id string) { s.subscription(w, r, customer, id, http.StatusOK) })
 }
 
 func (s *Server) postCancel(w http.ResponseWriter, r *http.Request) {
-	if p := s.decodeBody(w, r, &struct{}{}); p != nil {
-		problem.Write(w, p)
-		return
-	}
-	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
-	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such subscription"))
-		return
-	}
-	now := s.o.Now()
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+	s.ownedCommand(w, r, "subscription", &struct{}{}, projector.ErrSubscriptionCanceled, func(a *projector.Account, id string, now time.Time) (string, any, error) {
 		e, err := a.DecideCancel(id, now)
 		return events.TypeSubscriptionCanceled, e, err
-	})
-	if err != nil && !errors.Is(err, projector.ErrSubscriptionCanceled) {
-		problem.Write(w, s.commandProblem(err))
-		return
-	}
-	s.subscription(w, r, customer, id, http.StatusOK)
+	}, func(customer, id string) { s.subscription(w, r, customer, id, http.StatusOK) })
 }
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
