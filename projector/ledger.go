@@ -386,3 +386,14 @@ func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// BalanceAt is a customer's balance at t, read in place (no copy of the account).
+func (l *Ledger) BalanceAt(scope events.Scope, customer string, t time.Time) events.Credits {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	a, ok := l.accounts[accountKey{scope, customer}]
+	if !ok {
+		return 0
+	}
+	return a.Balance(t)
+}

@@ -118,8 +118,7 @@ func (n *Notifier) run(ctx context.Context) error {
 		}
 		scope := events.Scope{Product: addr.Product, Env: addr.Env}
 		at := md.Timestamp.UTC()
-		before, _ := fold.Account(scope, addr.Customer)
-		balBefore := before.Balance(at)
+		balBefore := fold.BalanceAt(scope, addr.Customer, at)
 		typ := m.Headers().Get(events.HeaderType)
 		if _, err := fold.ApplyItems(seq, m.Subject(), typ, m.Data()); err != nil {
 			n.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
@@ -128,8 +127,7 @@ func (n *Notifier) run(ctx context.Context) error {
 		if seq <= pos {
 			continue
 		}
-		after, _ := fold.Account(scope, addr.Customer)
-		notes := n.derive(scope, addr.Customer, typ, m.Data(), balBefore, after.Balance(at), at)
+		notes := n.derive(scope, addr.Customer, typ, m.Data(), balBefore, fold.BalanceAt(scope, addr.Customer, at), at)
 		for i, note := range notes {
 			note.ID = "msg_" + shortID(scope.Product, scope.Env, strconv.FormatUint(seq, 10), strconv.Itoa(i))
 			f, err := publish(n.JS, scope, note)
