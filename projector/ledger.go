@@ -27,21 +27,8 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 	a.Entries++
 	switch typ {
 	case events.TypeUsageRated:
-		// Only what the fold needs is decoded: this is the hottest entry type, and skipping
-		// the decimal quantities halves the cost of a replay.
-		var r struct {
-			Debits []struct {
-				UsageSeq  uint64         `json:"usage_seq"`
-				RuleIndex int            `json:"rule_index"`
-				Amount    events.Credits `json:"amount"`
-				EventTime time.Time      `json:"event_time"`
-			} `json:"debits"`
-			Unrated []struct {
-				UsageSeq uint64 `json:"usage_seq"`
-			} `json:"unrated"`
-			Quotas []events.QuotaUse `json:"quotas"`
-		}
-		if err := json.Unmarshal(data, &r); err != nil {
+		r, err := decodeRatedFold(data)
+		if err != nil {
 			return nil, err
 		}
 		out := make([]Applied, 0, len(r.Debits)+len(r.Unrated))

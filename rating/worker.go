@@ -136,15 +136,21 @@ func (w *Worker) run(ctx context.Context) error {
 	}()
 	var futures []jetstream.PubAckFuture
 	idle := true
+	// next is a fetch already under way: while a batch's debits are being acknowledged the
+	// following batch is on its way, so the loop does not pay both round trips in series.
+	var next jetstream.MessageBatch
 	for ctx.Err() == nil {
-		var msgs jetstream.MessageBatch
-		if idle {
-			msgs, err = cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-		} else {
-			msgs, err = cons.FetchNoWait(batch)
-		}
-		if err != nil {
-			return fmt.Errorf("fetching: %w", err)
+		msgs := next
+		next = nil
+		if msgs == nil {
+			if idle {
+				msgs, err = cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+			} else {
+				msgs, err = cons.FetchNoWait(batch)
+			}
+			if err != nil {
+				return fmt.Errorf("fetching: %w", err)
+			}
 		}
 		var last jetstream.Msg
 		futures = futures[:0]
@@ -169,6 +175,11 @@ func (w *Worker) run(ctx context.Context) error {
 			continue
 		}
 		idle = false
+		// Messages past this batch are delivered only after its own, and a failure below
+		// restarts from the snapshot with a fresh consumer, so prefetching is safe.
+		if next, err = cons.FetchNoWait(batch); err != nil {
+			return fmt.Errorf("fetching: %w", err)
+		}
 		if err := waitAll(ctx, futures); err != nil {
 			// The state has moved past debits that may not be stored: start again from the
 			// snapshot rather than carry on.

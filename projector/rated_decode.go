@@ -1,0 +1,406 @@
+package projector
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// ratedFold is the part of a usage.rated.v1 entry the fold reads. Decimal quantities, ids and
+// names are left undecoded: they are for auditors and analytics, not for balances.
+type ratedFold struct {
+	Debits  []ratedDebit      `json:"debits"`
+	Unrated []ratedUnrated    `json:"unrated"`
+	Quotas  []events.QuotaUse `json:"quotas"`
+}
+
+// ratedUnrated: an unrated event only advances the customer's usage position.
+type ratedUnrated struct {
+	UsageSeq uint64 `json:"usage_seq"`
+}
+
+type ratedDebit struct {
+	UsageSeq  uint64         `json:"usage_seq"`
+	RuleIndex int            `json:"rule_index"`
+	Amount    events.Credits `json:"amount"`
+	EventTime time.Time      `json:"event_time"`
+}
+
+// decodeRatedFold decodes what the fold needs of a usage.rated.v1 entry. It is the hottest
+// decode in allot (every replay and every live debit goes through it) and encoding/json spends
+// most of its time validating and matching fields the fold then ignores, so the canonical form
+// allot's rating workers write is walked by hand. Anything outside that form — a key that is
+// not exactly one of the entry's field names (encoding/json matches keys case-insensitively), an
+// escape inside a key, null, a number that is not a plain integer — goes to encoding/json, so
+// both paths give the same result for every input. Values are decoded by the types' own
+// UnmarshalJSON, so amounts and times are parsed exactly as elsewhere.
+func decodeRatedFold(data []byte) (ratedFold, error) {
+	var r ratedFold
+	d := ratedDecoder{b: data}
+	if err := d.entry(&r); err == nil {
+		return r, nil
+	}
+	r = ratedFold{}
+	err := json.Unmarshal(data, &r)
+	return r, err
+}
+
+// errSlowPath sends a decode to encoding/json. It never reaches a caller.
+var errSlowPath = errors.New("not in canonical form")
+
+type ratedDecoder struct {
+	b     []byte
+	i     int
+	depth int // of skipped values; deep ones go to encoding/json, which has its own limit
+}
+
+// maxSkipDepth is far deeper than any entry allot writes and far shallower than encoding/json's
+// nesting limit, so a document the fast path accepts is never one encoding/json rejects.
+const maxSkipDepth = 64
+
+func (d *ratedDecoder) ws() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips whitespace and consumes c.
+func (d *ratedDecoder) next(c byte) bool {
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// member moves to the next member of an object whose '{' is consumed: it reads the key
+// (without escapes) and its colon, or reports the end of the object.
+func (d *ratedDecoder) member(first bool) (key []byte, more bool, err error) {
+	if d.next('}') {
+		return nil, false, nil
+	}
+	if !first && !d.next(',') {
+		return nil, false, errSlowPath
+	}
+	if !d.next('"') {
+		return nil, false, errSlowPath
+	}
+	start := d.i
+	for d.i < len(d.b) {
+		switch c := d.b[d.i]; {
+		case c == '"':
+			k := d.b[start:d.i]
+			d.i++
+			if !d.next(':') {
+				return nil, false, errSlowPath
+			}
+			return k, true, nil
+		case c == '\\' || c < 0x20:
+			return nil, false, errSlowPath
+		}
+		d.i++
+	}
+	return nil, false, errSlowPath
+}
+
+// element moves to the next element of an array whose '[' is consumed, or reports its end.
+func (d *ratedDecoder) element(first bool) (more bool, err error) {
+	if d.next(']') {
+		return false, nil
+	}
+	if !first && !d.next(',') {
+		return false, errSlowPath
+	}
+	return true, nil
+}
+
+// value returns the raw bytes of the next value, checking that it is valid JSON.
+func (d *ratedDecoder) value() ([]byte, error) {
+	d.ws()
+	start := d.i
+	if d.i >= len(d.b) {
+		return nil, errSlowPath
+	}
+	switch c := d.b[d.i]; {
+	case c == '"':
+		d.i++
+		for d.i < len(d.b) {
+			switch c := d.b[d.i]; {
+			case c == '"':
+				d.i++
+				return d.b[start:d.i], nil
+			case c == '\\':
+				if !d.escape() {
+					return nil, errSlowPath
+				}
+				continue
+			case c < 0x20:
+				return nil, errSlowPath
+			}
+			d.i++
+		}
+		return nil, errSlowPath
+	case c == '{' || c == '[':
+		if d.depth++; d.depth > maxSkipDepth {
+			return nil, errSlowPath
+		}
+		err := d.container(c == '{')
+		d.depth--
+		if err != nil {
+			return nil, err
+		}
+		return d.b[start:d.i], nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		if !d.number() {
+			return nil, errSlowPath
+		}
+		return d.b[start:d.i], nil
+	case c == 't' || c == 'f':
+		for d.i < len(d.b) && d.b[d.i] >= 'a' && d.b[d.i] <= 'z' {
+			d.i++
+		}
+		if s := string(d.b[start:d.i]); s != "true" && s != "false" {
+			return nil, errSlowPath
+		}
+		return d.b[start:d.i], nil
+	}
+	// null (which encoding/json treats as "leave as is") and anything else.
+	return nil, errSlowPath
+}
+
+// container skips the members of an object, or the elements of an array, whose opening
+// bracket is next.
+func (d *ratedDecoder) container(object bool) error {
+	d.i++
+	for first := true; ; first = false {
+		var more bool
+		var err error
+		if object {
+			_, more, err = d.member(first)
+		} else {
+			more, err = d.element(first)
+		}
+		if err != nil || !more {
+			return err
+		}
+		if _, err := d.value(); err != nil {
+			return err
+		}
+	}
+}
+
+// escape consumes one escape sequence of a string, as JSON defines them.
+func (d *ratedDecoder) escape() bool {
+	if d.i+1 >= len(d.b) {
+		return false
+	}
+	switch d.b[d.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		d.i += 2
+		return true
+	case 'u':
+		if d.i+6 > len(d.b) {
+			return false
+		}
+		for _, h := range d.b[d.i+2 : d.i+6] {
+			if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+				return false
+			}
+		}
+		d.i += 6
+		return true
+	}
+	return false
+}
+
+// number consumes a number, as JSON defines them: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (d *ratedDecoder) number() bool {
+	digits := func() int {
+		n := 0
+		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+			d.i, n = d.i+1, n+1
+		}
+		return n
+	}
+	if d.b[d.i] == '-' {
+		d.i++
+	}
+	if d.i < len(d.b) && d.b[d.i] == '0' {
+		d.i++
+	} else if digits() == 0 {
+		return false
+	}
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		d.i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *ratedDecoder) uint() (uint64, error) {
+	v, err := d.value()
+	if err != nil || len(v) == 0 || v[0] < '0' || v[0] > '9' {
+		return 0, errSlowPath
+	}
+	n, err := strconv.ParseUint(string(v), 10, 64)
+	if err != nil {
+		return 0, errSlowPath
+	}
+	return n, nil
+}
+
+func (d *ratedDecoder) entry(r *ratedFold) error {
+	if !d.next('{') {
+		return errSlowPath
+	}
+	var seenDebits, seenUnrated, seenQuotas bool // a repeated key is left to encoding/json's rules
+	for first := true; ; first = false {
+		k, more, err := d.member(first)
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+		switch string(k) {
+		case "debits":
+			if seenDebits || !d.next('[') {
+				return errSlowPath
+			}
+			seenDebits, r.Debits = true, make([]ratedDebit, 0, 8)
+			for first := true; ; first = false {
+				more, err := d.element(first)
+				if err != nil {
+					return err
+				}
+				if !more {
+					break
+				}
+				r.Debits = append(r.Debits, ratedDebit{})
+				if err := d.debit(&r.Debits[len(r.Debits)-1]); err != nil {
+					return err
+				}
+			}
+		case "unrated":
+			if seenUnrated || !d.next('[') {
+				return errSlowPath
+			}
+			seenUnrated, r.Unrated = true, []ratedUnrated{}
+			for first := true; ; first = false {
+				more, err := d.element(first)
+				if err != nil {
+					return err
+				}
+				if !more {
+					break
+				}
+				seq, err := d.unrated()
+				if err != nil {
+					return err
+				}
+				r.Unrated = append(r.Unrated, ratedUnrated{seq})
+			}
+		case "quotas":
+			// Rarer, and its periods and decimals are needed whole: encoding/json.
+			v, err := d.value()
+			if seenQuotas || err != nil || v[0] != '[' || json.Unmarshal(v, &r.Quotas) != nil {
+				return errSlowPath
+			}
+			seenQuotas = true
+		case "id", "customer", "first_seq", "last_seq":
+			if _, err := d.value(); err != nil {
+				return err
+			}
+		default:
+			return errSlowPath
+		}
+	}
+	if d.ws(); d.i != len(d.b) {
+		return errSlowPath
+	}
+	return nil
+}
+
+func (d *ratedDecoder) unrated() (seq uint64, err error) {
+	if !d.next('{') {
+		return 0, errSlowPath
+	}
+	for first := true; ; first = false {
+		k, more, err := d.member(first)
+		if err != nil || !more {
+			return seq, err
+		}
+		switch string(k) {
+		case "usage_seq":
+			if seq, err = d.uint(); err != nil {
+				return 0, err
+			}
+		case "id", "customer", "event_id", "event_type", "meters", "reasons", "event_time":
+			if _, err := d.value(); err != nil {
+				return 0, err
+			}
+		default:
+			return 0, errSlowPath
+		}
+	}
+}
+
+func (d *ratedDecoder) debit(x *ratedDebit) error {
+	if !d.next('{') {
+		return errSlowPath
+	}
+	for first := true; ; first = false {
+		k, more, err := d.member(first)
+		if err != nil || !more {
+			return err
+		}
+		switch string(k) {
+		case "usage_seq":
+			if x.UsageSeq, err = d.uint(); err != nil {
+				return err
+			}
+		case "rule_index":
+			n, err := d.uint()
+			if err != nil || n > 1<<31 {
+				return errSlowPath
+			}
+			x.RuleIndex = int(n)
+		case "amount":
+			v, err := d.value()
+			if err != nil || x.Amount.UnmarshalJSON(v) != nil {
+				return errSlowPath
+			}
+		case "event_time":
+			v, err := d.value()
+			if err != nil || v[0] != '"' || x.EventTime.UnmarshalJSON(v) != nil {
+				return errSlowPath
+			}
+		case "id", "kind", "customer", "event_id", "rule", "rule_version", "quantity", "allocations", "period_start", "period_quantity":
+			if _, err := d.value(); err != nil {
+				return err
+			}
+		default:
+			return errSlowPath
+		}
+	}
+}
