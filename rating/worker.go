@@ -287,7 +287,12 @@ func (w *Worker) flush(b *batch) ([]jetstream.PubAckFuture, error) {
 	for _, k := range b.order {
 		r := b.by[k]
 		r.ID = "rtd_" + shortHash(k.scope.Product, k.scope.Env, k.customer, strconv.FormatUint(r.FirstSeq, 10), strconv.FormatUint(r.LastSeq, 10))
-		f, err := w.publish(events.LedgerSubject(k.scope.Product, k.scope.Env, k.customer), events.TypeUsageRated, k.scope, r.ID, r)
+		// A fresh buffer per entry: an async publish keeps its message until acknowledged.
+		data, err := r.AppendJSON(make([]byte, 0, 256+384*len(r.Debits)))
+		if err != nil {
+			return nil, err
+		}
+		f, err := w.publish(events.LedgerSubject(k.scope.Product, k.scope.Env, k.customer), events.TypeUsageRated, k.scope, r.ID, data)
 		if err != nil {
 			return nil, err
 		}
@@ -297,11 +302,7 @@ func (w *Worker) flush(b *batch) ([]jetstream.PubAckFuture, error) {
 	return fs, nil
 }
 
-func (w *Worker) publish(subject, typ string, scope events.Scope, id string, v any) (jetstream.PubAckFuture, error) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
+func (w *Worker) publish(subject, typ string, scope events.Scope, id string, data []byte) (jetstream.PubAckFuture, error) {
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
 	f, err := w.JS.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+id))
 	if err != nil {
