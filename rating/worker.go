@@ -19,6 +19,7 @@ import (
 // Counters are a worker's running totals, for /metrics.
 type Counters struct {
 	Events, Debits, CreditBacks, Unrated, Unmetered, Malformed, Snapshots, Entries atomic.Int64
+	Batches                                                                        atomic.Int64 // fetches that brought messages
 	Seq                                                                            atomic.Uint64
 }
 
@@ -175,6 +176,7 @@ func (w *Worker) run(ctx context.Context) error {
 			continue
 		}
 		idle = false
+		w.Counters.Batches.Add(1)
 		// Messages past this batch are delivered only after its own, and a failure below
 		// restarts from the snapshot with a fresh consumer, so prefetching is safe.
 		if next, err = cons.FetchNoWait(batch); err != nil {

@@ -181,7 +181,7 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 		if err != nil {
 			return nil, err
 		}
-		pipe, err := benchFullPipeline(ctx, n, client, benchEvents(fmt.Sprintf("q%d", round), o.events), o)
+		pipe, err := benchFullPipeline(ctx, n, client, benchEvents(fmt.Sprintf("q%d", round), o.events), o, progress)
 		done()
 		if err != nil {
 			return nil, err
@@ -227,11 +227,12 @@ func benchRawPubSub(ctx context.Context, n *node, evs []events.Usage) (float64, 
 	return float64(len(evs)) / time.Since(start).Seconds(), nil
 }
 
-func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []events.Usage, o benchOptions) (float64, error) {
+func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []events.Usage, o benchOptions, progress io.Writer) (float64, error) {
 	start := time.Now()
 	if _, err := client.ingest(ctx, n.httpURL(), evs, o); err != nil {
 		return 0, err
 	}
+	ingested := time.Since(start)
 	// Done when the balance projection has folded one debit per event.
 	deadline := time.Now().Add(5 * time.Minute)
 	for n.ledger.Items() < int64(len(evs)) {
@@ -240,5 +241,14 @@ func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []ev
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return float64(len(evs)) / time.Since(start).Seconds(), nil
+	rate := float64(len(evs)) / time.Since(start).Seconds()
+	var ev, batches int64
+	for _, w := range n.raters {
+		ev, batches = ev+w.Counters.Events.Load(), batches+w.Counters.Batches.Load()
+	}
+	if batches > 0 {
+		fmt.Fprintf(progress, "bench pipeline: HTTP ingest done after %s of %s; rating took %d events in %d batches (%.1f per batch)\n",
+			ingested.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), ev, batches, float64(ev)/float64(batches))
+	}
+	return rate, nil
 }

@@ -411,6 +411,8 @@ func (n *node) registerMetrics() {
 	for _, w := range n.raters {
 		w := w
 		n.metrics.GaugeFunc("allot_rating_sequence", "Last usage stream sequence rated, per partition.", func() float64 { return float64(w.Counters.Seq.Load()) }, "partition", strconv.Itoa(w.Partition))
+		n.metrics.CounterFunc("allot_rating_events_total", "Usage events rated, per partition.", func() float64 { return float64(w.Counters.Events.Load()) }, "partition", strconv.Itoa(w.Partition))
+		n.metrics.CounterFunc("allot_rating_batches_total", "Fetched batches rated (events/batches is the batching achieved), per partition.", func() float64 { return float64(w.Counters.Batches.Load()) }, "partition", strconv.Itoa(w.Partition))
 	}
 }
 
