@@ -11,7 +11,7 @@ import (
 	"github.com/allot-dev/allot/events"
 )
 
-// ratedSample is a usage.rated.v1 entry as the rating worker writes it.
+// ratedSample is a usage.rated.v1 entry as the rating worker writes it (UsageRated.AppendJSON).
 func ratedSample() []byte {
 	t0 := time.Date(2026, 3, 31, 23, 59, 59, 123456789, time.FixedZone("", 2*3600))
 	q := events.MustDecimal("123.5")
@@ -21,9 +21,9 @@ func ratedSample() []byte {
 			Quantity: q, Amount: events.Credits(-123456 + int64(i)*1000001), EventTime: t0.Add(time.Duration(i) * time.Hour), UsageSeq: uint64(1<<40 + i), RuleIndex: i,
 			Allocations: []events.Allocation{{Block: "blk_1", Amount: 5}, {Amount: 7}}, PeriodStart: &t0, PeriodQuantity: &q})
 	}
-	data, err := json.Marshal(events.UsageRated{ID: "rtd_x", Customer: "cust-1", FirstSeq: 1, LastSeq: 5, Debits: ds,
+	data, err := events.UsageRated{ID: "rtd_x", Customer: "cust-<1>", FirstSeq: 1, LastSeq: 5, Debits: ds,
 		Unrated: []events.UsageUnrated{{ID: "unr_1", Customer: "cust-1", EventID: "e", EventType: "api.call", Meters: []string{"m"}, Reasons: []string{"no_rule"}, UsageSeq: 9, EventTime: t0}},
-		Quotas:  []events.QuotaUse{{Quota: "calls", Amount: q, Period: events.Period{Unit: "month", Anchor: t0}, At: t0, UsageSeq: 3}}})
+		Quotas:  []events.QuotaUse{{Quota: "calls", Amount: q, Period: events.Period{Unit: "month", Anchor: t0}, At: t0, UsageSeq: 3}}}.AppendJSON(nil)
 	if err != nil {
 		panic(err)
 	}
@@ -60,6 +60,17 @@ func TestDecodeRatedFoldFastPathMatchesEncodingJSON(t *testing.T) {
 		t.Fatalf("decoded %+v", r)
 	}
 	checkSameAsEncodingJSON(t, data)
+
+	// encoding/json's spelling of the same entry (HTML-escaped strings) takes it too.
+	var full events.UsageRated
+	if err := json.Unmarshal(data, &full); err != nil {
+		t.Fatal(err)
+	}
+	std, _ := json.Marshal(full)
+	if err := (&ratedDecoder{b: std}).entry(&ratedFold{}); err != nil {
+		t.Fatalf("encoding/json's output must take the fast path too: %v", err)
+	}
+	checkSameAsEncodingJSON(t, std)
 }
 
 // Every input the fast path declines goes to encoding/json; these are the edges where the two
