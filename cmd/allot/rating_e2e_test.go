@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -157,6 +159,11 @@ func TestRatingSurvivesSIGKILL(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	require.Equal(t, want, got, "debited totals must equal the independent computation:\n%s", p.logs())
+	// The restarted process rated at least every event sent after the kill, in batches.
+	rated, fetched := metricSum(t, p.httpURL, "allot_rating_events_total"), metricSum(t, p.httpURL, "allot_rating_batches_total")
+	assert.GreaterOrEqual(t, rated, float64((batches-half)*perBatch))
+	assert.Greater(t, fetched, 0.0)
+	assert.LessOrEqual(t, fetched, rated)
 
 	// And a clean restart changes nothing.
 	require.Equal(t, 0, p.stop(syscall.SIGTERM))
@@ -179,4 +186,24 @@ func debited(t *testing.T, base, customer string) string {
 	require.NoError(t, json.Unmarshal(b, &out), string(b))
 	s, _ := out["debited"].(string)
 	return s
+}
+
+// metricSum adds up every series of a metric on a node's /metrics.
+func metricSum(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sum, series := 0.0, 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		require.NoError(t, err, line)
+		sum, series = sum+v, series+1
+	}
+	require.NotZero(t, series, "no %s on /metrics:\n%s", name, b)
+	return sum
 }
