@@ -383,6 +383,7 @@ func (n *node) registerMetrics() {
 		}
 	}
 	n.metrics.CounterFunc("allot_rating_events_total", "Usage events rated (metered or not).", sum(func(c *rating.Counters) int64 { return c.Events.Load() }))
+	n.metrics.CounterFunc("allot_rating_batches_total", "Fetched batches rated; events/batches is the batching achieved.", sum(func(c *rating.Counters) int64 { return c.Batches.Load() }))
 	n.metrics.CounterFunc("allot_rating_debits_total", "Debit entries written (credit-backs included).", sum(func(c *rating.Counters) int64 { return c.Debits.Load() }))
 	n.metrics.CounterFunc("allot_rating_credit_backs_total", "Credit-back entries written (volume pricing lowering a total).", sum(func(c *rating.Counters) int64 { return c.CreditBacks.Load() }))
 	n.metrics.CounterFunc("allot_rating_unrated_events_total", "Metered events no rule priced (written to the ledger as usage.unrated.v1).", sum(func(c *rating.Counters) int64 { return c.Unrated.Load() }))
@@ -411,8 +412,6 @@ func (n *node) registerMetrics() {
 	for _, w := range n.raters {
 		w := w
 		n.metrics.GaugeFunc("allot_rating_sequence", "Last usage stream sequence rated, per partition.", func() float64 { return float64(w.Counters.Seq.Load()) }, "partition", strconv.Itoa(w.Partition))
-		n.metrics.CounterFunc("allot_rating_events_total", "Usage events rated, per partition.", func() float64 { return float64(w.Counters.Events.Load()) }, "partition", strconv.Itoa(w.Partition))
-		n.metrics.CounterFunc("allot_rating_batches_total", "Fetched batches rated (events/batches is the batching achieved), per partition.", func() float64 { return float64(w.Counters.Batches.Load()) }, "partition", strconv.Itoa(w.Partition))
 	}
 }
 
