@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -391,7 +390,7 @@ func (s *Server) putFeature(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	f, fe := s.o.Catalog.ValidateFeature(sc, r.PathValue("key"), featureSpec(spec.Rule, spec.OverdraftLimit, spec.Disabled))
 	if fe != nil {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg))
+		problem.Write(w, invalidConfig(fe))
 		return
 	}
 	if _, err := putFeature(r.Context(), s, sc, f); err != nil {
@@ -404,7 +403,7 @@ func (s *Server) putFeature(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getFeature(w http.ResponseWriter, r *http.Request) {
 	f, ok := s.o.Catalog.Feature(scopeFrom(r), r.PathValue("key"))
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no feature %q", r.PathValue("key"))))
+		problem.Write(w, notFound("feature", r.PathValue("key")))
 		return
 	}
 	writeJSON(w, http.StatusOK, f)

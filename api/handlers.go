@@ -127,7 +127,7 @@ func (s *Server) getMeter(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	m, ok := s.o.Catalog.Meter(scopeFrom(r), key)
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no meter %q", key)))
+		problem.Write(w, notFound("meter", key))
 		return
 	}
 	writeJSON(w, http.StatusOK, m)
@@ -148,7 +148,7 @@ func (s *Server) putMeter(w http.ResponseWriter, r *http.Request) {
 	}
 	m, fe := catalog.ValidateMeter(spec.Meter(r.PathValue("key")))
 	if fe != nil {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg))
+		problem.Write(w, invalidConfig(fe))
 		return
 	}
 	if _, err := catalog.PutMeter(r.Context(), s.o.JS, s.o.Catalog, scopeFrom(r), m, s.o.Now()); err != nil {

@@ -25,7 +25,7 @@ func (s *Server) getRule(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	vs := s.o.Catalog.RuleVersions(scopeFrom(r), key)
 	if len(vs) == 0 {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no rule %q", key)))
+		problem.Write(w, notFound("rule", key))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"key": key, "meter": vs[0].Meter, "latest_version": vs[len(vs)-1].Version, "versions": vs})
@@ -47,7 +47,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	rule, fe := s.o.Catalog.ValidateRule(sc, r.PathValue("key"), spec, s.o.Now())
 	if fe != nil {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg))
+		problem.Write(w, invalidConfig(fe))
 		return
 	}
 	stored, err := catalog.PutRule(r.Context(), s.o.JS, s.o.Catalog, sc, rule, s.o.Now(), false)
@@ -219,6 +219,17 @@ func expandEntry(typ string, data []byte) ([]ledgerItem, error) {
 		items = append(items, ledgerItem{typ: events.TypeUsageUnrated, raw: raw, unrated: &u})
 	}
 	return items, nil
+}
+
+// notFound answers for a configuration object (meter, rule, feature, quota, plan) that does
+// not exist in the request's scope.
+func notFound(what, key string) *problem.Problem {
+	return problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no %s %q", what, key))
+}
+
+// invalidConfig answers for a configuration object that fails validation, naming the field.
+func invalidConfig(fe *catalog.FieldError) *problem.Problem {
+	return problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg)
 }
 
 func unavailable(err error) *problem.Problem {

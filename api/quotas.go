@@ -30,7 +30,7 @@ func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	q, fe := s.o.Catalog.ValidateQuota(sc, r.PathValue("key"), spec)
 	if fe != nil {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg))
+		problem.Write(w, invalidConfig(fe))
 		return
 	}
 	if _, err := catalog.PutQuota(r.Context(), s.o.JS, s.o.Catalog, sc, q, s.o.Now()); err != nil {
@@ -43,7 +43,7 @@ func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getQuota(w http.ResponseWriter, r *http.Request) {
 	q, ok := s.o.Catalog.Quota(scopeFrom(r), r.PathValue("key"))
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no quota %q", r.PathValue("key"))))
+		problem.Write(w, notFound("quota", r.PathValue("key")))
 		return
 	}
 	writeJSON(w, http.StatusOK, q)
@@ -64,7 +64,7 @@ func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *e
 	}
 	q, ok := s.o.Catalog.Quota(scopeFrom(r), r.PathValue("key"))
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no quota %q", r.PathValue("key"))))
+		problem.Write(w, notFound("quota", r.PathValue("key")))
 		return q, "", events.Decimal{}, false
 	}
 	if b.Customer == "" {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -20,7 +19,7 @@ func (s *Server) putPlan(w http.ResponseWriter, r *http.Request) {
 	}
 	plan, fe := catalog.ValidatePlan(r.PathValue("key"), spec)
 	if fe != nil {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, fe.Field, "%s", fe.Msg))
+		problem.Write(w, invalidConfig(fe))
 		return
 	}
 	if _, err := catalog.PutPlan(r.Context(), s.o.JS, s.o.Catalog, scopeFrom(r), plan, s.o.Now()); err != nil {
@@ -33,7 +32,7 @@ func (s *Server) putPlan(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.o.Catalog.Plan(scopeFrom(r), r.PathValue("key"))
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no plan %q", r.PathValue("key"))))
+		problem.Write(w, notFound("plan", r.PathValue("key")))
 		return
 	}
 	writeJSON(w, http.StatusOK, p)

@@ -15,11 +15,18 @@ as_root() {
     log "need root (or sudo) to run: $*"; return 1; fi
 }
 
-# ClickHouse for the analytics tests; redis-server for the quota benchmark's baseline service.
-if ! command -v clickhouse-server >/dev/null || ! command -v clickhouse-client >/dev/null || ! command -v redis-server >/dev/null; then
-  log "installing ClickHouse and Redis from Debian's packages"
+# ClickHouse for the analytics tests; redis-server for the quota benchmark's baseline service;
+# Node.js and npm for the Standard Webhooks reference verifier.
+need=()
+command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
+command -v clickhouse-client >/dev/null || need+=(clickhouse-client)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]} from Debian's packages"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 free_port() {

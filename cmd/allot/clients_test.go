@@ -142,9 +142,9 @@ func clickhouseDSN(t *testing.T) string {
 	dsn := os.Getenv("ALLOT_TEST_CLICKHOUSE")
 	if dsn == "" {
 		if os.Getenv("CI") != "" {
-			t.Fatal("ALLOT_TEST_CLICKHOUSE is not set under CI: run the suite with `make test`, which starts ClickHouse")
+			t.Fatal("ALLOT_TEST_CLICKHOUSE is not set under CI: run the suite with `bash scripts/test.sh`, which starts ClickHouse")
 		}
-		t.Skip("SKIPPING: no ClickHouse; `make test` starts one and sets ALLOT_TEST_CLICKHOUSE")
+		t.Skip("SKIPPING: no ClickHouse; `bash scripts/test.sh` starts one and sets ALLOT_TEST_CLICKHOUSE")
 	}
 	return dsn
 }
