@@ -1,6 +1,7 @@
-// Package projector folds the ledger stream into the state services read: per-customer
-// balances (and, as the credit ledger and quota issues land, credit blocks, reservations and
-// quota windows).
+// Package projector folds the ledger stream into the state services read, per customer:
+// credit blocks and their burn order, overage, reservations, quota windows, subscriptions and
+// the balances derived from them. It also decides commands (grants, reservations, quota
+// increments) on that state and appends them with the customer's expected last sequence.
 //
 // Invariants:
 //   - Apply is a pure fold: the same entries in the same order give byte-identical state.
@@ -9,4 +10,7 @@
 //     written twice (a re-rate after a crash beyond the dedup window): debits carry their
 //     usage stream position, which only ever grows per customer, and anything at or below
 //     the last applied position is skipped.
+//   - usage.rated.v1, the hottest entry, is read by a hand-walked decoder (rated_decode.go)
+//     that gives the same result as encoding/json for every input: what it does not
+//     recognise exactly goes to encoding/json.
 package projector
