@@ -19,7 +19,8 @@ import (
 // else landed on the subject since, and then — as before refusing a command for business
 // reasons — it reads the subject's true last sequence, waits for the projection to reach it,
 // and decides again. It returns once this process's projection has applied the entry, so the
-// caller reads its own write.
+// caller reads its own write: applied at once from the acknowledgement (ApplyOwn) when the
+// projection holds the customer's previous entry, else by waiting for the fold.
 //
 // msgID, when not empty, is the JetStream dedup key of the entry: a retried command (same
 // Idempotency-Key) whose first attempt was written although its answer was lost — a node failing
@@ -87,6 +88,11 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		}
 		if err != nil {
 			return 0, err
+		}
+		if ok, err := l.ApplyOwn(ack.Sequence, last, scope, customer, typ, msgID, data); err != nil {
+			return ack.Sequence, err
+		} else if ok {
+			return ack.Sequence, nil
 		}
 		if !l.WaitFor(ack.Sequence, time.Now().Add(5*time.Second)) {
 			// Written, but this process cannot show it yet: the caller retries with the same

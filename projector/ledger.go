@@ -199,6 +199,11 @@ type Ledger struct {
 	resv     map[events.Scope]map[string]string // reservation and subscription id → customer
 	byID     map[string]string                  // allot customer UUID → external id (UUIDs are scope-specific)
 	changed  chan struct{}
+	// ahead is the highest sequence applied out of stream order by ApplyOwn (0 when none is
+	// ahead of seq); settling counts readers that need a state covering exactly seq, and
+	// while it is not zero ApplyOwn declines.
+	ahead    uint64
+	settling int
 }
 
 // NewLedger returns an empty fold.
@@ -255,11 +260,53 @@ func (l *Ledger) ApplyCommand(seq uint64, subject, typ, cmd string, data []byte)
 		return nil, err
 	}
 	k := accountKey{events.Scope{Product: addr.Product, Env: addr.Env}, addr.Customer}
+	if a := l.accounts[k]; a != nil && seq <= a.LastSeq {
+		return nil, nil // applied already, ahead of the fold, by ApplyOwn
+	}
+	return l.applyLocked(seq, k, typ, cmd, data)
+}
+
+// ApplyOwn folds an entry this process has just appended, without waiting for the stream to
+// deliver it: JetStream acknowledged it at seq with prev as the subject's previous sequence
+// (an append with an expected last subject sequence), so when the account's last entry is prev
+// the entry is exactly what the fold will meet next for this customer. The fold skips it then.
+// It reports whether the entry is in the projection (applied now, or by the fold already);
+// false means the caller must wait for the fold.
+func (l *Ledger) ApplyOwn(seq, prev uint64, scope events.Scope, customer, typ, cmd string, data []byte) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq <= l.seq {
+		return true, nil
+	}
+	if l.settling > 0 {
+		return false, nil
+	}
+	k := accountKey{scope, customer}
+	a := l.accounts[k]
+	last := uint64(0)
+	if a != nil {
+		last = a.LastSeq
+	}
+	if last >= seq {
+		return true, nil
+	}
+	if last != prev {
+		return false, nil // the fold has not reached this customer's previous entry yet
+	}
+	if _, err := l.applyLocked(seq, k, typ, cmd, data); err != nil {
+		return false, err
+	}
+	l.ahead = max(l.ahead, seq)
+	return true, nil
+}
+
+// applyLocked folds one entry into the account k.
+func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []byte) ([]Applied, error) {
 	a := l.accounts[k]
 	if a == nil {
-		a = newAccount(addr.Customer)
+		a = newAccount(k.Customer)
 		l.accounts[k] = a
-		l.byID[events.CustomerID(k.Scope, addr.Customer)] = addr.Customer
+		l.byID[events.CustomerID(k.Scope, k.Customer)] = k.Customer
 	}
 	applied, err := a.Apply(seq, typ, data)
 	if err != nil {
@@ -277,7 +324,7 @@ func (l *Ledger) ApplyCommand(seq uint64, subject, typ, cmd string, data []byte)
 			if l.resv[k.Scope] == nil {
 				l.resv[k.Scope] = map[string]string{}
 			}
-			l.resv[k.Scope][e.Reservation+e.Subscription] = addr.Customer
+			l.resv[k.Scope][e.Reservation+e.Subscription] = k.Customer
 		}
 	}
 	if typ == events.TypeUsageRated {
@@ -297,6 +344,41 @@ func (l *Ledger) ApplyCommand(seq uint64, subject, typ, cmd string, data []byte)
 		}
 	}
 	return applied, nil
+}
+
+// settled runs f under the read lock once the fold has caught up with every entry ApplyOwn
+// applied ahead of it, so f sees the state of exactly l.seq (what a replay to l.seq
+// rebuilds). ApplyOwn declines meanwhile, so a steady stream of commands cannot starve it.
+// It reports false, without calling f, if the fold does not catch up by the deadline.
+func (l *Ledger) settled(deadline time.Time, f func()) bool {
+	l.mu.Lock()
+	l.settling++
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.settling--
+		l.mu.Unlock()
+	}()
+	for {
+		l.mu.RLock()
+		if l.seq >= l.ahead {
+			f()
+			l.mu.RUnlock()
+			return true
+		}
+		ch := l.changed
+		l.mu.RUnlock()
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+			t.Stop()
+		case <-t.C:
+		}
+	}
 }
 
 func (l *Ledger) wake() {

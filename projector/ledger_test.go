@@ -57,3 +57,80 @@ func TestLedgerFoldSkipsReplayedDebits(t *testing.T) {
 	assert.False(t, ok, "scopes never mix")
 	require.Error(t, l.Apply(11, "allot.usage.a.b.c", events.TypeUsageRated, nil))
 }
+
+// An entry this process wrote is folded from its acknowledgement; the stream's copy, met later
+// by the fold, is skipped; and the result is the fold's, byte for byte.
+func TestApplyOwnAheadOfTheFold(t *testing.T) {
+	scope := events.Scope{Product: "acme", Env: "live"}
+	subj := func(c string) string { return events.LedgerSubject("acme", "live", c) }
+	grant := func(c, block string, amt events.Credits) []byte {
+		b, err := json.Marshal(events.CreditsGranted{Block: block, Customer: c, Amount: amt, Source: "topup", Priority: 40,
+			EffectiveAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+		require.NoError(t, err)
+		return b
+	}
+	type entry struct {
+		seq      uint64
+		customer string
+		data     []byte
+	}
+	stream := []entry{
+		{1, "a", grant("a", "blk_1", 10)},
+		{2, "b", grant("b", "blk_2", 20)},
+		{3, "a", grant("a", "blk_3", 30)},
+		{4, "a", grant("a", "blk_4", 40)},
+	}
+	// The digest of the plain fold after each sequence.
+	reference, want := NewLedger(), map[uint64]string{}
+	for _, e := range stream {
+		_, err := reference.ApplyCommand(e.seq, subj(e.customer), events.TypeCreditsGranted, "cmd-"+string(rune('0'+e.seq)), e.data)
+		require.NoError(t, err)
+		_, want[e.seq], err = reference.Digest()
+		require.NoError(t, err)
+	}
+
+	l := NewLedger()
+	_, err := l.ApplyCommand(1, subj("a"), events.TypeCreditsGranted, "cmd-1", stream[0].data)
+	require.NoError(t, err)
+	ok, err := l.ApplyOwn(3, 2, scope, "a", events.TypeCreditsGranted, "cmd-3", stream[2].data)
+	require.NoError(t, err)
+	assert.False(t, ok, "a's previous entry is 1, not 2: this cannot be what the fold meets next")
+	ok, err = l.ApplyOwn(3, 1, scope, "a", events.TypeCreditsGranted, "cmd-3", stream[2].data)
+	require.NoError(t, err)
+	require.True(t, ok)
+	a, _ := l.Account(scope, "a")
+	assert.Equal(t, events.Credits(40), a.Balance(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)), "visible before the fold gets there")
+	assert.True(t, a.HasCommand("cmd-3"))
+	assert.Equal(t, uint64(1), l.Seq(), "the fold's position does not move")
+	ok, err = l.ApplyOwn(3, 1, scope, "a", events.TypeCreditsGranted, "cmd-3", stream[2].data)
+	require.NoError(t, err)
+	assert.True(t, ok, "already in the projection")
+
+	// Digest waits for the fold to catch up with what was applied ahead of it.
+	done := make(chan struct{})
+	var seq uint64
+	var digest string
+	go func() {
+		defer close(done)
+		seq, digest, err = l.Digest()
+	}()
+	select {
+	case <-done:
+		t.Fatal("Digest answered while an entry was applied ahead of the fold")
+	case <-time.After(50 * time.Millisecond):
+	}
+	ok, err2 := l.ApplyOwn(4, 3, scope, "a", events.TypeCreditsGranted, "cmd-4", stream[3].data)
+	require.NoError(t, err2)
+	assert.False(t, ok, "declined while a reader waits for a settled state")
+	for _, e := range stream[1:] {
+		_, err := l.ApplyCommand(e.seq, subj(e.customer), events.TypeCreditsGranted, "cmd-"+string(rune('0'+e.seq)), e.data)
+		require.NoError(t, err)
+	}
+	<-done
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, seq, uint64(3), "the digest covers what was applied ahead")
+	assert.Equal(t, want[seq], digest, "the state of exactly that sequence")
+	_, d, err := l.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, want[4], d, "the stream's copy of entry 3 is skipped, not counted again")
+}

@@ -35,11 +35,18 @@ type snapshotAccount struct {
 
 // MarshalJSON encodes the whole projection deterministically (accounts sorted, blocks in
 // burn order, maps with sorted keys): equal states give equal bytes, so their digests compare.
+// It waits (up to 5 s) for the fold to catch up with commands applied ahead of it, so the
+// bytes describe exactly the sequence they name.
 func (l *Ledger) MarshalJSON() ([]byte, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.marshalLocked()
+	var b []byte
+	var err error
+	if !l.settled(time.Now().Add(5*time.Second), func() { b, err = l.marshalLocked() }) {
+		return nil, errNotSettled
+	}
+	return b, err
 }
+
+var errNotSettled = errors.New("the ledger projection is behind commands this process wrote; try again")
 
 func (l *Ledger) marshalLocked() ([]byte, error) {
 	snap := ledgerSnapshot{Format: 1, Seq: l.seq, Items: l.items, Accounts: make([]snapshotAccount, 0, len(l.accounts))}
@@ -63,7 +70,7 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.seq, l.items = snap.Seq, snap.Items
+	l.seq, l.items, l.ahead = snap.Seq, snap.Items, 0
 	l.accounts = make(map[accountKey]*Account, len(snap.Accounts))
 	l.resv = map[events.Scope]map[string]string{}
 	l.byID = map[string]string{}
@@ -90,14 +97,17 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 
 // Digest is the sequence the projection covers and the SHA-256 of its canonical encoding.
 func (l *Ledger) Digest() (uint64, string, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	b, err := l.marshalLocked()
+	var b []byte
+	var seq uint64
+	var err error
+	if !l.settled(time.Now().Add(5*time.Second), func() { b, err = l.marshalLocked(); seq = l.seq }) {
+		return 0, "", errNotSettled
+	}
 	if err != nil {
 		return 0, "", err
 	}
 	sum := sha256.Sum256(b)
-	return l.seq, "sha256:" + hex.EncodeToString(sum[:]), nil
+	return seq, "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // Customers is how many accounts the projection holds.
