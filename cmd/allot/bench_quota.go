@@ -161,28 +161,38 @@ func benchQuota(ctx context.Context, o benchOptions, progress io.Writer) ([]benc
 	if err := httpDo(c, "PUT", base+"/v1/quotas/bench", `{"meter":"requests","limit":"1000000000000","period":{"unit":"hour"}}`, 200); err != nil {
 		return nil, err
 	}
+	rc, err := newRawHTTP(base, "Bearer ak_bench_0123456789abcdef", 4*conc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.close()
+	rr, err := newRawHTTP(redisURL, "", 4*conc)
+	if err != nil {
+		return nil, err
+	}
+	defer rr.close()
 	const customers = 1000
 	total := max(o.events/20, 2000)
 	redisInc, redisIncRate, err := latencies(ctx, conc, total, func(i int) error {
-		return httpDo(c, "POST", fmt.Sprintf("%s/increment?customer=c%d", redisURL, i%customers), "", 200)
+		return rr.do("POST", fmt.Sprintf("/increment?customer=c%d", i%customers), nil, 200)
 	})
 	if err != nil {
 		return nil, err
 	}
 	inc, incRate, err := latencies(ctx, conc, total, func(i int) error {
-		return httpDo(c, "POST", base+"/v1/quotas/bench/increment", fmt.Sprintf(`{"customer":"c%d"}`, i%customers), 200)
+		return rc.do("POST", "/v1/quotas/bench/increment", fmt.Appendf(nil, `{"customer":"c%d"}`, i%customers), 200)
 	})
 	if err != nil {
 		return nil, err
 	}
 	redisChk, _, err := latencies(ctx, conc, total, func(i int) error {
-		return httpDo(c, "POST", fmt.Sprintf("%s/check?customer=c%d", redisURL, i%customers), "", 200)
+		return rr.do("POST", fmt.Sprintf("/check?customer=c%d", i%customers), nil, 200)
 	})
 	if err != nil {
 		return nil, err
 	}
 	chk, chkRate, err := latencies(ctx, conc, total, func(i int) error {
-		return httpDo(c, "POST", base+"/v1/quotas/bench/check", fmt.Sprintf(`{"customer":"c%d"}`, i%customers), 200)
+		return rc.do("POST", "/v1/quotas/bench/check", fmt.Appendf(nil, `{"customer":"c%d"}`, i%customers), 200)
 	})
 	if err != nil {
 		return nil, err
