@@ -81,6 +81,13 @@ func (c Credits) Add(d Credits) (Credits, bool) {
 func (c Credits) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 func (c *Credits) UnmarshalJSON(b []byte) error {
+	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {
+		// The form allot writes, parsed without a copy.
+		if v, ok := parseMicro(b[1 : len(b)-1]); ok {
+			*c = v
+			return nil
+		}
+	}
 	s, err := jsonStringOrNumber(b)
 	if err != nil {
 		return err
@@ -95,7 +102,7 @@ func (c *Credits) UnmarshalJSON(b []byte) error {
 
 // parseMicro is the fast path of ParseCredits for the canonical form allot itself writes:
 // [-]digits[.1-6 digits], within range. Anything else goes the slow, exact way.
-func parseMicro(s string) (Credits, bool) {
+func parseMicro[T string | []byte](s T) (Credits, bool) {
 	i, n := 0, len(s)
 	neg := false
 	if i < n && s[i] == '-' {

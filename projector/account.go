@@ -154,7 +154,8 @@ func (a *Account) block(id string) *Block {
 
 // allocate burns amount (> 0) at t in burn order and returns the allocations; what no block
 // covers is an allocation without a block and adds to overage.
-func (a *Account) allocate(t time.Time, amount events.Credits) []events.Allocation {
+// allocate burns amount at t in burn order; with record it returns what each block gave.
+func (a *Account) allocate(t time.Time, amount events.Credits, record bool) []events.Allocation {
 	var out []events.Allocation
 	left := amount
 	for _, b := range a.Blocks {
@@ -167,11 +168,15 @@ func (a *Account) allocate(t time.Time, amount events.Credits) []events.Allocati
 		take := min(b.Remaining, left)
 		b.Remaining -= take
 		left -= take
-		out = append(out, events.Allocation{Block: b.ID, Amount: take})
+		if record {
+			out = append(out, events.Allocation{Block: b.ID, Amount: take})
+		}
 	}
 	if left > 0 {
 		a.Overage += left
-		out = append(out, events.Allocation{Amount: left})
+		if record {
+			out = append(out, events.Allocation{Amount: left})
+		}
 	}
 	return out
 }
@@ -179,7 +184,7 @@ func (a *Account) allocate(t time.Time, amount events.Credits) []events.Allocati
 // Allocations previews what burning amount at t would take, without changing the account.
 func (a *Account) Allocations(t time.Time, amount events.Credits) []events.Allocation {
 	c := a.clone()
-	return c.allocate(t, amount)
+	return c.allocate(t, amount, true)
 }
 
 // refund gives back amount (> 0): first against overage, then into blocks in burn order up to
@@ -207,7 +212,7 @@ func (a *Account) refund(amount events.Credits) {
 // in burn order when none was recorded (usage debits).
 func (a *Account) applyAllocations(t time.Time, amount events.Credits, allocs []events.Allocation) []events.Allocation {
 	if len(allocs) == 0 {
-		return a.allocate(t, amount)
+		return a.allocate(t, amount, true)
 	}
 	var out []events.Allocation
 	for _, al := range allocs {
@@ -219,7 +224,7 @@ func (a *Account) applyAllocations(t time.Time, amount events.Credits, allocs []
 		b := a.block(al.Block)
 		if b == nil || b.Remaining < al.Amount {
 			// Cannot happen for entries decided on this state; fold what can be folded.
-			out = append(out, a.allocate(t, al.Amount)...)
+			out = append(out, a.allocate(t, al.Amount, true)...)
 			continue
 		}
 		b.Remaining -= al.Amount

@@ -22,6 +22,38 @@ type Applied struct {
 // Apply folds one ledger entry of this customer. It is a pure function of the account and the
 // entry: time comes from the entry. For usage.rated.v1 it returns one Applied per item (debits,
 // then unrated events); otherwise one.
+
+// fold is Apply for readers that only keep the state (the live projection, replay): the
+// rating items' results are not built, which is most of a rated entry's allocations. It
+// returns how many rating items were applied (not skipped).
+func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold) (int, error) {
+	if typ != events.TypeUsageRated {
+		_, err := a.Apply(seq, typ, data)
+		return 0, err
+	}
+	a.LastSeq = seq
+	a.Entries++
+	r := scratch
+	if err := decodeRatedFoldInto(r, data); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range r.Debits {
+		if ok, _ := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Amount, d.EventTime, false); ok {
+			n++
+		}
+	}
+	for _, u := range r.Unrated {
+		if a.applyUnrated(events.UsageUnrated{UsageSeq: u.UsageSeq}) {
+			n++
+		}
+	}
+	for _, q := range r.Quotas {
+		a.applyQuotaUse(q)
+	}
+	return n, nil
+}
+
 func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) {
 	a.LastSeq = seq
 	a.Entries++
@@ -33,7 +65,8 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		out := make([]Applied, 0, len(r.Debits)+len(r.Unrated))
 		for _, d := range r.Debits {
-			out = append(out, a.applyDebit(events.UsageDebited{UsageSeq: d.UsageSeq, RuleIndex: d.RuleIndex, Amount: d.Amount, EventTime: d.EventTime}))
+			ok, allocs := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Amount, d.EventTime, true)
+			out = append(out, Applied{Allocations: allocs, Skipped: !ok})
 		}
 		for _, u := range r.Unrated {
 			out = append(out, Applied{Skipped: !a.applyUnrated(events.UsageUnrated{UsageSeq: u.UsageSeq})})
@@ -160,20 +193,24 @@ func (a *Account) debitApplied(d events.UsageDebited) bool {
 	return a.UsageSeq != 0 && (d.UsageSeq < a.UsageSeq || d.UsageSeq == a.UsageSeq && d.RuleIndex <= a.UsageIndex)
 }
 
-func (a *Account) applyDebit(d events.UsageDebited) Applied {
-	if a.debitApplied(d) {
-		return Applied{Skipped: true} // a copy written by a re-rate after a crash
+// applyDebit folds one debit (or credit-back) item and reports whether it was applied; a copy
+// written by a re-rate after a crash is skipped. With record, it also returns the allocations
+// a debit burned.
+func (a *Account) applyDebit(usageSeq uint64, ruleIndex int, amount events.Credits, eventTime time.Time, record bool) (bool, []events.Allocation) {
+	if a.debitApplied(events.UsageDebited{UsageSeq: usageSeq, RuleIndex: ruleIndex}) {
+		return false, nil
 	}
-	a.UsageSeq, a.UsageIndex = d.UsageSeq, d.RuleIndex
+	a.UsageSeq, a.UsageIndex = usageSeq, ruleIndex
+	var allocs []events.Allocation
 	switch {
-	case d.Amount > 0:
-		a.Debited += d.Amount
-		return Applied{Allocations: a.allocate(d.EventTime.UTC(), d.Amount)}
-	case d.Amount < 0:
-		a.CreditedBack -= d.Amount
-		a.refund(-d.Amount)
+	case amount > 0:
+		a.Debited += amount
+		allocs = a.allocate(eventTime.UTC(), amount, record)
+	case amount < 0:
+		a.CreditedBack -= amount
+		a.refund(-amount)
 	}
-	return Applied{}
+	return true, allocs
 }
 
 func (a *Account) applyUnrated(u events.UsageUnrated) bool {
@@ -204,6 +241,7 @@ type Ledger struct {
 	// while it is not zero ApplyOwn declines.
 	ahead    uint64
 	settling int
+	scratch  ratedFold // the decode buffer of the fold, used under mu
 }
 
 // NewLedger returns an empty fold.
@@ -228,14 +266,14 @@ func (l *Ledger) Items() int64 {
 // Apply folds the ledger entry at seq, published on subject with type typ. Sequences at or
 // below the last applied are ignored.
 func (l *Ledger) Apply(seq uint64, subject, typ string, data []byte) error {
-	_, err := l.ApplyCommand(seq, subject, typ, "", data)
+	_, err := l.applyEntry(seq, subject, typ, "", data, false)
 	return err
 }
 
 // ApplyMsg folds a ledger message as it comes from the stream (type and command from its
 // headers). Every fold that is compared with another (the live projection, replay) uses it.
 func (l *Ledger) ApplyMsg(seq uint64, subject string, h nats.Header, data []byte) error {
-	_, err := l.ApplyCommand(seq, subject, h.Get(events.HeaderType), h.Get(events.HeaderCommand), data)
+	_, err := l.applyEntry(seq, subject, h.Get(events.HeaderType), h.Get(events.HeaderCommand), data, false)
 	return err
 }
 
@@ -248,6 +286,11 @@ func (l *Ledger) ApplyItems(seq uint64, subject, typ string, data []byte) ([]App
 // ApplyCommand is ApplyItems for an entry that carried out the API command cmd: the account
 // remembers its recent commands, so a retry of one that was already written is recognised.
 func (l *Ledger) ApplyCommand(seq uint64, subject, typ, cmd string, data []byte) ([]Applied, error) {
+	return l.applyEntry(seq, subject, typ, cmd, data, true)
+}
+
+// applyEntry folds the entry at seq; with results it says what each item did.
+func (l *Ledger) applyEntry(seq uint64, subject, typ, cmd string, data []byte, results bool) ([]Applied, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if seq <= l.seq {
@@ -263,7 +306,7 @@ func (l *Ledger) ApplyCommand(seq uint64, subject, typ, cmd string, data []byte)
 	if a := l.accounts[k]; a != nil && seq <= a.LastSeq {
 		return nil, nil // applied already, ahead of the fold, by ApplyOwn
 	}
-	return l.applyLocked(seq, k, typ, cmd, data)
+	return l.applyLocked(seq, k, typ, cmd, data, results)
 }
 
 // ApplyOwn folds an entry this process has just appended, without waiting for the stream to
@@ -293,7 +336,7 @@ func (l *Ledger) ApplyOwn(seq, prev uint64, scope events.Scope, customer, typ, c
 	if last != prev {
 		return false, nil // the fold has not reached this customer's previous entry yet
 	}
-	if _, err := l.applyLocked(seq, k, typ, cmd, data); err != nil {
+	if _, err := l.applyLocked(seq, k, typ, cmd, data, false); err != nil {
 		return false, err
 	}
 	l.ahead = max(l.ahead, seq)
@@ -301,12 +344,23 @@ func (l *Ledger) ApplyOwn(seq, prev uint64, scope events.Scope, customer, typ, c
 }
 
 // applyLocked folds one entry into the account k.
-func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []byte) ([]Applied, error) {
+func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []byte, results bool) ([]Applied, error) {
 	a := l.accounts[k]
 	if a == nil {
 		a = newAccount(k.Customer)
 		l.accounts[k] = a
 		l.byID[events.CustomerID(k.Scope, k.Customer)] = k.Customer
+	}
+	if !results && typ == events.TypeUsageRated {
+		n, err := a.fold(seq, typ, data, &l.scratch)
+		if err != nil {
+			return nil, fmt.Errorf("ledger %d: %w", seq, err)
+		}
+		l.items += int64(n)
+		if cmd != "" {
+			a.rememberCommand(cmd)
+		}
+		return nil, nil
 	}
 	applied, err := a.Apply(seq, typ, data)
 	if err != nil {

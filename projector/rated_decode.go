@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -39,13 +40,20 @@ type ratedDebit struct {
 // UnmarshalJSON, so amounts and times are parsed exactly as elsewhere.
 func decodeRatedFold(data []byte) (ratedFold, error) {
 	var r ratedFold
-	d := ratedDecoder{b: data}
-	if err := d.entry(&r); err == nil {
-		return r, nil
-	}
-	r = ratedFold{}
-	err := json.Unmarshal(data, &r)
+	err := decodeRatedFoldInto(&r, data)
 	return r, err
+}
+
+// decodeRatedFoldInto is decodeRatedFold into r, reusing its slices' memory: the projection
+// decodes every entry into one scratch value.
+func decodeRatedFoldInto(r *ratedFold, data []byte) error {
+	r.Debits, r.Unrated, r.Quotas = r.Debits[:0], r.Unrated[:0], nil
+	d := ratedDecoder{b: data}
+	if err := d.entry(r); err == nil {
+		return nil
+	}
+	*r = ratedFold{}
+	return json.Unmarshal(data, r)
 }
 
 // errSlowPath sends a decode to encoding/json. It never reaches a caller.
@@ -133,6 +141,11 @@ func (d *ratedDecoder) value() ([]byte, error) {
 	switch c := d.b[d.i]; {
 	case c == '"':
 		d.i++
+		// Eight bytes at a time up to the first that needs a look: most of an entry's bytes
+		// are string contents the fold skips.
+		for d.i+8 <= len(d.b) && !hasStringSpecial(binary.LittleEndian.Uint64(d.b[d.i:])) {
+			d.i += 8
+		}
 		for d.i < len(d.b) {
 			switch c := d.b[d.i]; {
 			case c == '"':
@@ -196,6 +209,16 @@ func (d *ratedDecoder) container(object bool) error {
 			return err
 		}
 	}
+}
+
+// hasStringSpecial reports whether any byte of w ends a string's plain run: a quote, a
+// backslash or a control character (which JSON forbids raw). Bit tricks for "has a zero
+// byte" and "has a byte below n" (exact as to whether any byte matches).
+func hasStringSpecial(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w)&highs != 0
 }
 
 // escape consumes one escape sequence of a string, as JSON defines them.
@@ -287,7 +310,10 @@ func (d *ratedDecoder) entry(r *ratedFold) error {
 			if seenDebits || !d.next('[') {
 				return errSlowPath
 			}
-			seenDebits, r.Debits = true, make([]ratedDebit, 0, 8)
+			seenDebits = true
+			if r.Debits == nil {
+				r.Debits = make([]ratedDebit, 0, 8)
+			}
 			for first := true; ; first = false {
 				more, err := d.element(first)
 				if err != nil {
@@ -305,7 +331,10 @@ func (d *ratedDecoder) entry(r *ratedFold) error {
 			if seenUnrated || !d.next('[') {
 				return errSlowPath
 			}
-			seenUnrated, r.Unrated = true, []ratedUnrated{}
+			seenUnrated = true
+			if r.Unrated == nil {
+				r.Unrated = []ratedUnrated{}
+			}
 			for first := true; ; first = false {
 				more, err := d.element(first)
 				if err != nil {

@@ -120,7 +120,7 @@ func (n *Notifier) run(ctx context.Context) error {
 		at := md.Timestamp.UTC()
 		balBefore := fold.BalanceAt(scope, addr.Customer, at)
 		typ := m.Headers().Get(events.HeaderType)
-		if _, err := fold.ApplyItems(seq, m.Subject(), typ, m.Data()); err != nil {
+		if err := fold.Apply(seq, m.Subject(), typ, m.Data()); err != nil {
 			n.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
 			continue
 		}

@@ -131,44 +131,17 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 	}
 	l := projector.NewLedger()
 	start := time.Now()
-	if target > 0 {
-		cons, err := js.OrderedConsumer(ctx, bus.LedgerStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-		if err != nil {
-			return res, exitWith(4, err)
+	lastLog := time.Now()
+	n, err := projector.Rebuild(ctx, js, bus.LedgerStream, l, target, func(seq uint64) {
+		if time.Since(lastLog) > 2*time.Second {
+			log.Info("replaying", "seq", seq, "of", target)
+			lastLog = time.Now()
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(4096))
-		if err != nil {
-			return res, exitWith(4, err)
-		}
-		lastLog := time.Now()
-		for {
-			m, err := it.Next()
-			if err != nil {
-				it.Stop()
-				return res, fmt.Errorf("reading the ledger: %w", err)
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			seq := md.Sequence.Stream
-			if seq > target {
-				break
-			}
-			if err := l.ApplyMsg(seq, m.Subject(), m.Headers(), m.Data()); err != nil {
-				log.Warn("unreadable ledger entry", "seq", seq, "err", err)
-			}
-			res.Entries++
-			if time.Since(lastLog) > 2*time.Second {
-				log.Info("replaying", "seq", seq, "of", target)
-				lastLog = time.Now()
-			}
-			if seq >= target || md.NumPending == 0 {
-				break
-			}
-		}
-		it.Stop()
+	})
+	if err != nil {
+		return res, fmt.Errorf("reading the ledger: %w", err)
 	}
+	res.Entries = uint64(n)
 	res.Seconds = time.Since(start).Seconds()
 	if res.Seconds > 0 {
 		res.EntriesPerSec = float64(res.Entries) / res.Seconds
