@@ -70,6 +70,9 @@ type ratedDecoder struct {
 const maxSkipDepth = 64
 
 func (d *ratedDecoder) ws() {
+	if d.i < len(d.b) && d.b[d.i] > ' ' {
+		return // allot writes no whitespace
+	}
 	for d.i < len(d.b) {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -103,6 +106,9 @@ func (d *ratedDecoder) member(first bool) (key []byte, more bool, err error) {
 		return nil, false, errSlowPath
 	}
 	start := d.i
+	for d.i+8 <= len(d.b) && !hasStringSpecial(binary.LittleEndian.Uint64(d.b[d.i:])) {
+		d.i += 8
+	}
 	for d.i < len(d.b) {
 		switch c := d.b[d.i]; {
 		case c == '"':

@@ -82,12 +82,12 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, l *Ledg
 			default:
 				batch = make([]entry, 0, batchSize)
 			}
+			if ctx.Err() != nil && !done {
+				readErr = ctx.Err()
+				break
+			}
 		}
 		if done {
-			break
-		}
-		if ctx.Err() != nil {
-			readErr = ctx.Err()
 			break
 		}
 	}

@@ -217,3 +217,22 @@ func TestBenchSinkAgainstClickHouse(t *testing.T) {
 	assert.Greater(t, results[0].BaselineValue, 0.0)
 	assert.Equal(t, "sink_lag", results[1].Name)
 }
+
+// TestBenchCheckAndReplayRun runs the check, reservation and replay figures end to end, small:
+// the lean HTTP client against the real API, and replay through projector.Rebuild.
+func TestBenchCheckAndReplayRun(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "check", "--events", "4000", "--json"},
+		{"bench", "replay", "--events", "4000", "--rounds", "1", "--json"},
+	} {
+		out, err := exec.Command(allotBin, args...).Output()
+		require.NoError(t, err, "%v", args)
+		var results []benchResult
+		require.NoError(t, json.Unmarshal(out, &results), string(out))
+		require.NotEmpty(t, results)
+		for _, r := range results {
+			assert.Greater(t, r.Value, 0.0, r.Name)
+			assert.Greater(t, r.BaselineValue, 0.0, r.Name)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/events"
+)
+
+// Rebuild, with its two goroutines, folds exactly what folding the stream one message at a
+// time folds: to the end, and to a target in the middle of a batch.
+func TestRebuildMatchesASequentialFold(t *testing.T) {
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	defer emb.Shutdown()
+	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+
+	// 1,000 entries (not a multiple of the batch size) over 37 customers: grants, then debits
+	// that burn them and run into overage.
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const total = 1000
+	for i := 1; i <= total; i++ {
+		c := fmt.Sprintf("cust-%d", i%37)
+		typ, v := events.TypeUsageRated, any(events.UsageRated{Customer: c, FirstSeq: uint64(i), LastSeq: uint64(i),
+			Debits: []events.UsageDebited{{ID: fmt.Sprint("d", i), Customer: c, UsageSeq: uint64(i), Amount: events.Credits(1000 + i), EventTime: t0.Add(time.Duration(i) * time.Second)}}})
+		if i%10 == 1 {
+			typ, v = events.TypeCreditsGranted, events.CreditsGranted{Block: fmt.Sprint("blk_", i), Customer: c, Amount: 5000, Source: "topup", Priority: 40, EffectiveAt: t0, At: t0}
+		}
+		data, err := json.Marshal(v)
+		require.NoError(t, err)
+		_, err = js.PublishMsg(ctx, &nats.Msg{Subject: events.LedgerSubject("acme", "live", c), Data: data, Header: nats.Header{events.HeaderType: []string{typ}}})
+		require.NoError(t, err)
+	}
+
+	sequential := func(target uint64) string {
+		l := NewLedger()
+		cons, err := js.OrderedConsumer(ctx, bus.LedgerStream, jetstream.OrderedConsumerConfig{})
+		require.NoError(t, err)
+		for seq := uint64(0); seq < target; {
+			m, err := cons.Next()
+			require.NoError(t, err)
+			md, err := m.Metadata()
+			require.NoError(t, err)
+			seq = md.Sequence.Stream
+			require.NoError(t, l.ApplyMsg(seq, m.Subject(), m.Headers(), m.Data()))
+		}
+		_, d, err := l.Digest()
+		require.NoError(t, err)
+		return d
+	}
+	for _, target := range []uint64{total, 700} {
+		l := NewLedger()
+		var reported uint64
+		n, err := Rebuild(ctx, js, bus.LedgerStream, l, target, func(seq uint64) { reported = seq })
+		require.NoError(t, err)
+		assert.Equal(t, int(target), n)
+		assert.Equal(t, target, l.Seq())
+		assert.Equal(t, target, reported, "progress reaches the target")
+		seq, d, err := l.Digest()
+		require.NoError(t, err)
+		assert.Equal(t, target, seq)
+		assert.Equal(t, sequential(target), d, "target %d", target)
+		a, ok := l.Account(events.Scope{Product: "acme", Env: "live"}, "cust-5")
+		require.True(t, ok)
+		assert.NotZero(t, a.Debited)
+	}
+	n, err := Rebuild(ctx, js, bus.LedgerStream, NewLedger(), 0, nil)
+	require.NoError(t, err)
+	assert.Zero(t, n, "an empty stream is an empty fold")
+}
