@@ -161,6 +161,11 @@ func (s *Server) postQuotaIncrement(w http.ResponseWriter, r *http.Request) {
 // increment decides and appends an all-or-nothing increment of several quotas.
 func (s *Server) increment(r *http.Request, customer string, quotas []events.Quota, amounts []events.Decimal) ([]projector.QuotaStatus, error) {
 	now := s.o.Now()
+	if idempotencyKeyFrom(r) == "" {
+		// Batched with the customer's other increments in flight (group commit).
+		return s.incs.Increment(r.Context(), scopeFrom(r), customer, quotas, amounts, now)
+	}
+	// With an Idempotency-Key the entry carries the command's id, so it is written alone.
 	var st []projector.QuotaStatus
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
 		e, statuses, err := a.DecideIncrement(quotas, amounts, now)

@@ -51,6 +51,7 @@ type Server struct {
 	o       Options
 	mux     *http.ServeMux
 	limiter *keyLimiter
+	incs    *projector.Increments // quota increments, committed in batches per customer
 
 	streamMu sync.Mutex
 	ledger   jetstream.Stream // cached handle: looking a stream up is a round trip
@@ -89,6 +90,7 @@ func New(o Options) *Server {
 		o.Metrics = metrics.New()
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute)}
+	s.incs = &projector.Increments{JS: o.JS, Stream: s.ledgerStream, Ledger: o.Ledger}
 	s.routes()
 	return s
 }

@@ -112,6 +112,17 @@ func (n *Notifier) run(ctx context.Context) error {
 			continue
 		}
 		seq := md.Sequence.Stream
+		typ := m.Headers().Get(events.HeaderType)
+		switch typ {
+		case events.TypeQuotaIncremented, events.TypeQuotaReset, events.TypeQuotaAdjusted:
+			// Quota entries move no balance and no notification derives from them (the API
+			// writes quota.exceeded when it refuses), so this fold, which exists for balances,
+			// passes them over: under an enforced quota they are most of the ledger.
+			if seq > pos {
+				last = seq
+			}
+			continue
+		}
 		addr, err := events.ParseLedgerSubject(m.Subject())
 		if err != nil {
 			continue
@@ -119,7 +130,6 @@ func (n *Notifier) run(ctx context.Context) error {
 		scope := events.Scope{Product: addr.Product, Env: addr.Env}
 		at := md.Timestamp.UTC()
 		balBefore := fold.BalanceAt(scope, addr.Customer, at)
-		typ := m.Headers().Get(events.HeaderType)
 		if err := fold.Apply(seq, m.Subject(), typ, m.Data()); err != nil {
 			n.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
 			continue

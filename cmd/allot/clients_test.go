@@ -197,7 +197,7 @@ func TestBenchQuotaRunsAgainstRedis(t *testing.T) {
 	require.NoError(t, err)
 	var results []benchResult
 	require.NoError(t, json.Unmarshal(out, &results), string(out))
-	require.Len(t, results, 3)
+	require.Len(t, results, 5)
 	for _, r := range results {
 		assert.Greater(t, r.Value, 0.0, r.Name)
 		assert.Greater(t, r.BaselineValue, 0.0, r.Name)
