@@ -29,14 +29,25 @@ func (u Usage) Encode() ([]byte, error) {
 
 // DecodeUsage reads a usage event, keeping numbers in data exact (json.Number).
 func DecodeUsage(b []byte) (Usage, error) {
+	u, err := decodeUsageFast(b)
+	if err != nil {
+		if u, err = decodeUsageJSON(b); err != nil {
+			return Usage{}, err
+		}
+	}
+	if u.ID == "" || u.Type == "" || u.Customer == "" {
+		return Usage{}, fmt.Errorf("decoding %s: id, type and customer are required", TypeUsageRecorded)
+	}
+	return u, nil
+}
+
+// decodeUsageJSON is DecodeUsage by encoding/json: the reference the fast path must match.
+func decodeUsageJSON(b []byte) (Usage, error) {
 	var u Usage
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&u); err != nil {
 		return Usage{}, fmt.Errorf("decoding %s: %w", TypeUsageRecorded, err)
-	}
-	if u.ID == "" || u.Type == "" || u.Customer == "" {
-		return Usage{}, fmt.Errorf("decoding %s: id, type and customer are required", TypeUsageRecorded)
 	}
 	return u, nil
 }

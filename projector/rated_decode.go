@@ -106,7 +106,7 @@ func (d *ratedDecoder) member(first bool) (key []byte, more bool, err error) {
 		return nil, false, errSlowPath
 	}
 	start := d.i
-	for d.i+8 <= len(d.b) && !hasStringSpecial(binary.LittleEndian.Uint64(d.b[d.i:])) {
+	for d.i+8 <= len(d.b) && !events.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
 		d.i += 8
 	}
 	for d.i < len(d.b) {
@@ -149,7 +149,7 @@ func (d *ratedDecoder) value() ([]byte, error) {
 		d.i++
 		// Eight bytes at a time up to the first that needs a look: most of an entry's bytes
 		// are string contents the fold skips.
-		for d.i+8 <= len(d.b) && !hasStringSpecial(binary.LittleEndian.Uint64(d.b[d.i:])) {
+		for d.i+8 <= len(d.b) && !events.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
 			d.i += 8
 		}
 		for d.i < len(d.b) {
@@ -215,16 +215,6 @@ func (d *ratedDecoder) container(object bool) error {
 			return err
 		}
 	}
-}
-
-// hasStringSpecial reports whether any byte of w ends a string's plain run: a quote, a
-// backslash or a control character (which JSON forbids raw). Bit tricks for "has a zero
-// byte" and "has a byte below n" (exact as to whether any byte matches).
-func hasStringSpecial(w uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q := w ^ (ones * '"')
-	bs := w ^ (ones * '\\')
-	return ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w)&highs != 0
 }
 
 // escape consumes one escape sequence of a string, as JSON defines them.

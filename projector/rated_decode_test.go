@@ -1,10 +1,8 @@
 package projector
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -133,34 +131,3 @@ func BenchmarkDecodeRatedFold(b *testing.B) {
 	})
 }
 
-// The eight-byte test agrees with the byte-by-byte one for every byte at every position, and
-// for random words (where several bytes interact through borrows).
-func TestHasStringSpecial(t *testing.T) {
-	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
-	naive := func(w [8]byte) bool {
-		for _, c := range w {
-			if special(c) {
-				return true
-			}
-		}
-		return false
-	}
-	check := func(w [8]byte) {
-		if got, want := hasStringSpecial(binary.LittleEndian.Uint64(w[:])), naive(w); got != want {
-			t.Fatalf("%q: hasStringSpecial %v, want %v", w[:], got, want)
-		}
-	}
-	for pos := 0; pos < 8; pos++ {
-		for c := 0; c < 256; c++ {
-			w := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
-			w[pos] = byte(c)
-			check(w)
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 1_000_000; i++ {
-		var w [8]byte
-		binary.LittleEndian.PutUint64(w[:], rng.Uint64())
-		check(w)
-	}
-}

@@ -1,0 +1,132 @@
+package events
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// The word test agrees with the byte-by-byte one for every byte at every position, and for
+// random words (where bytes interact through borrows).
+func TestHasQuoteBackslashOrControl(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
+	check := func(w [8]byte) {
+		want := false
+		for _, c := range w {
+			want = want || special(c)
+		}
+		if got := HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(w[:])); got != want {
+			t.Fatalf("%q: %v, want %v", w[:], got, want)
+		}
+	}
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			w := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
+			w[pos] = byte(c)
+			check(w)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 1_000_000; i++ {
+		var w [8]byte
+		binary.LittleEndian.PutUint64(w[:], rng.Uint64())
+		check(w)
+	}
+}
+
+// sameDecode checks that DecodeUsage (fast path first) and encoding/json agree on b.
+func sameDecode(t *testing.T, b []byte) {
+	t.Helper()
+	want, wantErr := decodeUsageJSON(b)
+	if wantErr == nil && (want.ID == "" || want.Type == "" || want.Customer == "") {
+		want, wantErr = Usage{}, strconv.ErrSyntax // DecodeUsage's own requirement
+	}
+	got, gotErr := DecodeUsage(b)
+	if (gotErr != nil) != (wantErr != nil) {
+		t.Fatalf("%q: encoding/json err %v, DecodeUsage err %v", b, wantErr, gotErr)
+	}
+	if gotErr == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n encoding/json %#v\n DecodeUsage   %#v", b, want, got)
+	}
+}
+
+func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	for _, u := range []Usage{
+		{ID: "ev-1", Type: "api.call", Customer: "cust-1", Time: t0, Source: "bench",
+			Data: map[string]any{"tokens": json.Number("123.50"), "model": "small", "region": "eu-west-1", "ok": true, "no": false, "nothing": nil}},
+		{ID: "ev-2", Type: "api.call", Customer: "ünïcødé ✓", Time: t0},
+		{ID: "ev-3", Type: "t", Customer: "c", Time: t0, Data: map[string]any{}},
+		{ID: "ev-4", Type: "t", Customer: "c", Time: t0, Data: map[string]any{"nested": map[string]any{"a": json.Number("1")}, "list": []any{"x"}}},
+		{ID: "a \"quoted\" id\n", Type: "t", Customer: "c/\\d", Time: t0, Data: map[string]any{"k\"ey": "v\\al", "n": json.Number("-1.5e-7")}},
+	} {
+		b, err := u.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameDecode(t, b)
+	}
+	// The canonical form of a plain event takes the fast path.
+	b, _ := Usage{ID: "ev-1", Type: "api.call", Customer: "cust-1", Time: t0, Data: map[string]any{"tokens": json.Number("7")}}.Encode()
+	if _, err := decodeUsageFast(b); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	for _, s := range []string{
+		`{"id":"a","type":"t","customer":"c","time":"2026-01-01T00:00:00Z"}`,
+		` { "id" : "a" , "type":"t","customer":"c" } `,
+		`{"id":"a","type":"t","customer":"c"} trailing`,
+		`{"ID":"a","type":"t","customer":"c"}`,
+		`{"id":"a","id":"b","type":"t","customer":"c"}`,
+		`{"id":"a","type":"t","customer":"c","extra":[1,2]}`,
+		`{"id":"a","type":"t","customer":"c","data":null}`,
+		`{"id":null,"type":"t","customer":"c"}`,
+		`{"id":"a","type":"t","customer":"c","data":{"x":01}}`,
+		`{"id":"a","type":"t","customer":"c","data":{"x":truex}}`,
+		`{"id":"a","type":"t","customer":"c","data":{"x":1,"x":"two"}}`,
+		`{"id":"a","type":"t","customer":"c","data":{"x":-}}`,
+		`{"id":"a","type":"t","customer":"c","data":{"x":1.}}`,
+		`{"id":"a","type":"t","customer":"c","time":"yesterday"}`,
+		`{"id":"a","type":"t","customer":"c","time":12}`,
+		`{"id":"a","type":"t","customer":"` + "\xff" + `"}`,
+		`{"id":"a","type":"t","customer":"c","data":{"` + "\xc3\x28" + `":1}}`,
+		`{"id":"a","type":"t","customer":"` + "\x01" + `"}`,
+		`{"id":"a","type":"t"}`,
+		`{"id":"a","type":"t","customer":""}`,
+		`[]`, `{`, ``, `{"id":"a",}`,
+	} {
+		sameDecode(t, []byte(s))
+	}
+}
+
+func FuzzDecodeUsage(f *testing.F) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	b, _ := Usage{ID: "ev-1", Type: "api.call", Customer: "cust-1", Time: t0, Source: "s",
+		Data: map[string]any{"tokens": json.Number("123.5"), "model": "small", "on": true, "off": nil}}.Encode()
+	f.Add(b)
+	f.Add([]byte(`{"id":"a","type":"t","customer":"c","data":{"x":[1,{"y":null}],"z":"\u00e9"}}`))
+	f.Add([]byte(`{"id":"a","type":"t","customer":"c","time":"2026-01-01T00:00:00.123456789+02:00"}`))
+	f.Fuzz(func(t *testing.T, b []byte) { sameDecode(t, b) })
+}
+
+func BenchmarkDecodeUsage(b *testing.B) {
+	data, _ := Usage{ID: "q0-12345", Type: "api.call", Customer: "cust-345", Time: time.Date(2026, 1, 1, 0, 0, 12, 345000000, time.UTC), Source: "bench",
+		Data: map[string]any{"tokens": json.Number("445"), "model": "small", "region": "eu-west-1"}}.Encode()
+	for _, c := range []struct {
+		name string
+		f    func([]byte) (Usage, error)
+	}{{"fast", DecodeUsage}, {"encoding_json", decodeUsageJSON}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for i := 0; i < b.N; i++ {
+				if _, err := c.f(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
