@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -70,7 +71,7 @@ func (p Period) Normalize() (Period, error) {
 	if p.TimeZone == "" {
 		p.TimeZone = "UTC"
 	}
-	if _, err := time.LoadLocation(p.TimeZone); err != nil {
+	if _, err := loadLocation(p.TimeZone); err != nil {
 		return p, &PeriodError{"time_zone", fmt.Sprintf("%q is not an IANA time zone", p.TimeZone)}
 	}
 	switch p.Mode {
@@ -94,11 +95,27 @@ func (p Period) location() *time.Location {
 	if p.TimeZone == "" || p.TimeZone == "UTC" {
 		return time.UTC
 	}
-	loc, err := time.LoadLocation(p.TimeZone)
+	loc, err := loadLocation(p.TimeZone)
 	if err != nil {
 		return time.UTC
 	}
 	return loc
+}
+
+// locations caches time zones by name: time.LoadLocation reads and parses the zone database
+// on every call, and window math runs for every rated event and quota decision.
+var locations sync.Map // string → *time.Location
+
+func loadLocation(name string) (*time.Location, error) {
+	if loc, ok := locations.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err // not cached: a zone database installed later is then found
+	}
+	locations.Store(name, loc)
+	return loc, nil
 }
 
 // CalendarAnchor is the origin calendar windows count from: the start of 1970 (for weeks, the

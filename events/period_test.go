@@ -159,3 +159,21 @@ func FuzzWindowsTile(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkWindowAt: window math runs for every rated event and quota decision; a zone other
+// than UTC must not cost a zone-database read each time.
+func BenchmarkWindowAt(b *testing.B) {
+	t := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
+	for _, tz := range []string{"UTC", "Europe/Berlin"} {
+		p, err := Period{Unit: UnitDay, TimeZone: tz}.Normalize()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tz, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				p.WindowAt(t)
+			}
+		})
+	}
+}

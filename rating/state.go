@@ -48,11 +48,24 @@ type window struct {
 	Start time.Time
 	Q     events.Decimal
 	Seen  map[string]struct{} // unique_count values seen in the window
+
+	// The price of Q under rule version qVersion, when known: the next event's "before"
+	// price is this event's "after" price, so each event prices one quantity, not two.
+	// Not saved: a restored state prices afresh.
+	qCost    events.Credits
+	qVersion int
 }
 
 type acc struct {
 	Anchor  time.Time // first_use periods: the first counted use
 	Windows []window  // ascending by Start
+
+	// The window the last event fell in, for the period it was computed with: consecutive
+	// events of a customer mostly share one. Not saved.
+	last struct {
+		period     events.Period
+		start, end time.Time
+	}
 }
 
 // State is rating's fold: per (customer, rule) the quantity of the recent period windows,
@@ -76,8 +89,11 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 	}
 	s.Seq = seq
 	var out Output
-	meters := slices.Clone(cfg.MetersFor(scope, ev.Type))
-	slices.SortFunc(meters, func(a, b events.Meter) int { return strings.Compare(a.Key, b.Key) })
+	meters := cfg.MetersFor(scope, ev.Type)
+	if !slices.IsSortedFunc(meters, byMeterKey) { // the catalog's are; anything else is sorted here
+		meters = slices.Clone(meters)
+		slices.SortFunc(meters, byMeterKey)
+	}
 	var unrated []string
 	for _, m := range meters {
 		if !m.Matches(ev.Type, ev.Data) {
@@ -95,8 +111,11 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 				out.Quotas = append(out.Quotas, events.QuotaUse{Quota: q.Key, Amount: qty, Period: q.Period, At: ev.Time, UsageSeq: seq})
 			}
 		}
-		hs := slices.Clone(cfg.RulesForMeter(scope, m.Key))
-		slices.SortFunc(hs, func(a, b events.RuleHistory) int { return strings.Compare(a.Key, b.Key) })
+		hs := cfg.RulesForMeter(scope, m.Key)
+		if !slices.IsSortedFunc(hs, byRuleKey) {
+			hs = slices.Clone(hs)
+			slices.SortFunc(hs, byRuleKey)
+		}
 		priced := false
 		for _, h := range hs {
 			r, ok := h.InForce(ev.Time)
@@ -126,6 +145,9 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 	}
 	return out, nil
 }
+
+func byMeterKey(a, b events.Meter) int      { return strings.Compare(a.Key, b.Key) }
+func byRuleKey(a, b events.RuleHistory) int { return strings.Compare(a.Key, b.Key) }
 
 // eventQuantity is what one event contributes to meter m: its quantity for pricing, and for
 // unique_count the value to count once.
@@ -167,25 +189,33 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 		a = &acc{}
 		s.accs[k] = a
 	}
+	if p.Mode == events.ModeFirstUse && a.Anchor.IsZero() {
+		a.Anchor = ev.Time
+	}
 	var start time.Time
-	switch p.Mode {
-	case events.ModeFirstUse:
-		if a.Anchor.IsZero() {
-			a.Anchor = ev.Time
+	if l := &a.last; l.period == p && !l.start.IsZero() && !ev.Time.Before(l.start) && ev.Time.Before(l.end) {
+		start = l.start
+	} else {
+		var end time.Time
+		if p.Mode == events.ModeFirstUse {
+			start, end = p.Window(a.Anchor, ev.Time)
+		} else {
+			start, end = p.WindowAt(ev.Time)
 		}
-		start, _ = p.Window(a.Anchor, ev.Time)
-	default:
-		start, _ = p.WindowAt(ev.Time)
+		a.last.period, a.last.start, a.last.end = p, start, end
 	}
 	w := a.window(start)
 	before := w.Q
 	after := aggregate(m.Aggregation, before, qty, uniq, w)
-	cb, ok1 := Round(Cost(r, before))
+	cb, ok1 := w.qCost, w.qVersion == r.Version && w.qVersion != 0
+	if !ok1 {
+		cb, ok1 = Round(Cost(r, before))
+	}
 	ca, ok2 := Round(Cost(r, after))
 	if !ok1 || !ok2 {
 		return d, false
 	}
-	w.Q = after
+	w.Q, w.qCost, w.qVersion = after, ca, r.Version
 	d.Amount = ca - cb
 	if d.Amount < 0 {
 		d.Kind = events.KindCreditBack

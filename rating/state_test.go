@@ -2,6 +2,9 @@ package rating
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -250,4 +253,40 @@ func TestRateEmitsQuotaUse(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, o.Quotas, 1)
 	assert.Equal(t, events.QuotaUse{Quota: "daily", Amount: dec("12.5"), Period: day, At: t0, UsageSeq: 5}, o.Quotas[0])
+}
+
+// The state keeps a window's last price and the last window it found, for speed; neither is
+// saved. Rating a random stream with one continuing state must give exactly what rating it
+// with a state saved and restored before every event (which starts each event with no cache)
+// gives: across rule versions, window changes in a Berlin day period, late events and
+// unique counts.
+func TestRatingCachesChangeNothing(t *testing.T) {
+	berlinDay := &events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar, TimeZone: "Europe/Berlin"}
+	for _, agg := range []string{events.AggSum, events.AggMax, events.AggUniqueCount, events.AggCount} {
+		v1 := events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: berlinDay}
+		v2 := events.Rule{Model: events.ModelVolume, Tiers: exampleTiers, Period: berlinDay, EffectiveFrom: t0.Add(30 * time.Hour)}
+		v3 := events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: mth, EffectiveFrom: t0.Add(60 * time.Hour)}
+		cfg := config(agg, v1, v2, v3)
+		live, restored := NewState(), NewState()
+		rng := rand.New(rand.NewPCG(7, uint64(len(agg))))
+		at := t0
+		for i := 0; i < 3000; i++ {
+			at = at.Add(time.Duration(rng.IntN(120)) * time.Second)
+			when := at
+			if rng.IntN(20) == 0 {
+				when = at.Add(-time.Duration(rng.IntN(48)) * time.Hour) // late
+			}
+			data := map[string]any{"tokens": json.Number(strconv.Itoa(rng.IntN(5000)))}
+			ev := usage(fmt.Sprint("ev-", i), fmt.Sprint("cust-", rng.IntN(3)), when, data)
+			want, err := live.Rate(live.Seq+1, sc, ev, cfg)
+			require.NoError(t, err)
+			b, err := json.Marshal(restored)
+			require.NoError(t, err)
+			restored = NewState()
+			require.NoError(t, json.Unmarshal(b, restored))
+			got, err := restored.Rate(restored.Seq+1, sc, ev, cfg)
+			require.NoError(t, err)
+			require.Equal(t, want, got, "%s event %d", agg, i)
+		}
+	}
 }
