@@ -130,4 +130,3 @@ func BenchmarkDecodeRatedFold(b *testing.B) {
 		}
 	})
 }
-
