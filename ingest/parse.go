@@ -15,6 +15,7 @@ import (
 
 	"github.com/allot-dev/allot/api/problem"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/plainjson"
 )
 
 // Media types accepted by POST /v1/events.
@@ -68,21 +69,23 @@ func MediaKind(contentType string) (kind string, ok bool) {
 // all, or whose top level has the wrong shape for its media type, is one request-level
 // problem; everything else is reported per event. now is used for events that carry no time.
 //
-// The body is decoded once, numbers kept as json.Number, and each event's fields are checked
-// by type switch: one pass over the bytes, no reflection per event.
+// The body is decoded once, numbers kept as json.Number (by plainjson when it is plain, else
+// by encoding/json, to the same values), and each event's fields are checked by type switch.
 func Parse(scope events.Scope, media string, body []byte, meters MeterSource, now time.Time) ([]Candidate, []Rejection, *problem.Problem) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the request body is empty")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var top any
-	if err := dec.Decode(&top); err != nil {
-		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", describeJSONError(body))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the body holds more than one JSON value")
+	top, plain := plainjson.Decode(body) // most bodies; the same values encoding/json gives
+	if !plain {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&top); err != nil {
+			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", describeJSONError(body))
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the body holds more than one JSON value")
+		}
 	}
 	var items []any
 	switch x := top.(type) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/plainjson"
 )
 
 // ratedFold is the part of a usage.rated.v1 entry the fold reads. Decimal quantities, ids and
@@ -106,7 +107,7 @@ func (d *ratedDecoder) member(first bool) (key []byte, more bool, err error) {
 		return nil, false, errSlowPath
 	}
 	start := d.i
-	for d.i+8 <= len(d.b) && !events.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
+	for d.i+8 <= len(d.b) && !plainjson.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
 		d.i += 8
 	}
 	for d.i < len(d.b) {
@@ -149,7 +150,7 @@ func (d *ratedDecoder) value() ([]byte, error) {
 		d.i++
 		// Eight bytes at a time up to the first that needs a look: most of an entry's bytes
 		// are string contents the fold skips.
-		for d.i+8 <= len(d.b) && !events.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
+		for d.i+8 <= len(d.b) && !plainjson.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
 			d.i += 8
 		}
 		for d.i < len(d.b) {

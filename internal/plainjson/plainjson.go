@@ -1,0 +1,239 @@
+// Package plainjson decodes plain JSON — no escapes in strings, valid UTF-8, nesting up to 64
+// levels — into exactly the values encoding/json gives with UseNumber: map[string]any, []any,
+// string, json.Number, bool and nil. Anything else it declines, and the caller decodes with
+// encoding/json; so for every input the caller's result is encoding/json's (FuzzDecode checks
+// it). Ingest and rating decode every usage event; most are plain, and encoding/json spends
+// most of its time on reflection and a separate validation pass they do not need.
+package plainjson
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// maxDepth is far below encoding/json's own nesting limit, so nothing this package accepts is
+// something encoding/json rejects.
+const maxDepth = 64
+
+// Decode decodes b, which must hold one JSON value and nothing but whitespace around it.
+// ok is false when b is not plain (or not JSON): decode it with encoding/json.
+func Decode(b []byte) (v any, ok bool) {
+	d := Decoder{B: b}
+	v, ok = d.Value()
+	if !ok {
+		return nil, false
+	}
+	if d.ws(); d.I != len(d.B) {
+		return nil, false
+	}
+	return v, true
+}
+
+// Decoder walks B from I. Its methods report false, with I anywhere, when the input is not
+// plain JSON.
+type Decoder struct {
+	B     []byte
+	I     int
+	depth int
+}
+
+func (d *Decoder) ws() {
+	for d.I < len(d.B) {
+		switch d.B[d.I] {
+		case ' ', '\t', '\n', '\r':
+			d.I++
+		default:
+			return
+		}
+	}
+}
+
+// Next skips whitespace and consumes c if it comes next.
+func (d *Decoder) Next(c byte) bool {
+	d.ws()
+	if d.I < len(d.B) && d.B[d.I] == c {
+		d.I++
+		return true
+	}
+	return false
+}
+
+// Peek skips whitespace and returns the next byte (0 at the end).
+func (d *Decoder) Peek() byte {
+	d.ws()
+	if d.I < len(d.B) {
+		return d.B[d.I]
+	}
+	return 0
+}
+
+// String reads a string without escapes and returns its contents, valid UTF-8.
+func (d *Decoder) String() ([]byte, bool) {
+	if !d.Next('"') {
+		return nil, false
+	}
+	start := d.I
+	ascii := true
+	for d.I+8 <= len(d.B) {
+		w := binary.LittleEndian.Uint64(d.B[d.I:])
+		if HasQuoteBackslashOrControl(w) {
+			break
+		}
+		if w&0x8080808080808080 != 0 {
+			ascii = false
+		}
+		d.I += 8
+	}
+	for d.I < len(d.B) {
+		c := d.B[d.I]
+		switch {
+		case c == '"':
+			s := d.B[start:d.I]
+			d.I++
+			if !ascii && !utf8.Valid(s) {
+				return nil, false // encoding/json replaces invalid bytes
+			}
+			return s, true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		case c >= 0x80:
+			ascii = false
+		}
+		d.I++
+	}
+	return nil, false
+}
+
+// Value reads any value.
+func (d *Decoder) Value() (any, bool) {
+	switch c := d.Peek(); {
+	case c == '"':
+		s, ok := d.String()
+		return string(s), ok
+	case c == '{':
+		return d.Object()
+	case c == '[':
+		return d.array()
+	case c == '-' || c >= '0' && c <= '9':
+		start := d.I
+		if !d.number() {
+			return nil, false
+		}
+		return json.Number(d.B[start:d.I]), true
+	case c == 't':
+		return true, d.literal("true")
+	case c == 'f':
+		return false, d.literal("false")
+	case c == 'n':
+		return nil, d.literal("null")
+	}
+	return nil, false
+}
+
+// Object reads an object into a map (the last of repeated keys wins, as with encoding/json).
+func (d *Decoder) Object() (map[string]any, bool) {
+	if !d.Next('{') {
+		return nil, false
+	}
+	if d.depth++; d.depth > maxDepth {
+		return nil, false
+	}
+	defer func() { d.depth-- }()
+	m := make(map[string]any, 4)
+	for first := true; ; first = false {
+		if d.Next('}') {
+			return m, true
+		}
+		if !first && !d.Next(',') {
+			return nil, false
+		}
+		k, ok := d.String()
+		if !ok || !d.Next(':') {
+			return nil, false
+		}
+		v, ok := d.Value()
+		if !ok {
+			return nil, false
+		}
+		m[string(k)] = v
+	}
+}
+
+func (d *Decoder) array() ([]any, bool) {
+	if !d.Next('[') {
+		return nil, false
+	}
+	if d.depth++; d.depth > maxDepth {
+		return nil, false
+	}
+	defer func() { d.depth-- }()
+	a := []any{}
+	for first := true; ; first = false {
+		if d.Next(']') {
+			return a, true
+		}
+		if !first && !d.Next(',') {
+			return nil, false
+		}
+		v, ok := d.Value()
+		if !ok {
+			return nil, false
+		}
+		a = append(a, v)
+	}
+}
+
+func (d *Decoder) literal(word string) bool {
+	if len(d.B)-d.I < len(word) || string(d.B[d.I:d.I+len(word)]) != word {
+		return false
+	}
+	d.I += len(word)
+	return true
+}
+
+// number consumes a number as JSON defines them: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (d *Decoder) number() bool {
+	digits := func() int {
+		n := 0
+		for d.I < len(d.B) && d.B[d.I] >= '0' && d.B[d.I] <= '9' {
+			d.I, n = d.I+1, n+1
+		}
+		return n
+	}
+	if d.B[d.I] == '-' {
+		d.I++
+	}
+	if d.I < len(d.B) && d.B[d.I] == '0' {
+		d.I++
+	} else if digits() == 0 {
+		return false
+	}
+	if d.I < len(d.B) && d.B[d.I] == '.' {
+		d.I++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if d.I < len(d.B) && (d.B[d.I] == 'e' || d.B[d.I] == 'E') {
+		d.I++
+		if d.I < len(d.B) && (d.B[d.I] == '+' || d.B[d.I] == '-') {
+			d.I++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// HasQuoteBackslashOrControl reports whether any byte of the eight in w is '"', '\\' or below
+// 0x20: the bytes that end a plain run inside a JSON string, so string contents can be skipped
+// a word at a time. (Bit tricks for "has a zero byte" and "has a byte below n", exact as to
+// whether any byte matches.)
+func HasQuoteBackslashOrControl(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w)&highs != 0
+}
