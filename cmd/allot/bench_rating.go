@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -172,7 +173,9 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 		if err != nil {
 			return nil, err
 		}
+		cpu0 := processCPU()
 		raw, err := benchRawPubSub(ctx, n, benchEvents(fmt.Sprintf("p%d", round), o.events))
+		rawCPU := processCPU() - cpu0
 		done()
 		if err != nil {
 			return nil, err
@@ -181,13 +184,16 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 		if err != nil {
 			return nil, err
 		}
+		cpu0 = processCPU()
 		pipe, err := benchFullPipeline(ctx, n, client, benchEvents(fmt.Sprintf("q%d", round), o.events), o, progress)
+		pipeCPU := processCPU() - cpu0
 		done()
 		if err != nil {
 			return nil, err
 		}
 		raws, pipes = append(raws, raw), append(pipes, pipe)
-		fmt.Fprintf(progress, "bench pipeline: round %d/%d raw publish+consume %.0f events/s, pipeline %.0f events/s\n", round+1, o.rounds, raw, pipe)
+		fmt.Fprintf(progress, "bench pipeline: round %d/%d raw publish+consume %.0f events/s (CPU %.1f µs/event), pipeline %.0f events/s (CPU %.1f µs/event)\n",
+			round+1, o.rounds, raw, perEvent(rawCPU, o.events), pipe, perEvent(pipeCPU, o.events))
 	}
 	return []benchResult{{Name: "pipeline", Value: median(pipes), Unit: "events/s", BaselineName: "jetstream_publish_consume", BaselineValue: median(raws), Ratio: median(pipes) / median(raws)}}, nil
 }
@@ -252,3 +258,14 @@ func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []ev
 	}
 	return rate, nil
 }
+
+// processCPU is the CPU time (user and system) this process has used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func perEvent(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
