@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -21,19 +20,12 @@ import (
 // sharing one stream: exactly the limit is admitted, each request all or nothing, the
 // batches really hold several requests, and a replay of the stream agrees.
 func TestIncrementsGroupCommit(t *testing.T) {
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
+	emb := startNATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var batchers []*Increments
 	for i := 0; i < 2; i++ {
-		nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-		require.NoError(t, err)
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		require.NoError(t, err)
-		require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+		js := connect(t, emb)
 		l := NewLedger()
 		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
 		batchers = append(batchers, &Increments{JS: js, Ledger: l,

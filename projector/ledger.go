@@ -422,16 +422,25 @@ func (l *Ledger) settled(deadline time.Time, f func()) bool {
 		}
 		ch := l.changed
 		l.mu.RUnlock()
-		wait := time.Until(deadline)
-		if wait <= 0 {
+		if !waitChanged(ch, deadline) {
 			return false
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ch:
-			t.Stop()
-		case <-t.C:
-		}
+	}
+}
+
+// waitChanged waits for ch, a fold's wake-up, until deadline; false if the deadline came first.
+func waitChanged(ch <-chan struct{}, deadline time.Time) bool {
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
@@ -449,15 +458,7 @@ func (l *Ledger) WaitFor(seq uint64, deadline time.Time) bool {
 		if done {
 			return true
 		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			return false
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ch:
-			t.Stop()
-		case <-t.C:
+		if !waitChanged(ch, deadline) {
 			return false
 		}
 	}

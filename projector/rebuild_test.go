@@ -19,16 +19,9 @@ import (
 // Rebuild, with its two goroutines, folds exactly what folding the stream one message at a
 // time folds: to the end, and to a target in the middle of a batch.
 func TestRebuildMatchesASequentialFold(t *testing.T) {
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	emb := startNATS(t)
+	js := connect(t, emb)
 	ctx := context.Background()
-	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
 
 	// 1,000 entries (not a multiple of the batch size) over 37 customers: grants, then debits
 	// that burn them and run into overage.
@@ -82,4 +75,25 @@ func TestRebuildMatchesASequentialFold(t *testing.T) {
 	n, err := Rebuild(ctx, js, bus.LedgerStream, NewLedger(), 0, nil)
 	require.NoError(t, err)
 	assert.Zero(t, n, "an empty stream is an empty fold")
+}
+
+// startNATS starts an embedded JetStream server in a temporary folder for one test.
+func startNATS(t *testing.T) *bus.Embedded {
+	t.Helper()
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	t.Cleanup(emb.Shutdown)
+	return emb
+}
+
+// connect opens a connection of its own to emb, with allot's streams in place.
+func connect(t *testing.T, emb *bus.Embedded) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	require.NoError(t, bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}))
+	return js
 }
