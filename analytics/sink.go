@@ -448,7 +448,11 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 			return nil
 		}
 		for _, it := range e.Items {
-			rs = append(rs, ledgerRow{typ: typ, quota: it.Quota, quantity: it.Amount, entry: e.At})
+			at := it.At // one entry may hold several requests' increments (group commit)
+			if at.IsZero() {
+				at = e.At
+			}
+			rs = append(rs, ledgerRow{typ: typ, quota: it.Quota, quantity: it.Amount, entry: at})
 		}
 	case events.TypeQuotaReset:
 		var e events.QuotaReset
