@@ -90,18 +90,14 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		if err := json.Unmarshal(data, &e); err != nil {
 			return nil, err
 		}
-		q := a.quota(e.Quota)
-		start, end := q.window(e.Period, e.At.UTC(), true)
-		q.use(start, end).Used = events.Decimal{}
+		a.quotaWindowAt(e.Quota, e.Period, e.At).Used = events.Decimal{}
 		return []Applied{{}}, nil
 	case events.TypeQuotaAdjusted:
 		var e events.QuotaAdjusted
 		if err := json.Unmarshal(data, &e); err != nil {
 			return nil, err
 		}
-		q := a.quota(e.Quota)
-		start, end := q.window(e.Period, e.At.UTC(), true)
-		w := q.use(start, end)
+		w := a.quotaWindowAt(e.Quota, e.Period, e.At)
 		w.Used = w.Used.Add(e.Amount)
 		if w.Used.Sign() < 0 {
 			w.Used = events.Decimal{}

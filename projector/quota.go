@@ -86,6 +86,12 @@ func (a *Account) quota(key string) *QuotaState {
 	return q
 }
 
+// quotaWindowAt is the customer's window of quota key, under period p, that holds at.
+func (a *Account) quotaWindowAt(key string, p events.Period, at time.Time) *QuotaWindow {
+	q := a.quota(key)
+	return q.use(q.window(p, at.UTC(), true))
+}
+
 // applyQuotaUse counts one use; rating's uses are applied once by usage position.
 func (a *Account) applyQuotaUse(u events.QuotaUse) bool {
 	q := a.quota(u.Quota)
