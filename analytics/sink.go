@@ -210,8 +210,21 @@ func (s *Sink) runUsage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.Usage.Seq.Store(held)
-	rd, err := s.open(ctx, s.UsageStream, held+1)
+	return s.copyStream(ctx, s.UsageStream, held+1, "usage_events", usageColumns, &s.Usage, held,
+		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
+			if row, evTime, ok := s.usageRow(md, m); ok {
+				b.add(md.Sequence.Stream, evTime, md.Timestamp, row)
+			}
+		})
+}
+
+// copyStream reads stream from sequence from and, batch by batch, turns messages into rows
+// (rowsOf adds them to the batch's runs) and inserts them into table. held is what the table
+// already holds, for the counters.
+func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table, columns string, st *Stats, held uint64,
+	rowsOf func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs)) error {
+	st.Seq.Store(held)
+	rd, err := s.open(ctx, stream, from)
 	if err != nil {
 		return err
 	}
@@ -224,35 +237,48 @@ func (s *Sink) runUsage(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		var runs []run
-		var month int
-		var firstTime time.Time
+		b := runs{max: rd.max}
 		for _, m := range msgs {
 			md, err := m.Metadata()
 			if err != nil {
 				return err
 			}
-			if firstTime.IsZero() {
-				firstTime = md.Timestamp
-			}
-			row, evTime, ok := s.usageRow(md, m)
-			if !ok {
-				continue
-			}
-			mo := evTime.Year()*100 + int(evTime.Month())
-			if len(runs) == 0 || mo != month {
-				runs = append(runs, run{first: md.Sequence.Stream})
-				month = mo
-			}
-			r := &runs[len(runs)-1]
-			r.last = md.Sequence.Stream
-			r.rows = append(r.rows, row)
+			rowsOf(m, md, &b)
 		}
-		if err := s.insert(ctx, "usage_events", usageColumns, runs, &s.Usage, firstTime); err != nil {
+		if err := s.insert(ctx, table, columns, b.runs, st, b.firstTime); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// runs groups a batch's rows into runs: consecutive stream sequences whose rows all go to one
+// month partition, at most max rows each.
+type runs struct {
+	runs      []run
+	month     int
+	max       int
+	firstTime time.Time // when the batch's first row's message was stored, for the lag
+}
+
+// add appends the rows of the message at seq, stored at stored, to the run of partition's
+// month.
+func (b *runs) add(seq uint64, partition, stored time.Time, rows ...[]any) {
+	if len(rows) == 0 {
+		return
+	}
+	if b.firstTime.IsZero() {
+		b.firstTime = stored
+	}
+	partition = partition.UTC()
+	month := partition.Year()*100 + int(partition.Month())
+	if len(b.runs) == 0 || month != b.month || len(b.runs[len(b.runs)-1].rows) >= b.max {
+		b.runs = append(b.runs, run{first: seq})
+		b.month = month
+	}
+	r := &b.runs[len(b.runs)-1]
+	r.last = seq
+	r.rows = append(r.rows, rows...)
 }
 
 func (s *Sink) usageRow(md *jetstream.MsgMetadata, m jetstream.Msg) ([]any, time.Time, bool) {
@@ -302,63 +328,23 @@ func (s *Sink) runLedger(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.Ledger.Seq.Store(held)
 	// Allocations are decided by the fold, so the sink folds the ledger itself: silently up to
 	// what ClickHouse holds, then writing rows.
 	fold := projector.NewLedger()
-	rd, err := s.open(ctx, s.LedgerStream, 1)
-	if err != nil {
-		return err
-	}
-	defer rd.it.Stop()
-	for ctx.Err() == nil {
-		msgs, err := rd.next(ctx)
-		if err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		var runs []run
-		var month int
-		var firstTime time.Time
-		for _, m := range msgs {
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
+	return s.copyStream(ctx, s.LedgerStream, 1, "ledger_entries", ledgerColumns, &s.Ledger, held,
+		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
 			seq := md.Sequence.Stream
 			typ := m.Headers().Get(events.HeaderType)
 			applied, err := fold.ApplyItems(seq, m.Subject(), typ, m.Data())
 			if err != nil {
 				s.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
-				continue
+				return
 			}
-			if seq <= held {
-				continue
+			if seq <= s.Ledger.Seq.Load() {
+				return // ClickHouse has it
 			}
-			if firstTime.IsZero() {
-				firstTime = md.Timestamp
-			}
-			rows := ledgerRows(seq, m.Subject(), typ, m.Data(), md.Timestamp.UTC(), applied)
-			if len(rows) == 0 {
-				continue
-			}
-			mo := md.Timestamp.UTC().Year()*100 + int(md.Timestamp.UTC().Month())
-			if len(runs) == 0 || mo != month || len(runs[len(runs)-1].rows) >= rd.max {
-				runs = append(runs, run{first: seq})
-				month = mo
-			}
-			r := &runs[len(runs)-1]
-			r.last = seq
-			r.rows = append(r.rows, rows...)
-		}
-		if err := s.insert(ctx, "ledger_entries", ledgerColumns, runs, &s.Ledger, firstTime); err != nil {
-			return err
-		}
-		held = s.Ledger.Seq.Load()
-	}
-	return nil
+			b.add(seq, md.Timestamp, md.Timestamp, ledgerRows(seq, m.Subject(), typ, m.Data(), md.Timestamp.UTC(), applied)...)
+		})
 }
 
 // ledgerRow is one row of ledger_entries before it is flattened for the driver.

@@ -270,7 +270,7 @@ func TestRatingCachesChangeNothing(t *testing.T) {
 		live, restored := NewState(), NewState()
 		rng := rand.New(rand.NewPCG(7, uint64(len(agg))))
 		at := t0
-		for i := 0; i < 3000; i++ {
+		for i := 0; i < 1500; i++ {
 			at = at.Add(time.Duration(rng.IntN(120)) * time.Second)
 			when := at
 			if rng.IntN(20) == 0 {
