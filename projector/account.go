@@ -3,6 +3,7 @@ package projector
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/allot-dev/allot/events"
@@ -80,6 +81,48 @@ type Reservation struct {
 	Status    string         `json:"status"`
 	Committed events.Credits `json:"committed,omitempty"`
 	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+}
+
+// An account remembers every active reservation, and the most recent ended ones so that
+// GET shows their outcome and a late commit or release gets 409 rather than 404. Without a
+// bound, a customer making reservations all day would grow without end, and every decision
+// on it (which copies the account) with it.
+const (
+	maxReservations       = 512 // ended ones are forgotten when an account holds more than this
+	keptEndedReservations = 256 // the most recently ended, kept when forgetting
+)
+
+// forgetEndedReservations drops ended reservations, oldest end first, down to keep of them,
+// and returns their ids. It depends only on the account, so every fold forgets the same.
+func (a *Account) forgetEndedReservations(keep int) []string {
+	var ended []*Reservation
+	for _, r := range a.Reservations {
+		if r.Status != StatusActive {
+			ended = append(ended, r)
+		}
+	}
+	if len(ended) <= keep {
+		return nil
+	}
+	slices.SortFunc(ended, func(x, y *Reservation) int {
+		if c := endedAt(x).Compare(endedAt(y)); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	var gone []string
+	for _, r := range ended[:len(ended)-keep] {
+		delete(a.Reservations, r.ID)
+		gone = append(gone, r.ID)
+	}
+	return gone
+}
+
+func endedAt(r *Reservation) time.Time {
+	if r.EndedAt != nil {
+		return *r.EndedAt
+	}
+	return r.CreatedAt
 }
 
 // StatusAt is the reservation's status at t: an active hold past its TTL is expired even

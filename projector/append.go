@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,11 @@ import (
 var ErrNotVisibleYet = errors.New("written, but the projection has not caught up yet; retry")
 
 func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) (uint64, error) {
+	// One append per customer at a time from this process: concurrent commands for one
+	// customer would otherwise all decide on the same state, all but one be refused by
+	// JetStream, and retry in a crowd (a busy customer's reservations fell to ~660/s with a
+	// p99 of 180 ms at 16 concurrent). Other processes still race, and lose, as before.
+	defer l.appends.lock(accountKey{scope, customer})()
 	subject := events.LedgerSubject(scope.Product, scope.Env, customer)
 	deadline := time.Now().Add(10 * time.Second)
 	fresh := false // whether the state was caught up with the subject's true last sequence
@@ -102,4 +108,39 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		return ack.Sequence, nil
 	}
 	return 0, errors.New("too much contention on this customer's ledger; retry")
+}
+
+// keyedLocks is a mutex per key, kept only while someone holds or waits for it.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[accountKey]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock takes key's mutex and returns its release.
+func (k *keyedLocks) lock(key accountKey) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[accountKey]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }

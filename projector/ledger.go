@@ -237,7 +237,8 @@ type Ledger struct {
 	// while it is not zero ApplyOwn declines.
 	ahead    uint64
 	settling int
-	scratch  ratedFold // the decode buffer of the fold, used under mu
+	scratch  ratedFold  // the decode buffer of the fold, used under mu
+	appends  keyedLocks // one AppendDecided per customer at a time
 }
 
 // NewLedger returns an empty fold.
@@ -375,6 +376,11 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 				l.resv[k.Scope] = map[string]string{}
 			}
 			l.resv[k.Scope][e.Reservation+e.Subscription] = k.Customer
+		}
+		if len(a.Reservations) > maxReservations {
+			for _, id := range a.forgetEndedReservations(keptEndedReservations) {
+				delete(l.resv[k.Scope], id)
+			}
 		}
 	}
 	if typ == events.TypeUsageRated {

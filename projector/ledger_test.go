@@ -2,6 +2,7 @@ package projector
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -133,4 +134,57 @@ func TestApplyOwnAheadOfTheFold(t *testing.T) {
 	_, d, err := l.Digest()
 	require.NoError(t, err)
 	assert.Equal(t, want[4], d, "the stream's copy of entry 3 is skipped, not counted again")
+}
+
+// A customer that reserves all day keeps a bounded account: active holds stay, the most
+// recently ended are remembered (GET, 409 on a late commit), older ones are forgotten, by
+// every fold alike and in the reservation index too.
+func TestEndedReservationsAreForgotten(t *testing.T) {
+	scope := events.Scope{Product: "acme", Env: "live"}
+	subj := events.LedgerSubject("acme", "live", "busy")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := NewLedger()
+	seq := uint64(0)
+	apply := func(typ string, v any) {
+		t.Helper()
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		seq++
+		require.NoError(t, l.Apply(seq, subj, typ, b))
+	}
+	apply(events.TypeReservationCreated, events.ReservationCreated{Reservation: "res_long", Customer: "busy", Amount: 1, ExpiresAt: t0.Add(24 * time.Hour), At: t0})
+	const n = 2000
+	for i := 0; i < n; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		id := fmt.Sprint("res_", i)
+		apply(events.TypeReservationCreated, events.ReservationCreated{Reservation: id, Customer: "busy", Amount: 1, ExpiresAt: at.Add(time.Minute), At: at})
+		apply(events.TypeReservationReleased, events.ReservationReleased{Reservation: id, Customer: "busy", At: at.Add(time.Second / 2)})
+	}
+	a, ok := l.Account(scope, "busy")
+	require.True(t, ok)
+	assert.LessOrEqual(t, len(a.Reservations), maxReservations+1)
+	assert.Equal(t, StatusActive, a.Reservations["res_long"].Status, "an active hold is never forgotten")
+	last := fmt.Sprint("res_", n-1)
+	require.NotNil(t, a.Reservations[last], "the most recently ended are kept")
+	assert.Equal(t, StatusReleased, a.Reservations[last].Status)
+	assert.Nil(t, a.Reservations["res_0"], "the oldest ended are forgotten")
+	_, ok = l.ReservationCustomer(scope, "res_0")
+	assert.False(t, ok, "and leave the index")
+	c, ok := l.ReservationCustomer(scope, last)
+	assert.True(t, ok)
+	assert.Equal(t, "busy", c)
+	assert.Equal(t, events.Credits(1), a.Reserved(t0.Add(time.Hour)))
+
+	// A projection restored from its snapshot agrees, index included.
+	b, err := json.Marshal(l)
+	require.NoError(t, err)
+	r := NewLedger()
+	require.NoError(t, json.Unmarshal(b, r))
+	_, d1, _ := l.Digest()
+	_, d2, _ := r.Digest()
+	assert.Equal(t, d1, d2)
+	_, ok = r.ReservationCustomer(scope, "res_0")
+	assert.False(t, ok)
+	_, ok = r.ReservationCustomer(scope, last)
+	assert.True(t, ok)
 }
