@@ -31,7 +31,7 @@ type Worker struct {
 	Config        Config
 	Partition     int
 	Batch         int           // messages per fetch; default 1000
-	Linger        time.Duration // how long a fetch may wait to fill while usage is flowing; default 20ms
+	Linger        time.Duration // how long a fetch may wait to fill while usage is flowing; default 100ms
 	SnapshotEvery time.Duration // default 2s
 	Log           *slog.Logger
 	Counters      Counters
@@ -96,7 +96,7 @@ func (w *Worker) run(ctx context.Context) error {
 	}
 	linger := w.Linger
 	if linger <= 0 {
-		linger = 20 * time.Millisecond
+		linger = 100 * time.Millisecond
 	}
 	every := w.SnapshotEvery
 	if every <= 0 {

@@ -45,6 +45,7 @@ type nodeConfig struct {
 	FsyncAlways             bool
 	MaxBody                 int64
 	SnapshotEvery           time.Duration   // rating snapshots; default 2s
+	RatingLinger            time.Duration   // how long a rating fetch may wait to fill; default 100ms
 	ProjectionSnapshotEvery time.Duration   // ledger projection snapshots; default 10s
 	NoRating                bool            // run no rating workers (the bench measures raw baselines with it)
 	KeyRequestsPerMinute    int64           // allot's own API: requests per key per minute per process
@@ -188,7 +189,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	// only grow.
 	for p := 0; p < parts; p++ {
 		n.raters = append(n.raters, &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
-			SnapshotEvery: cfg.SnapshotEvery, Log: log.With("component", "rating", "partition", p)})
+			SnapshotEvery: cfg.SnapshotEvery, Linger: cfg.RatingLinger, Log: log.With("component", "rating", "partition", p)})
 	}
 	if cfg.has(roleRating) && !cfg.NoRating {
 		pool := &rating.Pool{Partitions: parts, Leases: leases, KV: leases.KV, Member: n.memberID(), Log: log.With("component", "rating"),
