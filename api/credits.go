@@ -50,17 +50,33 @@ func viewBlock(b *projector.Block, now time.Time) blockView {
 	return v
 }
 
-func (s *Server) balanceView(scope events.Scope, a *projector.Account, now time.Time) map[string]any {
+// balanceView is the answer of GET /v1/customers/{id}/balance (fields in name order, as the
+// JSON of a map would have them).
+type balanceView struct {
+	Balance          events.Credits `json:"balance"`
+	Blocks           []blockView    `json:"blocks"`
+	Committed        events.Credits `json:"committed"`
+	CreditedBack     events.Credits `json:"credited_back"`
+	Customer         string         `json:"customer"`
+	CustomerID       string         `json:"customer_id"`
+	Debited          events.Credits `json:"debited"`
+	EffectiveBalance events.Credits `json:"effective_balance"`
+	Expired          events.Credits `json:"expired"`
+	Overage          events.Credits `json:"overage"`
+	Reserved         events.Credits `json:"reserved"`
+	UnratedEvents    int64          `json:"unrated_events"`
+	Version          uint64         `json:"version"`
+}
+
+func viewBalance(scope events.Scope, a *projector.Account, now time.Time, version uint64) balanceView {
 	blocks := make([]blockView, 0, len(a.Blocks))
 	for _, b := range a.Blocks {
 		blocks = append(blocks, viewBlock(b, now))
 	}
 	bal, res := a.Balance(now), a.Reserved(now)
-	return map[string]any{
-		"customer": a.Customer, "customer_id": events.CustomerID(scope, a.Customer), "balance": bal, "reserved": res, "effective_balance": bal - res,
-		"overage": a.Overage, "blocks": blocks, "debited": a.Debited, "credited_back": a.CreditedBack,
-		"committed": a.Committed, "expired": a.Expired, "unrated_events": a.Unrated, "version": s.o.Ledger.Seq(),
-	}
+	return balanceView{Customer: a.Customer, CustomerID: events.CustomerID(scope, a.Customer), Balance: bal, Reserved: res,
+		EffectiveBalance: bal - res, Overage: a.Overage, Blocks: blocks, Debited: a.Debited, CreditedBack: a.CreditedBack,
+		Committed: a.Committed, Expired: a.Expired, UnratedEvents: a.Unrated, Version: version}
 }
 
 // customerParam is the {id} of a customer path: an external id or allot's UUID for it.
@@ -69,8 +85,10 @@ func (s *Server) customerParam(r *http.Request) string {
 }
 
 func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
-	a, _ := s.o.Ledger.Account(scopeFrom(r), s.customerParam(r))
-	writeJSON(w, http.StatusOK, s.balanceView(scopeFrom(r), a, s.o.Now()))
+	var v balanceView
+	now, scope, customer := s.o.Now(), scopeFrom(r), s.customerParam(r)
+	s.o.Ledger.View(scope, customer, func(a *projector.Account, seq uint64) { v = viewBalance(scope, a, now, seq) })
+	writeJSON(w, http.StatusOK, v)
 }
 
 // decodeBody reads a JSON body strictly (unknown fields are errors).
@@ -340,16 +358,17 @@ func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
 	}
 	sc, now := scopeFrom(r), s.o.Now()
 	b.Customer = s.o.Ledger.ResolveCustomer(sc, b.Customer)
-	a, _ := s.o.Ledger.Account(sc, b.Customer)
-	bal, res := a.Balance(now), a.Reserved(now)
-	out := map[string]any{"customer": b.Customer, "feature": b.Feature, "balance": bal, "reserved": res,
-		"effective_balance": bal - res, "estimated_cost": events.Credits(0), "version": s.o.Ledger.Seq()}
+	var bal, res events.Credits
+	var version uint64
+	s.o.Ledger.View(sc, b.Customer, func(a *projector.Account, seq uint64) { bal, res, version = a.Balance(now), a.Reserved(now), seq })
+	out := entitlementView{Customer: b.Customer, Feature: b.Feature, Balance: bal, Reserved: res,
+		EffectiveBalance: bal - res, Version: version}
 	f, ok := s.o.Catalog.Feature(sc, b.Feature)
 	switch {
 	case !ok:
-		out["allowed"], out["reason"] = false, "unknown_feature"
+		out.Allowed, out.Reason = false, "unknown_feature"
 	case f.Disabled:
-		out["allowed"], out["reason"] = false, "feature_disabled"
+		out.Allowed, out.Reason = false, "feature_disabled"
 	default:
 		var cost events.Credits
 		if f.Rule != "" {
@@ -366,15 +385,30 @@ func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
 				cost = c
 			}
 		}
-		out["estimated_cost"] = cost
-		out["overdraft_limit"] = f.OverdraftLimit
+		out.EstimatedCost = cost
+		out.OverdraftLimit = &f.OverdraftLimit
 		if bal-res-cost >= -f.OverdraftLimit {
-			out["allowed"], out["reason"] = true, "ok"
+			out.Allowed, out.Reason = true, "ok"
 		} else {
-			out["allowed"], out["reason"] = false, "insufficient_credits"
+			out.Allowed, out.Reason = false, "insufficient_credits"
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// entitlementView is the answer of POST /v1/entitlements/check (fields in name order, as the
+// JSON of a map would have them).
+type entitlementView struct {
+	Allowed          bool            `json:"allowed"`
+	Balance          events.Credits  `json:"balance"`
+	Customer         string          `json:"customer"`
+	EffectiveBalance events.Credits  `json:"effective_balance"`
+	EstimatedCost    events.Credits  `json:"estimated_cost"`
+	Feature          string          `json:"feature"`
+	OverdraftLimit   *events.Credits `json:"overdraft_limit,omitempty"`
+	Reason           string          `json:"reason"`
+	Reserved         events.Credits  `json:"reserved"`
+	Version          uint64          `json:"version"`
 }
 
 func (s *Server) putFeature(w http.ResponseWriter, r *http.Request) {

@@ -112,9 +112,29 @@ func wholeUnits(d events.Decimal) string {
 	return s
 }
 
-func quotaView(s projector.QuotaStatus) map[string]any {
+// quotaStatusView is one quota's status in an answer (fields in name order, as the JSON of a
+// map would have them); Customer is set on the single-quota endpoints.
+type quotaStatusView struct {
+	Allowed     bool           `json:"allowed"`
+	Customer    string         `json:"customer,omitempty"`
+	Limit       events.Decimal `json:"limit"`
+	Quota       string         `json:"quota"`
+	Remaining   events.Decimal `json:"remaining"`
+	Requested   events.Decimal `json:"requested"`
+	ResetsAt    time.Time      `json:"resets_at"`
+	Used        events.Decimal `json:"used"`
+	WindowStart time.Time      `json:"window_start"`
+}
+
+// quotaMap is a quota status for the answers that leave fields out.
+func quotaMap(s projector.QuotaStatus) map[string]any {
 	return map[string]any{"quota": s.Quota, "allowed": s.Allowed, "used": s.Used, "limit": s.Limit, "remaining": s.Remaining,
 		"requested": s.Requested, "window_start": s.WindowStart, "resets_at": s.ResetsAt}
+}
+
+func quotaView(s projector.QuotaStatus, customer string) quotaStatusView {
+	return quotaStatusView{Quota: s.Quota, Allowed: s.Allowed, Used: s.Used, Limit: s.Limit, Remaining: s.Remaining,
+		Requested: s.Requested, WindowStart: s.WindowStart, ResetsAt: s.ResetsAt, Customer: customer}
 }
 
 func (s *Server) postQuotaCheck(w http.ResponseWriter, r *http.Request) {
@@ -128,12 +148,12 @@ func (s *Server) postQuotaCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.o.Now()
-	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
-	st := a.QuotaStatuses([]events.Quota{q}, []events.Decimal{amt}, now)
+	var st []projector.QuotaStatus
+	s.o.Ledger.View(scopeFrom(r), customer, func(a *projector.Account, _ uint64) {
+		st = a.QuotaStatuses([]events.Quota{q}, []events.Decimal{amt}, now)
+	})
 	setRateLimitHeaders(w, []events.Quota{q}, st, now)
-	v := quotaView(st[0])
-	v["customer"] = customer
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, quotaView(st[0], customer))
 }
 
 func (s *Server) postQuotaIncrement(w http.ResponseWriter, r *http.Request) {
@@ -153,9 +173,7 @@ func (s *Server) postQuotaIncrement(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	setRateLimitHeaders(w, quotas, st, s.o.Now())
-	v := quotaView(st[0])
-	v["customer"] = customer
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, quotaView(st[0], customer))
 }
 
 // increment decides and appends an all-or-nothing increment of several quotas.
@@ -254,7 +272,7 @@ func (s *Server) writeQuotaStatus(w http.ResponseWriter, r *http.Request, q even
 	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
 	st := a.QuotaStatuses([]events.Quota{q}, []events.Decimal{{}}, now)
 	setRateLimitHeaders(w, []events.Quota{q}, st, now)
-	v := quotaView(st[0])
+	v := quotaMap(st[0])
 	v["customer"] = customer
 	delete(v, "requested")
 	writeJSON(w, http.StatusOK, v)
@@ -268,7 +286,7 @@ func (s *Server) getCustomerQuotas(w http.ResponseWriter, r *http.Request) {
 	zeros := make([]events.Decimal, len(qs))
 	data := make([]map[string]any, 0, len(qs))
 	for _, st := range a.QuotaStatuses(qs, zeros, now) {
-		v := quotaView(st)
+		v := quotaMap(st)
 		delete(v, "requested")
 		delete(v, "allowed")
 		data = append(data, v)

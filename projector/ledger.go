@@ -478,6 +478,20 @@ func (l *Ledger) Account(scope events.Scope, customer string) (*Account, bool) {
 	return a.clone(), true
 }
 
+// View calls f with the customer's account in place and the sequence the projection covers,
+// under the read lock (an empty account when allot has not seen the customer): for reads on
+// the hot path — checks, balances — that would otherwise copy the account. f must not keep or
+// change the account, nor call back into the ledger.
+func (l *Ledger) View(scope events.Scope, customer string, f func(a *Account, seq uint64)) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	a, ok := l.accounts[accountKey{scope, customer}]
+	if !ok {
+		a = newAccount(customer)
+	}
+	f(a, l.seq)
+}
+
 // ReservationCustomer returns the customer holding a reservation (or a subscription).
 func (l *Ledger) ReservationCustomer(scope events.Scope, id string) (string, bool) {
 	l.mu.RLock()
