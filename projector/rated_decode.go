@@ -1,7 +1,6 @@
 package projector
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -107,9 +106,7 @@ func (d *ratedDecoder) member(first bool) (key []byte, more bool, err error) {
 		return nil, false, errSlowPath
 	}
 	start := d.i
-	for d.i+8 <= len(d.b) && !plainjson.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
-		d.i += 8
-	}
+	d.i = plainjson.SkipPlain(d.b, d.i)
 	for d.i < len(d.b) {
 		switch c := d.b[d.i]; {
 		case c == '"':
@@ -150,10 +147,11 @@ func (d *ratedDecoder) value() ([]byte, error) {
 		d.i++
 		// Eight bytes at a time up to the first that needs a look: most of an entry's bytes
 		// are string contents the fold skips.
-		for d.i+8 <= len(d.b) && !plainjson.HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(d.b[d.i:])) {
-			d.i += 8
-		}
 		for d.i < len(d.b) {
+			d.i = plainjson.SkipPlain(d.b, d.i)
+			if d.i >= len(d.b) {
+				break
+			}
 			switch c := d.b[d.i]; {
 			case c == '"':
 				d.i++
@@ -392,6 +390,9 @@ func (d *ratedDecoder) unrated() (seq uint64, err error) {
 }
 
 func (d *ratedDecoder) debit(x *ratedDebit) error {
+	if d.debitInOrder(x) {
+		return nil
+	}
 	if !d.next('{') {
 		return errSlowPath
 	}
@@ -400,33 +401,98 @@ func (d *ratedDecoder) debit(x *ratedDebit) error {
 		if err != nil || !more {
 			return err
 		}
-		switch string(k) {
-		case "usage_seq":
-			if x.UsageSeq, err = d.uint(); err != nil {
-				return err
-			}
-		case "rule_index":
-			n, err := d.uint()
-			if err != nil || n > 1<<31 {
-				return errSlowPath
-			}
-			x.RuleIndex = int(n)
-		case "amount":
-			v, err := d.value()
-			if err != nil || x.Amount.UnmarshalJSON(v) != nil {
-				return errSlowPath
-			}
-		case "event_time":
-			v, err := d.value()
-			if err != nil || v[0] != '"' || x.EventTime.UnmarshalJSON(v) != nil {
-				return errSlowPath
-			}
-		case "id", "kind", "customer", "event_id", "rule", "rule_version", "quantity", "allocations", "period_start", "period_quantity":
-			if _, err := d.value(); err != nil {
-				return err
-			}
-		default:
-			return errSlowPath
+		if err := d.debitField(string(k), x); err != nil {
+			return err
 		}
 	}
+}
+
+// debitKeys are a debit item's keys in the order UsageDebited.appendJSON writes them, quoted
+// and with their colon.
+var debitKeys = [...]struct{ name, lit string }{
+	{"id", `"id":`}, {"kind", `"kind":`}, {"customer", `"customer":`}, {"event_id", `"event_id":`}, {"rule", `"rule":`},
+	{"rule_version", `"rule_version":`}, {"quantity", `"quantity":`}, {"amount", `"amount":`}, {"allocations", `"allocations":`},
+	{"event_time", `"event_time":`}, {"usage_seq", `"usage_seq":`}, {"rule_index", `"rule_index":`},
+	{"period_start", `"period_start":`}, {"period_quantity", `"period_quantity":`},
+}
+
+// debitInOrder reads a debit item written as allot writes them — no whitespace, known keys in
+// debitKeys order (any may be missing), each once — matching each key by its bytes instead of
+// scanning and switching. Anything else leaves the decoder where it was and reports false, for
+// the general walk.
+func (d *ratedDecoder) debitInOrder(x *ratedDebit) bool {
+	start := d.i
+	if !d.lit("{") {
+		return false
+	}
+	next := 0
+	for first := true; ; first = false {
+		if d.lit("}") {
+			return true
+		}
+		if !first && !d.lit(",") {
+			break
+		}
+		found := false
+		for next < len(debitKeys) && !found {
+			k := debitKeys[next]
+			next++
+			if d.lit(k.lit) {
+				if d.debitField(k.name, x) != nil {
+					d.i, *x = start, ratedDebit{}
+					return false
+				}
+				found = true
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	d.i, *x = start, ratedDebit{}
+	return false
+}
+
+// lit consumes s if the input continues with exactly s.
+func (d *ratedDecoder) lit(s string) bool {
+	if len(d.b)-d.i < len(s) || string(d.b[d.i:d.i+len(s)]) != s {
+		return false
+	}
+	d.i += len(s)
+	return true
+}
+
+// debitField reads the value of a debit item's member called key.
+func (d *ratedDecoder) debitField(key string, x *ratedDebit) error {
+	switch key {
+	case "usage_seq":
+		n, err := d.uint()
+		if err != nil {
+			return err
+		}
+		x.UsageSeq = n
+	case "rule_index":
+		n, err := d.uint()
+		if err != nil || n > 1<<31 {
+			return errSlowPath
+		}
+		x.RuleIndex = int(n)
+	case "amount":
+		v, err := d.value()
+		if err != nil || x.Amount.UnmarshalJSON(v) != nil {
+			return errSlowPath
+		}
+	case "event_time":
+		v, err := d.value()
+		if err != nil || v[0] != '"' || x.EventTime.UnmarshalJSON(v) != nil {
+			return errSlowPath
+		}
+	case "id", "kind", "customer", "event_id", "rule", "rule_version", "quantity", "allocations", "period_start", "period_quantity":
+		if _, err := d.value(); err != nil {
+			return err
+		}
+	default:
+		return errSlowPath
+	}
+	return nil
 }

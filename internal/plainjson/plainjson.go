@@ -9,6 +9,7 @@ package plainjson
 import (
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -74,35 +75,31 @@ func (d *Decoder) String() ([]byte, bool) {
 		return nil, false
 	}
 	start := d.I
-	ascii := true
-	for d.I+8 <= len(d.B) {
-		w := binary.LittleEndian.Uint64(d.B[d.I:])
-		if HasQuoteBackslashOrControl(w) {
-			break
-		}
-		if w&0x8080808080808080 != 0 {
-			ascii = false
-		}
-		d.I += 8
+	d.I = SkipPlain(d.B, d.I)
+	if d.I >= len(d.B) || d.B[d.I] != '"' {
+		return nil, false // an escape, a control byte or no end
 	}
-	for d.I < len(d.B) {
-		c := d.B[d.I]
-		switch {
-		case c == '"':
-			s := d.B[start:d.I]
-			d.I++
-			if !ascii && !utf8.Valid(s) {
-				return nil, false // encoding/json replaces invalid bytes
-			}
-			return s, true
-		case c == '\\' || c < 0x20:
-			return nil, false
-		case c >= 0x80:
-			ascii = false
-		}
-		d.I++
+	s := d.B[start:d.I]
+	d.I++
+	if !isASCII(s) && !utf8.Valid(s) {
+		return nil, false // encoding/json replaces invalid bytes
 	}
-	return nil, false
+	return s, true
+}
+
+func isASCII(s []byte) bool {
+	for len(s) >= 8 {
+		if binary.LittleEndian.Uint64(s)&0x8080808080808080 != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for _, c := range s {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // Value reads any value.
@@ -227,13 +224,23 @@ func (d *Decoder) number() bool {
 	return true
 }
 
-// HasQuoteBackslashOrControl reports whether any byte of the eight in w is '"', '\\' or below
-// 0x20: the bytes that end a plain run inside a JSON string, so string contents can be skipped
-// a word at a time. (Bit tricks for "has a zero byte" and "has a byte below n", exact as to
-// whether any byte matches.)
-func HasQuoteBackslashOrControl(w uint64) bool {
+// SkipPlain returns the index of the first byte of b at or after i that is '"', '\\' or a
+// control byte (below 0x20) — where a plain run inside a JSON string ends — or len(b). It tests
+// eight bytes at a time: "has a zero byte" and "has a byte below n" bit tricks, whose lowest
+// flagged byte is exactly the first match (a borrow only runs upwards, from a match).
+func SkipPlain(b []byte, i int) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	q := w ^ (ones * '"')
-	bs := w ^ (ones * '\\')
-	return ((q-ones)&^q|(bs-ones)&^bs|(w-ones*0x20)&^w)&highs != 0
+	for i+8 <= len(b) {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q := w ^ (ones * '"')
+		bs := w ^ (ones * '\\')
+		if m := ((q-ones)&^q | (bs-ones)&^bs | (w-ones*0x20)&^w) & highs; m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
+		i += 8
+	}
+	for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+		i++
+	}
+	return i
 }

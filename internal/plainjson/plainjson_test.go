@@ -2,7 +2,6 @@ package plainjson
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
@@ -72,31 +71,45 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { agree(t, b) })
 }
 
-// The word test agrees with the byte-by-byte one for every byte at every position, and for
-// random words (where bytes interact through borrows).
-func TestHasQuoteBackslashOrControl(t *testing.T) {
-	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 }
-	check := func(w [8]byte) {
-		want := false
-		for _, c := range w {
-			want = want || special(c)
+// SkipPlain finds the first quote, backslash or control byte exactly: for every byte at
+// every position of a run, and for random runs where several bytes of a word interact
+// through borrows.
+func TestSkipPlain(t *testing.T) {
+	naive := func(b []byte, i int) int {
+		for i < len(b) && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 {
+			i++
 		}
-		if got := HasQuoteBackslashOrControl(binary.LittleEndian.Uint64(w[:])); got != want {
-			t.Fatalf("%q: %v, want %v", w[:], got, want)
+		return i
+	}
+	check := func(b []byte, i int) {
+		if got, want := SkipPlain(b, i), naive(b, i); got != want {
+			t.Fatalf("%q from %d: %d, want %d", b, i, got, want)
 		}
 	}
-	for pos := 0; pos < 8; pos++ {
+	for pos := 0; pos < 19; pos++ {
 		for c := 0; c < 256; c++ {
-			w := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
-			w[pos] = byte(c)
-			check(w)
+			b := []byte("abcdefghijklmnopqrs")
+			b[pos] = byte(c)
+			for from := 0; from <= pos; from += 3 {
+				check(b, from)
+			}
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 1_000_000; i++ {
-		var w [8]byte
-		binary.LittleEndian.PutUint64(w[:], rng.Uint64())
-		check(w)
+	pool := []byte{'"', '\\', 0, 0x1f, 0x20, 0x21, 0x7f, 0x80, 0xff, 'a', 0x5c ^ 0x80, 0x22 ^ 0x01}
+	for i := 0; i < 300_000; i++ {
+		b := make([]byte, rng.IntN(40))
+		for j := range b {
+			if rng.IntN(4) == 0 {
+				b[j] = pool[rng.IntN(len(pool))]
+			} else {
+				b[j] = byte(rng.Uint32())
+			}
+		}
+		check(b, 0)
+		if len(b) > 0 {
+			check(b, rng.IntN(len(b)))
+		}
 	}
 }
 
