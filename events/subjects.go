@@ -192,15 +192,18 @@ type LedgerAddress struct{ Product, Env, Customer string }
 
 // ParseLedgerSubject reads allot.ledger.<product>.<env>.<customer>.
 func ParseLedgerSubject(subject string) (LedgerAddress, error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 5 || parts[0] != "allot" || parts[1] != "ledger" {
+	// Cut rather than Split: every ledger entry folded goes through here.
+	rest, ok := strings.CutPrefix(subject, "allot.ledger.")
+	product, rest, ok2 := strings.Cut(rest, ".")
+	env, tok, ok3 := strings.Cut(rest, ".")
+	if !ok || !ok2 || !ok3 || strings.Contains(tok, ".") {
 		return LedgerAddress{}, fmt.Errorf("not a ledger subject: %q", truncate(subject, 80))
 	}
-	cust, err := ParseToken(parts[4])
+	cust, err := ParseToken(tok)
 	if err != nil {
 		return LedgerAddress{}, err
 	}
-	return LedgerAddress{Product: parts[2], Env: parts[3], Customer: cust}, nil
+	return LedgerAddress{Product: product, Env: env, Customer: cust}, nil
 }
 
 // customerNamespace is the UUIDv5 namespace of allot customer ids. A contract: changing it

@@ -89,3 +89,17 @@ func TestCustomerID(t *testing.T) {
 	// Pinned: the id of a customer must never change between versions of allot.
 	assert.Equal(t, "92f33272-8528-541c-872d-f2d52283c611", a) // Python: uuid.uuid5(ns, "acme\x00live\x00cust-42")
 }
+
+func TestParseLedgerSubject(t *testing.T) {
+	for _, cust := range []string{"cust-1", "user@example.com", "a.b c~d", ""} {
+		a, err := ParseLedgerSubject(LedgerSubject("acme", "live", cust))
+		if assert.NoError(t, err, cust) {
+			assert.Equal(t, LedgerAddress{Product: "acme", Env: "live", Customer: cust}, a)
+		}
+	}
+	for _, s := range []string{"", "allot.ledger", "allot.ledger.acme.live", "allot.ledger.acme.live.c.d", "allot.usage.acme.live.c",
+		"allotXledger.acme.live.c", "allot.ledger.acme.live.bad*token"} {
+		_, err := ParseLedgerSubject(s)
+		assert.Error(t, err, s)
+	}
+}

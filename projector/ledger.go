@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/nats-io/nats.go"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/allot-dev/allot/events"
@@ -232,6 +233,7 @@ type Ledger struct {
 	resv     map[events.Scope]map[string]string // reservation and subscription id → customer
 	byID     map[string]string                  // allot customer UUID → external id (UUIDs are scope-specific)
 	changed  chan struct{}
+	waiting  atomic.Bool // someone holds changed: only then is it closed and replaced
 	// ahead is the highest sequence applied out of stream order by ApplyOwn (0 when none is
 	// ahead of seq); settling counts readers that need a state covering exactly seq, and
 	// while it is not zero ApplyOwn declines.
@@ -422,7 +424,7 @@ func (l *Ledger) settled(deadline time.Time, f func()) bool {
 			l.mu.RUnlock()
 			return true
 		}
-		ch := l.changed
+		ch := l.changedLocked()
 		l.mu.RUnlock()
 		if !waitChanged(ch, deadline) {
 			return false
@@ -446,16 +448,30 @@ func waitChanged(ch <-chan struct{}, deadline time.Time) bool {
 	}
 }
 
+// wake wakes whoever waits for the fold (under the write lock). Most entries have no one
+// waiting, and then the channel is kept rather than closed and made again.
 func (l *Ledger) wake() {
-	close(l.changed)
-	l.changed = make(chan struct{})
+	if l.waiting.Swap(false) {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+}
+
+// changedLocked returns the channel wake closes (under the read lock).
+func (l *Ledger) changedLocked() <-chan struct{} {
+	l.waiting.Store(true)
+	return l.changed
 }
 
 // WaitFor blocks until sequence seq has been applied or the deadline passes.
 func (l *Ledger) WaitFor(seq uint64, deadline time.Time) bool {
 	for {
 		l.mu.RLock()
-		done, ch := l.seq >= seq, l.changed
+		done := l.seq >= seq
+		var ch <-chan struct{}
+		if !done {
+			ch = l.changedLocked()
+		}
 		l.mu.RUnlock()
 		if done {
 			return true
