@@ -119,7 +119,6 @@ func (in *Increments) commit(k accountKey, batch []*incRequest) {
 	if len(live) == 0 {
 		return
 	}
-	var err error
 	stream, err := in.Stream(live[0].ctx)
 	if err == nil {
 		ctx := context.WithoutCancel(live[0].ctx) // the batch is not the leader's alone
