@@ -188,3 +188,41 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 	_, ok = r.ReservationCustomer(scope, last)
 	assert.True(t, ok)
 }
+
+// The projection's fold (no per-item results, scratch decode) and the sink's (results kept)
+// leave the same state.
+func TestFoldWithAndWithoutResultsAgree(t *testing.T) {
+	subj := events.LedgerSubject("acme", "live", "c")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	withResults, without := NewLedger(), NewLedger()
+	seq := uint64(0)
+	apply := func(typ string, v any) {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		seq++
+		_, err = withResults.ApplyItems(seq, subj, typ, b)
+		require.NoError(t, err)
+		require.NoError(t, without.Apply(seq, subj, typ, b))
+	}
+	apply(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_1", Customer: "c", Amount: 50, Source: "promo", Priority: 10, EffectiveAt: t0, At: t0})
+	for i := 1; i <= 40; i++ {
+		amt := events.Credits(3)
+		if i%7 == 0 {
+			amt = -2 // a credit-back
+		}
+		ds := []events.UsageDebited{{Customer: "c", UsageSeq: uint64(i), Amount: amt, EventTime: t0.Add(time.Duration(i) * time.Minute)},
+			{Customer: "c", UsageSeq: uint64(i), RuleIndex: 1, Amount: 1, EventTime: t0.Add(time.Duration(i) * time.Minute)}}
+		if i%5 == 0 {
+			ds = ds[:1] // and a re-rate that repeats an item already applied
+			ds = append(ds, events.UsageDebited{Customer: "c", UsageSeq: uint64(i - 1), RuleIndex: 1, Amount: 1, EventTime: t0})
+		}
+		apply(events.TypeUsageRated, events.UsageRated{Customer: "c", FirstSeq: uint64(i), LastSeq: uint64(i), Debits: ds,
+			Unrated: []events.UsageUnrated{{UsageSeq: uint64(i)}}})
+	}
+	_, d1, err := withResults.Digest()
+	require.NoError(t, err)
+	_, d2, err := without.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, d1, d2)
+	assert.Equal(t, withResults.Items(), without.Items())
+}
