@@ -91,6 +91,10 @@ func New(o Options) *Server {
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute)}
 	s.incs = &projector.Increments{JS: o.JS, Stream: s.ledgerStream, Ledger: o.Ledger}
+	o.Metrics.CounterFunc("allot_quota_increments_total", "Quota increments decided without an Idempotency-Key (group committed).",
+		func() float64 { return float64(s.incs.Requests.Load()) })
+	o.Metrics.CounterFunc("allot_quota_increment_entries_total", "Ledger entries that wrote group-committed quota increments.",
+		func() float64 { return float64(s.incs.Entries.Load()) })
 	s.routes()
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +25,10 @@ type Increments struct {
 	JS     jetstream.JetStream
 	Stream func(context.Context) (jetstream.Stream, error)
 	Ledger *Ledger
+
+	// Requests counts increments decided; Entries the ledger entries that wrote the admitted
+	// ones (Requests/Entries is the batching achieved).
+	Requests, Entries atomic.Int64
 
 	mu     sync.Mutex
 	queues map[accountKey]*incQueue
@@ -145,6 +150,10 @@ func (in *Increments) commit(k accountKey, batch []*incRequest) {
 			}
 			return events.TypeQuotaIncremented, e, nil
 		})
+		in.Requests.Add(int64(len(live)))
+		if err == nil || errors.Is(err, ErrNotVisibleYet) {
+			in.Entries.Add(1)
+		}
 	}
 	for _, r := range live {
 		switch {

@@ -90,6 +90,8 @@ func TestIncrementsGroupCommit(t *testing.T) {
 	assert.Equal(t, "100", sts[0].Used.String())
 	assert.Equal(t, "300", sts[1].Used.String())
 	assert.Less(t, a.Entries, int64(100), "increments in flight together were written together")
+	assert.Equal(t, int64(n), batchers[0].Requests.Load()+batchers[1].Requests.Load(), "every request decided once")
+	assert.Equal(t, a.Entries, batchers[0].Entries.Load()+batchers[1].Entries.Load(), "the counters see every entry")
 	for _, b := range batchers {
 		require.Eventually(t, func() bool { return b.Ledger.Seq() == info.State.LastSeq }, 5*time.Second, time.Millisecond)
 		_, d1, err := b.Ledger.Digest()
