@@ -435,10 +435,5 @@ func (s *Server) putFeature(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getFeature(w http.ResponseWriter, r *http.Request) {
-	f, ok := s.o.Catalog.Feature(scopeFrom(r), r.PathValue("key"))
-	if !ok {
-		problem.Write(w, notFound("feature", r.PathValue("key")))
-		return
-	}
-	writeJSON(w, http.StatusOK, f)
+	getConfig(w, r, "feature", s.o.Catalog.Feature)
 }

@@ -124,13 +124,7 @@ func (s *Server) listMeters(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getMeter(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
-	m, ok := s.o.Catalog.Meter(scopeFrom(r), key)
-	if !ok {
-		problem.Write(w, notFound("meter", key))
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
+	getConfig(w, r, "meter", s.o.Catalog.Meter)
 }
 
 func (s *Server) putMeter(w http.ResponseWriter, r *http.Request) {

@@ -221,6 +221,16 @@ func expandEntry(typ string, data []byte) ([]ledgerItem, error) {
 	return items, nil
 }
 
+// getConfig answers GET for one configuration object ({key}) of the request's scope, or 404.
+func getConfig[T any](w http.ResponseWriter, r *http.Request, what string, lookup func(events.Scope, string) (T, bool)) {
+	v, ok := lookup(scopeFrom(r), r.PathValue("key"))
+	if !ok {
+		problem.Write(w, notFound(what, r.PathValue("key")))
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
 // notFound answers for a configuration object (meter, rule, feature, quota, plan) that does
 // not exist in the request's scope.
 func notFound(what, key string) *problem.Problem {

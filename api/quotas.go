@@ -41,12 +41,7 @@ func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getQuota(w http.ResponseWriter, r *http.Request) {
-	q, ok := s.o.Catalog.Quota(scopeFrom(r), r.PathValue("key"))
-	if !ok {
-		problem.Write(w, notFound("quota", r.PathValue("key")))
-		return
-	}
-	writeJSON(w, http.StatusOK, q)
+	getConfig(w, r, "quota", s.o.Catalog.Quota)
 }
 
 // quotaRequest is the body of check, increment, reset and adjust.

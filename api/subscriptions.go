@@ -30,12 +30,7 @@ func (s *Server) putPlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.o.Catalog.Plan(scopeFrom(r), r.PathValue("key"))
-	if !ok {
-		problem.Write(w, notFound("plan", r.PathValue("key")))
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
+	getConfig(w, r, "plan", s.o.Catalog.Plan)
 }
 
 type subscriptionView struct {
