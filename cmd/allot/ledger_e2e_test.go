@@ -92,31 +92,7 @@ func TestTwoProcessesNeverOverbook(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 201, status, body)
 
-	var mu sync.Mutex
-	codes := map[int]int{}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 48)
-	for i := 0; i < 1000; i++ {
-		p := p1
-		if i%2 == 1 {
-			p = p2
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			status, _, err := p.request("POST", "/v1/reservations", `{"customer":"hot","amount":"1","ttl_seconds":600}`)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				codes[-1]++
-				return
-			}
-			codes[status]++
-		}()
-	}
-	wg.Wait()
+	codes := concurrently(1000, []*proc{p1, p2}, "POST", "/v1/reservations", `{"customer":"hot","amount":"1","ttl_seconds":600}`)
 	assert.Equal(t, map[int]int{201: 100, 409: 900}, codes)
 	for _, p := range []*proc{p1, p2} {
 		_, bal, err := p.request("GET", "/v1/customers/hot/balance", "")
@@ -286,4 +262,31 @@ func tamperSnapshot(t *testing.T, data string) {
 	b, _ = json.Marshal(snap)
 	_, err = store.PutBytes(ctx, projector.SnapshotName, b)
 	require.NoError(t, err)
+}
+
+// concurrently sends the same request n times, 48 at a time, spread over procs in turn, and
+// counts the answers by status (-1 for a request that got no answer).
+func concurrently(n int, procs []*proc, method, path, body string) map[int]int {
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 48)
+	for i := 0; i < n; i++ {
+		p := procs[i%len(procs)]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			status, _, err := p.request(method, path, body)
+			if err != nil {
+				status = -1
+			}
+			mu.Lock()
+			codes[status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return codes
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,30 +65,7 @@ quotas:
 `), 0o600))
 	p1 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	p2 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
-	var mu sync.Mutex
-	codes := map[int]int{}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 48)
-	for i := 0; i < 1000; i++ {
-		p := p1
-		if i%2 == 1 {
-			p = p2
-		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			status, _, err := p.request("POST", "/v1/quotas/burst/increment", `{"customer":"hot"}`)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				status = -1
-			}
-			codes[status]++
-		}()
-	}
-	wg.Wait()
+	codes := concurrently(1000, []*proc{p1, p2}, "POST", "/v1/quotas/burst/increment", `{"customer":"hot"}`)
 	assert.Equal(t, map[int]int{200: 100, 429: 900}, codes)
 	for _, p := range []*proc{p1, p2} {
 		_, body, err := p.request("POST", "/v1/quotas/burst/check", `{"customer":"hot"}`)
