@@ -71,8 +71,7 @@ quotas:
 
 func TestAnalyticsGuideQueries(t *testing.T) {
 	dsn := testDatabase(t, clickhouseDSN(t))
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(analyticsConfig), 0o600))
+	cfg := writeConfigText(t, analyticsConfig)
 	p := startServe(t, t.TempDir(), "--config", cfg, "--clickhouse", dsn)
 	for _, g := range []string{`{"amount":"5","source":"trial"}`, `{"amount":"20","source":"wallet"}`} {
 		status, body, err := p.request("POST", "/v1/customers/alice/grants", g)
@@ -166,8 +165,7 @@ func TestUsageWithoutClickHouseIs503(t *testing.T) {
 // checks ClickHouse holds every acknowledged event exactly once.
 func TestSinkSurvivesSIGKILL(t *testing.T) {
 	dsn := testDatabase(t, clickhouseDSN(t))
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(analyticsConfig), 0o600))
+	cfg := writeConfigText(t, analyticsConfig)
 	data := t.TempDir()
 	p := startServe(t, data, "--config", cfg, "--clickhouse", dsn)
 	sent := 0
@@ -268,8 +266,7 @@ func (ch *privateClickHouse) stop() {
 // rated; when ClickHouse is back the sink writes everything, once.
 func TestSinkCatchesUpAfterClickHouseOutage(t *testing.T) {
 	ch := startPrivateClickHouse(t)
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(analyticsConfig), 0o600))
+	cfg := writeConfigText(t, analyticsConfig)
 	p := startServe(t, t.TempDir(), "--config", cfg, "--clickhouse", ch.dsn())
 	post := func(prefix string, n int) {
 		var evs []string

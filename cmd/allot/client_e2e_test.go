@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,8 +16,7 @@ import (
 
 // TestGoClient drives every call of the Go client against a real server.
 func TestGoClient(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
@@ -29,7 +26,7 @@ features:
   chat: {rule: price}
 quotas:
   rpm: {meter: requests, limit: 2, period: {unit: minute}}
-`), 0o600))
+`)
 	p := startServe(t, t.TempDir(), "--config", cfg)
 	c := client.New(p.httpURL, testKey)
 	ctx := context.Background()

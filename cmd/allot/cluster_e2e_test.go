@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -105,8 +103,7 @@ quotas:
 func TestClusterMixedWorkload(t *testing.T) {
 	dsn := testDatabase(t, clickhouseDSN(t))
 	nodes, url := startNATSCluster(t)
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(clusterConfig), 0o600))
+	cfg := writeConfigText(t, clusterConfig)
 	common := []string{"--nats-url", url, "--replicas", "3", "--config", cfg}
 	a1 := startServe(t, t.TempDir(), append(common, "--roles", "ingest,api,projector,webhooks")...)
 	a2 := startServe(t, t.TempDir(), append(common, "--roles", "ingest,api,projector,sink", "--clickhouse", dsn)...)

@@ -183,10 +183,13 @@ func (p *proc) post(path, contentType, body string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
-func writeConfig(t *testing.T) string {
+func writeConfig(t *testing.T) string { return writeConfigText(t, testConfig) }
+
+// writeConfigText writes a configuration file for one test and returns its path.
+func writeConfigText(t *testing.T, text string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(testConfig), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
 	return path
 }
 

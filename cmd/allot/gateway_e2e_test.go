@@ -84,8 +84,7 @@ func checkEnforcement(t *testing.T, front string, hits *atomic.Int64) {
 }
 
 func TestMiddlewareAgainstRealUpstream(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(gatewayAllotConfig), 0o600))
+	cfg := writeConfigText(t, gatewayAllotConfig)
 	allot := startServe(t, t.TempDir(), "--config", cfg)
 	up, hits := upstream(t)
 	client := &gateway.Client{BaseURL: allot.httpURL, APIKey: testKey}
@@ -117,8 +116,7 @@ func TestMiddlewareAgainstRealUpstream(t *testing.T) {
 }
 
 func TestGatewayCommand(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(gatewayAllotConfig), 0o600))
+	cfg := writeConfigText(t, gatewayAllotConfig)
 	allot := startServe(t, t.TempDir(), "--config", cfg)
 	up, hits := upstream(t)
 	port := freePort(t)

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -109,14 +108,13 @@ func TestTwoProcessesNeverOverbook(t *testing.T) {
 // checks every balance against an independent computation from the acknowledged requests, and
 // that `allot replay --verify` rebuilds byte-identical state.
 func TestMixedWorkloadSurvivesSIGKILL(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
 rules:
   price: {meter: tokens, model: per_unit, price: 0.5, effective_from: 2020-01-01T00:00:00Z}
-`), 0o600))
+`)
 	data := t.TempDir()
 	p := startServe(t, data, "--config", cfg, "--snapshot-every", "200ms")
 	type op struct {

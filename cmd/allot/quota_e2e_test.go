@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,14 +12,13 @@ import (
 // TestUsageCountsInTheWindowOfItsEventTime: usage events of a quota's meter count toward the
 // window holding their event time, not their arrival.
 func TestUsageCountsInTheWindowOfItsEventTime(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
 quotas:
   daily-tokens: {meter: tokens, limit: 1000, period: {unit: day, time_zone: Europe/Berlin}}
-`), 0o600))
+`)
 	p := startServe(t, t.TempDir(), "--config", cfg)
 	now := time.Now().UTC()
 	loc, _ := time.LoadLocation("Europe/Berlin")
@@ -57,12 +54,11 @@ quotas:
 // against a limit of 100: exactly 100 allowed, used ends at 100.
 func TestTwoProcessesQuotaExactness(t *testing.T) {
 	url := startNATSServer(t)
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 quotas:
   burst: {meter: requests, limit: 100, period: {unit: hour}}
-`), 0o600))
+`)
 	p1 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	p2 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	codes := concurrently(1000, []*proc{p1, p2}, "POST", "/v1/quotas/burst/increment", `{"customer":"hot"}`)

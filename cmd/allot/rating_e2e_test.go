@@ -7,8 +7,6 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -89,8 +87,7 @@ func microRound(r *big.Rat) string {
 // total with an independent computation from the events that were acknowledged.
 func TestRatingSurvivesSIGKILL(t *testing.T) {
 	data := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(ratingConfig), 0o600))
+	cfg := writeConfigText(t, ratingConfig)
 	rng := rand.New(rand.NewPCG(42, 7))
 	const customers, batches, perBatch = 12, 30, 200
 	type ev struct {

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +26,7 @@ import (
 // its effective_from keep the old price, and rating the whole usage stream again from
 // scratch, with the configuration as it is at the end, writes byte-identical debits.
 func TestRuleChangeMidPeriodReplays(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
@@ -39,7 +36,7 @@ rules:
     model: volume
     effective_from: 2026-05-01T00:00:00Z
     tiers: [{up_to: 100, unit_price: 1}, {up_to: 200, unit_price: 0.5}, {unit_price: 0.1}]
-`), 0o600))
+`)
 	p := startServe(t, t.TempDir(), "--config", cfg)
 	put := func(path, body string) {
 		req, _ := http.NewRequest("PUT", p.httpURL+path, strings.NewReader(body))
@@ -149,14 +146,13 @@ rules:
 // TestLedgerAPIPagesEachItemOnce pages a customer's ledger in small pages and checks that
 // every debit appears once, in order, across page boundaries inside rating batches.
 func TestLedgerAPIPagesEachItemOnce(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
 rules:
   price: {meter: tokens, model: per_unit, price: 1, effective_from: 2020-01-01T00:00:00Z}
-`), 0o600))
+`)
 	p := startServe(t, t.TempDir(), "--config", cfg)
 	var evs []string
 	for i := 0; i < 23; i++ {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -30,8 +28,7 @@ rules:
 // subscription: cycle 1 is granted exactly once.
 func TestRenewalRaceAcrossProcesses(t *testing.T) {
 	url := startNATSServer(t)
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(subsConfig), 0o600))
+	cfg := writeConfigText(t, subsConfig)
 	p1 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	p2 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	status, body, err := p1.request("PUT", "/v1/plans/team", `{"credits":"100","period":{"unit":"hour"},"mode":"prepaid"}`)
@@ -93,8 +90,7 @@ func TestRenewalRaceAcrossProcesses(t *testing.T) {
 // TestPostpaidAdvancesByItself: a postpaid subscription whose cycle has ended is renewed by
 // allot, with the usage of the cycle that ended.
 func TestPostpaidAdvancesByItself(t *testing.T) {
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(subsConfig), 0o600))
+	cfg := writeConfigText(t, subsConfig)
 	p := startServe(t, t.TempDir(), "--config", cfg)
 	status, body, _ := p.request("PUT", "/v1/plans/metered", `{"credits":"10","period":{"unit":"minute"},"mode":"postpaid"}`)
 	require.Equal(t, 200, status, body)

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -171,12 +169,11 @@ func TestWebhookDeliveries(t *testing.T) {
 // TestQuotaExceededWebhookOncePerWindow: refused increments notify once per window.
 func TestQuotaExceededWebhookOncePerWindow(t *testing.T) {
 	rc := newReceiver(t)
-	cfg := filepath.Join(t.TempDir(), "allot.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte(`keys:
+	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 quotas:
   tiny: {meter: requests, limit: 1, period: {unit: day}}
-`), 0o600))
+`)
 	p := startServe(t, t.TempDir(), "--config", cfg)
 	status, body, _ := p.request("POST", "/v1/webhook-endpoints", fmt.Sprintf(`{"url":%q,"events":["quota.exceeded"]}`, rc.srv.URL+"/q"))
 	require.Equal(t, 201, status, body)
