@@ -17,17 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const ratingConfig = `keys:
-  - key: ` + testKey + `
-    product: acme
-    env: test
-    admin: true
-meters:
-  tokens:
-    event_type: llm
-    aggregation: sum
-    value_property: tokens
-  calls:
+const ratingConfig = testConfig + `  calls:
     event_type: llm
     aggregation: count
 rules:
