@@ -58,7 +58,9 @@ func decodeUsageFast(b []byte) (Usage, error) {
 			if _, ok := d.String(); !ok {
 				return Usage{}, errUsageSlowPath
 			}
-			if err := u.Time.UnmarshalJSON(d.B[start:d.I]); err != nil {
+			if t, ok := plainjson.Time(d.B[start:d.I]); ok {
+				u.Time = t
+			} else if err := u.Time.UnmarshalJSON(d.B[start:d.I]); err != nil {
 				return Usage{}, errUsageSlowPath
 			}
 		case 5:

@@ -484,7 +484,12 @@ func (d *ratedDecoder) debitField(key string, x *ratedDebit) error {
 		}
 	case "event_time":
 		v, err := d.value()
-		if err != nil || v[0] != '"' || x.EventTime.UnmarshalJSON(v) != nil {
+		if err != nil || v[0] != '"' {
+			return errSlowPath
+		}
+		if t, ok := plainjson.Time(v); ok {
+			x.EventTime = t
+		} else if x.EventTime.UnmarshalJSON(v) != nil {
 			return errSlowPath
 		}
 	case "id", "kind", "customer", "event_id", "rule", "rule_version", "quantity", "allocations", "period_start", "period_quantity":

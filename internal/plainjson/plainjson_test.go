@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // reference is encoding/json with UseNumber, one value and nothing after it.
@@ -138,4 +139,53 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// sameTime checks Time against time.Time.UnmarshalJSON: whatever Time accepts must be exactly
+// the value UnmarshalJSON gives.
+func sameTime(t *testing.T, b []byte) bool {
+	t.Helper()
+	got, ok := Time(b)
+	if !ok {
+		return false
+	}
+	var want time.Time
+	if err := want.UnmarshalJSON(b); err != nil {
+		t.Fatalf("%s: Time accepted what UnmarshalJSON rejects: %v", b, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s: Time %#v, UnmarshalJSON %#v", b, got, want)
+	}
+	return true
+}
+
+func TestTime(t *testing.T) {
+	for _, s := range []string{`"2026-01-01T00:00:12.345Z"`, `"1970-01-01T00:00:00Z"`, `"1969-12-31T23:59:59.999999999Z"`,
+		`"2024-02-29T12:00:00Z"`, `"0001-01-01T00:00:00Z"`, `"9999-12-31T23:59:59.1Z"`, `"2000-02-29T00:00:00.000000001Z"`, `"1600-03-01T00:00:00Z"`} {
+		if !sameTime(t, []byte(s)) {
+			t.Errorf("%s: declined", s)
+		}
+	}
+	for _, s := range []string{`"2026-02-29T00:00:00Z"`, `"2026-13-01T00:00:00Z"`, `"2026-01-01T24:00:00Z"`, `"2026-01-01T00:00:60Z"`,
+		`"2026-01-01T00:00:00+01:00"`, `"2026-01-01T00:00:00.Z"`, `"2026-01-01T00:00:00.1234567890Z"`, `"2026-01-01 00:00:00Z"`,
+		`"2026-1-01T00:00:00Z"`, `2026-01-01T00:00:00Z`, `"+026-01-01T00:00:00Z"`, `"2026-01-00T00:00:00Z"`} {
+		if sameTime(t, []byte(s)) {
+			t.Errorf("%s: accepted", s)
+		}
+	}
+	// Every day from 1899 to 2101 at a random instant.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for d := time.Date(1899, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2101; d = d.AddDate(0, 0, 1) {
+		at := d.Add(time.Duration(rng.Int64N(int64(24 * time.Hour))))
+		b, _ := at.MarshalJSON()
+		if !sameTime(t, b) {
+			t.Fatalf("%s: declined", b)
+		}
+	}
+}
+
+func FuzzTime(f *testing.F) {
+	f.Add([]byte(`"2026-01-01T00:00:12.345Z"`))
+	f.Add([]byte(`"2024-02-29T23:59:59.999999999Z"`))
+	f.Fuzz(func(t *testing.T, b []byte) { sameTime(t, b) })
 }
