@@ -3,9 +3,14 @@ package projector
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// rebuildStall is how long Rebuild waits for the next message before giving up: the stream
+// said it holds target, so a longer silence means those messages are gone or unreachable.
+var rebuildStall = 30 * time.Second
 
 // Rebuild folds the ledger stream into l from its first entry through target (the stream's
 // last sequence when it was asked), as `allot replay` does, and returns how many entries it
@@ -57,9 +62,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, l *Ledg
 	var readErr error
 	batch := make([]entry, 0, batchSize)
 	for {
-		m, err := it.Next()
+		m, err := it.Next(jetstream.NextMaxWait(rebuildStall))
 		if err != nil {
-			readErr = fmt.Errorf("reading %s: %w", stream, err)
+			readErr = fmt.Errorf("reading %s toward sequence %d: %w", stream, target, err)
 			break
 		}
 		md, err := m.Metadata()

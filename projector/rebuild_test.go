@@ -97,3 +97,25 @@ func connect(t *testing.T, emb *bus.Embedded) jetstream.JetStream {
 	require.NoError(t, bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}))
 	return js
 }
+
+// A target the stream cannot reach (its messages are gone) is an error after a while, not a
+// replay that waits for ever.
+func TestRebuildGivesUpOnAnUnreachableTarget(t *testing.T) {
+	defer func(d time.Duration) { rebuildStall = d }(rebuildStall)
+	rebuildStall = 300 * time.Millisecond
+	js := connect(t, startNATS(t))
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.LedgerSubject("acme", "live", "c"), Data: []byte(`{}`),
+			Header: nats.Header{events.HeaderType: []string{"future.type.v9"}}})
+		require.NoError(t, err)
+	}
+	st, err := js.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	require.NoError(t, st.DeleteMsg(ctx, 1))
+	require.NoError(t, st.DeleteMsg(ctx, 2))
+	require.NoError(t, st.DeleteMsg(ctx, 3))
+	_, err = Rebuild(ctx, js, bus.LedgerStream, NewLedger(), 3, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "toward sequence 3")
+}
