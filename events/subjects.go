@@ -142,23 +142,38 @@ type UsageAddress struct {
 
 // ParseUsageSubject reads a usage subject in its published or stored form.
 func ParseUsageSubject(subject string) (UsageAddress, error) {
-	parts := strings.Split(subject, ".")
-	if len(parts) < 5 || len(parts) > 6 || parts[0] != "allot" || parts[1] != "usage" {
+	// Tokens into an array, not a Split: rating and the sink parse every usage message's subject.
+	var parts [6]string
+	n := 0
+	for rest := subject; ; {
+		if n == len(parts) {
+			return UsageAddress{}, fmt.Errorf("not a usage subject: %q", truncate(subject, 80))
+		}
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			parts[n] = rest
+			n++
+			break
+		}
+		parts[n], rest = rest[:i], rest[i+1:]
+		n++
+	}
+	if n < 5 || parts[0] != "allot" || parts[1] != "usage" {
 		return UsageAddress{}, fmt.Errorf("not a usage subject: %q", truncate(subject, 80))
 	}
-	partition := -1
-	if len(parts) == 6 {
-		p, err := strconv.Atoi(parts[2])
-		if err != nil || p < 0 {
+	partition, p := -1, parts[2:n]
+	if n == 6 {
+		v, err := strconv.Atoi(parts[2])
+		if err != nil || v < 0 {
 			return UsageAddress{}, fmt.Errorf("usage subject %q: bad partition", truncate(subject, 80))
 		}
-		partition, parts = p, append(parts[:2:2], parts[3:]...)
+		partition, p = v, parts[3:n]
 	}
-	cust, err := ParseToken(parts[4])
+	cust, err := ParseToken(p[2])
 	if err != nil {
 		return UsageAddress{}, err
 	}
-	return UsageAddress{Product: parts[2], Env: parts[3], Customer: cust, Partition: partition}, nil
+	return UsageAddress{Product: p[0], Env: p[1], Customer: cust, Partition: partition}, nil
 }
 
 // LedgerSubject is the per-customer ledger subject. Commands decided on a customer's state are
