@@ -40,9 +40,12 @@ type Sink struct {
 	LedgerStream string
 	Batch        int           // rows per insert at most; default 10,000
 	FlushEvery   time.Duration // default 200 ms
-	Log          *slog.Logger
-	Usage        Stats
-	Ledger       Stats
+	// Snapshots, when set, is where the ledger projection keeps its snapshot: the ledger copy
+	// starts its fold there when ClickHouse already holds everything up to it.
+	Snapshots jetstream.ObjectStore
+	Log       *slog.Logger
+	Usage     Stats
+	Ledger    Stats
 }
 
 // Run sinks both streams until ctx ends, retrying with backoff whenever ClickHouse or NATS
@@ -329,9 +332,12 @@ func (s *Sink) runLedger(ctx context.Context) error {
 		return err
 	}
 	// Allocations are decided by the fold, so the sink folds the ledger itself: silently up to
-	// what ClickHouse holds, then writing rows.
-	fold := projector.NewLedger()
-	return s.copyStream(ctx, s.LedgerStream, 1, "ledger_entries", ledgerColumns, &s.Ledger, held,
+	// what ClickHouse holds (from the projection's snapshot when it can), then writing rows.
+	fold, from, err := projector.FoldFrom(ctx, s.Snapshots, held)
+	if err != nil {
+		return err
+	}
+	return s.copyStream(ctx, s.LedgerStream, from, "ledger_entries", ledgerColumns, &s.Ledger, held,
 		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
 			seq := md.Sequence.Stream
 			typ := m.Headers().Get(events.HeaderType)

@@ -119,3 +119,40 @@ func TestRebuildGivesUpOnAnUnreachableTarget(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "toward sequence 3")
 }
+
+// A reader with a fold of its own starts from the projection's snapshot only when the
+// snapshot is not past what the reader has dealt with.
+func TestFoldFromTheSnapshot(t *testing.T) {
+	js := connect(t, startNATS(t))
+	ctx := context.Background()
+	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+
+	l, from, err := FoldFrom(ctx, store, 100)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), from, "no snapshot yet")
+	assert.Zero(t, l.Seq())
+
+	snap := NewLedger()
+	grant, _ := json.Marshal(events.CreditsGranted{Block: "blk_1", Customer: "c", Amount: 5, Source: "topup", Priority: 40, At: time.Now()})
+	require.NoError(t, snap.Apply(40, events.LedgerSubject("acme", "live", "c"), events.TypeCreditsGranted, grant))
+	b, err := json.Marshal(snap)
+	require.NoError(t, err)
+	_, err = store.PutBytes(ctx, SnapshotName, b)
+	require.NoError(t, err)
+
+	l, from, err = FoldFrom(ctx, store, 100)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(41), from)
+	assert.Equal(t, events.Credits(5), l.BalanceAt(events.Scope{Product: "acme", Env: "live"}, "c", time.Now().Add(time.Hour)))
+
+	for _, upTo := range []uint64{39, 0} {
+		l, from, err = FoldFrom(ctx, store, upTo)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), from, "the snapshot is past %d: fold from the start", upTo)
+		assert.Zero(t, l.Seq())
+	}
+	l, from, err = FoldFrom(ctx, nil, 100)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), from)
+}

@@ -170,3 +170,23 @@ func SaveSnapshots(ctx context.Context, store jetstream.ObjectStore, l *Ledger, 
 		}
 	}
 }
+
+// FoldFrom is where a reader that keeps its own fold of the ledger (the webhook notifier, the
+// ClickHouse sink) starts: the projection's snapshot when it covers no more than upTo — the
+// last entry the reader has already dealt with, which it only needs to fold silently — and
+// the stream's first entry otherwise (or without a store). It returns the fold and the
+// sequence to read from. So such a reader's restart costs the entries since the snapshot, not
+// the whole ledger.
+func FoldFrom(ctx context.Context, store jetstream.ObjectStore, upTo uint64) (*Ledger, uint64, error) {
+	if store == nil || upTo == 0 {
+		return NewLedger(), 1, nil
+	}
+	l, err := LoadLedger(ctx, store)
+	if err != nil {
+		return nil, 0, err
+	}
+	if seq := l.Seq(); seq > 0 && seq <= upTo {
+		return l, seq + 1, nil
+	}
+	return NewLedger(), 1, nil
+}

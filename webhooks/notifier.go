@@ -29,8 +29,11 @@ type Notifier struct {
 	KV           jetstream.KeyValue // keeps "notifier.seq": the ledger sequence notified up to
 	Endpoints    Endpoints
 	LedgerStream string
-	Log          *slog.Logger
-	Written      atomic.Int64
+	// Snapshots, when set, is where the ledger projection keeps its snapshot: a restart starts
+	// its fold there when the snapshot is not past the position (else from the first entry).
+	Snapshots jetstream.ObjectStore
+	Log       *slog.Logger
+	Written   atomic.Int64
 }
 
 const notifierKey = "notifier.seq"
@@ -69,10 +72,17 @@ func (n *Notifier) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Crossings (low, depleted) depend on balances, so the notifier folds the ledger from the
-	// start: silently up to its position, then notifying.
-	fold := projector.NewLedger()
-	cons, err := n.JS.OrderedConsumer(ctx, n.LedgerStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	// Crossings (low, depleted) depend on balances, so the notifier folds the ledger: silently
+	// up to its position (from the projection's snapshot when it can), then notifying.
+	fold, from, err := projector.FoldFrom(ctx, n.Snapshots, pos)
+	if err != nil {
+		return err
+	}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	cons, err := n.JS.OrderedConsumer(ctx, n.LedgerStream, cfg)
 	if err != nil {
 		return err
 	}

@@ -257,7 +257,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
-	n.notifier = &webhooks.Notifier{JS: wjs, KV: whState, Endpoints: n.cat, LedgerStream: bus.LedgerStream, Log: log.With("component", "notifier")}
+	n.notifier = &webhooks.Notifier{JS: wjs, KV: whState, Endpoints: n.cat, LedgerStream: bus.LedgerStream, Snapshots: snaps, Log: log.With("component", "notifier")}
 	if cfg.WebhookRetryScale <= 0 {
 		cfg.WebhookRetryScale = 1
 	}
@@ -287,7 +287,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		if err != nil {
 			return nil, exitWith(4, err)
 		}
-		n.sink = &analytics.Sink{JS: sjs, CH: n.ch, Meters: n.cat, UsageStream: bus.UsageStream, LedgerStream: bus.LedgerStream, Log: log.With("component", "sink")}
+		n.sink = &analytics.Sink{JS: sjs, CH: n.ch, Meters: n.cat, UsageStream: bus.UsageStream, LedgerStream: bus.LedgerStream, Snapshots: snaps, Log: log.With("component", "sink")}
 		n.goBackground(func() error {
 			if !cfg.has(roleSink) {
 				return nil
