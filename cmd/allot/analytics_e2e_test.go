@@ -312,4 +312,3 @@ func TestSinkCatchesUpAfterClickHouseOutage(t *testing.T) {
 	assert.Equal(t, uint64(500), chUint(t, c2, "SELECT uniqExact(event_id) FROM usage_events"))
 	assert.Contains(t, p.logs(), "clickhouse sink restarting")
 }
-
