@@ -1,0 +1,103 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
+)
+
+// A restarted notifier starts its fold from the projection's snapshot (taken at or before its
+// position) and still sees balances right: the depletion after the restart is notified once,
+// with the balance a fold from the first entry gives, and nothing before the position again.
+func TestNotifierRestartsFromTheSnapshot(t *testing.T) {
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	defer emb.Shutdown()
+	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+	kv, err := bus.EnsureWebhookState(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+	snaps, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+
+	subject := events.LedgerSubject("acme", "live", "c")
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	snapshot := projector.NewLedger() // what the live projection would hold
+	seq := uint64(0)
+	write := func(typ string, v any) {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{events.HeaderType: []string{typ}}})
+		require.NoError(t, err)
+		seq = ack.Sequence
+		require.NoError(t, snapshot.Apply(seq, subject, typ, b))
+	}
+	debit := func(usageSeq uint64, amount events.Credits) events.UsageRated {
+		return events.UsageRated{Customer: "c", FirstSeq: usageSeq, LastSeq: usageSeq,
+			Debits: []events.UsageDebited{{Customer: "c", UsageSeq: usageSeq, Amount: amount, EventTime: t0.Add(time.Hour)}}}
+	}
+	cr := func(c int64) events.Credits { return events.Credits(c * events.MicroPerCredit) }
+	write(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_1", Customer: "c", Amount: cr(10), Source: "topup", Priority: 40, EffectiveAt: t0, At: t0})
+	write(events.TypeUsageRated, debit(1, cr(4))) // 6 left
+
+	notes := func() []events.Notification {
+		t.Helper()
+		st, err := js.Stream(ctx, bus.OutboxStream)
+		require.NoError(t, err)
+		info, err := st.Info(ctx)
+		require.NoError(t, err)
+		var out []events.Notification
+		for s := info.State.FirstSeq; s <= info.State.LastSeq && info.State.Msgs > 0; s++ {
+			m, err := st.GetMsg(ctx, s)
+			require.NoError(t, err)
+			var n events.Notification
+			require.NoError(t, json.Unmarshal(m.Data, &n))
+			out = append(out, n)
+		}
+		return out
+	}
+	run := func(upTo uint64) {
+		t.Helper()
+		rctx, cancel := context.WithCancel(ctx)
+		n := &Notifier{JS: js, KV: kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: snaps, Log: slog.New(slog.DiscardHandler)}
+		done := make(chan struct{})
+		go func() { defer close(done); n.Run(rctx) }()
+		require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= upTo }, 10*time.Second, 10*time.Millisecond)
+		cancel()
+		<-done
+	}
+	run(seq)
+	require.Len(t, notes(), 1, "credits.granted")
+
+	// The projection saves a snapshot at the notifier's position; then more is written.
+	b, err := json.Marshal(snapshot)
+	require.NoError(t, err)
+	_, err = snaps.PutBytes(ctx, projector.SnapshotName, b)
+	require.NoError(t, err)
+	write(events.TypeUsageRated, debit(2, cr(4))) // 2 left
+	write(events.TypeUsageRated, debit(3, cr(4))) // -2: depleted
+	run(seq)
+
+	got := notes()
+	require.Len(t, got, 2, "the grant once, then the depletion")
+	assert.Equal(t, events.HookCreditsGranted, got[0].Type)
+	assert.Equal(t, events.HookCreditsDepleted, got[1].Type)
+	bal, _ := json.Marshal(got[1].Data["balance"])
+	assert.Equal(t, `"-2"`, string(bal), "the balance a fold from the first entry gives")
+}
