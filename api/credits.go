@@ -178,27 +178,42 @@ func (s *Server) postGrant(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
-	customer, now := s.customerParam(r), s.o.Now()
-	block := newID("blk_", r)
+	view, granted, err := s.appendGrant(r, s.customerParam(r), projector.Grant{Amount: *b.Amount, Source: b.Source, Priority: b.Priority,
+		EffectiveAt: b.EffectiveAt, ExpiresAt: b.ExpiresAt, CostBasis: b.CostBasis})
+	switch {
+	case err != nil:
+		problem.Write(w, s.commandProblem(err))
+	case view != nil:
+		writeJSON(w, http.StatusCreated, view)
+	default:
+		writeJSON(w, http.StatusCreated, granted)
+	}
+}
+
+// appendGrant decides and appends a grant (a new block, its id derived from any
+// Idempotency-Key) and returns the block as the projection holds it now, nil when it is not
+// visible yet, with the entry written.
+func (s *Server) appendGrant(r *http.Request, customer string, g projector.Grant) (*blockView, events.CreditsGranted, error) {
+	now, block := s.o.Now(), newID("blk_", r)
 	var granted events.CreditsGranted
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		g, err := projector.DecideGrant(customer, block, projector.Grant{Amount: *b.Amount, Source: b.Source, Priority: b.Priority,
-			EffectiveAt: b.EffectiveAt, ExpiresAt: b.ExpiresAt, CostBasis: b.CostBasis}, now)
-		granted = g
-		return events.TypeCreditsGranted, g, err
+		e, err := projector.DecideGrant(customer, block, g, now)
+		granted = e
+		return events.TypeCreditsGranted, e, err
 	})
 	if err != nil {
-		problem.Write(w, s.commandProblem(err))
-		return
+		return nil, granted, err
 	}
-	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
-	for _, bl := range a.Blocks {
-		if bl.ID == granted.Block {
-			writeJSON(w, http.StatusCreated, viewBlock(bl, now))
-			return
+	var view *blockView
+	s.o.Ledger.View(scopeFrom(r), customer, func(a *projector.Account, _ uint64) {
+		for _, bl := range a.Blocks {
+			if bl.ID == granted.Block {
+				v := viewBlock(bl, now)
+				view = &v
+			}
 		}
-	}
-	writeJSON(w, http.StatusCreated, granted)
+	})
+	return view, granted, nil
 }
 
 type reserveBody struct {

@@ -134,22 +134,13 @@ func (s *Server) postTopup(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
-	customer, now := s.customerParam(r), s.o.Now()
-	block := newID("blk_", r)
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		g, err := projector.DecideGrant(customer, block, projector.Grant{Amount: *b.Amount, Source: events.SourceWallet, CostBasis: b.CostBasis}, now)
-		return events.TypeCreditsGranted, g, err
-	})
-	if err != nil {
+	view, _, err := s.appendGrant(r, s.customerParam(r), projector.Grant{Amount: *b.Amount, Source: events.SourceWallet, CostBasis: b.CostBasis})
+	switch {
+	case err != nil:
 		problem.Write(w, s.commandProblem(err))
-		return
+	case view != nil:
+		writeJSON(w, http.StatusCreated, view)
+	default:
+		problem.Write(w, unavailable(errors.New("the top-up was stored but is not visible yet")))
 	}
-	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
-	for _, bl := range a.Blocks {
-		if bl.ID == block {
-			writeJSON(w, http.StatusCreated, viewBlock(bl, now))
-			return
-		}
-	}
-	problem.Write(w, unavailable(errors.New("the top-up was stored but is not visible yet")))
 }
