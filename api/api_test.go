@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,6 +120,28 @@ func (h *harness) do(method, path, key, contentType, body string, headers ...str
 	r := reply{status: resp.StatusCode, header: resp.Header, raw: string(b)}
 	_ = json.Unmarshal(b, &r.body)
 	return r
+}
+
+// concurrently sends the same request n times, 64 at a time, and counts the answers by status.
+func (h *harness) concurrently(n int, method, path, body string) map[int]int {
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			r := h.do(method, path, keyAcme, jsonCT, body)
+			mu.Lock()
+			codes[r.status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return codes
 }
 
 func (h *harness) usageCount() uint64 {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -118,23 +117,7 @@ func TestReservationLifecycle(t *testing.T) {
 func TestConcurrentReservationsNeverOverbook(t *testing.T) {
 	h := newHarness(t)
 	h.do("POST", "/v1/customers/hot/grants", keyAcme, jsonCT, `{"amount":"100","source":"wallet"}`)
-	var mu sync.Mutex
-	codes := map[int]int{}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := 0; i < 1000; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"hot","amount":"1"}`)
-			mu.Lock()
-			codes[r.status]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	codes := h.concurrently(1000, "POST", "/v1/reservations", `{"customer":"hot","amount":"1"}`)
 	assert.Equal(t, map[int]int{201: 100, 409: 900}, codes)
 	bal := h.do("GET", "/v1/customers/hot/balance", keyAcme, "", "")
 	assert.Equal(t, "100", bal.body["reserved"])

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -113,23 +112,7 @@ func TestQuotaIncrementCheckResetAdjust(t *testing.T) {
 func TestConcurrentIncrementsAreExact(t *testing.T) {
 	h := newHarness(t)
 	require.Equal(t, 200, h.do("PUT", "/v1/quotas/burst", keyAcme, jsonCT, `{"meter":"requests","limit":100,"period":{"unit":"day"}}`).status)
-	var mu sync.Mutex
-	codes := map[int]int{}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := 0; i < 1000; i++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r := h.do("POST", "/v1/quotas/burst/increment", keyAcme, jsonCT, `{"customer":"hot"}`)
-			mu.Lock()
-			codes[r.status]++
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	codes := h.concurrently(1000, "POST", "/v1/quotas/burst/increment", `{"customer":"hot"}`)
 	assert.Equal(t, map[int]int{200: 100, 429: 900}, codes)
 	r := h.do("POST", "/v1/quotas/burst/check", keyAcme, jsonCT, `{"customer":"hot"}`)
 	assert.Equal(t, "100", r.body["used"])
