@@ -9,13 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/bustest"
 )
 
 func mustJSON(t *testing.T, v any) []byte {
@@ -122,17 +121,9 @@ func TestLoadFile(t *testing.T) {
 }
 
 func TestBootstrapIsIdempotent(t *testing.T) {
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js := bustest.JetStream(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
 	f, err := LoadFile(filepath.Join("..", "deploy", "allot.example.yaml"))
 	require.NoError(t, err)
 

@@ -14,18 +14,19 @@ import (
 
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/bustest"
 )
 
 // Many concurrent increments for one customer, through two batchers (two processes' worth)
 // sharing one stream: exactly the limit is admitted, each request all or nothing, the
 // batches really hold several requests, and a replay of the stream agrees.
 func TestIncrementsGroupCommit(t *testing.T) {
-	emb := startNATS(t)
+	emb := bustest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var batchers []*Increments
 	for i := 0; i < 2; i++ {
-		js := connect(t, emb)
+		js := bustest.Connect(t, emb)
 		l := NewLedger()
 		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
 		batchers = append(batchers, &Increments{JS: js, Ledger: l,

@@ -14,13 +14,14 @@ import (
 
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/bustest"
 )
 
 // Rebuild, with its two goroutines, folds exactly what folding the stream one message at a
 // time folds: to the end, and to a target in the middle of a batch.
 func TestRebuildMatchesASequentialFold(t *testing.T) {
-	emb := startNATS(t)
-	js := connect(t, emb)
+	emb := bustest.Start(t)
+	js := bustest.Connect(t, emb)
 	ctx := context.Background()
 
 	// 1,000 entries (not a multiple of the batch size) over 37 customers: grants, then debits
@@ -77,33 +78,12 @@ func TestRebuildMatchesASequentialFold(t *testing.T) {
 	assert.Zero(t, n, "an empty stream is an empty fold")
 }
 
-// startNATS starts an embedded JetStream server in a temporary folder for one test.
-func startNATS(t *testing.T) *bus.Embedded {
-	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
-	require.NoError(t, err)
-	t.Cleanup(emb.Shutdown)
-	return emb
-}
-
-// connect opens a connection of its own to emb, with allot's streams in place.
-func connect(t *testing.T, emb *bus.Embedded) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	require.NoError(t, bus.EnsureStreams(context.Background(), js, bus.StreamOptions{}))
-	return js
-}
-
 // A target the stream cannot reach (its messages are gone) is an error after a while, not a
 // replay that waits for ever.
 func TestRebuildGivesUpOnAnUnreachableTarget(t *testing.T) {
 	defer func(d time.Duration) { rebuildStall = d }(rebuildStall)
 	rebuildStall = 300 * time.Millisecond
-	js := connect(t, startNATS(t))
+	js := bustest.Connect(t, bustest.Start(t))
 	ctx := context.Background()
 	for i := 0; i < 3; i++ {
 		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.LedgerSubject("acme", "live", "c"), Data: []byte(`{}`),
@@ -123,7 +103,7 @@ func TestRebuildGivesUpOnAnUnreachableTarget(t *testing.T) {
 // A reader with a fold of its own starts from the projection's snapshot only when the
 // snapshot is not past what the reader has dealt with.
 func TestFoldFromTheSnapshot(t *testing.T) {
-	js := connect(t, startNATS(t))
+	js := bustest.Connect(t, bustest.Start(t))
 	ctx := context.Background()
 	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/bustest"
 	"github.com/allot-dev/allot/projector"
 )
 
@@ -21,16 +21,8 @@ import (
 // position) and still sees balances right: the depletion after the restart is notified once,
 // with the balance a fold from the first entry gives, and nothing before the position again.
 func TestNotifierRestartsFromTheSnapshot(t *testing.T) {
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js := bustest.JetStream(t)
 	ctx := context.Background()
-	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
 	kv, err := bus.EnsureWebhookState(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
 	snaps, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
