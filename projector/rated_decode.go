@@ -178,9 +178,11 @@ func (d *ratedDecoder) value() ([]byte, error) {
 		}
 		return d.b[start:d.i], nil
 	case c == '-' || (c >= '0' && c <= '9'):
-		if !d.number() {
+		end, ok := plainjson.NumberEnd(d.b, d.i)
+		if !ok {
 			return nil, errSlowPath
 		}
+		d.i = end
 		return d.b[start:d.i], nil
 	case c == 't' || c == 'f':
 		for d.i < len(d.b) && d.b[d.i] >= 'a' && d.b[d.i] <= 'z' {
@@ -238,41 +240,6 @@ func (d *ratedDecoder) escape() bool {
 		return true
 	}
 	return false
-}
-
-// number consumes a number, as JSON defines them: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-func (d *ratedDecoder) number() bool {
-	digits := func() int {
-		n := 0
-		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
-			d.i, n = d.i+1, n+1
-		}
-		return n
-	}
-	if d.b[d.i] == '-' {
-		d.i++
-	}
-	if d.i < len(d.b) && d.b[d.i] == '0' {
-		d.i++
-	} else if digits() == 0 {
-		return false
-	}
-	if d.i < len(d.b) && d.b[d.i] == '.' {
-		d.i++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		d.i++
-		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
-			d.i++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (d *ratedDecoder) uint() (uint64, error) {

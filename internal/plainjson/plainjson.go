@@ -115,10 +115,12 @@ func (d *Decoder) Value() (any, bool) {
 		return d.array()
 	case c == '-' || c >= '0' && c <= '9':
 		start := d.I
-		if !d.number() {
+		end, ok := NumberEnd(d.B, d.I)
+		if !ok {
 			return nil, false
 		}
-		return json.Number(d.B[start:d.I]), true
+		d.I = end
+		return json.Number(d.B[start:end]), true
 	case c == 't':
 		return true, d.literal("true")
 	case c == 'f':
@@ -190,39 +192,40 @@ func (d *Decoder) literal(word string) bool {
 	return true
 }
 
-// number consumes a number as JSON defines them: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
-func (d *Decoder) number() bool {
+// NumberEnd returns the index just past the JSON number starting at b[i], as JSON defines
+// them: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?; ok is false if none starts there.
+func NumberEnd(b []byte, i int) (end int, ok bool) {
 	digits := func() int {
 		n := 0
-		for d.I < len(d.B) && d.B[d.I] >= '0' && d.B[d.I] <= '9' {
-			d.I, n = d.I+1, n+1
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i, n = i+1, n+1
 		}
 		return n
 	}
-	if d.B[d.I] == '-' {
-		d.I++
+	if i < len(b) && b[i] == '-' {
+		i++
 	}
-	if d.I < len(d.B) && d.B[d.I] == '0' {
-		d.I++
+	if i < len(b) && b[i] == '0' {
+		i++
 	} else if digits() == 0 {
-		return false
+		return i, false
 	}
-	if d.I < len(d.B) && d.B[d.I] == '.' {
-		d.I++
+	if i < len(b) && b[i] == '.' {
+		i++
 		if digits() == 0 {
-			return false
+			return i, false
 		}
 	}
-	if d.I < len(d.B) && (d.B[d.I] == 'e' || d.B[d.I] == 'E') {
-		d.I++
-		if d.I < len(d.B) && (d.B[d.I] == '+' || d.B[d.I] == '-') {
-			d.I++
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
 		}
 		if digits() == 0 {
-			return false
+			return i, false
 		}
 	}
-	return true
+	return i, true
 }
 
 // SkipPlain returns the index of the first byte of b at or after i that is '"', '\\' or a
