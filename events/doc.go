@@ -2,7 +2,8 @@
 // versioned names, the subject scheme, and the two number types every other package uses.
 //
 // Invariants:
-//   - It imports nothing of allot's; every stage meets the others only through these types.
+//   - It imports nothing of allot's but internal/plainjson (a leaf JSON decoder); every stage
+//     meets the others only through these types.
 //   - Wire names (usage.recorded.v1, credits.granted.v1, …) and subject layouts are contracts:
 //     a change is a new version, never an edit in place.
 //   - Money never passes through float64: Credits is an integer count of micro-credits and

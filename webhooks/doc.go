@@ -1,6 +1,7 @@
 // Package webhooks turns ledger changes into signed HTTP callbacks.
 //
-// The Notifier folds the ledger (like any projector) and writes one notification per webhook
+// The Notifier folds the ledger (like any projector, from the projection's snapshot when it
+// is not past the notifier's position) and writes one notification per webhook
 // event to the outbox stream, on the customer's subject, with an id derived from the ledger
 // sequence: re-folding after a crash writes the same ids, which JetStream drops. The
 // Dispatcher reads the outbox and delivers each notification to every endpoint of its scope
