@@ -45,7 +45,7 @@ func ParseCredits(s string) (Credits, error) {
 
 // Decimal returns c as an exact decimal number of credits.
 func (c Credits) Decimal() Decimal {
-	return Decimal{d: DecimalFromInt(int64(c)).d.Shift(-6)}
+	return Decimal{coef: int64(c), exp: -6}
 }
 
 // String formats c as a decimal number of credits with no trailing zeros.

@@ -2,9 +2,13 @@ package events
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
 
 	"github.com/shopspring/decimal"
 )
@@ -13,9 +17,72 @@ import (
 // docs/DECISIONS.md for why shopspring/decimal over faster fixed-precision libraries): a
 // quantity of 10^20 units priced at 0.000001 stays exact instead of being rounded silently.
 //
+// Almost every value allot meets — a quantity, a price, a running total — has at most 18
+// significant digits, so a Decimal holds coef × 10^exp in two machine words and computes on
+// them directly; an operation whose result would not fit (or any operand already too big) is
+// done in shopspring's arbitrary precision instead, and the result stays there. Both forms
+// give the same values: FuzzDecimalMatchesArbitraryPrecision checks every operation against
+// shopspring alone. Rating does a handful of these per event; done on big.Int they cost more
+// than the rest of rating together.
+//
 // In JSON it is written as a string ("12.5") and read from a string or a number, never via
 // float64.
-type Decimal struct{ d decimal.Decimal }
+type Decimal struct {
+	coef int64
+	exp  int32
+	big  *decimal.Decimal // when not nil, the value (and coef, exp are unused)
+}
+
+// maxSmallExp bounds the exponent of the two-word form, so exponent arithmetic cannot overflow.
+const maxSmallExp = 1 << 20
+
+var pow10 = [19]int64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+func fromBig(d decimal.Decimal) Decimal { return Decimal{big: &d} }
+
+// arbitrary returns a in shopspring's form.
+func (a Decimal) arbitrary() decimal.Decimal {
+	if a.big != nil {
+		return *a.big
+	}
+	return decimal.New(a.coef, a.exp)
+}
+
+// scaleUp returns c × 10^d, or false if it does not fit in an int64.
+func scaleUp(c int64, d int32) (int64, bool) {
+	if c == 0 {
+		return 0, true
+	}
+	if d > 18 {
+		return 0, false
+	}
+	p := pow10[d]
+	if c > math.MaxInt64/p || c < -(math.MaxInt64/p) {
+		return 0, false
+	}
+	return c * p, true
+}
+
+// aligned returns the coefficients of two-word a and b at the smaller of their exponents.
+func aligned(a, b Decimal) (x, y int64, exp int32, ok bool) {
+	switch {
+	case a.exp == b.exp:
+		return a.coef, b.coef, a.exp, true
+	case a.exp > b.exp:
+		x, ok = scaleUp(a.coef, a.exp-b.exp)
+		return x, b.coef, b.exp, ok
+	default:
+		y, ok = scaleUp(b.coef, b.exp-a.exp)
+		return a.coef, y, a.exp, ok
+	}
+}
+
+func uabs(c int64) uint64 {
+	if c < 0 {
+		return uint64(-c) // also right for math.MinInt64
+	}
+	return uint64(c)
+}
 
 // ErrNotDecimal is returned when text is not a plain decimal number.
 var ErrNotDecimal = errors.New("not a decimal number")
@@ -63,11 +130,65 @@ func ParseDecimal(s string) (Decimal, error) {
 	if len(s) > 128 || !plainDecimal(s) {
 		return Decimal{}, fmt.Errorf("%q: %w", truncate(s, 40), ErrNotDecimal)
 	}
+	if d, ok := parseSmall(s); ok {
+		return d, nil
+	}
 	d, err := decimal.NewFromString(s)
 	if err != nil {
 		return Decimal{}, fmt.Errorf("%q: %w", truncate(s, 40), ErrNotDecimal)
 	}
-	return Decimal{d}, nil
+	return fromBig(d), nil
+}
+
+// parseSmall reads a plain decimal (plainDecimal holds) of at most 18 significant digits.
+func parseSmall(s string) (Decimal, bool) {
+	i, n := 0, len(s)
+	neg := false
+	if s[0] == '+' || s[0] == '-' {
+		neg, i = s[0] == '-', 1
+	}
+	var coef int64
+	var digits, frac int32
+	inFrac := false
+	for ; i < n; i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			inFrac = true
+			continue
+		case c < '0' || c > '9':
+			goto exponent
+		}
+		if inFrac {
+			frac++
+		}
+		if coef == 0 && c == '0' {
+			continue // a leading zero is no significant digit
+		}
+		if digits++; digits > 18 {
+			return Decimal{}, false
+		}
+		coef = coef*10 + int64(c-'0')
+	}
+exponent:
+	var exp int32
+	if i < n { // 'e' or 'E', then at most four digits (plainDecimal)
+		i++
+		eneg := false
+		if s[i] == '+' || s[i] == '-' {
+			eneg, i = s[i] == '-', i+1
+		}
+		for ; i < n; i++ {
+			exp = exp*10 + int32(s[i]-'0')
+		}
+		if eneg {
+			exp = -exp
+		}
+	}
+	if neg {
+		coef = -coef
+	}
+	return Decimal{coef: coef, exp: exp - frac}, true
 }
 
 // MustDecimal is ParseDecimal for constants in tests and tables; it panics on bad input.
@@ -80,7 +201,7 @@ func MustDecimal(s string) Decimal {
 }
 
 // DecimalFromInt returns i as a Decimal.
-func DecimalFromInt(i int64) Decimal { return Decimal{decimal.NewFromInt(i)} }
+func DecimalFromInt(i int64) Decimal { return Decimal{coef: i} }
 
 // DecimalFromJSON reads a JSON value (a number kept as json.Number, or a string) exactly.
 // It is what ingest uses on event properties decoded with UseNumber.
@@ -95,30 +216,98 @@ func DecimalFromJSON(v any) (Decimal, error) {
 	}
 }
 
-func (a Decimal) Add(b Decimal) Decimal { return Decimal{a.d.Add(b.d)} }
-func (a Decimal) Sub(b Decimal) Decimal { return Decimal{a.d.Sub(b.d)} }
-func (a Decimal) Mul(b Decimal) Decimal { return Decimal{a.d.Mul(b.d)} }
-func (a Decimal) Neg() Decimal          { return Decimal{a.d.Neg()} }
-func (a Decimal) Cmp(b Decimal) int     { return a.d.Cmp(b.d) }
-func (a Decimal) Sign() int             { return a.d.Sign() }
-func (a Decimal) IsZero() bool          { return a.d.IsZero() }
+func (a Decimal) Add(b Decimal) Decimal {
+	if a.big == nil && b.big == nil {
+		if x, y, e, ok := aligned(a, b); ok {
+			if r := x + y; (r > x) == (y > 0) { // no overflow
+				return Decimal{coef: r, exp: e}
+			}
+		}
+	}
+	return fromBig(a.arbitrary().Add(b.arbitrary()))
+}
+
+func (a Decimal) Sub(b Decimal) Decimal {
+	if a.big == nil && b.big == nil {
+		if x, y, e, ok := aligned(a, b); ok {
+			if r := x - y; (r < x) == (y > 0) { // no overflow
+				return Decimal{coef: r, exp: e}
+			}
+		}
+	}
+	return fromBig(a.arbitrary().Sub(b.arbitrary()))
+}
+
+func (a Decimal) Mul(b Decimal) Decimal {
+	if a.big == nil && b.big == nil {
+		if e := int64(a.exp) + int64(b.exp); e >= -maxSmallExp && e <= maxSmallExp {
+			hi, lo := bits.Mul64(uabs(a.coef), uabs(b.coef))
+			if hi == 0 && lo <= math.MaxInt64 {
+				r := int64(lo)
+				if (a.coef < 0) != (b.coef < 0) {
+					r = -r
+				}
+				return Decimal{coef: r, exp: int32(e)}
+			}
+		}
+	}
+	return fromBig(a.arbitrary().Mul(b.arbitrary()))
+}
+
+func (a Decimal) Neg() Decimal {
+	if a.big == nil && a.coef != math.MinInt64 {
+		return Decimal{coef: -a.coef, exp: a.exp}
+	}
+	return fromBig(a.arbitrary().Neg())
+}
+
+func (a Decimal) Cmp(b Decimal) int {
+	if a.big == nil && b.big == nil {
+		if x, y, _, ok := aligned(a, b); ok {
+			return cmp.Compare(x, y)
+		}
+	}
+	return a.arbitrary().Cmp(b.arbitrary())
+}
+
+func (a Decimal) Sign() int {
+	if a.big == nil {
+		return cmp.Compare(a.coef, 0)
+	}
+	return a.big.Sign()
+}
+
+func (a Decimal) IsZero() bool { return a.Sign() == 0 }
 
 // CeilDiv returns ceil(a / b) for b > 0, exactly: the number of whole packages of size b
 // needed to hold a.
 func (a Decimal) CeilDiv(b Decimal) Decimal {
-	q := a.d.DivRound(b.d, 0) // a starting point; corrected below so the result is exact
-	for q.Mul(b.d).LessThan(a.d) {
+	if a.big == nil && b.big == nil && b.coef > 0 {
+		if x, y, _, ok := aligned(a, b); ok {
+			q := x / y // truncated toward zero: the ceiling already when x < 0
+			if x > 0 && x%y != 0 {
+				q++
+			}
+			return Decimal{coef: q}
+		}
+	}
+	ad, bd := a.arbitrary(), b.arbitrary()
+	q := ad.DivRound(bd, 0) // a starting point; corrected below so the result is exact
+	for q.Mul(bd).LessThan(ad) {
 		q = q.Add(decimal.NewFromInt(1))
 	}
-	for q.Sub(decimal.NewFromInt(1)).Mul(b.d).GreaterThanOrEqual(a.d) {
+	for q.Sub(decimal.NewFromInt(1)).Mul(bd).GreaterThanOrEqual(ad) {
 		q = q.Sub(decimal.NewFromInt(1))
 	}
-	return Decimal{q}
+	return fromBig(q)
 }
 
 // String is the canonical text: no exponent, no trailing fractional zeros ("12.5", "0").
 func (a Decimal) String() string {
-	s := a.d.String()
+	if a.big == nil {
+		return string(a.appendSmall(make([]byte, 0, 24)))
+	}
+	s := a.big.String()
 	if bytes.IndexByte([]byte(s), '.') >= 0 {
 		s = string(bytes.TrimRight(bytes.TrimRight([]byte(s), "0"), "."))
 	}
@@ -128,11 +317,77 @@ func (a Decimal) String() string {
 	return s
 }
 
+// AppendText appends String() to b.
+func (a Decimal) AppendText(b []byte) ([]byte, error) {
+	if a.big == nil {
+		return a.appendSmall(b), nil
+	}
+	return append(b, a.String()...), nil
+}
+
+func (a Decimal) appendSmall(b []byte) []byte {
+	c, e := a.coef, a.exp
+	if c == 0 {
+		return append(b, '0')
+	}
+	for e < 0 && c%10 == 0 {
+		c, e = c/10, e+1
+	}
+	if c < 0 {
+		b = append(b, '-')
+	}
+	start := len(b)
+	b = strconv.AppendUint(b, uabs(c), 10)
+	if e >= 0 {
+		for ; e > 0; e-- {
+			b = append(b, '0')
+		}
+		return b
+	}
+	digits, point := len(b)-start, int(-e)
+	if digits > point { // 1234 e-2: 12.34
+		b = append(b, 0)
+		at := len(b) - 1 - point
+		copy(b[at+1:], b[at:len(b)-1])
+		b[at] = '.'
+		return b
+	}
+	// 12 e-4: 0.0012
+	pad := point - digits + 2 // "0." and the zeros
+	for range pad {
+		b = append(b, 0)
+	}
+	copy(b[start+pad:], b[start:start+digits])
+	b[start], b[start+1] = '0', '.'
+	for i := start + 2; i < start+pad; i++ {
+		b[i] = '0'
+	}
+	return b
+}
+
 // Credits converts a decimal number of credits to micro-credits, rounding half up (away from
 // zero at exactly half, which is what "half up" means for the negative deltas of credit-backs).
 // ok is false if the result does not fit in an int64.
 func (a Decimal) Credits() (c Credits, ok bool) {
-	micro := a.d.Shift(6).Round(0)
+	if a.big == nil {
+		if e := int64(a.exp) + 6; e >= 0 {
+			if v, ok := scaleUp(a.coef, int32(min(e, 19))); ok {
+				return Credits(v), true
+			}
+		} else if e >= -18 {
+			p := pow10[-e]
+			q, r := a.coef/p, a.coef%p
+			if 2*uabs(r) >= uint64(p) {
+				if a.coef < 0 {
+					q--
+				} else {
+					q++
+				}
+			}
+			return Credits(q), true
+		}
+	}
+	micro := a.arbitrary().Shift(6).Round(0)
 	bi := micro.BigInt()
 	if !bi.IsInt64() {
 		return 0, false
@@ -163,4 +418,4 @@ func truncate(s string, n int) string {
 }
 
 // Underlying returns the library value, for drivers that take it (ClickHouse's Decimal).
-func (a Decimal) Underlying() decimal.Decimal { return a.d }
+func (a Decimal) Underlying() decimal.Decimal { return a.arbitrary() }

@@ -68,3 +68,17 @@ func TestDecimalLibrariesAtScale(t *testing.T) {
 		t.Fatalf("govalues now holds %s exactly; re-check the decision record", q)
 	}
 }
+
+// BenchmarkDecimalAllot is the same workload on allot's own Decimal (two words while the
+// values fit, shopspring beyond).
+func BenchmarkDecimalAllot(b *testing.B) {
+	b.ReportAllocs()
+	var total Decimal
+	for i := 0; i < b.N; i++ {
+		in := decimalInputs[i%len(decimalInputs)]
+		q, _ := ParseDecimal(in[0])
+		p, _ := ParseDecimal(in[1])
+		total = total.Add(q.Mul(p))
+		_, _ = total.Credits()
+	}
+}

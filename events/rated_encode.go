@@ -67,7 +67,7 @@ func (r UsageRated) AppendJSON(b []byte) ([]byte, error) {
 			b = append(b, `{"quota":`...)
 			b = appendString(b, q.Quota)
 			b = append(b, `,"amount":`...)
-			b = appendString(b, q.Amount.String())
+			b = appendDecimal(b, q.Amount)
 			b = append(b, `,"period":{"unit":`...)
 			b = appendString(b, q.Period.Unit)
 			if q.Period.Count != 0 {
@@ -118,7 +118,7 @@ func (d *UsageDebited) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `,"rule_version":`...)
 	b = strconv.AppendInt(b, int64(d.RuleVersion), 10)
 	b = append(b, `,"quantity":`...)
-	b = appendString(b, d.Quantity.String())
+	b = appendDecimal(b, d.Quantity)
 	b = append(b, `,"amount":`...)
 	b = appendString(b, d.Amount.String())
 	if len(d.Allocations) > 0 {
@@ -155,7 +155,7 @@ func (d *UsageDebited) appendJSON(b []byte) ([]byte, error) {
 	}
 	if d.PeriodQuantity != nil {
 		b = append(b, `,"period_quantity":`...)
-		b = appendString(b, d.PeriodQuantity.String())
+		b = appendDecimal(b, *d.PeriodQuantity)
 	}
 	return append(b, '}'), nil
 }
@@ -189,4 +189,11 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"'), nil
+}
+
+// appendDecimal appends d as a JSON string (its text never needs escaping).
+func appendDecimal(b []byte, d Decimal) []byte {
+	b = append(b, '"')
+	b, _ = d.AppendText(b)
+	return append(b, '"')
 }
