@@ -145,6 +145,7 @@ func (w *Worker) run(ctx context.Context) error {
 	// next is a fetch already under way: while a batch's debits are being acknowledged the
 	// following batch is on its way, so the loop does not pay both round trips in series.
 	var next jetstream.MessageBatch
+	b := newBatch()
 	for ctx.Err() == nil {
 		msgs := next
 		next = nil
@@ -161,7 +162,7 @@ func (w *Worker) run(ctx context.Context) error {
 		var last jetstream.Msg
 		futures = futures[:0]
 		consistent = false
-		b := newBatch()
+		b.reset()
 		for m := range msgs.Messages() {
 			if err := w.rate(st, m, b); err != nil {
 				return err
@@ -209,10 +210,23 @@ func (w *Worker) run(ctx context.Context) error {
 	return nil
 }
 
-// batch collects a fetch's results per customer, in order of first appearance.
+// batch collects a fetch's results per customer, in order of first appearance. One batch
+// serves every fetch of a worker: reset keeps the entries and their slices for the next one
+// (the flushed entries live on only as encoded bytes), so a fetch allocates no new ones.
 type batch struct {
 	order []batchKey
 	by    map[batchKey]*events.UsageRated
+	spare []*events.UsageRated
+}
+
+func (b *batch) reset() {
+	for _, k := range b.order {
+		r := b.by[k]
+		*r = events.UsageRated{Debits: r.Debits[:0], Unrated: r.Unrated[:0], Quotas: r.Quotas[:0]}
+		b.spare = append(b.spare, r)
+	}
+	clear(b.by)
+	b.order = b.order[:0]
 }
 
 type batchKey struct {
@@ -226,7 +240,12 @@ func (b *batch) add(scope events.Scope, customer string, seq uint64, out Output)
 	k := batchKey{scope, customer}
 	r := b.by[k]
 	if r == nil {
-		r = &events.UsageRated{Customer: customer, FirstSeq: seq}
+		if n := len(b.spare); n > 0 {
+			r, b.spare = b.spare[n-1], b.spare[:n-1]
+		} else {
+			r = &events.UsageRated{}
+		}
+		r.Customer, r.FirstSeq = customer, seq
 		b.by[k] = r
 		b.order = append(b.order, k)
 	}
