@@ -435,8 +435,8 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 		}
 		rs = append(rs, ledgerRow{typ: typ, reservation: e.Reservation, entry: e.At})
 	case events.TypeQuotaIncremented:
-		var e events.QuotaIncremented
-		if json.Unmarshal(data, &e) != nil {
+		e, err := events.DecodeQuotaIncremented(data)
+		if err != nil {
 			return nil
 		}
 		for _, it := range e.Items {

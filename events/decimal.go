@@ -395,7 +395,7 @@ func (a Decimal) Credits() (c Credits, ok bool) {
 	return Credits(bi.Int64()), true
 }
 
-func (a Decimal) MarshalJSON() ([]byte, error) { return json.Marshal(a.String()) }
+func (a Decimal) MarshalJSON() ([]byte, error) { return appendDecimal(make([]byte, 0, 24), a), nil }
 
 func (a *Decimal) UnmarshalJSON(b []byte) error {
 	s, err := jsonStringOrNumber(b)

@@ -64,39 +64,9 @@ func (r UsageRated) AppendJSON(b []byte) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `{"quota":`...)
-			b = appendString(b, q.Quota)
-			b = append(b, `,"amount":`...)
-			b = appendDecimal(b, q.Amount)
-			b = append(b, `,"period":{"unit":`...)
-			b = appendString(b, q.Period.Unit)
-			if q.Period.Count != 0 {
-				b = append(b, `,"count":`...)
-				b = strconv.AppendInt(b, int64(q.Period.Count), 10)
-			}
-			if q.Period.Mode != "" {
-				b = append(b, `,"mode":`...)
-				b = appendString(b, q.Period.Mode)
-			}
-			if !q.Period.Anchor.IsZero() {
-				b = append(b, `,"anchor":`...)
-				if b, err = appendTime(b, q.Period.Anchor); err != nil {
-					return nil, err
-				}
-			}
-			if q.Period.TimeZone != "" {
-				b = append(b, `,"time_zone":`...)
-				b = appendString(b, q.Period.TimeZone)
-			}
-			b = append(b, `},"at":`...)
-			if b, err = appendTime(b, q.At); err != nil {
+			if b, err = appendQuotaUse(b, q); err != nil {
 				return nil, err
 			}
-			if q.UsageSeq != 0 {
-				b = append(b, `,"usage_seq":`...)
-				b = strconv.AppendUint(b, q.UsageSeq, 10)
-			}
-			b = append(b, '}')
 		}
 		b = append(b, ']')
 	}

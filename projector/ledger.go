@@ -77,8 +77,8 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		return out, nil
 	case events.TypeQuotaIncremented:
-		var e events.QuotaIncremented
-		if err := json.Unmarshal(data, &e); err != nil {
+		e, err := events.DecodeQuotaIncremented(data)
+		if err != nil {
 			return nil, err
 		}
 		for _, it := range e.Items {

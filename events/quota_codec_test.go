@@ -1,0 +1,90 @@
+package events
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestQuotaIncrementedEncodingMatchesStdlib(t *testing.T) {
+	t0 := time.Date(2026, 3, 31, 23, 59, 59, 120000000, time.FixedZone("x", -(5*3600+30*60)))
+	for name, e := range map[string]QuotaIncremented{
+		"full": {Customer: "ü\"<&>\xff", At: t0, Items: []QuotaUse{
+			{Quota: "calls", Amount: MustDecimal("12.50"), Period: Period{Unit: "month", Count: 3, Mode: "fixed", Anchor: t0, TimeZone: "Europe/Paris"}, At: t0, UsageSeq: 4},
+			{Quota: "q2", Period: Period{Unit: "day"}},
+		}},
+		"empty":       {},
+		"no items":    {Customer: "c", Items: []QuotaUse{}, At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		"far offsets": {Items: []QuotaUse{{At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("lmt", 561))}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, wantErr := json.Marshal(e)
+			got, gotErr := e.AppendJSON(nil)
+			require.Equal(t, wantErr == nil, gotErr == nil, "encoding/json err %v, AppendJSON err %v", wantErr, gotErr)
+			if wantErr != nil {
+				return
+			}
+			assert.Equal(t, decodeAny(t, want), decodeAny(t, got), "%s", got)
+			checkQuotaDecodeLikeStdlib(t, got)
+			back, err := DecodeQuotaIncremented(got)
+			require.NoError(t, err)
+			again, err := back.AppendJSON(nil)
+			require.NoError(t, err)
+			assert.Equal(t, string(got), string(again), "decode then encode is the identity")
+		})
+	}
+}
+
+// checkQuotaDecodeLikeStdlib requires DecodeQuotaIncremented to give what encoding/json gives.
+func checkQuotaDecodeLikeStdlib(t *testing.T, data []byte) {
+	t.Helper()
+	var want QuotaIncremented
+	wantErr := json.Unmarshal(data, &want)
+	got, gotErr := DecodeQuotaIncremented(data)
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("%q: encoding/json err %v, DecodeQuotaIncremented err %v", data, wantErr, gotErr)
+	}
+	if wantErr == nil && !reflect.DeepEqual(want, got) {
+		t.Fatalf("%q:\nencoding/json         %#v\nDecodeQuotaIncremented %#v", data, want, got)
+	}
+}
+
+func TestDecodeQuotaIncrementedEdges(t *testing.T) {
+	for _, in := range []string{
+		`{"customer":"c","items":[{"quota":"q","amount":"1.5","period":{"unit":"hour"},"at":"2026-01-01T00:00:00Z"}],"at":"2026-01-01T00:00:00.5Z"}`,
+		` { "at" : "2026-01-01T00:00:00Z" , "items" : [ ] , "customer" : "c" } `,
+		`{"customer":"c","customer":"d"}`,
+		`{"Customer":"c"}`,
+		`{"customer":"c\u00e9"}`,
+		`{"customer":null,"items":null}`,
+		`{"items":[{"amount":2}]}`,
+		`{"items":[{"amount":"x"}]}`,
+		`{"items":[{"amount":"1e3","usage_seq":-1}]}`,
+		`{"items":[{"usage_seq":18446744073709551615,"period":{"count":1.0}}]}`,
+		`{"items":[{"usage_seq":18446744073709551616}]}`,
+		`{"items":[{"period":{"count":-3,"anchor":"2026-02-29T00:00:00Z"}}]}`,
+		`{"items":[{"at":"2026-01-01T01:00:00+01:00"}]}`,
+		`{"items":[{"quota":"q","extra":1}]}`,
+		`{"at":"2026-01-01T00:00:00Z"} x`,
+		`{"items":[{},]}`,
+		`[]`, ``, `null`,
+	} {
+		checkQuotaDecodeLikeStdlib(t, []byte(in))
+	}
+}
+
+func FuzzDecodeQuotaIncremented(f *testing.F) {
+	e := QuotaIncremented{Customer: "cust-1", At: time.Date(2026, 5, 1, 12, 0, 0, 7, time.UTC), Items: []QuotaUse{
+		{Quota: "calls", Amount: MustDecimal("1"), Period: Period{Unit: "minute", Count: 5, Mode: "first_use", Anchor: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC), TimeZone: "UTC"}, At: time.Date(2026, 5, 1, 12, 0, 0, 7, time.UTC), UsageSeq: 9},
+	}}
+	b, _ := e.AppendJSON(nil)
+	f.Add(b)
+	f.Add([]byte(`{"customer":"c","items":[{"amount":"0.25","period":{"unit":"day"}}],"at":"2026-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkQuotaDecodeLikeStdlib(t, data)
+	})
+}
