@@ -97,6 +97,11 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any) *prob
 	if p != nil {
 		return p
 	}
+	return decodeStrict(body, v)
+}
+
+// decodeStrict decodes a JSON body strictly (unknown fields are errors); an empty body is {}.
+func decodeStrict(body []byte, v any) *problem.Problem {
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/allot-dev/allot/api/problem"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/plainjson"
 	"github.com/allot-dev/allot/projector"
 )
 
@@ -53,7 +55,14 @@ type quotaRequest struct {
 // readQuotaRequest decodes the body and the quota; amount defaults to def (nil: required).
 func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *events.Decimal) (events.Quota, string, events.Decimal, bool) {
 	var b quotaRequest
-	if p := s.decodeBody(w, r, &b); p != nil {
+	body, p := s.readBody(w, r)
+	if p == nil {
+		var ok bool
+		if b.Customer, b.Amount, ok = plainQuotaRequest(body); !ok {
+			b, p = quotaRequest{}, decodeStrict(body, &b)
+		}
+	}
+	if p != nil {
 		problem.Write(w, p)
 		return events.Quota{}, "", events.Decimal{}, false
 	}
@@ -69,7 +78,7 @@ func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *e
 	var amt events.Decimal
 	switch {
 	case len(b.Amount) > 0 && string(b.Amount) != "null":
-		if err := json.Unmarshal(b.Amount, &amt); err != nil {
+		if err := amt.UnmarshalJSON(b.Amount); err != nil { // a valid JSON value, as json.Unmarshal would pass it
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount must be a decimal number"))
 			return q, "", events.Decimal{}, false
 		}
@@ -82,18 +91,77 @@ func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *e
 	return q, s.o.Ledger.ResolveCustomer(scopeFrom(r), b.Customer), amt, true
 }
 
+// plainQuotaRequest reads the body services send on every check and increment —
+// {"customer": "...", "amount": "1.5" or 1.5}, keys once each, strings without escapes —
+// without encoding/json's reflection. Anything else reports false and goes to the strict
+// decoder, which accepts what it accepts and words the errors.
+func plainQuotaRequest(body []byte) (customer string, amount json.RawMessage, ok bool) {
+	d := plainjson.Decoder{B: body}
+	if !d.Next('{') {
+		return "", nil, false
+	}
+	var seen [2]bool
+	for first := true; ; first = false {
+		if d.Next('}') {
+			break
+		}
+		if !first && !d.Next(',') {
+			return "", nil, false
+		}
+		k, ok := d.String()
+		if !ok || !d.Next(':') {
+			return "", nil, false
+		}
+		switch string(k) {
+		case "customer":
+			v, ok := d.String()
+			if !ok || seen[0] {
+				return "", nil, false
+			}
+			customer, seen[0] = string(v), true
+		case "amount":
+			if seen[1] {
+				return "", nil, false
+			}
+			start := d.Peek()
+			from := d.I
+			if start == '"' {
+				if _, ok := d.String(); !ok {
+					return "", nil, false
+				}
+			} else if end, ok := plainjson.NumberEnd(d.B, from); ok {
+				d.I = end
+			} else {
+				return "", nil, false
+			}
+			amount, seen[1] = body[from:d.I:d.I], true
+		default:
+			return "", nil, false
+		}
+	}
+	return customer, amount, d.Peek() == 0 && d.I == len(body)
+}
+
 // setRateLimitHeaders writes RateLimit-Policy and RateLimit (IETF httpapi draft) for the
 // statuses: quota units are whole numbers in the headers (rounded down).
 func setRateLimitHeaders(w http.ResponseWriter, quotas []events.Quota, st []projector.QuotaStatus, now time.Time) {
-	var pol, cur []string
+	var pol, cur []byte
 	for i, s := range st {
+		if i > 0 {
+			pol, cur = append(pol, ", "...), append(cur, ", "...)
+		}
 		window := int64(math.Round(s.ResetsAt.Sub(s.WindowStart).Seconds()))
-		pol = append(pol, fmt.Sprintf("%q;q=%s;w=%d", quotas[i].Key, wholeUnits(s.Limit), window))
+		pol = strconv.AppendQuote(pol, quotas[i].Key) // as %q
+		pol = append(append(pol, ";q="...), wholeUnits(s.Limit)...)
+		pol = strconv.AppendInt(append(pol, ";w="...), window, 10)
 		reset := int64(math.Ceil(s.ResetsAt.Sub(now).Seconds()))
-		cur = append(cur, fmt.Sprintf("%q;r=%s;t=%d", quotas[i].Key, wholeUnits(s.Remaining), max(reset, 0)))
+		cur = strconv.AppendQuote(cur, quotas[i].Key)
+		cur = append(append(cur, ";r="...), wholeUnits(s.Remaining)...)
+		cur = strconv.AppendInt(append(cur, ";t="...), max(reset, 0), 10)
 	}
-	w.Header().Set("RateLimit-Policy", strings.Join(pol, ", "))
-	w.Header().Set("RateLimit", strings.Join(cur, ", "))
+	h := w.Header()
+	h["Ratelimit-Policy"] = []string{string(pol)} // the canonical form Header.Set would use
+	h["Ratelimit"] = []string{string(cur)}
 }
 
 func wholeUnits(d events.Decimal) string {
@@ -119,6 +187,37 @@ type quotaStatusView struct {
 	ResetsAt    time.Time      `json:"resets_at"`
 	Used        events.Decimal `json:"used"`
 	WindowStart time.Time      `json:"window_start"`
+}
+
+// AppendJSON appends v's JSON, byte for byte what encoding/json writes (checked by
+// TestQuotaStatusViewEncoding): check and increment answer with it on every call.
+func (v quotaStatusView) AppendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = append(b, `{"allowed":`...)
+	b = strconv.AppendBool(b, v.Allowed)
+	if v.Customer != "" {
+		b = append(b, `,"customer":`...)
+		b = events.AppendJSONString(b, v.Customer)
+	}
+	b = append(b, `,"limit":"`...)
+	b, _ = v.Limit.AppendText(b)
+	b = append(b, `","quota":`...)
+	b = events.AppendJSONString(b, v.Quota)
+	b = append(b, `,"remaining":"`...)
+	b, _ = v.Remaining.AppendText(b)
+	b = append(b, `","requested":"`...)
+	b, _ = v.Requested.AppendText(b)
+	b = append(b, `","resets_at":`...)
+	if b, err = events.AppendJSONTime(b, v.ResetsAt); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"used":"`...)
+	b, _ = v.Used.AppendText(b)
+	b = append(b, `","window_start":`...)
+	if b, err = events.AppendJSONTime(b, v.WindowStart); err != nil {
+		return nil, err
+	}
+	return append(b, '}'), nil
 }
 
 // quotaMap is a quota status for the answers that leave fields out.

@@ -280,7 +280,13 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *prob
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if a, ok := v.(interface{ AppendJSON([]byte) ([]byte, error) }); ok {
+		b, err = a.AppendJSON(make([]byte, 0, 512)) // the answers on every check and increment
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		problem.Write(w, problem.New(problem.Internal, http.StatusInternalServerError, "Internal error", "encoding the response failed"))
 		return

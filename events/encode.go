@@ -146,3 +146,11 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// AppendJSONString appends s as a JSON string that decodes to what encoding/json's does
+// (invalid UTF-8 replaced, U+2028/U+2029 escaped; <, > and & are left as they are): for
+// hand-written encoders of API answers.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
+// AppendJSONTime appends t as encoding/json writes a time.Time.
+func AppendJSONTime(b []byte, t time.Time) ([]byte, error) { return appendTime(b, t) }
