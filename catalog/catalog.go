@@ -399,6 +399,18 @@ func (c *Catalog) WebhookEndpoints(scope events.Scope) []events.WebhookEndpoint 
 	return out
 }
 
+// HasWebhookEndpoints reports whether any scope has a webhook endpoint (in any state).
+func (c *Catalog) HasWebhookEndpoints() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, eps := range c.hooks {
+		if len(eps) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // PutWebhookEndpoint stores an endpoint's new state.
 func PutWebhookEndpoint(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc events.Scope, ep events.WebhookEndpoint, now time.Time) error {
 	e := events.WebhookEndpointChanged{Product: sc.Product, Env: sc.Env, Endpoint: ep, At: now.UTC()}

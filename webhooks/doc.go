@@ -3,7 +3,8 @@
 // The Notifier folds the ledger (like any projector, from the projection's snapshot when it
 // is not past the notifier's position) and writes one notification per webhook
 // event to the outbox stream, on the customer's subject, with an id derived from the ledger
-// sequence: re-folding after a crash writes the same ids, which JetStream drops. The
+// sequence: re-folding after a crash writes the same ids, which JetStream drops. While no
+// scope has an endpoint it only follows the ledger's end (Notifier.idle). The
 // Dispatcher reads the outbox and delivers each notification to every endpoint of its scope
 // that subscribed to its type, signed per Standard Webhooks, in order per customer: while a
 // customer's head notification waits for a retry, that customer's later ones wait too; other

@@ -32,8 +32,12 @@ type Notifier struct {
 	// Snapshots, when set, is where the ledger projection keeps its snapshot: a restart starts
 	// its fold there when the snapshot is not past the position (else from the first entry).
 	Snapshots jetstream.ObjectStore
-	Log       *slog.Logger
-	Written   atomic.Int64
+	// AnyEndpoints, when set, reports whether any scope has a webhook endpoint, as of the
+	// config stream's end when it is called. While none has, the notifier does not read the
+	// ledger at all (see idle).
+	AnyEndpoints func(context.Context) (bool, error)
+	Log          *slog.Logger
+	Written      atomic.Int64
 }
 
 const notifierKey = "notifier.seq"
@@ -70,6 +74,9 @@ func (n *Notifier) position(ctx context.Context) (uint64, error) {
 func (n *Notifier) run(ctx context.Context) error {
 	pos, err := n.position(ctx)
 	if err != nil {
+		return err
+	}
+	if busy, err := n.idle(ctx, &pos); err != nil || !busy {
 		return err
 	}
 	// Crossings (low, depleted) depend on balances, so the notifier folds the ledger: silently
@@ -165,6 +172,48 @@ func (n *Notifier) run(ctx context.Context) error {
 		}
 	}
 	return flush()
+}
+
+// idle holds the notifier while no scope has a webhook endpoint: nothing derived then could
+// ever be delivered, and deriving means a second fold of the whole ledger (every debit batch,
+// every quota increment) for nobody. Its position follows the ledger's end instead, read
+// before each look at the endpoints, which is taken on a catalog caught up with the config
+// stream: an entry is passed over only if no endpoint existed once it was written. When one
+// appears, the normal path starts from that position, folding silently up to it (from the
+// projection's snapshot when it can), so balances and crossings are right from there on. It
+// reports whether to go on notifying (false when ctx ended).
+func (n *Notifier) idle(ctx context.Context, pos *uint64) (bool, error) {
+	if n.AnyEndpoints == nil {
+		return true, nil
+	}
+	for ctx.Err() == nil {
+		s, err := n.JS.Stream(ctx, n.LedgerStream)
+		if err != nil {
+			return false, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		has, err := n.AnyEndpoints(ctx)
+		if err != nil {
+			return false, err
+		}
+		if has {
+			return true, nil
+		}
+		if last := info.State.LastSeq; last > *pos {
+			if _, err := n.KV.Put(ctx, notifierKey, []byte(strconv.FormatUint(last, 10))); err != nil {
+				return false, err
+			}
+			*pos = last
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	return false, nil
 }
 
 // derive maps one ledger entry to the notifications it causes.

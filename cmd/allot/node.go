@@ -257,7 +257,13 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
-	n.notifier = &webhooks.Notifier{JS: wjs, KV: whState, Endpoints: n.cat, LedgerStream: bus.LedgerStream, Snapshots: snaps, Log: log.With("component", "notifier")}
+	n.notifier = &webhooks.Notifier{JS: wjs, KV: whState, Endpoints: n.cat, LedgerStream: bus.LedgerStream, Snapshots: snaps, Log: log.With("component", "notifier"),
+		AnyEndpoints: func(ctx context.Context) (bool, error) {
+			if err := follower.Sync(ctx); err != nil {
+				return false, err
+			}
+			return n.cat.HasWebhookEndpoints(), nil
+		}}
 	if cfg.WebhookRetryScale <= 0 {
 		cfg.WebhookRetryScale = 1
 	}
