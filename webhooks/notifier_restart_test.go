@@ -136,7 +136,7 @@ func TestNotifierIdlesWithoutEndpoints(t *testing.T) {
 	assert.Zero(t, n.Written.Load(), "nothing is derived while no endpoint exists")
 
 	endpoints.Store(true)
-	time.Sleep(300 * time.Millisecond) // past the idle loop's next look
+	time.Sleep(300 * time.Millisecond)            // past the idle loop's next look
 	write(events.TypeUsageRated, debit(2, cr(4))) // -2: depleted
 	require.Eventually(t, func() bool { return n.Written.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
 	st, err := js.Stream(ctx, bus.OutboxStream)
