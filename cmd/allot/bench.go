@@ -34,6 +34,17 @@ type benchResult struct {
 type benchOptions struct {
 	events, batch, concurrency, rounds, customers int
 	natsURL                                       string
+	webhooks                                      bool
+}
+
+// benchWebhooks registers a webhook endpoint when --webhooks is given, so the notifier folds
+// the ledger as in a deployment that uses webhooks (without any endpoint it stays idle). Nothing
+// listens at its URL and the bench writes nothing that would be sent to it.
+func benchWebhooks(o benchOptions, base string) error {
+	if !o.webhooks {
+		return nil
+	}
+	return httpDo(http.DefaultClient, "POST", base+"/v1/webhook-endpoints", `{"url":"http://127.0.0.1:9/allot-bench","events":["*"]}`, 201)
 }
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +61,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.concurrency, "concurrency", 4, "concurrent HTTP clients")
 	fs.IntVar(&o.customers, "customers", 1000000, "customers in the memory figure")
 	fs.StringVar(&o.natsURL, "nats-url", "", "also run the ingest figure against this NATS cluster (R3 streams; it creates allot's streams there: use a test cluster)")
+	fs.BoolVar(&o.webhooks, "webhooks", false, "pipeline, quota: register a webhook endpoint, so the notifier folds the ledger too")
 	fs.IntVar(&o.rounds, "rounds", 3, "alternating rounds of baseline and figure; the median is reported")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := bindEnv(fs, args); err != nil {

@@ -161,6 +161,9 @@ func benchQuota(ctx context.Context, o benchOptions, progress io.Writer) ([]benc
 	if err := httpDo(c, "PUT", base+"/v1/quotas/bench", `{"meter":"requests","limit":"1000000000000","period":{"unit":"hour"}}`, 200); err != nil {
 		return nil, err
 	}
+	if err := benchWebhooks(o, base); err != nil {
+		return nil, err
+	}
 	rc, err := newRawHTTP(base, "Bearer ak_bench_0123456789abcdef", 4*conc)
 	if err != nil {
 		return nil, err

@@ -184,6 +184,10 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 		if err != nil {
 			return nil, err
 		}
+		if err := benchWebhooks(o, n.httpURL()); err != nil {
+			done()
+			return nil, err
+		}
 		cpu0 = processCPU()
 		pipe, err := benchFullPipeline(ctx, n, client, benchEvents(fmt.Sprintf("q%d", round), o.events), o, progress)
 		pipeCPU := processCPU() - cpu0
