@@ -238,9 +238,15 @@ type reservationView struct {
 }
 
 func (s *Server) reservation(w http.ResponseWriter, r *http.Request, customer, id string) {
-	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
-	res := a.Reservations[id]
-	if res == nil {
+	var v *reservationView
+	now := s.o.Now()
+	s.o.Ledger.View(scopeFrom(r), customer, func(a *projector.Account, _ uint64) {
+		if res := a.Reservations[id]; res != nil {
+			v = &reservationView{ID: id, Customer: customer, Status: res.StatusAt(now), Amount: res.Amount,
+				Committed: res.Committed, ExpiresAt: res.ExpiresAt, CreatedAt: res.CreatedAt}
+		}
+	})
+	if v == nil {
 		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
 		return
 	}
@@ -248,8 +254,7 @@ func (s *Server) reservation(w http.ResponseWriter, r *http.Request, customer, i
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/reservations" {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, reservationView{ID: id, Customer: customer, Status: res.StatusAt(s.o.Now()), Amount: res.Amount,
-		Committed: res.Committed, ExpiresAt: res.ExpiresAt, CreatedAt: res.CreatedAt})
+	writeJSON(w, status, *v)
 }
 
 func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {

@@ -226,7 +226,13 @@ func (a *Account) allocate(t time.Time, amount events.Credits, record bool) []ev
 
 // Allocations previews what burning amount at t would take, without changing the account.
 func (a *Account) Allocations(t time.Time, amount events.Credits) []events.Allocation {
-	c := a.clone()
+	// allocate changes only the blocks and the overage: copy those, not the whole account
+	// (a busy customer's account holds hundreds of reservations).
+	c := Account{Blocks: make([]*Block, len(a.Blocks)), Overage: a.Overage}
+	for i, b := range a.Blocks {
+		bb := *b
+		c.Blocks[i] = &bb
+	}
 	return c.allocate(t, amount, true)
 }
 
@@ -318,14 +324,25 @@ func (a *Account) clone() *Account {
 		ss := *sub
 		c.Subscriptions[k] = &ss
 	}
-	c.Quotas = nil
-	if a.Quotas != nil {
-		c.Quotas = make(map[string]*QuotaState, len(a.Quotas))
+	c.Quotas = cloneQuotas(a.Quotas)
+	return &c
+}
+
+func cloneQuotas(m map[string]*QuotaState) map[string]*QuotaState {
+	if m == nil {
+		return nil
 	}
-	for k, q := range a.Quotas {
+	c := make(map[string]*QuotaState, len(m))
+	for k, q := range m {
 		qq := *q
 		qq.Windows = slices.Clone(q.Windows)
-		c.Quotas[k] = &qq
+		c[k] = &qq
 	}
-	return &c
+	return c
+}
+
+// quotaCopy is a copy of the account's quota state alone: what deciding increments reads and
+// changes (Increments decides a batch of them one after another on it).
+func (a *Account) quotaCopy() *Account {
+	return &Account{Customer: a.Customer, Quotas: cloneQuotas(a.Quotas)}
 }

@@ -30,6 +30,9 @@ import (
 // in time; retrying the command (same Idempotency-Key) is safe.
 var ErrNotVisibleYet = errors.New("written, but the projection has not caught up yet; retry")
 
+//
+// decide gets the customer's account in place, under the projection's read lock: it must only
+// read it, not keep it, and not call into the ledger.
 func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) (uint64, error) {
 	// One append per customer at a time from this process: concurrent commands for one
 	// customer would otherwise all decide on the same state, all but one be refused by
@@ -59,24 +62,41 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 				return 0, errors.New("the projection is behind the ledger stream")
 			}
 		}
-		a, _ := l.Account(scope, customer)
+		// Decided on the account in place, under the projection's read lock, and encoded
+		// there too: a copy would cost as much as the account is big (a busy customer holds
+		// hundreds of reservations), and every decide function only reads.
+		var (
+			typ, known          string
+			lastSeq             uint64
+			data                []byte
+			refused, encodeErr error
+		)
+		l.View(scope, customer, func(a *Account, _ uint64) {
+			lastSeq = a.LastSeq
+			if msgID != "" && a.HasCommand(msgID) {
+				known = msgID
+				return
+			}
+			var v any
+			if typ, v, refused = decide(a); refused == nil {
+				data, encodeErr = encode(v)
+			}
+		})
 		if !fresh {
-			last = a.LastSeq
+			last = lastSeq
 		}
-		if msgID != "" && a.HasCommand(msgID) {
-			return a.LastSeq, nil // a retry of a command already written: its effect stands
+		if known != "" {
+			return lastSeq, nil // a retry of a command already written: its effect stands
 		}
-		typ, v, err := decide(a)
-		if err != nil {
+		if refused != nil {
 			if !fresh {
 				fresh = true // never refuse on a state that may be stale
 				continue
 			}
-			return 0, err
+			return 0, refused
 		}
-		data, err := encode(v)
-		if err != nil {
-			return 0, err
+		if encodeErr != nil {
+			return 0, encodeErr
 		}
 		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
 		if msgID != "" {

@@ -127,9 +127,10 @@ func (in *Increments) commit(k accountKey, batch []*incRequest) {
 	stream, err := in.Stream(live[0].ctx)
 	if err == nil {
 		ctx := context.WithoutCancel(live[0].ctx) // the batch is not the leader's alone
-		_, err = AppendDecided(ctx, in.JS, stream, in.Ledger, k.Scope, k.Customer, "", func(a *Account) (string, any, error) {
-			// a is this call's own copy: admitted requests are applied to it, so each next
+		_, err = AppendDecided(ctx, in.JS, stream, in.Ledger, k.Scope, k.Customer, "", func(acct *Account) (string, any, error) {
+			// Admitted requests are applied to a copy of the quota state, so each next
 			// request is decided on the state the ones before it leave.
+			a := acct.quotaCopy()
 			var e events.QuotaIncremented
 			for _, r := range live {
 				inc, st, err := a.DecideIncrement(r.quotas, r.amounts, r.now)
