@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,54 +93,64 @@ func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *e
 }
 
 // plainQuotaRequest reads the body services send on every check and increment —
-// {"customer": "...", "amount": "1.5" or 1.5}, keys once each, strings without escapes —
-// without encoding/json's reflection. Anything else reports false and goes to the strict
-// decoder, which accepts what it accepts and words the errors.
+// {"customer": "...", "amount": "1.5" or 1.5} — without encoding/json's reflection (plainFields);
+// false sends it to the strict decoder, which accepts what it accepts and words the errors.
 func plainQuotaRequest(body []byte) (customer string, amount json.RawMessage, ok bool) {
-	d := plainjson.Decoder{B: body}
-	if !d.Next('{') {
+	f, ok := plainFields(body, "customer", "amount")
+	if !ok || (f[0] != nil && f[0][0] != '"') {
 		return "", nil, false
 	}
-	var seen [2]bool
+	return plainText(f[0]), f[1], true
+}
+
+// plainFields reads a flat JSON object whose members are among keys, each at most once, and
+// whose values are strings without escapes or numbers, as clients send the hot requests. It
+// returns each key's raw value (nil when absent); anything else reports false.
+func plainFields(body []byte, keys ...string) ([][]byte, bool) {
+	d := plainjson.Decoder{B: body}
+	if !d.Next('{') {
+		return nil, false
+	}
+	out := make([][]byte, len(keys))
 	for first := true; ; first = false {
 		if d.Next('}') {
 			break
 		}
 		if !first && !d.Next(',') {
-			return "", nil, false
+			return nil, false
 		}
 		k, ok := d.String()
 		if !ok || !d.Next(':') {
-			return "", nil, false
+			return nil, false
 		}
-		switch string(k) {
-		case "customer":
-			v, ok := d.String()
-			if !ok || seen[0] {
-				return "", nil, false
-			}
-			customer, seen[0] = string(v), true
-		case "amount":
-			if seen[1] {
-				return "", nil, false
-			}
-			start := d.Peek()
-			from := d.I
-			if start == '"' {
-				if _, ok := d.String(); !ok {
-					return "", nil, false
-				}
-			} else if end, ok := plainjson.NumberEnd(d.B, from); ok {
-				d.I = end
-			} else {
-				return "", nil, false
-			}
-			amount, seen[1] = body[from:d.I:d.I], true
-		default:
-			return "", nil, false
+		i := slices.Index(keys, string(k))
+		if i < 0 || out[i] != nil {
+			return nil, false
 		}
+		isString := d.Peek() == '"' // (skips white space)
+		from := d.I
+		if isString {
+			if _, ok := d.String(); !ok {
+				return nil, false
+			}
+		} else {
+			end, ok := plainjson.NumberEnd(d.B, from)
+			if !ok {
+				return nil, false
+			}
+			d.I = end
+		}
+		out[i] = body[from:d.I:d.I]
 	}
-	return customer, amount, d.Peek() == 0 && d.I == len(body)
+	return out, d.Peek() == 0 && d.I == len(body)
+}
+
+// plainText is the string a plain JSON string value holds ("" for nil).
+func plainText(raw []byte) string {
+	if len(raw) < 2 {
+		return ""
+	}
+	return string(raw[1 : len(raw)-1])
 }
 
 // setRateLimitHeaders writes RateLimit-Policy and RateLimit (IETF httpapi draft) for the

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"reflect"
-	"strings"
+	"strconv"
 	"testing"
 	"time"
 
@@ -59,31 +59,99 @@ func FuzzPlainQuotaRequest(f *testing.F) {
 	})
 }
 
-// TestQuotaStatusViewEncoding: the hand-written answer is encoding/json's: the same bytes but
-// for <, > and &, which encoding/json alone escapes, and the same value.
-func TestQuotaStatusViewEncoding(t *testing.T) {
+// appender is an answer with a hand-written encoder.
+type appender interface {
+	AppendJSON([]byte) ([]byte, error)
+}
+
+// sameAsEncodingJSON requires v's hand-written JSON to decode to what encoding/json's does,
+// and with plain text (no escapes but a quote) to be the very same bytes.
+func sameAsEncodingJSON(t *testing.T, v appender, plain bool) {
+	t.Helper()
+	want, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := v.AppendJSON(nil)
+	var gotV, wantV any
+	if err != nil || json.Unmarshal(got, &gotV) != nil || json.Unmarshal(want, &wantV) != nil || !reflect.DeepEqual(gotV, wantV) ||
+		(plain && string(got) != string(want)) {
+		t.Fatalf("AppendJSON %s (%v)\nencoding/json %s", got, err, want)
+	}
+}
+
+// TestViewsEncodeLikeEncodingJSON covers every answer written by hand, over random values.
+func TestViewsEncodeLikeEncodingJSON(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	dec := func() events.Decimal {
 		return events.DecimalFromInt(rnd.Int64N(2_000_000) - 1_000_000).Mul(events.MustDecimal("0.001"))
 	}
+	cr := func() events.Credits { return events.Credits(rnd.Int64N(1<<62) - 1<<61) }
 	when := func() time.Time {
 		return time.Unix(rnd.Int64N(4_000_000_000), rnd.Int64N(1e9)).In(time.FixedZone("z", int(rnd.Int64N(86_400))-43_200))
 	}
-	for i := range 500 {
-		v := quotaStatusView{Allowed: rnd.IntN(2) == 0, Limit: dec(), Quota: "q<&>\"" + string(rune(rnd.IntN(0x3000))),
-			Remaining: dec(), Requested: dec(), ResetsAt: when(), Used: dec(), WindowStart: when()}
-		if i%2 == 0 {
-			v.Customer = "cust-\u2028" + string(rune(rnd.IntN(0x3000)))
+	for i := range 1000 {
+		plain := i%2 == 0
+		text := func() string {
+			if plain {
+				return "plain \" text " + strconv.Itoa(rnd.IntN(1000))
+			}
+			return "s<&>\"\u2028" + string(rune(rnd.IntN(0x3000))) + "\xff"
 		}
-		want, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
+		q := quotaStatusView{Allowed: rnd.IntN(2) == 0, Limit: dec(), Quota: text(), Remaining: dec(), Requested: dec(),
+			ResetsAt: when(), Used: dec(), WindowStart: when()}
+		if rnd.IntN(2) == 0 {
+			q.Customer = text()
 		}
-		got, err := v.AppendJSON(nil)
-		var gotV, wantV any
-		if err != nil || json.Unmarshal(got, &gotV) != nil || json.Unmarshal(want, &wantV) != nil || !reflect.DeepEqual(gotV, wantV) ||
-			string(got) != strings.NewReplacer("\\u003c", "<", "\\u003e", ">", "\\u0026", "&").Replace(string(want)) {
-			t.Fatalf("AppendJSON %s (%v)\nencoding/json %s", got, err, want)
+		sameAsEncodingJSON(t, q, plain)
+
+		e := entitlementView{Allowed: i%3 == 0, Balance: cr(), Customer: text(), EffectiveBalance: cr(), EstimatedCost: cr(),
+			Feature: text(), Reason: text(), Reserved: cr(), Version: rnd.Uint64()}
+		if rnd.IntN(2) == 0 {
+			o := cr()
+			e.OverdraftLimit = &o
+		}
+		sameAsEncodingJSON(t, e, plain)
+
+		b := balanceView{Balance: cr(), Committed: cr(), CreditedBack: cr(), Customer: text(), CustomerID: text(), Debited: cr(),
+			EffectiveBalance: cr(), Expired: cr(), Overage: cr(), Reserved: cr(), UnratedEvents: rnd.Int64(), Version: rnd.Uint64()}
+		switch i % 3 {
+		case 0:
+			b.Blocks = []blockView{}
+		case 1:
+			for range 3 {
+				bl := blockView{ID: text(), Source: text(), Priority: rnd.IntN(1_000_000), Granted: cr(), Remaining: cr(), EffectiveAt: when(), Status: text()}
+				if rnd.IntN(2) == 0 {
+					x := when()
+					bl.ExpiresAt = &x
+				}
+				if rnd.IntN(2) == 0 {
+					d := dec()
+					bl.CostBasis = &d
+				}
+				b.Blocks = append(b.Blocks, bl)
+			}
+		}
+		sameAsEncodingJSON(t, b, plain)
+	}
+}
+
+// TestPlainEntitlementRequestAgreesWithStrict: the fast reader of check bodies reads what the
+// strict decoder reads, and leaves to it what it does not take.
+func TestPlainEntitlementRequestAgreesWithStrict(t *testing.T) {
+	for _, body := range []string{
+		`{"customer":"c1","feature":"chat","quantity":"100"}`, `{"feature":"chat","customer":"c1"}`, `{"customer":"c","feature":"f","quantity":2.5e1}`,
+		`{"customer":"c","feature":"f","quantity":"x"}`, `{"customer":"c","feature":"f","quantity":null}`, `{"customer":1,"feature":"f"}`,
+		`{"customer":"c","feature":"f","extra":true}`, `{"customer":"c","customer":"d"}`, `{"Customer":"c"}`, `{}`, ``, `{"customer":"c\u00e9"}`,
+	} {
+		got, gotP := readEntitlementRequest([]byte(body))
+		var want entitlementRequest
+		wantP := decodeStrict([]byte(body), &want)
+		if (gotP == nil) != (wantP == nil) || (gotP != nil && gotP.Detail != wantP.Detail) {
+			t.Fatalf("%s: problem %v, strict %v", body, gotP, wantP)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: read %+v, strict %+v", body, got, want)
 		}
 	}
 }

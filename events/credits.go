@@ -49,24 +49,31 @@ func (c Credits) Decimal() Decimal {
 }
 
 // String formats c as a decimal number of credits with no trailing zeros.
-func (c Credits) String() string {
-	neg := c < 0
+func (c Credits) String() string { return string(c.AppendText(make([]byte, 0, 24))) }
+
+// AppendText appends String() to b: every balance, check and ledger answer writes several.
+func (c Credits) AppendText(b []byte) []byte {
 	u := uint64(c)
-	if neg {
+	if c < 0 {
+		b = append(b, '-')
 		u = uint64(-(c + 1)) + 1 // safe for math.MinInt64
 	}
 	whole, frac := u/MicroPerCredit, u%MicroPerCredit
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	b.WriteString(strconv.FormatUint(whole, 10))
+	b = strconv.AppendUint(b, whole, 10)
 	if frac != 0 {
-		f := fmt.Sprintf("%06d", frac)
-		b.WriteByte('.')
-		b.WriteString(strings.TrimRight(f, "0"))
+		var f [7]byte // '.' and six digits, trailing zeros dropped
+		f[0] = '.'
+		for i := 6; i >= 1; i-- {
+			f[i] = byte('0' + frac%10)
+			frac /= 10
+		}
+		n := 7
+		for f[n-1] == '0' {
+			n--
+		}
+		b = append(b, f[:n]...)
 	}
-	return b.String()
+	return b
 }
 
 // Add returns c+d, or ok=false on overflow.
@@ -78,7 +85,10 @@ func (c Credits) Add(d Credits) (Credits, bool) {
 	return s, true
 }
 
-func (c Credits) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+func (c Credits) MarshalJSON() ([]byte, error) {
+	b := append(make([]byte, 0, 24), '"')
+	return append(c.AppendText(b), '"'), nil
+}
 
 func (c *Credits) UnmarshalJSON(b []byte) error {
 	if len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' {

@@ -3,8 +3,11 @@ package events
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -175,6 +178,45 @@ func FuzzParseCreditsFastPath(f *testing.F) {
 		slow, inRange := d.Credits()
 		if !inRange || slow != fast {
 			t.Fatalf("%q: fast %d, exact %d (in range %v)", s, fast, slow, inRange)
+		}
+	})
+}
+
+// creditsTextReference is how credits were formatted before AppendText: the definition the
+// fast form must keep.
+func creditsTextReference(c Credits) string {
+	neg := c < 0
+	u := uint64(c)
+	if neg {
+		u = uint64(-(c + 1)) + 1
+	}
+	whole, frac := u/MicroPerCredit, u%MicroPerCredit
+	s := strconv.FormatUint(whole, 10)
+	if neg {
+		s = "-" + s
+	}
+	if frac != 0 {
+		s += "." + strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
+	}
+	return s
+}
+
+func FuzzCreditsText(f *testing.F) {
+	for _, c := range []int64{0, 1, -1, 1_000_000, -1_500_000, 123_456_789, 100, 10, math.MaxInt64, math.MinInt64, 999_999, -1_000_001} {
+		f.Add(c)
+	}
+	f.Fuzz(func(t *testing.T, c int64) {
+		want := creditsTextReference(Credits(c))
+		if got := Credits(c).String(); got != want {
+			t.Fatalf("Credits(%d).String() = %q, want %q", c, got, want)
+		}
+		j, _ := Credits(c).MarshalJSON()
+		if string(j) != `"`+want+`"` {
+			t.Fatalf("Credits(%d).MarshalJSON() = %s", c, j)
+		}
+		var back Credits
+		if err := back.UnmarshalJSON(j); err != nil || back != Credits(c) {
+			t.Fatalf("Credits(%d) round trip: %d, %v", c, back, err)
 		}
 	})
 }
