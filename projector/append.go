@@ -30,7 +30,6 @@ import (
 // in time; retrying the command (same Idempotency-Key) is safe.
 var ErrNotVisibleYet = errors.New("written, but the projection has not caught up yet; retry")
 
-//
 // decide gets the customer's account in place, under the projection's read lock: it must only
 // read it, not keep it, and not call into the ledger.
 func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, l *Ledger, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) (uint64, error) {
@@ -66,9 +65,9 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		// there too: a copy would cost as much as the account is big (a busy customer holds
 		// hundreds of reservations), and every decide function only reads.
 		var (
-			typ, known          string
-			lastSeq             uint64
-			data                []byte
+			typ, known         string
+			lastSeq            uint64
+			data               []byte
 			refused, encodeErr error
 		)
 		l.View(scope, customer, func(a *Account, _ uint64) {

@@ -129,8 +129,8 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		b.Remaining, b.Expired = 0, true
 		return []Applied{{}}, nil
 	case events.TypeReservationCreated:
-		var e events.ReservationCreated
-		if err := json.Unmarshal(data, &e); err != nil {
+		e, err := events.DecodeReservationCreated(data)
+		if err != nil {
 			return nil, err
 		}
 		if _, ok := a.Reservations[e.Reservation]; ok {
@@ -373,7 +373,15 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 			Reservation  string `json:"reservation"`
 			Subscription string `json:"subscription"`
 		}
-		if json.Unmarshal(data, &e) == nil {
+		var err error
+		if typ == events.TypeReservationCreated {
+			var r events.ReservationCreated
+			r, err = events.DecodeReservationCreated(data)
+			e.Reservation = r.Reservation
+		} else {
+			err = json.Unmarshal(data, &e)
+		}
+		if err == nil {
 			if l.resv[k.Scope] == nil {
 				l.resv[k.Scope] = map[string]string{}
 			}

@@ -88,3 +88,44 @@ func FuzzDecodeQuotaIncremented(f *testing.F) {
 		checkQuotaDecodeLikeStdlib(t, data)
 	})
 }
+
+func checkReservationDecodeLikeStdlib(t *testing.T, data []byte) {
+	t.Helper()
+	var want ReservationCreated
+	wantErr := json.Unmarshal(data, &want)
+	got, gotErr := DecodeReservationCreated(data)
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("%q: encoding/json err %v, DecodeReservationCreated err %v", data, wantErr, gotErr)
+	}
+	if wantErr == nil && !reflect.DeepEqual(want, got) {
+		t.Fatalf("%q:\nencoding/json            %#v\nDecodeReservationCreated %#v", data, want, got)
+	}
+}
+
+func TestReservationCreatedCodec(t *testing.T) {
+	t0 := time.Date(2026, 3, 31, 23, 59, 59, 120000000, time.UTC)
+	for _, e := range []ReservationCreated{
+		{Reservation: "res_1", Customer: "ü\"<&>\xff", Amount: 1_500_000, ExpiresAt: t0.Add(5 * time.Minute), At: t0},
+		{Amount: -1, ExpiresAt: t0.In(time.FixedZone("x", 3600))},
+		{},
+	} {
+		want, err := json.Marshal(e)
+		require.NoError(t, err)
+		got, err := e.AppendJSON(nil)
+		require.NoError(t, err)
+		assert.Equal(t, decodeAny(t, want), decodeAny(t, got), "%s", got)
+		checkReservationDecodeLikeStdlib(t, got)
+	}
+	for _, in := range []string{
+		`{"reservation":"r","customer":"c","amount":"1.5","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00Z"}`,
+		`{"amount":2}`, `{"amount":"x"}`, `{"amount":"1.0000001"}`, `{"reservation":null}`, `{"Reservation":"r"}`, `{"reservation":"r","reservation":"s"}`,
+		`{"at":"2026-01-01T01:00:00+01:00"}`, `{"extra":1}`, `{} x`, ``, `[]`,
+	} {
+		checkReservationDecodeLikeStdlib(t, []byte(in))
+	}
+}
+
+func FuzzDecodeReservationCreated(f *testing.F) {
+	f.Add([]byte(`{"reservation":"res_1","customer":"c","amount":"1","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00.5Z"}`))
+	f.Fuzz(func(t *testing.T, data []byte) { checkReservationDecodeLikeStdlib(t, data) })
+}

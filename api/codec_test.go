@@ -133,6 +133,9 @@ func TestViewsEncodeLikeEncodingJSON(t *testing.T) {
 			}
 		}
 		sameAsEncodingJSON(t, b, plain)
+
+		sameAsEncodingJSON(t, reservationView{ID: text(), Customer: text(), Status: text(), Amount: cr(), Committed: cr(),
+			ExpiresAt: when(), CreatedAt: when()}, plain)
 	}
 }
 
@@ -146,6 +149,27 @@ func TestPlainEntitlementRequestAgreesWithStrict(t *testing.T) {
 	} {
 		got, gotP := readEntitlementRequest([]byte(body))
 		var want entitlementRequest
+		wantP := decodeStrict([]byte(body), &want)
+		if (gotP == nil) != (wantP == nil) || (gotP != nil && gotP.Detail != wantP.Detail) {
+			t.Fatalf("%s: problem %v, strict %v", body, gotP, wantP)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: read %+v, strict %+v", body, got, want)
+		}
+	}
+}
+
+// TestPlainReserveBodyAgreesWithStrict: the fast reader of reservation bodies reads what the
+// strict decoder reads, and leaves to it what it does not take.
+func TestPlainReserveBodyAgreesWithStrict(t *testing.T) {
+	for _, body := range []string{
+		`{"customer":"c1","amount":"1"}`, `{"customer":"c1","amount":2.5,"ttl_seconds":60}`, `{"amount":"0.000001","customer":"c"}`,
+		`{"customer":"c","amount":"0.0000001"}`, `{"customer":"c","amount":"x"}`, `{"customer":"c","ttl_seconds":1.5}`, `{"customer":"c","ttl_seconds":1e2}`,
+		`{"customer":"c","ttl_seconds":"60"}`, `{"customer":"c","ttl_seconds":99999999999999999999}`, `{"customer":"c","ttl_seconds":-0}`,
+		`{"customer":"c","amount":null}`, `{"customer":1}`, `{"customer":"c","extra":true}`, `{"customer":"c","customer":"d"}`, `{}`, ``,
+	} {
+		got, gotP := readReserveBody([]byte(body))
+		var want reserveBody
 		wantP := decodeStrict([]byte(body), &want)
 		if (gotP == nil) != (wantP == nil) || (gotP != nil && gotP.Detail != wantP.Detail) {
 			t.Fatalf("%s: problem %v, strict %v", body, gotP, wantP)
