@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -18,53 +19,79 @@ import (
 	"github.com/allot-dev/allot/projector"
 )
 
+// ledgerFixture is a real JetStream with the webhook state and snapshot store, and a writer of
+// ledger entries for customer "c" of acme/live that also folds them into snapshot (what the
+// live projection would hold).
+type ledgerFixture struct {
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	snaps    jetstream.ObjectStore
+	snapshot *projector.Ledger
+	seq      uint64 // of the last entry written
+}
+
+var t0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+
+func newLedgerFixture(t *testing.T) *ledgerFixture {
+	t.Helper()
+	js := bustest.JetStream(t)
+	kv, err := bus.EnsureWebhookState(context.Background(), js, bus.StreamOptions{})
+	require.NoError(t, err)
+	snaps, err := bus.EnsureSnapshotStore(context.Background(), js, bus.StreamOptions{})
+	require.NoError(t, err)
+	return &ledgerFixture{js: js, kv: kv, snaps: snaps, snapshot: projector.NewLedger()}
+}
+
+func (f *ledgerFixture) write(t *testing.T, typ string, v any) {
+	t.Helper()
+	subject := events.LedgerSubject("acme", "live", "c")
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	ack, err := f.js.PublishMsg(context.Background(), &nats.Msg{Subject: subject, Data: b, Header: nats.Header{events.HeaderType: []string{typ}}})
+	require.NoError(t, err)
+	f.seq = ack.Sequence
+	require.NoError(t, f.snapshot.Apply(f.seq, subject, typ, b))
+}
+
+func (f *ledgerFixture) grant(t *testing.T, credits int64) {
+	f.write(t, events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_1", Customer: "c", Amount: cr(credits), Source: "topup", Priority: 40, EffectiveAt: t0, At: t0})
+}
+
+func (f *ledgerFixture) debit(t *testing.T, usageSeq uint64, credits int64) {
+	f.write(t, events.TypeUsageRated, events.UsageRated{Customer: "c", FirstSeq: usageSeq, LastSeq: usageSeq,
+		Debits: []events.UsageDebited{{Customer: "c", UsageSeq: usageSeq, Amount: cr(credits), EventTime: t0.Add(time.Hour)}}})
+}
+
+// notes is what the outbox holds.
+func (f *ledgerFixture) notes(t *testing.T) []events.Notification {
+	t.Helper()
+	ctx := context.Background()
+	st, err := f.js.Stream(ctx, bus.OutboxStream)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	var out []events.Notification
+	for s := info.State.FirstSeq; s <= info.State.LastSeq && info.State.Msgs > 0; s++ {
+		m, err := st.GetMsg(ctx, s)
+		require.NoError(t, err)
+		var n events.Notification
+		require.NoError(t, json.Unmarshal(m.Data, &n))
+		out = append(out, n)
+	}
+	return out
+}
+
+func cr(c int64) events.Credits { return events.Credits(c * events.MicroPerCredit) }
+
 // A restarted notifier starts its fold from the projection's snapshot (taken at or before its
 // position) and still sees balances right: the depletion after the restart is notified once,
 // with the balance a fold from the first entry gives, and nothing before the position again.
 func TestNotifierRestartsFromTheSnapshot(t *testing.T) {
-	js := bustest.JetStream(t)
-	ctx := context.Background()
-	kv, err := bus.EnsureWebhookState(ctx, js, bus.StreamOptions{})
-	require.NoError(t, err)
-	snaps, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
-	require.NoError(t, err)
+	f := newLedgerFixture(t)
+	js, kv, snaps, ctx := f.js, f.kv, f.snaps, context.Background()
+	f.grant(t, 10)
+	f.debit(t, 1, 4) // 6 left
 
-	subject := events.LedgerSubject("acme", "live", "c")
-	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	snapshot := projector.NewLedger() // what the live projection would hold
-	seq := uint64(0)
-	write := func(typ string, v any) {
-		b, err := json.Marshal(v)
-		require.NoError(t, err)
-		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{events.HeaderType: []string{typ}}})
-		require.NoError(t, err)
-		seq = ack.Sequence
-		require.NoError(t, snapshot.Apply(seq, subject, typ, b))
-	}
-	debit := func(usageSeq uint64, amount events.Credits) events.UsageRated {
-		return events.UsageRated{Customer: "c", FirstSeq: usageSeq, LastSeq: usageSeq,
-			Debits: []events.UsageDebited{{Customer: "c", UsageSeq: usageSeq, Amount: amount, EventTime: t0.Add(time.Hour)}}}
-	}
-	cr := func(c int64) events.Credits { return events.Credits(c * events.MicroPerCredit) }
-	write(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_1", Customer: "c", Amount: cr(10), Source: "topup", Priority: 40, EffectiveAt: t0, At: t0})
-	write(events.TypeUsageRated, debit(1, cr(4))) // 6 left
-
-	notes := func() []events.Notification {
-		t.Helper()
-		st, err := js.Stream(ctx, bus.OutboxStream)
-		require.NoError(t, err)
-		info, err := st.Info(ctx)
-		require.NoError(t, err)
-		var out []events.Notification
-		for s := info.State.FirstSeq; s <= info.State.LastSeq && info.State.Msgs > 0; s++ {
-			m, err := st.GetMsg(ctx, s)
-			require.NoError(t, err)
-			var n events.Notification
-			require.NoError(t, json.Unmarshal(m.Data, &n))
-			out = append(out, n)
-		}
-		return out
-	}
 	run := func(upTo uint64) {
 		t.Helper()
 		rctx, cancel := context.WithCancel(ctx)
@@ -75,19 +102,19 @@ func TestNotifierRestartsFromTheSnapshot(t *testing.T) {
 		cancel()
 		<-done
 	}
-	run(seq)
-	require.Len(t, notes(), 1, "credits.granted")
+	run(f.seq)
+	require.Len(t, f.notes(t), 1, "credits.granted")
 
 	// The projection saves a snapshot at the notifier's position; then more is written.
-	b, err := json.Marshal(snapshot)
+	b, err := json.Marshal(f.snapshot)
 	require.NoError(t, err)
 	_, err = snaps.PutBytes(ctx, projector.SnapshotName, b)
 	require.NoError(t, err)
-	write(events.TypeUsageRated, debit(2, cr(4))) // 2 left
-	write(events.TypeUsageRated, debit(3, cr(4))) // -2: depleted
-	run(seq)
+	f.debit(t, 2, 4) // 2 left
+	f.debit(t, 3, 4) // -2: depleted
+	run(f.seq)
 
-	got := notes()
+	got := f.notes(t)
 	require.Len(t, got, 2, "the grant once, then the depletion")
 	assert.Equal(t, events.HookCreditsGranted, got[0].Type)
 	assert.Equal(t, events.HookCreditsDepleted, got[1].Type)
@@ -100,53 +127,29 @@ func TestNotifierRestartsFromTheSnapshot(t *testing.T) {
 // It would fail if entries were notified while idle (the grant) or if the fold started empty
 // at the position (the depletion's balance).
 func TestNotifierIdlesWithoutEndpoints(t *testing.T) {
-	js := bustest.JetStream(t)
+	f := newLedgerFixture(t)
 	ctx := context.Background()
-	kv, err := bus.EnsureWebhookState(ctx, js, bus.StreamOptions{})
-	require.NoError(t, err)
-	snaps, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
-	require.NoError(t, err)
-	subject := events.LedgerSubject("acme", "live", "c")
-	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	seq := uint64(0)
-	write := func(typ string, v any) {
-		b, err := json.Marshal(v)
-		require.NoError(t, err)
-		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{events.HeaderType: []string{typ}}})
-		require.NoError(t, err)
-		seq = ack.Sequence
-	}
-	cr := func(c int64) events.Credits { return events.Credits(c * events.MicroPerCredit) }
-	debit := func(usageSeq uint64, amount events.Credits) events.UsageRated {
-		return events.UsageRated{Customer: "c", FirstSeq: usageSeq, LastSeq: usageSeq,
-			Debits: []events.UsageDebited{{Customer: "c", UsageSeq: usageSeq, Amount: amount, EventTime: t0.Add(time.Hour)}}}
-	}
 	var endpoints atomic.Bool
-	n := &Notifier{JS: js, KV: kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: snaps, Log: slog.New(slog.DiscardHandler),
+	n := &Notifier{JS: f.js, KV: f.kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: f.snaps, Log: slog.New(slog.DiscardHandler),
 		AnyEndpoints: func(context.Context) (bool, error) { return endpoints.Load(), nil }}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); n.Run(rctx) }()
 	defer func() { cancel(); <-done }()
 
-	write(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_1", Customer: "c", Amount: cr(10), Source: "topup", Priority: 40, EffectiveAt: t0, At: t0})
-	write(events.TypeUsageRated, debit(1, cr(8))) // 2 left
-	require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= seq }, 10*time.Second, 10*time.Millisecond,
+	f.grant(t, 10)
+	f.debit(t, 1, 8) // 2 left
+	require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= f.seq }, 10*time.Second, 10*time.Millisecond,
 		"the idle notifier follows the ledger's end")
 	assert.Zero(t, n.Written.Load(), "nothing is derived while no endpoint exists")
 
 	endpoints.Store(true)
 	time.Sleep(300 * time.Millisecond)            // past the idle loop's next look
-	write(events.TypeUsageRated, debit(2, cr(4))) // -2: depleted
+	f.debit(t, 2, 4) // -2: depleted
 	require.Eventually(t, func() bool { return n.Written.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
-	st, err := js.Stream(ctx, bus.OutboxStream)
-	require.NoError(t, err)
-	info, err := st.Info(ctx)
-	require.NoError(t, err)
-	m, err := st.GetMsg(ctx, info.State.LastSeq)
-	require.NoError(t, err)
-	var note events.Notification
-	require.NoError(t, json.Unmarshal(m.Data, &note))
+	got := f.notes(t)
+	require.Len(t, got, 1)
+	note := got[0]
 	assert.Equal(t, events.HookCreditsDepleted, note.Type)
 	bal, _ := json.Marshal(note.Data["balance"])
 	assert.Equal(t, `"-2"`, string(bal), "the balance a fold from the first entry gives")
