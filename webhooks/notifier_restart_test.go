@@ -144,8 +144,8 @@ func TestNotifierIdlesWithoutEndpoints(t *testing.T) {
 	assert.Zero(t, n.Written.Load(), "nothing is derived while no endpoint exists")
 
 	endpoints.Store(true)
-	time.Sleep(300 * time.Millisecond)            // past the idle loop's next look
-	f.debit(t, 2, 4) // -2: depleted
+	time.Sleep(300 * time.Millisecond) // past the idle loop's next look
+	f.debit(t, 2, 4)                   // -2: depleted
 	require.Eventually(t, func() bool { return n.Written.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
 	got := f.notes(t)
 	require.Len(t, got, 1)
