@@ -7,7 +7,8 @@
 //   - Wire names (usage.recorded.v1, credits.granted.v1, …) and subject layouts are contracts:
 //     a change is a new version, never an edit in place.
 //   - Money never passes through float64: Credits is an integer count of micro-credits and
-//     Decimal is an exact, arbitrary-precision decimal parsed from JSON strings or numbers.
+//     Decimal is an exact, arbitrary-precision decimal parsed from JSON strings or numbers
+//     (held in two machine words while it fits, in shopspring's form beyond).
 //   - Encoding is deterministic: the same value always encodes to the same bytes, so replays
 //     can be compared byte for byte.
 package events

@@ -14,8 +14,10 @@
 //     usage stream position, which only ever grows per customer, and anything at or below
 //     the last applied position is skipped.
 //   - Quota increments for one customer in flight together are group committed (Increments);
-//     within a process, appends for one customer go one at a time.
+//     within a process, appends for one customer go one at a time, each decided on the
+//     account in place under the read lock (decisions only read).
 //   - usage.rated.v1, the hottest entry, is read by a hand-walked decoder (rated_decode.go)
 //     that gives the same result as encoding/json for every input: what it does not
-//     recognise exactly goes to encoding/json.
+//     recognise exactly goes to encoding/json. quota.incremented.v1 and
+//     reservation.created.v1 likewise (events/entry_codec.go).
 package projector
