@@ -95,6 +95,9 @@ const (
 // forgetEndedReservations drops ended reservations, oldest end first, down to keep of them,
 // and returns their ids. It depends only on the account, so every fold forgets the same.
 func (a *Account) forgetEndedReservations(keep int) []string {
+	if a.ended <= keep {
+		return nil
+	}
 	var ended []*Reservation
 	for _, r := range a.Reservations {
 		if r.Status != StatusActive {
@@ -115,6 +118,7 @@ func (a *Account) forgetEndedReservations(keep int) []string {
 		delete(a.Reservations, r.ID)
 		gone = append(gone, r.ID)
 	}
+	a.ended -= len(gone)
 	return gone
 }
 
@@ -154,6 +158,21 @@ type Account struct {
 	UsageSeq      uint64                   `json:"usage_seq"`
 	UsageIndex    int                      `json:"usage_index"`
 	UnratedSeq    uint64                   `json:"unrated_seq"`
+
+	// ended counts the ended ones among Reservations, kept exactly by the fold and counted
+	// again when a snapshot is read, so a busy customer's every new reservation does not scan
+	// all of them to learn there is nothing to forget.
+	ended int
+}
+
+// countEnded recounts ended (after a snapshot is read).
+func (a *Account) countEnded() {
+	a.ended = 0
+	for _, r := range a.Reservations {
+		if r.Status != StatusActive {
+			a.ended++
+		}
+	}
 }
 
 func newAccount(customer string) *Account {

@@ -152,6 +152,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		at := e.At.UTC()
 		r.Status, r.Committed, r.EndedAt = StatusCommitted, e.Amount, &at
+		a.ended++
 		a.Committed += e.Amount
 		var allocs []events.Allocation
 		if e.Amount > 0 {
@@ -169,6 +170,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		at := e.At.UTC()
 		r.Status, r.EndedAt = StatusReleased, &at
+		a.ended++
 		if typ == events.TypeReservationExpired {
 			r.Status = StatusExpired
 		}

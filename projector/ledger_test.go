@@ -187,6 +187,28 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 	assert.False(t, ok)
 	_, ok = r.ReservationCustomer(scope, last)
 	assert.True(t, ok)
+
+	// And goes on forgetting exactly as the projection that never stopped (it would not if it
+	// had lost count of the ended ones).
+	both := func(typ string, v any) {
+		t.Helper()
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		seq++
+		require.NoError(t, l.Apply(seq, subj, typ, b))
+		require.NoError(t, r.Apply(seq, subj, typ, b))
+	}
+	for i := n; i < n+300; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		id := fmt.Sprint("res_", i)
+		both(events.TypeReservationCreated, events.ReservationCreated{Reservation: id, Customer: "busy", Amount: 1, ExpiresAt: at.Add(time.Minute), At: at})
+		both(events.TypeReservationReleased, events.ReservationReleased{Reservation: id, Customer: "busy", At: at.Add(time.Second / 2)})
+	}
+	_, d1, _ = l.Digest()
+	_, d2, _ = r.Digest()
+	assert.Equal(t, d1, d2)
+	a, _ = r.Account(scope, "busy")
+	assert.Nil(t, a.Reservations[fmt.Sprint("res_", n-200)], "the restored projection forgets too")
 }
 
 // The projection's fold (no per-item results, scratch decode) and the sink's (results kept)
