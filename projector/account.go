@@ -159,18 +159,47 @@ type Account struct {
 	UsageIndex    int                      `json:"usage_index"`
 	UnratedSeq    uint64                   `json:"unrated_seq"`
 
-	// ended counts the ended ones among Reservations, kept exactly by the fold and counted
-	// again when a snapshot is read, so a busy customer's every new reservation does not scan
-	// all of them to learn there is nothing to forget.
-	ended int
+	// Kept exactly by the fold, and counted again when a snapshot is read (recount), so a busy
+	// customer's decisions do not scan all its reservations: ended counts the ended ones (is
+	// there anything to forget?); held sums the amounts of the active ones and firstExpiry is
+	// the earliest of their expiries (zero when none), so Reserved before it is held.
+	ended       int
+	held        events.Credits
+	firstExpiry time.Time
 }
 
-// countEnded recounts ended (after a snapshot is read).
-func (a *Account) countEnded() {
-	a.ended = 0
+// recount sets ended, held and firstExpiry from Reservations (after a snapshot is read).
+func (a *Account) recount() {
+	a.ended, a.held, a.firstExpiry = 0, 0, time.Time{}
 	for _, r := range a.Reservations {
 		if r.Status != StatusActive {
 			a.ended++
+			continue
+		}
+		a.held += r.Amount
+		if a.firstExpiry.IsZero() || r.ExpiresAt.Before(a.firstExpiry) {
+			a.firstExpiry = r.ExpiresAt
+		}
+	}
+}
+
+// holdStarted and holdEnded keep the counts as a reservation starts and ends.
+func (a *Account) holdStarted(r *Reservation) {
+	a.held += r.Amount
+	if a.firstExpiry.IsZero() || r.ExpiresAt.Before(a.firstExpiry) {
+		a.firstExpiry = r.ExpiresAt
+	}
+}
+
+func (a *Account) holdEnded(r *Reservation) {
+	a.ended++
+	a.held -= r.Amount
+	if !r.ExpiresAt.After(a.firstExpiry) { // it was the earliest: find the next
+		a.firstExpiry = time.Time{}
+		for _, o := range a.Reservations {
+			if o.Status == StatusActive && (a.firstExpiry.IsZero() || o.ExpiresAt.Before(a.firstExpiry)) {
+				a.firstExpiry = o.ExpiresAt
+			}
 		}
 	}
 }
@@ -192,6 +221,9 @@ func (a *Account) Balance(now time.Time) events.Credits {
 
 // Reserved is what active, unexpired reservations hold at now.
 func (a *Account) Reserved(now time.Time) events.Credits {
+	if a.firstExpiry.IsZero() || now.Before(a.firstExpiry) {
+		return a.held // none of the active ones has expired yet
+	}
 	var sum events.Credits
 	for _, r := range a.Reservations {
 		if r.StatusAt(now) == StatusActive {

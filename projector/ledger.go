@@ -139,7 +139,9 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		if a.Reservations == nil {
 			a.Reservations = map[string]*Reservation{}
 		}
-		a.Reservations[e.Reservation] = &Reservation{ID: e.Reservation, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), CreatedAt: e.At.UTC(), Status: StatusActive}
+		r := &Reservation{ID: e.Reservation, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), CreatedAt: e.At.UTC(), Status: StatusActive}
+		a.Reservations[e.Reservation] = r
+		a.holdStarted(r)
 		return []Applied{{}}, nil
 	case events.TypeReservationCommitted:
 		var e events.ReservationCommitted
@@ -152,7 +154,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		at := e.At.UTC()
 		r.Status, r.Committed, r.EndedAt = StatusCommitted, e.Amount, &at
-		a.ended++
+		a.holdEnded(r)
 		a.Committed += e.Amount
 		var allocs []events.Allocation
 		if e.Amount > 0 {
@@ -170,7 +172,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		at := e.At.UTC()
 		r.Status, r.EndedAt = StatusReleased, &at
-		a.ended++
+		a.holdEnded(r)
 		if typ == events.TypeReservationExpired {
 			r.Status = StatusExpired
 		}

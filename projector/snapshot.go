@@ -76,7 +76,7 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	l.byID = map[string]string{}
 	for _, sa := range snap.Accounts {
 		a := sa.Account
-		a.countEnded()
+		a.recount()
 		sc := events.Scope{Product: sa.Product, Env: sa.Env}
 		l.accounts[accountKey{sc, a.Customer}] = a
 		l.byID[events.CustomerID(sc, a.Customer)] = a.Customer
