@@ -145,14 +145,8 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 	subj := events.LedgerSubject("acme", "live", "busy")
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := NewLedger()
-	seq := uint64(0)
-	apply := func(typ string, v any) {
-		t.Helper()
-		b, err := json.Marshal(v)
-		require.NoError(t, err)
-		seq++
-		require.NoError(t, l.Apply(seq, subj, typ, b))
-	}
+	f := &feed{t: t, subj: subj}
+	apply := func(typ string, v any) { f.apply(typ, v, l) }
 	apply(events.TypeReservationCreated, events.ReservationCreated{Reservation: "res_long", Customer: "busy", Amount: 1, ExpiresAt: t0.Add(24 * time.Hour), At: t0})
 	const n = 2000
 	for i := 0; i < n; i++ {
@@ -191,14 +185,7 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 
 	// And goes on forgetting exactly as the projection that never stopped (it would not if it
 	// had lost count of the ended ones).
-	both := func(typ string, v any) {
-		t.Helper()
-		b, err := json.Marshal(v)
-		require.NoError(t, err)
-		seq++
-		require.NoError(t, l.Apply(seq, subj, typ, b))
-		require.NoError(t, r.Apply(seq, subj, typ, b))
-	}
+	both := func(typ string, v any) { f.apply(typ, v, l, r) }
 	for i := n; i < n+300; i++ {
 		at := t0.Add(time.Duration(i) * time.Second)
 		id := fmt.Sprint("res_", i)
@@ -250,6 +237,24 @@ func TestFoldWithAndWithoutResultsAgree(t *testing.T) {
 	assert.Equal(t, withResults.Items(), without.Items())
 }
 
+// feed writes JSON entries for one subject at consecutive sequences, into whichever ledgers
+// a test names.
+type feed struct {
+	t    *testing.T
+	subj string
+	seq  uint64
+}
+
+func (f *feed) apply(typ string, v any, ls ...*Ledger) {
+	f.t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(f.t, err)
+	f.seq++
+	for _, l := range ls {
+		require.NoError(f.t, l.Apply(f.seq, f.subj, typ, b))
+	}
+}
+
 // reservedByScan is Reserved by definition: every active, unexpired hold.
 func reservedByScan(a *Account, now time.Time) events.Credits {
 	var sum events.Credits
@@ -270,14 +275,8 @@ func TestReservedMatchesTheScan(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	rnd := rand.New(rand.NewPCG(7, 9))
 	l := NewLedger()
-	seq := uint64(0)
-	apply := func(typ string, v any) {
-		t.Helper()
-		b, err := json.Marshal(v)
-		require.NoError(t, err)
-		seq++
-		require.NoError(t, l.Apply(seq, subj, typ, b))
-	}
+	f := &feed{t: t, subj: subj}
+	apply := func(typ string, v any) { f.apply(typ, v, l) }
 	apply(events.TypeCreditsGranted, events.CreditsGranted{Block: "b", Customer: "c", Amount: 1 << 40, Source: "wallet", Priority: 50, EffectiveAt: t0, At: t0})
 	var ids []string
 	for i := 0; i < 3000; i++ {
