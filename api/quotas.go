@@ -218,17 +218,11 @@ func (v quotaStatusView) AppendJSON(b []byte) ([]byte, error) {
 	b, _ = v.Remaining.AppendText(b)
 	b = append(b, `","requested":"`...)
 	b, _ = v.Requested.AppendText(b)
-	b = append(b, `","resets_at":`...)
-	if b, err = events.AppendJSONTime(b, v.ResetsAt); err != nil {
-		return nil, err
-	}
+	b = appendTime(append(b, `","resets_at":`...), v.ResetsAt, &err)
 	b = append(b, `,"used":"`...)
 	b, _ = v.Used.AppendText(b)
-	b = append(b, `","window_start":`...)
-	if b, err = events.AppendJSONTime(b, v.WindowStart); err != nil {
-		return nil, err
-	}
-	return append(b, '}'), nil
+	b = appendTime(append(b, `","window_start":`...), v.WindowStart, &err)
+	return append(b, '}'), err
 }
 
 // quotaMap is a quota status for the answers that leave fields out.

@@ -39,18 +39,24 @@ func TestQuotaIncrementedEncodingMatchesStdlib(t *testing.T) {
 	}
 }
 
-// checkQuotaDecodeLikeStdlib requires DecodeQuotaIncremented to give what encoding/json gives.
-func checkQuotaDecodeLikeStdlib(t *testing.T, data []byte) {
+// decodesLikeStdlib requires a hand decoder to give, for data, what encoding/json gives: the
+// same error or not, and the same value.
+func decodesLikeStdlib[T any](t *testing.T, data []byte, decode func([]byte) (T, error)) {
 	t.Helper()
-	var want QuotaIncremented
+	var want T
 	wantErr := json.Unmarshal(data, &want)
-	got, gotErr := DecodeQuotaIncremented(data)
+	got, gotErr := decode(data)
 	if (wantErr == nil) != (gotErr == nil) {
-		t.Fatalf("%q: encoding/json err %v, DecodeQuotaIncremented err %v", data, wantErr, gotErr)
+		t.Fatalf("%q: encoding/json err %v, hand decoder err %v", data, wantErr, gotErr)
 	}
 	if wantErr == nil && !reflect.DeepEqual(want, got) {
-		t.Fatalf("%q:\nencoding/json         %#v\nDecodeQuotaIncremented %#v", data, want, got)
+		t.Fatalf("%q:\nencoding/json %#v\nhand decoder  %#v", data, want, got)
 	}
+}
+
+func checkQuotaDecodeLikeStdlib(t *testing.T, data []byte) {
+	t.Helper()
+	decodesLikeStdlib(t, data, DecodeQuotaIncremented)
 }
 
 func TestDecodeQuotaIncrementedEdges(t *testing.T) {
@@ -91,15 +97,7 @@ func FuzzDecodeQuotaIncremented(f *testing.F) {
 
 func checkReservationDecodeLikeStdlib(t *testing.T, data []byte) {
 	t.Helper()
-	var want ReservationCreated
-	wantErr := json.Unmarshal(data, &want)
-	got, gotErr := DecodeReservationCreated(data)
-	if (wantErr == nil) != (gotErr == nil) {
-		t.Fatalf("%q: encoding/json err %v, DecodeReservationCreated err %v", data, wantErr, gotErr)
-	}
-	if wantErr == nil && !reflect.DeepEqual(want, got) {
-		t.Fatalf("%q:\nencoding/json            %#v\nDecodeReservationCreated %#v", data, want, got)
-	}
+	decodesLikeStdlib(t, data, DecodeReservationCreated)
 }
 
 func TestReservationCreatedCodec(t *testing.T) {

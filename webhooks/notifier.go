@@ -186,11 +186,11 @@ func (n *Notifier) idle(ctx context.Context, pos *uint64) (bool, error) {
 	if n.AnyEndpoints == nil {
 		return true, nil
 	}
+	s, err := n.JS.Stream(ctx, n.LedgerStream)
+	if err != nil {
+		return false, err
+	}
 	for ctx.Err() == nil {
-		s, err := n.JS.Stream(ctx, n.LedgerStream)
-		if err != nil {
-			return false, err
-		}
 		info, err := s.Info(ctx)
 		if err != nil {
 			return false, err
