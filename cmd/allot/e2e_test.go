@@ -118,7 +118,9 @@ func startServeNoWait(t *testing.T, dataDir string, extra ...string) *proc {
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = pw
+	read := make(chan struct{}) // closed once the last line is in p.stderr
 	go func() {
+		defer close(read)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			p.mu.Lock()
@@ -130,6 +132,7 @@ func startServeNoWait(t *testing.T, dataDir string, extra ...string) *proc {
 	go func() {
 		err := cmd.Wait()
 		pw.Close()
+		<-read // so that logs() after exited holds everything the process wrote
 		p.exitCode = cmd.ProcessState.ExitCode()
 		_ = err
 		close(p.exited)
