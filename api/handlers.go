@@ -13,8 +13,12 @@ import (
 	"github.com/allot-dev/allot/ingest"
 )
 
+var healthzBody = []byte(`{"status":"ok"}` + "\n")
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(healthzBody)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

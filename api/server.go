@@ -279,22 +279,39 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *prob
 	return body, nil
 }
 
+// jsonContentType is shared by every JSON answer: net/http copies header values when it
+// writes them and never changes them, so one slice saves an allocation per request.
+var jsonContentType = []string{"application/json"}
+
+// answerBufs holds the buffers hand-written answers are appended to: ResponseWriter.Write
+// copies what it is given, so a buffer is free again once written.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	var b []byte
-	var err error
-	if a, ok := v.(interface{ AppendJSON([]byte) ([]byte, error) }); ok {
-		b, err = a.AppendJSON(make([]byte, 0, 512)) // the answers on every check and increment
-	} else {
-		b, err = json.Marshal(v)
-	}
-	if err != nil {
-		problem.Write(w, problem.New(problem.Internal, http.StatusInternalServerError, "Internal error", "encoding the response failed"))
+	if a, ok := v.(interface{ AppendJSON([]byte) ([]byte, error) }); ok { // every check and increment
+		buf := answerBufs.Get().(*[]byte)
+		b, err := a.AppendJSON((*buf)[:0])
+		if err == nil {
+			writeJSONBytes(w, status, append(b, '\n'))
+		}
+		if cap(b) <= 64<<10 {
+			*buf = b[:0]
+			answerBufs.Put(buf)
+		}
+		if err == nil {
+			return
+		}
+	} else if b, err := json.Marshal(v); err == nil {
+		writeJSONBytes(w, status, append(b, '\n'))
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	problem.Write(w, problem.New(problem.Internal, http.StatusInternalServerError, "Internal error", "encoding the response failed"))
+}
+
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	w.Write(b)
-	w.Write([]byte("\n"))
 }
 
 func itoa(n int64) string {

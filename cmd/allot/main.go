@@ -9,7 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/allot-dev/allot/internal/gctune"
 )
 
 // exitError carries an exit code out of a subcommand.
@@ -49,11 +53,51 @@ environment variable (e.g. --nats-url ↔ ALLOT_NATS_URL).
 // a peak heap of about three times the live one instead of two (docs/DECISIONS.md, "GOGC=200").
 const defaultGCPercent = 200
 
+// defaultGCHeapFloor is the smallest heap goal (internal/gctune) unless ALLOT_GC_HEAP_FLOOR
+// says otherwise: while the live heap is small, collections come at this many bytes
+// allocated rather than every few MiB (docs/DECISIONS.md, "GC heap floor").
+const defaultGCHeapFloor = 256 << 20
+
 func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	floor, err := gcHeapFloor(os.Getenv("ALLOT_GC_HEAP_FLOOR"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "allot:", err)
+		os.Exit(2)
+	}
+	base := debug.SetGCPercent(defaultGCPercent) // read GOGC as the runtime parsed it
+	debug.SetGCPercent(base)
+	gctune.Start(floor, base)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// gcHeapFloor reads ALLOT_GC_HEAP_FLOOR: bytes, or a number with KiB, MiB or GiB; 0 or off
+// turns the floor off; empty is the default.
+func gcHeapFloor(setting string) (uint64, error) {
+	v := strings.TrimSpace(setting)
+	switch v {
+	case "":
+		return defaultGCHeapFloor, nil
+	case "off":
+		return 0, nil
+	}
+	unit := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		size   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, unit = strings.TrimSpace(n), u.size
+			break
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > (1<<50)/unit {
+		return 0, fmt.Errorf("ALLOT_GC_HEAP_FLOOR=%q: want bytes or a whole number of KiB, MiB or GiB (e.g. 256MiB), or off", setting)
+	}
+	return n * unit, nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
