@@ -123,7 +123,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results = append(results, r...)
 	}
-	if which == "sink" || (which == "all" && (os.Getenv("ALLOT_CLICKHOUSE") != "" || os.Getenv("ALLOT_TEST_CLICKHOUSE") != "")) {
+	if which == "sink" || (which == "all" && benchClickHouseDSN() != "") {
 		r, err := benchSink(ctx, o, stderr)
 		if err != nil {
 			return err

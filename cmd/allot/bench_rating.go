@@ -163,11 +163,13 @@ func benchRatingWorkers(ctx context.Context, n *node, total int) (float64, error
 }
 
 // benchPipeline measures the whole embedded pipeline — HTTP ingest, rating, ledger, the
-// balance projection — against raw JetStream publish and consume of the same payloads running
-// at the same time.
+// balance projection, and with ClickHouse configured (ALLOT_CLICKHOUSE) the rows in
+// ClickHouse — against raw JetStream publish and consume of the same payloads running at the
+// same time.
 func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]benchResult, error) {
 	var raws, pipes []float64
 	client := benchClient(o)
+	withCH := benchClickHouseDSN() != ""
 	for round := 0; round < o.rounds; round++ {
 		n, done, err := benchNode(ctx, true)
 		if err != nil {
@@ -180,10 +182,19 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 		if err != nil {
 			return nil, err
 		}
-		n, done, err = benchNode(ctx, false)
+		dsn, dropCH := "", func() {}
+		if withCH {
+			if dsn, _, dropCH, err = benchClickHouse(ctx); err != nil {
+				return nil, err
+			}
+		}
+		n, done, err = benchNodeCH(ctx, false, dsn)
 		if err != nil {
+			dropCH()
 			return nil, err
 		}
+		stopNode := done
+		done = func() { stopNode(); dropCH() }
 		if err := benchWebhooks(o, n.httpURL()); err != nil {
 			done()
 			return nil, err
@@ -199,7 +210,11 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 		fmt.Fprintf(progress, "bench pipeline: round %d/%d raw publish+consume %.0f events/s (CPU %.1f µs/event), pipeline %.0f events/s (CPU %.1f µs/event)\n",
 			round+1, o.rounds, raw, perEvent(rawCPU, o.events), pipe, perEvent(pipeCPU, o.events))
 	}
-	return []benchResult{{Name: "pipeline", Value: median(pipes), Unit: "events/s", BaselineName: "jetstream_publish_consume", BaselineValue: median(raws), Ratio: median(pipes) / median(raws)}}, nil
+	name := "pipeline"
+	if withCH {
+		name = "pipeline_with_clickhouse"
+	}
+	return []benchResult{{Name: name, Value: median(pipes), Unit: "events/s", BaselineName: "jetstream_publish_consume", BaselineValue: median(raws), Ratio: median(pipes) / median(raws)}}, nil
 }
 
 func benchRawPubSub(ctx context.Context, n *node, evs []events.Usage) (float64, error) {
@@ -243,11 +258,16 @@ func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []ev
 		return 0, err
 	}
 	ingested := time.Since(start)
-	// Done when the balance projection has folded one debit per event.
+	// Done when the balance projection has folded one debit per event, and with ClickHouse
+	// when the sink has written a row per event.
 	deadline := time.Now().Add(5 * time.Minute)
-	for n.ledger.Items() < int64(len(evs)) {
+	for n.ledger.Items() < int64(len(evs)) || (n.sink != nil && n.sink.Usage.Rows.Load() < int64(len(evs))) {
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("pipeline stalled: the projection applied %d of %d debits", n.ledger.Items(), len(evs))
+			rows := int64(-1)
+			if n.sink != nil {
+				rows = n.sink.Usage.Rows.Load()
+			}
+			return 0, fmt.Errorf("pipeline stalled: the projection applied %d of %d debits, the sink wrote %d rows", n.ledger.Items(), len(evs), rows)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/shopspring/decimal"
 
 	"github.com/allot-dev/allot/analytics"
@@ -19,30 +20,11 @@ import (
 // the first event posted until ClickHouse holds them all, and the lag behind the stream — next
 // to a raw batch insert of the same rows into the same table, in the same run.
 func benchSink(ctx context.Context, o benchOptions, progress io.Writer) ([]benchResult, error) {
-	base := os.Getenv("ALLOT_CLICKHOUSE")
-	if base == "" {
-		base = os.Getenv("ALLOT_TEST_CLICKHOUSE")
-	}
-	if base == "" {
-		return nil, exitWith(2, fmt.Errorf("bench sink needs ClickHouse: set ALLOT_CLICKHOUSE=clickhouse://127.0.0.1:9000/default"))
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		return nil, exitWith(2, err)
-	}
-	u.Path = fmt.Sprintf("/allot_bench_%d", rand.IntN(1_000_000))
-	dsn := u.String()
-	conn, err := analytics.Open(ctx, dsn)
+	dsn, conn, drop, err := benchClickHouse(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+u.Path[1:])
-		conn.Close()
-	}()
-	if _, err := analytics.Migrate(ctx, conn, nil2Logger()); err != nil {
-		return nil, err
-	}
+	defer drop()
 
 	// Raw: the same number of rows of the same shape, straight into a scratch copy of the table.
 	if err := conn.Exec(ctx, "CREATE TABLE raw_usage AS usage_events"); err != nil {
@@ -104,6 +86,42 @@ func benchSink(ctx context.Context, o benchOptions, progress io.Writer) ([]bench
 		{Name: "sink_rows", Value: sinkRate, Unit: "rows/s", BaselineName: "clickhouse_batch_insert", BaselineValue: raw, Ratio: sinkRate / raw},
 		{Name: "sink_lag", Value: maxLag.Seconds(), Unit: "s", BaselineName: "lag_budget", BaselineValue: 2, Ratio: maxLag.Seconds() / 2},
 	}, nil
+}
+
+// benchClickHouseDSN is ALLOT_CLICKHOUSE, else ALLOT_TEST_CLICKHOUSE (the test command's
+// server), else "".
+func benchClickHouseDSN() string {
+	if v := os.Getenv("ALLOT_CLICKHOUSE"); v != "" {
+		return v
+	}
+	return os.Getenv("ALLOT_TEST_CLICKHOUSE")
+}
+
+// benchClickHouse makes a scratch database with allot's tables on the configured server and
+// returns its DSN, a connection to it, and a func that drops it.
+func benchClickHouse(ctx context.Context) (string, driver.Conn, func(), error) {
+	base := benchClickHouseDSN()
+	if base == "" {
+		return "", nil, nil, exitWith(2, fmt.Errorf("this figure needs ClickHouse: set ALLOT_CLICKHOUSE=clickhouse://127.0.0.1:9000/default"))
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, nil, exitWith(2, err)
+	}
+	u.Path = fmt.Sprintf("/allot_bench_%d", rand.IntN(1_000_000))
+	conn, err := analytics.Open(ctx, u.String())
+	if err != nil {
+		return "", nil, nil, err
+	}
+	drop := func() {
+		conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+u.Path[1:])
+		conn.Close()
+	}
+	if _, err := analytics.Migrate(ctx, conn, nil2Logger()); err != nil {
+		drop()
+		return "", nil, nil, err
+	}
+	return u.String(), conn, drop, nil
 }
 
 func nil2Logger() *slog.Logger { return slog.New(slog.DiscardHandler) }
