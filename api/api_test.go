@@ -406,3 +406,43 @@ func TestLedgerEndpointsValidateInput(t *testing.T) {
 	requireProblem(t, h.do("GET", "/v1/customers/c/ledger?limit=9999", keyAcme, "", ""), 400, problem.InvalidField)
 	requireProblem(t, h.do("GET", "/v1/customers/c/ledger?cursor=abc", keyAcme, "", ""), 400, problem.InvalidField)
 }
+
+// A re-rate after a crash, with a rule added meanwhile, writes event 10's debits again at
+// other positions: the ledger shows each rule's debit of an event once, on one page or across
+// pages (the cursor carries the rules already shown).
+func TestLedgerShowsEachRulesDebitOnce(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	subj := events.LedgerSubject("acme", "test", "c1")
+	write := func(debits ...events.UsageDebited) {
+		for i := range debits {
+			debits[i].Customer, debits[i].RuleIndex, debits[i].Amount = "c1", i, events.MicroPerCredit
+			debits[i].ID = fmt.Sprintf("dbt_%d_%s", debits[i].UsageSeq, debits[i].Rule)
+		}
+		b, err := json.Marshal(events.UsageRated{Customer: "c1", Debits: debits})
+		require.NoError(t, err)
+		_, err = h.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: b, Header: nats.Header{events.HeaderType: []string{events.TypeUsageRated}}})
+		require.NoError(t, err)
+	}
+	write(events.UsageDebited{UsageSeq: 10, Rule: "price"})
+	write(events.UsageDebited{UsageSeq: 10, Rule: "a-price"}, events.UsageDebited{UsageSeq: 10, Rule: "price"})
+	write(events.UsageDebited{UsageSeq: 11, Rule: "a-price"}, events.UsageDebited{UsageSeq: 11, Rule: "price"})
+	want := []string{"dbt_10_price", "dbt_10_a-price", "dbt_11_a-price", "dbt_11_price"}
+	for _, limit := range []int{50, 1} {
+		var ids []string
+		cursor := ""
+		for page := 0; page < 10; page++ {
+			r := h.do("GET", fmt.Sprintf("/v1/customers/c1/ledger?limit=%d&cursor=%s", limit, cursor), keyAcme, "", "")
+			require.Equal(t, 200, r.status, r.raw)
+			for _, e := range r.body["data"].([]any) {
+				ids = append(ids, e.(map[string]any)["entry"].(map[string]any)["id"].(string))
+			}
+			next, _ := r.body["next_cursor"].(string)
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		assert.Equal(t, want, ids, "limit %d", limit)
+	}
+}

@@ -82,11 +82,12 @@ type ledgerEntry struct {
 // ledgerCursor is where a page ends: the stream sequence and item to continue from, and the
 // usage positions already shown (so an item a re-rate wrote twice is shown once).
 type ledgerCursor struct {
-	Seq  uint64 `json:"s"`
-	Item int    `json:"i"`
-	U    uint64 `json:"u,omitempty"`
-	R    int    `json:"r,omitempty"`
-	X    uint64 `json:"x,omitempty"`
+	Seq  uint64   `json:"s"`
+	Item int      `json:"i"`
+	U    uint64   `json:"u,omitempty"`
+	R    int      `json:"r,omitempty"`
+	K    []string `json:"k,omitempty"` // rules shown for the event at U
+	X    uint64   `json:"x,omitempty"`
 }
 
 func (c ledgerCursor) String() string {
@@ -164,10 +165,16 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 			switch {
 			case it.debit != nil:
 				d := it.debit
-				if cur.U != 0 && (d.UsageSeq < cur.U || d.UsageSeq == cur.U && d.RuleIndex <= cur.R) {
-					continue
+				if events.DebitCharged(cur.U, cur.R, cur.K, d.UsageSeq, d.RuleIndex, d.Rule) {
+					continue // a re-rate's copy
 				}
-				cur.U, cur.R = d.UsageSeq, d.RuleIndex
+				if d.UsageSeq != cur.U {
+					cur.K, cur.R = nil, d.RuleIndex
+				}
+				if d.Rule != "" {
+					cur.K = append(cur.K, d.Rule)
+				}
+				cur.U, cur.R = d.UsageSeq, max(cur.R, d.RuleIndex)
 			case it.unrated != nil:
 				if it.unrated.UsageSeq <= cur.X {
 					continue

@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Ledger events live on the ledger stream under LedgerSubject(product, env, customer). Every
 // change to a customer's credits is one of them; balances are a fold of the stream.
@@ -67,9 +70,9 @@ type Allocation struct {
 // so a redelivered event yields the same message id and JetStream drops the copy. Amount may
 // be negative: a credit-back when volume pricing lowers a period's total.
 //
-// UsageSeq and RuleIndex place the debit in the usage stream: a customer's debits are written
-// in increasing (UsageSeq, RuleIndex) order, so a fold skips any debit at or below the last it
-// applied, whatever JetStream's dedup window.
+// UsageSeq places the debit in the usage stream: a customer's debits are written in usage
+// order, so a fold skips any debit of an event before the last it charged, and for that event
+// any of a rule it charged already (DebitCharged), whatever JetStream's dedup window.
 type UsageDebited struct {
 	ID          string       `json:"id"`
 	Kind        string       `json:"kind"` // debit, or credit_back when the amount is negative
@@ -86,6 +89,26 @@ type UsageDebited struct {
 	// For the period tier scope: the window and the cumulative quantity after this event.
 	PeriodStart    *time.Time `json:"period_start,omitempty"`
 	PeriodQuantity *Decimal   `json:"period_quantity,omitempty"`
+}
+
+// DebitCharged reports whether the debit of rule (at index in its entry) for the usage event
+// at seq was charged already, given the last event charged (lastSeq, lastIndex) and the rules
+// charged for it. Keyed by rule, not by index: after a crash the rating worker re-rates with
+// the rules in force then, and a rule added meanwhile shifts the indexes — by index the old
+// rule's debit, now one further along, would be charged twice. Entries without a rule key, and
+// state kept before rules were recorded (no lastRules), fall back to the index.
+func DebitCharged[K comparable](lastSeq uint64, lastIndex int, lastRules []K, seq uint64, index int, rule K) bool {
+	var none K
+	switch {
+	case lastSeq == 0 || seq > lastSeq:
+		return false
+	case seq < lastSeq:
+		return true
+	case rule != none && len(lastRules) > 0:
+		return slices.Contains(lastRules, rule)
+	default:
+		return index <= lastIndex
+	}
 }
 
 // TypeCreditsExpired records that a block expired with credits left; they leave the balance.

@@ -98,8 +98,8 @@ const TypeUsageRated = "usage.rated.v1"
 // UsageRated is a batch of one customer's rating results. Its id derives from the customer and
 // the usage sequences it spans, so a batch written twice is deduplicated; after a crash a
 // re-rate may split the same events into different batches, so readers apply each item at
-// most once by its usage position ((UsageSeq, RuleIndex) for debits, UsageSeq for unrated
-// events), which only ever grows per customer.
+// most once by its usage position (UsageSeq and rule for debits — DebitCharged — and UsageSeq
+// for unrated events), which only ever grows per customer.
 type UsageRated struct {
 	ID       string         `json:"id"`
 	Customer string         `json:"customer"`

@@ -157,6 +157,7 @@ type Account struct {
 	LastSeq       uint64                   `json:"last_seq"` // ledger sequence of the customer's last entry
 	UsageSeq      uint64                   `json:"usage_seq"`
 	UsageIndex    int                      `json:"usage_index"`
+	UsageRules    []ruleKey                `json:"usage_rules,omitempty"` // rules charged for the event at UsageSeq
 	UnratedSeq    uint64                   `json:"unrated_seq"`
 
 	// Kept exactly by the fold, and counted again when a snapshot is read (recount), so a busy
@@ -354,6 +355,7 @@ func (a *Account) HasCommand(cmd string) bool { return slices.Contains(a.Command
 func (a *Account) clone() *Account {
 	c := *a
 	c.Commands = slices.Clone(a.Commands)
+	c.UsageRules = slices.Clone(a.UsageRules)
 	c.Blocks = make([]*Block, len(a.Blocks))
 	for i, b := range a.Blocks {
 		bb := *b

@@ -40,7 +40,7 @@ func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold) 
 	}
 	n := 0
 	for _, d := range r.Debits {
-		if ok, _ := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Amount, d.EventTime, false); ok {
+		if ok, _ := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Rule, d.Amount, d.EventTime, false); ok {
 			n++
 		}
 	}
@@ -66,7 +66,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		out := make([]Applied, 0, len(r.Debits)+len(r.Unrated))
 		for _, d := range r.Debits {
-			ok, allocs := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Amount, d.EventTime, true)
+			ok, allocs := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Rule, d.Amount, d.EventTime, true)
 			out = append(out, Applied{Allocations: allocs, Skipped: !ok})
 		}
 		for _, u := range r.Unrated {
@@ -189,19 +189,26 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 	return []Applied{{Skipped: true}}, nil
 }
 
-// debitApplied reports whether a debit at this usage position was applied already.
-func (a *Account) debitApplied(d events.UsageDebited) bool {
-	return a.UsageSeq != 0 && (d.UsageSeq < a.UsageSeq || d.UsageSeq == a.UsageSeq && d.RuleIndex <= a.UsageIndex)
+// debitApplied reports whether the debit of this rule for the event at usageSeq was applied
+// already (events.DebitCharged).
+func (a *Account) debitApplied(usageSeq uint64, ruleIndex int, rule ruleKey) bool {
+	return events.DebitCharged(a.UsageSeq, a.UsageIndex, a.UsageRules, usageSeq, ruleIndex, rule)
 }
 
 // applyDebit folds one debit (or credit-back) item and reports whether it was applied; a copy
 // written by a re-rate after a crash is skipped. With record, it also returns the allocations
 // a debit burned.
-func (a *Account) applyDebit(usageSeq uint64, ruleIndex int, amount events.Credits, eventTime time.Time, record bool) (bool, []events.Allocation) {
-	if a.debitApplied(events.UsageDebited{UsageSeq: usageSeq, RuleIndex: ruleIndex}) {
+func (a *Account) applyDebit(usageSeq uint64, ruleIndex int, rule ruleKey, amount events.Credits, eventTime time.Time, record bool) (bool, []events.Allocation) {
+	if a.debitApplied(usageSeq, ruleIndex, rule) {
 		return false, nil
 	}
-	a.UsageSeq, a.UsageIndex = usageSeq, ruleIndex
+	if usageSeq != a.UsageSeq {
+		a.UsageRules, a.UsageIndex = a.UsageRules[:0], ruleIndex // clone() copies it
+	}
+	if rule != 0 {
+		a.UsageRules = append(a.UsageRules, rule)
+	}
+	a.UsageSeq, a.UsageIndex = usageSeq, max(a.UsageIndex, ruleIndex)
 	var allocs []events.Allocation
 	switch {
 	case amount > 0:

@@ -60,6 +60,46 @@ func TestLedgerFoldSkipsReplayedDebits(t *testing.T) {
 	require.Error(t, l.Apply(11, "allot.usage.a.b.c", events.TypeUsageRated, nil))
 }
 
+// A rule added between a rating and its re-rate after a crash shifts the debits' positions in
+// the entry; each rule is still charged once per event. By position, "price" (index 0, then
+// index 1 behind the new "a-price") was charged twice.
+func TestReRateWithANewRuleChargesEachRuleOnce(t *testing.T) {
+	for _, fast := range []bool{true, false} {
+		l := NewLedger()
+		scope := events.Scope{Product: "acme", Env: "live"}
+		subj := events.LedgerSubject("acme", "live", "c1")
+		seq := uint64(0)
+		write := func(debits ...events.UsageDebited) {
+			t.Helper()
+			for i := range debits {
+				debits[i].Customer, debits[i].RuleIndex = "c1", i
+			}
+			b, err := json.Marshal(events.UsageRated{Customer: "c1", Debits: debits})
+			require.NoError(t, err)
+			if !fast { // the same entry, in a shape the hand decoder leaves to encoding/json
+				b = append([]byte(" "), b...)
+			}
+			seq++
+			require.NoError(t, l.Apply(seq, subj, events.TypeUsageRated, b))
+		}
+		write(events.UsageDebited{UsageSeq: 10, Rule: "price", Amount: 5 * events.MicroPerCredit})
+		// Crash before the rating snapshot; "a-price" is added; event 10 is rated again.
+		write(events.UsageDebited{UsageSeq: 10, Rule: "a-price", Amount: 2 * events.MicroPerCredit},
+			events.UsageDebited{UsageSeq: 10, Rule: "price", Amount: 5 * events.MicroPerCredit})
+		write(events.UsageDebited{UsageSeq: 11, Rule: "a-price", Amount: 2 * events.MicroPerCredit},
+			events.UsageDebited{UsageSeq: 11, Rule: "price", Amount: 5 * events.MicroPerCredit})
+		// And the same after a restart from a snapshot taken in the middle of event 11.
+		a, ok := l.Account(scope, "c1")
+		require.True(t, ok)
+		assert.Equal(t, events.Credits(14*events.MicroPerCredit), a.Debited, "fast decode %v", fast)
+		snap := a.clone()
+		write(events.UsageDebited{UsageSeq: 11, Rule: "price", Amount: 5 * events.MicroPerCredit})
+		a, _ = l.Account(scope, "c1")
+		assert.Equal(t, events.Credits(14*events.MicroPerCredit), a.Debited, "fast decode %v", fast)
+		assert.Equal(t, []ruleKey{hashRuleKey([]byte("a-price")), hashRuleKey([]byte("price"))}, snap.UsageRules)
+	}
+}
+
 // An entry this process wrote is folded from its acknowledgement; the stream's copy, met later
 // by the fold, is skipped; and the result is the fold's, byte for byte.
 func TestApplyOwnAheadOfTheFold(t *testing.T) {

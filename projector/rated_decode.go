@@ -26,8 +26,38 @@ type ratedUnrated struct {
 type ratedDebit struct {
 	UsageSeq  uint64         `json:"usage_seq"`
 	RuleIndex int            `json:"rule_index"`
+	Rule      ruleKey        `json:"rule"`
 	Amount    events.Credits `json:"amount"`
 	EventTime time.Time      `json:"event_time"`
+}
+
+// ruleKey is a debit's rule key as the fold keeps it: a 64-bit FNV-1a hash of the key's text,
+// so telling which rules an event was already charged for costs eight bytes a rule and no
+// allocation. 0 means none was given (no key, or an empty one).
+type ruleKey uint64
+
+func hashRuleKey(b []byte) ruleKey {
+	if len(b) == 0 {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return ruleKey(h | 1) // never 0
+}
+
+func (k *ruleKey) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*k = hashRuleKey([]byte(s))
+	return nil
 }
 
 // decodeRatedFold decodes what the fold needs of a usage.rated.v1 entry. It is the hottest
@@ -459,7 +489,18 @@ func (d *ratedDecoder) debitField(key string, x *ratedDebit) error {
 		} else if x.EventTime.UnmarshalJSON(v) != nil {
 			return errSlowPath
 		}
-	case "id", "kind", "customer", "event_id", "rule", "rule_version", "quantity", "allocations", "period_start", "period_quantity":
+	case "rule":
+		v, err := d.value()
+		if err != nil || len(v) < 2 || v[0] != '"' {
+			return errSlowPath // null: UnmarshalJSON decides
+		}
+		for _, c := range v[1 : len(v)-1] {
+			if c == '\\' || c < 0x20 || c >= 0x80 {
+				return errSlowPath // escapes or non-ASCII: hashed as encoding/json decodes them
+			}
+		}
+		x.Rule = hashRuleKey(v[1 : len(v)-1])
+	case "id", "kind", "customer", "event_id", "rule_version", "quantity", "allocations", "period_start", "period_quantity":
 		if _, err := d.value(); err != nil {
 			return err
 		}
