@@ -1,8 +1,6 @@
 package rating
 
 import (
-	"math/rand/v2"
-	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -85,49 +83,3 @@ func TestRoundHalfUp(t *testing.T) {
 	assert.False(t, ok, "an amount beyond the ledger's range is reported, never wrapped")
 }
 
-// TestPeriodDebitsTelescope: for random event sequences, the per-event graduated (and volume)
-// debits of a period sum to the rounded price of the period total, rounded once.
-func TestPeriodDebitsTelescope(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, model := range []string{events.ModelGraduated, events.ModelVolume} {
-		rule := events.Rule{Model: model, Tiers: []events.Tier{
-			{UpTo: decp("10.5"), UnitPrice: dec("0.3333333"), FlatFee: decp("0.0000007")},
-			{UpTo: decp("1000"), UnitPrice: dec("0.1234567")},
-			{UnitPrice: dec("0.0000013")},
-		}}
-		for run := 0; run < 200; run++ {
-			q := events.Decimal{}
-			var sum events.Credits
-			for i := 0; i < 1+rng.IntN(50); i++ {
-				x := dec(strconv.Itoa(rng.IntN(200)) + "." + strconv.Itoa(rng.IntN(1000000)))
-				before, _ := Round(Cost(rule, q))
-				q = q.Add(x)
-				after, _ := Round(Cost(rule, q))
-				sum += after - before
-			}
-			total, _ := Round(Cost(rule, q))
-			require.Equal(t, total, sum, "%s run %d, Q=%s", model, run, q)
-		}
-	}
-}
-
-func FuzzGraduatedTelescopes(f *testing.F) {
-	f.Add(uint64(1), uint8(10))
-	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
-		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-		rule := events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers}
-		q := events.Decimal{}
-		var sum events.Credits
-		for i := 0; i < int(n); i++ {
-			x := dec(strconv.FormatUint(rng.Uint64N(1000), 10) + "." + strconv.FormatUint(rng.Uint64N(1e9), 10))
-			before, _ := Round(Cost(rule, q))
-			q = q.Add(x)
-			after, _ := Round(Cost(rule, q))
-			sum += after - before
-		}
-		total, _ := Round(Cost(rule, q))
-		if total != sum {
-			t.Fatalf("sum of debits %d != rounded total %d for Q=%s", sum, total, q)
-		}
-	})
-}

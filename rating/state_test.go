@@ -290,3 +290,59 @@ func TestRatingCachesChangeNothing(t *testing.T) {
 		}
 	}
 }
+
+// rateTelescopes rates n events of random decimal quantities for one customer in one period
+// through State.Rate — restoring the state from its snapshot at random points, as a restart
+// does — and checks that the debits written sum to the rule's price of the period total,
+// rounded once.
+func rateTelescopes(t *testing.T, rng *rand.Rand, rule events.Rule, n int) {
+	t.Helper()
+	cfg := config(events.AggSum, rule)
+	st := NewState()
+	q := events.Decimal{}
+	var sum events.Credits
+	for i := 0; i < n; i++ {
+		x := strconv.FormatUint(rng.Uint64N(300), 10) + "." + strconv.FormatUint(rng.Uint64N(1e9), 10)
+		q = q.Add(events.MustDecimal(x))
+		o, err := st.Rate(st.Seq+1, sc, usage(fmt.Sprint("e", i), "c1", t0.Add(time.Duration(i)*time.Minute), tokens(x)), cfg)
+		require.NoError(t, err)
+		require.Len(t, o.Debits, 1)
+		sum += o.Debits[0].Amount
+		if rng.IntN(4) == 0 {
+			b, err := json.Marshal(st)
+			require.NoError(t, err)
+			st = NewState()
+			require.NoError(t, json.Unmarshal(b, st))
+		}
+	}
+	want, ok := Round(Cost(cfg.rules["tokens"][0].Versions[0], q))
+	require.True(t, ok)
+	if sum != want {
+		t.Fatalf("%s: %d events summing to %s were debited %d µcredits, the rounded price of the total is %d", rule.Model, n, q, sum, want)
+	}
+}
+
+// TestPeriodDebitsTelescope: for random event sequences, the per-event graduated (and volume)
+// debits State.Rate writes for a period sum to the rounded price of the period total.
+func TestPeriodDebitsTelescope(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, model := range []string{events.ModelGraduated, events.ModelVolume} {
+		rule := events.Rule{Model: model, Tiers: []events.Tier{
+			{UpTo: decp("10.5"), UnitPrice: dec("0.3333333"), FlatFee: decp("0.0000007")},
+			{UpTo: decp("1000"), UnitPrice: dec("0.1234567")},
+			{UnitPrice: dec("0.0000013")},
+		}}
+		for run := 0; run < 100; run++ {
+			rateTelescopes(t, rng, rule, 1+rng.IntN(50))
+		}
+	}
+}
+
+func FuzzGraduatedTelescopes(f *testing.F) {
+	f.Add(uint64(1), uint8(10))
+	f.Add(uint64(7), uint8(200))
+	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		rateTelescopes(t, rng, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers}, int(n))
+	})
+}
