@@ -10,6 +10,13 @@ import (
 // TypeUsageRecorded names a usage event on the usage stream.
 const TypeUsageRecorded = "usage.recorded.v1"
 
+// MaxFutureSkew is how far ahead of the receiving server's clock an event's time may be:
+// ingest refuses later ones. Producers' clocks drift a little; an event dated hours ahead is
+// a bug, and counting it would open windows that do not exist yet — quota state keeps a
+// bounded number of windows and may forget any that has surely ended, which it can only
+// tell if event times are never further ahead than this.
+const MaxFutureSkew = 5 * time.Minute
+
 // Usage is one usage event as stored on the usage stream. The product and env are not in the
 // body: the subject carries them, and a producer publishing straight to JetStream could not be
 // trusted to repeat them consistently. The ingest time is the stream's own message timestamp.

@@ -194,6 +194,10 @@ func parseOne(scope events.Scope, item any, cloud bool, meters MeterSource, now 
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time", "time must be RFC 3339, e.g. 2026-01-02T15:04:05Z; got %q", truncate(sent, 40))
 		}
 		ev.Time = t.UTC()
+		if ahead := ev.Time.Sub(now); ahead > events.MaxFutureSkew {
+			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time",
+				"time %s is %s ahead of the server clock; events may be dated at most %s ahead", truncate(sent, 40), ahead.Round(time.Second), events.MaxFutureSkew)
+		}
 	}
 	if !isAbsent(w, "data") {
 		d, ok := w["data"].(map[string]any)

@@ -52,6 +52,7 @@ func TestParseRejectsPerEvent(t *testing.T) {
 		{"long id", `{"id":"` + strings.Repeat("x", 257) + `","type":"x","customer":"c"}`, "id", 400},
 		{"bad time", `{"id":"e","type":"x","customer":"c","time":"yesterday"}`, "time", 400},
 		{"time is a number", `{"id":"e","type":"x","customer":"c","time":1700000000}`, "time", 400},
+		{"time too far ahead", `{"id":"e","type":"x","customer":"c","time":"2026-05-01T10:05:01Z"}`, "time", 400},
 		{"data is an array", `{"id":"e","type":"x","customer":"c","data":[1]}`, "data", 400},
 		{"non-decimal quantity", `{"id":"e","type":"llm","customer":"c","data":{"tokens":"lots"}}`, "data.tokens", 400},
 		{"quantity is a bool", `{"id":"e","type":"llm","customer":"c","data":{"tokens":true}}`, "data.tokens", 400},
@@ -62,6 +63,10 @@ func TestParseRejectsPerEvent(t *testing.T) {
 		{"other product", `{"id":"e","type":"x","customer":"c","product":"globex"}`, "product", 403},
 		{"other env", `{"id":"e","type":"x","customer":"c","env":"live"}`, "env", 403},
 		{"not an object", `"hello"`, "", 400},
+	}
+	// Up to events.MaxFutureSkew ahead of the server clock is fine.
+	if _, rejs, p := Parse(scope, MediaJSON, []byte(`{"id":"e","type":"x","customer":"c","time":"2026-05-01T10:05:00Z"}`), meters, now); p != nil || len(rejs) != 0 {
+		t.Fatalf("an event 5m ahead was refused: %v %v", p, rejs)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

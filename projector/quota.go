@@ -20,7 +20,7 @@ type QuotaWindow struct {
 // periods the anchor (the first counted use).
 type QuotaState struct {
 	Anchor   *time.Time    `json:"anchor,omitempty"`
-	Windows  []QuotaWindow `json:"windows"` // ascending, the newest maxQuotaWindows
+	Windows  []QuotaWindow `json:"windows"` // ascending: the newest maxQuotaWindows, and any that may not have ended
 	UsageSeq uint64        `json:"usage_seq,omitempty"`
 }
 
@@ -45,14 +45,24 @@ func (q *QuotaState) window(p events.Period, at time.Time, create bool) (start, 
 }
 
 // use returns the window at [start, end), created empty if need be.
+//
+// Beyond maxQuotaWindows the oldest windows are forgotten, but only those that have surely
+// ended: no event is dated more than events.MaxFutureSkew ahead of the clock, so the clock is
+// at least the newest window's start minus that skew, and a window ending before it is over.
+// (Forgetting by count alone, a few uses dated in windows ahead pushed the current window out
+// and its count back to zero.) The fold stays deterministic: it compares event times only.
 func (q *QuotaState) use(start, end time.Time) *QuotaWindow {
 	i, found := slices.BinarySearchFunc(q.Windows, start, func(w QuotaWindow, t time.Time) int { return w.Start.Compare(t) })
 	if !found {
 		q.Windows = slices.Insert(q.Windows, i, QuotaWindow{Start: start, End: end})
-		if n := len(q.Windows); n > maxQuotaWindows {
-			q.Windows = q.Windows[n-maxQuotaWindows:]
-			i -= n - maxQuotaWindows
-			if i < 0 { // older than every kept window: nothing to count it against any more
+		ended := q.Windows[len(q.Windows)-1].Start.Add(-events.MaxFutureSkew)
+		drop := 0
+		for len(q.Windows)-drop > maxQuotaWindows && !q.Windows[drop].End.After(ended) {
+			drop++
+		}
+		if drop > 0 {
+			q.Windows = q.Windows[drop:]
+			if i -= drop; i < 0 { // older than every kept window: nothing to count it against any more
 				return &QuotaWindow{Start: start, End: end}
 			}
 		}

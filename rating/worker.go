@@ -19,6 +19,10 @@ import (
 // Counters are a worker's running totals, for /metrics.
 type Counters struct {
 	Events, Debits, CreditBacks, Unrated, Unmetered, Malformed, Snapshots, Entries atomic.Int64
+	// FutureDated counts events published straight to JetStream dated more than
+	// events.MaxFutureSkew after the stream received them (HTTP ingest refuses those): they
+	// are rated at the time the stream received them.
+	FutureDated atomic.Int64
 	Batches                                                                        atomic.Int64 // fetches that brought messages
 	Seq                                                                            atomic.Uint64
 }
@@ -284,6 +288,13 @@ func (w *Worker) rate(st *State, m jetstream.Msg, b *batch) error {
 		return nil
 	}
 	if ev.Time.IsZero() {
+		ev.Time = md.Timestamp.UTC()
+	} else if ev.Time.Sub(md.Timestamp) > events.MaxFutureSkew {
+		// A producer's clock far ahead: counting the event in a window that has not begun
+		// would break what quota state relies on (events.MaxFutureSkew). The stream's time is
+		// the best estimate of when it happened; the fold sees the same on every replay.
+		w.Counters.FutureDated.Add(1)
+		w.Log.Debug("usage dated ahead of the stream; rated at the stream's time", "seq", seq, "event", ev.ID, "time", ev.Time, "stream_time", md.Timestamp)
 		ev.Time = md.Timestamp.UTC()
 	}
 	scope := events.Scope{Product: addr.Product, Env: addr.Env}

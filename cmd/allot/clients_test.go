@@ -120,6 +120,43 @@ func TestPlainNATSPublisher(t *testing.T) {
 	// A subject outside the scheme is not stored by any allot stream.
 	_, err = js.Publish(ctx, "allot.usage.acme.test", []byte(body))
 	require.Error(t, err)
+
+	// HTTP ingest refuses events dated far ahead; one published straight to JetStream is rated
+	// at the time the stream received it (and counted), so no window that has not begun counts.
+	future := `{"id":"n2","type":"llm","customer":"user@example.com","time":"2099-01-01T00:00:00Z","data":{"tokens":4}}`
+	status, res = p.post("/v1/events", "application/json", future)
+	require.Equal(t, 400, status, res)
+	assert.Equal(t, "time", res["field"], res)
+	published := time.Now().UTC()
+	_, err = js.Publish(ctx, subject, []byte(future), jetstream.WithMsgID("acme:test:n2"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return metricSum(t, p.httpURL, "allot_rating_future_dated_events_total") == 1
+	}, 10*time.Second, 50*time.Millisecond)
+	var times []string
+	require.Eventually(t, func() bool {
+		resp, b := get(t, p.httpURL+"/v1/customers/user@example.com/ledger", testKey)
+		require.Equal(t, 200, resp.StatusCode, b)
+		var page struct {
+			Data []struct {
+				Entry struct {
+					EventID   string `json:"event_id"`
+					EventTime string `json:"event_time"`
+				} `json:"entry"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(b), &page))
+		times = times[:0]
+		for _, e := range page.Data {
+			if e.Entry.EventID == "n2" {
+				times = append(times, e.Entry.EventTime)
+			}
+		}
+		return len(times) == 1
+	}, 10*time.Second, 50*time.Millisecond)
+	at, err := time.Parse(time.RFC3339Nano, times[0])
+	require.NoError(t, err)
+	assert.WithinDuration(t, published, at, 5*time.Second, "rated at the stream's time, not 2099")
 }
 
 func TestBenchIngestJSON(t *testing.T) {

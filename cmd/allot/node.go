@@ -395,6 +395,7 @@ func (n *node) registerMetrics() {
 	n.metrics.CounterFunc("allot_rating_credit_backs_total", "Credit-back entries written (volume pricing lowering a total).", sum(func(c *rating.Counters) int64 { return c.CreditBacks.Load() }))
 	n.metrics.CounterFunc("allot_rating_unrated_events_total", "Metered events no rule priced (written to the ledger as usage.unrated.v1).", sum(func(c *rating.Counters) int64 { return c.Unrated.Load() }))
 	n.metrics.CounterFunc("allot_rating_unmetered_events_total", "Events no meter counts.", sum(func(c *rating.Counters) int64 { return c.Unmetered.Load() }))
+	n.metrics.CounterFunc("allot_rating_future_dated_events_total", "Usage messages published straight to JetStream dated more than 5 minutes after the stream received them; rated at the stream's time.", sum(func(c *rating.Counters) int64 { return c.FutureDated.Load() }))
 	n.metrics.CounterFunc("allot_rating_malformed_events_total", "Usage messages that could not be read (published straight to JetStream).", sum(func(c *rating.Counters) int64 { return c.Malformed.Load() }))
 	if n.sink != nil {
 		for _, part := range []struct {
