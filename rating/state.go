@@ -24,6 +24,9 @@ const (
 	ReasonNoRule   = "no_rule"   // the event is metered but no rule version was in force at its time
 	ReasonBadValue = "bad_value" // the meter's value property is missing or not a decimal
 	ReasonOverflow = "overflow"  // the price does not fit the ledger's integer range
+	// ReasonTooLate: the event belongs to a period window older than the maxWindows rating
+	// keeps for its (customer, rule), and its price depends on that window's other events.
+	ReasonTooLate = "too_late"
 )
 
 // Output is what rating one event produced. Debits are in (meter key, rule key) order, which
@@ -37,7 +40,10 @@ type Output struct {
 }
 
 // maxWindows is how many recent windows are kept per (customer, rule): an event up to that
-// many periods late still finds its window's quantity.
+// many periods late still finds its window's quantity. One later than that is priced alone
+// when its price does not depend on the period's other events (per-unit without packages
+// over a sum or count meter) and otherwise written as unrated, too_late — never priced as
+// if its period had been empty (that charged a graduated rule's first tiers again).
 const maxWindows = 3
 
 type accKey struct {
@@ -123,10 +129,10 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 				continue
 			}
 			priced = true
-			d, ok := s.rateOne(seq, scope, ev, m, r, qty, uniq)
-			if !ok {
+			d, reason := s.rateOne(seq, scope, ev, m, r, qty, uniq)
+			if reason != "" {
 				unrated = append(unrated, m.Key)
-				out.Reasons = append(out.Reasons, ReasonOverflow)
+				out.Reasons = append(out.Reasons, reason)
 				continue
 			}
 			d.RuleIndex = len(out.Debits)
@@ -171,16 +177,23 @@ func eventQuantity(m events.Meter, ev events.Usage) (q events.Decimal, unique st
 	}
 }
 
-func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m events.Meter, r events.Rule, qty events.Decimal, uniq string) (events.UsageDebited, bool) {
+// rateOne prices the event under one rule; a non-empty reason says why it could not be.
+func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m events.Meter, r events.Rule, qty events.Decimal, uniq string) (events.UsageDebited, string) {
 	d := events.UsageDebited{
 		ID:       "dbt_" + shortHash(scope.Product, scope.Env, ev.ID, r.Key, strconv.Itoa(r.Version)),
 		Customer: ev.Customer, EventID: ev.ID, Rule: r.Key, RuleVersion: r.Version,
 		Quantity: qty, EventTime: ev.Time, UsageSeq: seq, Kind: events.KindDebit,
 	}
-	if r.Model == events.ModelFlat || r.TierScope == events.TierScopeEvent {
+	alone := func() (events.UsageDebited, string) {
 		c, ok := Round(Cost(r, qty))
+		if !ok {
+			return d, ReasonOverflow
+		}
 		d.Amount = c
-		return d, ok
+		return d, ""
+	}
+	if r.Model == events.ModelFlat || r.TierScope == events.TierScopeEvent {
+		return alone()
 	}
 	p := rulePeriod(r)
 	k := accKey{scope.Product, scope.Env, ev.Customer, r.Key}
@@ -205,6 +218,13 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 		a.last.period, a.last.start, a.last.end = p, start, end
 	}
 	w := a.window(start)
+	if w == nil {
+		if r.Model == events.ModelPerUnit && (r.PackageSize == nil || r.PackageSize.Sign() <= 0) &&
+			(m.Aggregation == events.AggSum || m.Aggregation == events.AggCount) {
+			return alone() // linear: the period's other events do not change this one's price
+		}
+		return d, ReasonTooLate
+	}
 	before := w.Q
 	after := aggregate(m.Aggregation, before, qty, uniq, w)
 	cb, ok1 := w.qCost, w.qVersion == r.Version && w.qVersion != 0
@@ -213,7 +233,7 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 	}
 	ca, ok2 := Round(Cost(r, after))
 	if !ok1 || !ok2 {
-		return d, false
+		return d, ReasonOverflow
 	}
 	w.Q, w.qCost, w.qVersion = after, ca, r.Version
 	d.Amount = ca - cb
@@ -222,7 +242,7 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 	}
 	d.PeriodStart = &start
 	d.PeriodQuantity = &after
-	return d, true
+	return d, ""
 }
 
 // aggregate returns the window's quantity after one more event.
@@ -249,7 +269,8 @@ func aggregate(agg string, before, qty events.Decimal, uniq string, w *window) e
 	}
 }
 
-// window finds or creates the window starting at start, keeping the newest maxWindows.
+// window finds or creates the window starting at start, keeping the newest maxWindows; nil
+// when start is older than every window kept.
 func (a *acc) window(start time.Time) *window {
 	i, found := slices.BinarySearchFunc(a.Windows, start, func(w window, t time.Time) int { return w.Start.Compare(t) })
 	if !found {
@@ -258,8 +279,8 @@ func (a *acc) window(start time.Time) *window {
 			drop := len(a.Windows) - maxWindows
 			a.Windows = a.Windows[drop:]
 			i -= drop
-			if i < 0 { // older than every kept window: count it from zero, alone
-				return &window{Start: start}
+			if i < 0 { // older than every kept window
+				return nil
 			}
 		}
 	}

@@ -346,3 +346,48 @@ func FuzzGraduatedTelescopes(f *testing.F) {
 		rateTelescopes(t, rng, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers}, int(n))
 	})
 }
+
+// An event older than the windows rating keeps is never priced as if its period had been
+// empty: with a first-tier fee that charged the fee again (11 instead of 1 here). Linear
+// prices need no window and are still exact.
+func TestRateEventOlderThanTheKeptWindows(t *testing.T) {
+	hour := &events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	fee := events.Rule{Model: events.ModelGraduated, Period: hour, Tiers: []events.Tier{{UpTo: decp("100"), UnitPrice: dec("1"), FlatFee: decp("10")}, {UnitPrice: dec("0.5")}}}
+	linear := events.Rule{Model: events.ModelPerUnit, Period: hour, Price: decp("2")}
+	packaged := events.Rule{Model: events.ModelPerUnit, Period: hour, Price: decp("2"), PackageSize: decp("10")}
+	for _, tt := range []struct {
+		name   string
+		rule   events.Rule
+		late   []events.Credits
+		reason string
+	}{
+		{"graduated", fee, nil, ReasonTooLate},
+		{"per unit", linear, []events.Credits{2 * cr}, ""},
+		{"per unit in packages", packaged, nil, ReasonTooLate},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config(events.AggSum, tt.rule)
+			st := NewState()
+			for h := 0; h < 5; h++ {
+				amounts(t, st, cfg, usage(fmt.Sprint("e", h), "c1", t0.Add(time.Duration(h)*time.Hour), tokens("1")))
+			}
+			// Three hours kept (2, 3, 4): hour 0 is gone, hour 2 is not.
+			o, err := st.Rate(st.Seq+1, sc, usage("late0", "c1", t0.Add(time.Minute), tokens("1")), cfg)
+			require.NoError(t, err)
+			var got []events.Credits
+			for _, d := range o.Debits {
+				got = append(got, d.Amount)
+			}
+			assert.Equal(t, tt.late, got)
+			if tt.reason != "" {
+				require.NotNil(t, o.Unrated)
+				assert.Equal(t, []string{tt.reason}, o.Unrated.Reasons)
+			} else {
+				assert.Nil(t, o.Unrated)
+			}
+			o, err = st.Rate(st.Seq+1, sc, usage("late2", "c1", t0.Add(2*time.Hour+time.Minute), tokens("1")), cfg)
+			require.NoError(t, err)
+			require.Len(t, o.Debits, 1, "an event in a kept window is priced")
+		})
+	}
+}
