@@ -149,11 +149,11 @@ func (p Period) WindowAt(t time.Time) (start, end time.Time) {
 	case p.Unit == UnitMinute || p.Unit == UnitHour:
 		loc := p.location()
 		lt := t.In(loc)
-		midnight := time.Date(lt.Year(), lt.Month(), lt.Day(), 0, 0, 0, 0, loc)
-		if midnight.After(t) { // a zone whose midnight falls in a DST gap
-			midnight = time.Date(lt.Year(), lt.Month(), lt.Day()-1, 0, 0, 0, 0, loc)
-		}
-		next := time.Date(lt.Year(), lt.Month(), lt.Day()+1, 0, 0, 0, 0, loc)
+		// The day's first instant, resolved like every boundary (localTime): where clocks
+		// jump forward at midnight (America/Havana, America/Santiago, Asia/Beirut) 00:00 does
+		// not exist, and time.Date's guess for it can land on the day before.
+		midnight := localTime(lt.Year(), lt.Month(), lt.Day(), dayStart, loc)
+		next := localTime(lt.Year(), lt.Month(), lt.Day()+1, dayStart, loc)
 		start, end = p.Window(midnight, t)
 		if end.After(next) {
 			end = next.UTC()
@@ -163,6 +163,9 @@ func (p Period) WindowAt(t time.Time) (start, end time.Time) {
 		return p.Window(p.CalendarAnchor(), t)
 	}
 }
+
+// dayStart is a time of day of 00:00, for localTime.
+var dayStart = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Boundary returns boundary k: anchor + k×(Count×Unit).
 func (p Period) Boundary(anchor time.Time, k int64) time.Time {

@@ -160,6 +160,49 @@ func FuzzWindowsTile(f *testing.F) {
 	})
 }
 
+// FuzzWindowAtTiles is FuzzWindowsTile for WindowAt, the calendar windows quotas and rating
+// use, in zones whose clocks jump at midnight (where the day's 00:00 does not exist): every
+// window holds t, is not empty, and the next one starts where it ends.
+func FuzzWindowAtTiles(f *testing.F) {
+	f.Add(int64(1647144600), uint8(1), uint8(0), uint8(0)) // 2022-03-12 23:10 in Havana: midnight is in the gap
+	f.Add(int64(1662260400), uint8(0), uint8(14), uint8(1))
+	f.Add(int64(1711846800), uint8(1), uint8(5), uint8(3))
+	zones := []string{"America/Havana", "America/Santiago", "Asia/Beirut", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"}
+	units := []string{UnitMinute, UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear}
+	f.Fuzz(func(t *testing.T, atSec int64, unit, count, zone uint8) {
+		const span = 100 * 365 * 86400
+		if atSec < -span || atSec > span {
+			return
+		}
+		p, err := Period{Unit: units[int(unit)%len(units)], Count: 1 + int(count)%90, TimeZone: zones[int(zone)%len(zones)]}.Normalize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Unix(atSec, 0).UTC()
+		s, e := p.WindowAt(at)
+		if at.Before(s) || !at.Before(e) || !s.Before(e) {
+			t.Fatalf("%+v: window [%v, %v) does not hold %v", p, s, e, at)
+		}
+		s2, e2 := p.WindowAt(e)
+		if !s2.Equal(e) || !s2.Before(e2) {
+			t.Fatalf("%+v: next window [%v, %v) does not start at %v (window of %v: [%v, %v))", p, s2, e2, e, at, s, e)
+		}
+	})
+}
+
+func TestWindowAtWhereMidnightIsInAGap(t *testing.T) {
+	// Havana jumped from 00:00 to 01:00 on 2022-03-13: that day starts at 01:00 CDT (05:00Z).
+	p, err := Period{Unit: UnitHour, TimeZone: "America/Havana"}.Normalize()
+	require.NoError(t, err)
+	at := time.Date(2022, 3, 13, 4, 10, 0, 0, time.UTC) // 23:10 CST on the 12th
+	s, e := p.WindowAt(at)
+	assert.Equal(t, time.Date(2022, 3, 13, 4, 0, 0, 0, time.UTC), s)
+	assert.Equal(t, time.Date(2022, 3, 13, 5, 0, 0, 0, time.UTC), e)
+	s, e = p.WindowAt(e)
+	assert.Equal(t, time.Date(2022, 3, 13, 5, 0, 0, 0, time.UTC), s, "the 13th's first hour starts at its first instant")
+	assert.Equal(t, time.Date(2022, 3, 13, 6, 0, 0, 0, time.UTC), e)
+}
+
 // BenchmarkWindowAt: window math runs for every rated event and quota decision; a zone other
 // than UTC must not cost a zone-database read each time.
 func BenchmarkWindowAt(b *testing.B) {
