@@ -91,17 +91,22 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		if err := json.Unmarshal(data, &e); err != nil {
 			return nil, err
 		}
-		a.quotaWindowAt(e.Quota, e.Period, e.At).Used = events.Decimal{}
+		if w := a.quotaWindowAt(e.Quota, e.Period, e.At, false); w != nil {
+			w.Used = events.Decimal{}
+		}
 		return []Applied{{}}, nil
 	case events.TypeQuotaAdjusted:
 		var e events.QuotaAdjusted
 		if err := json.Unmarshal(data, &e); err != nil {
 			return nil, err
 		}
-		w := a.quotaWindowAt(e.Quota, e.Period, e.At)
-		w.Used = w.Used.Add(e.Amount)
-		if w.Used.Sign() < 0 {
-			w.Used = events.Decimal{}
+		// Adding use counts as use (and anchors a first_use period); taking some away only
+		// changes a window that exists.
+		if w := a.quotaWindowAt(e.Quota, e.Period, e.At, e.Amount.Sign() > 0); w != nil {
+			w.Used = w.Used.Add(e.Amount)
+			if w.Used.Sign() < 0 {
+				w.Used = events.Decimal{}
+			}
 		}
 		return []Applied{{}}, nil
 	case events.TypeCreditsGranted:

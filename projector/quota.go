@@ -96,8 +96,24 @@ func (a *Account) quota(key string) *QuotaState {
 	return q
 }
 
-// quotaWindowAt is the customer's window of quota key, under period p, that holds at.
-func (a *Account) quotaWindowAt(key string, p events.Period, at time.Time) *QuotaWindow {
+// quotaWindowAt is the customer's window of quota key, under period p, that holds at. With
+// count, at is a counted use: the window is created if need be and a first_use period without
+// an anchor takes at as its anchor. Without, only an existing window is returned (or nil):
+// a reset or a negative adjustment is not a use, and must not anchor a first_use period.
+func (a *Account) quotaWindowAt(key string, p events.Period, at time.Time, count bool) *QuotaWindow {
+	if !count {
+		q := a.Quotas[key]
+		if q == nil || (p.Mode == events.ModeFirstUse && q.Anchor == nil) {
+			return nil
+		}
+		start, _ := q.window(p, at.UTC(), false)
+		for i := range q.Windows {
+			if q.Windows[i].Start.Equal(start) {
+				return &q.Windows[i]
+			}
+		}
+		return nil
+	}
 	q := a.quota(key)
 	return q.use(q.window(p, at.UTC(), true))
 }
