@@ -406,7 +406,12 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 	b.Customer = s.o.Ledger.ResolveCustomer(scopeFrom(r), b.Customer)
 	ttl := projector.DefaultReservationTTL
 	if b.TTLSeconds != nil {
-		ttl = time.Duration(*b.TTLSeconds) * time.Second
+		// Range-checked here, before the multiplication could wrap a huge value around to a
+		// short TTL; DecideReserve says what the range is.
+		ttl = -1
+		if n := *b.TTLSeconds; n > 0 && n <= int(projector.MaxReservationTTL/time.Second) {
+			ttl = time.Duration(n) * time.Second
+		}
 	}
 	id, now := newID("res_", r), s.o.Now()
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), b.Customer, func(a *projector.Account) (string, any, error) {

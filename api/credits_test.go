@@ -107,7 +107,8 @@ func TestReservationLifecycle(t *testing.T) {
 
 	requireProblem(t, h.do("GET", "/v1/reservations/res_nope", keyAcme, "", ""), 404, "not-found")
 	requireProblem(t, h.do("GET", "/v1/reservations/"+id, keyGlobex, "", ""), 404, "not-found")
-	for _, bad := range []string{`{"customer":"c"}`, `{"amount":"1"}`, `{"customer":"c","amount":"1","ttl_seconds":0}`, `{"customer":"c","amount":"1","ttl_seconds":999999}`, `{"customer":"c","amount":"0"}`} {
+	for _, bad := range []string{`{"customer":"c"}`, `{"amount":"1"}`, `{"customer":"c","amount":"1","ttl_seconds":0}`, `{"customer":"c","amount":"1","ttl_seconds":999999}`, `{"customer":"c","amount":"0"}`,
+		`{"customer":"c","amount":"1","ttl_seconds":18446744074}`, `{"customer":"c","amount":"1","ttl_seconds":9223372037}`} { // these two wrapped to short TTLs
 		assert.Equal(t, 400, h.do("POST", "/v1/reservations", keyAcme, jsonCT, bad).status, bad)
 	}
 }
