@@ -100,6 +100,13 @@ func TestBurnOrder(t *testing.T) {
 			[]entry{grant("b", "plan", 20, 5*cr, jan, nil), grant("a", "plan", 20, 5*cr, jan, nil), grant("older", "plan", 20, 5*cr, day("2025-12-01"), nil)},
 			[]entry{debit(1, 12*cr, feb)},
 			[][]events.Allocation{{{Block: "older", Amount: 5 * cr}, {Block: "a", Amount: 5 * cr}, {Block: "b", Amount: 2 * cr}}}},
+		{"equal effective_at: the earlier granted first, whatever the ids",
+			[]entry{
+				{events.TypeCreditsGranted, events.CreditsGranted{Block: "a-later", Amount: 5 * cr, Source: "plan", Priority: 20, EffectiveAt: jan, At: jan.Add(time.Hour)}},
+				{events.TypeCreditsGranted, events.CreditsGranted{Block: "z-earlier", Amount: 5 * cr, Source: "plan", Priority: 20, EffectiveAt: jan, At: jan.Add(time.Minute)}},
+			},
+			[]entry{debit(1, 7*cr, feb)},
+			[][]events.Allocation{{{Block: "z-earlier", Amount: 5 * cr}, {Block: "a-later", Amount: 2 * cr}}}},
 		{"a block not yet effective is passed over",
 			[]entry{grant("future", "trial", 10, 10*cr, day("2026-03-01"), nil), grant("now", "wallet", 100, 10*cr, jan, nil)},
 			[]entry{debit(1, 4*cr, feb)},
