@@ -288,9 +288,11 @@ func (a *Account) Allocations(t time.Time, amount events.Credits) []events.Alloc
 	return c.allocate(t, amount, true)
 }
 
-// refund gives back amount (> 0): first against overage, then into blocks in burn order up to
-// what each had given, and the rest as stray credit.
-func (a *Account) refund(amount events.Credits) {
+// refund gives back amount (> 0) of a credit-back for usage at t: first against overage, then
+// into blocks in burn order up to what each had given, and the rest as stray credit. A block
+// already expired at t is passed over even before its expiry entry is folded (that entry
+// would take the refund away again).
+func (a *Account) refund(t time.Time, amount events.Credits) {
 	left := amount
 	pay := min(a.Overage, left)
 	a.Overage -= pay
@@ -299,7 +301,7 @@ func (a *Account) refund(amount events.Credits) {
 		if left == 0 {
 			break
 		}
-		if b.Expired {
+		if b.Expired || b.ExpiresAt != nil && !t.Before(*b.ExpiresAt) {
 			continue
 		}
 		give := min(b.Granted-b.Remaining, left)

@@ -157,6 +157,24 @@ func TestExpiryEntry(t *testing.T) {
 	assert.Equal(t, [][]events.Allocation{{{Amount: 1 * cr}}}, fold(t, a, debit(2, 1*cr, day("2026-01-20"))))
 }
 
+// A credit-back for usage after a block's expiry is not put back into that block even while
+// its expiry entry is still on the way: the entry would take it away again.
+func TestCreditBackPassesOverAnExpiredBlock(t *testing.T) {
+	a := newAccount("c")
+	jan := day("2026-01-01")
+	fold(t, a, grant("p", "promo", 10, 10*cr, jan, tp(day("2026-02-01"))), grant("w", "wallet", 100, 5*cr, jan, nil),
+		debit(1, 10*cr, day("2026-01-20")), debit(2, -4*cr, day("2026-02-02")))
+	assert.Equal(t, events.Credits(0), a.block("p").Remaining)
+	fold(t, a, entry{events.TypeCreditsExpired, events.CreditsExpired{Block: "p", Amount: 0, At: day("2026-02-01")}})
+	assert.Equal(t, events.Credits(9*cr), a.Balance(day("2026-02-03")), "the wallet's 5 and the 4 credited back")
+	assert.Equal(t, events.Credits(0), a.Expired)
+
+	// Before expiry the credit-back refills the block that was burned.
+	b := newAccount("c")
+	fold(t, b, grant("p", "promo", 10, 10*cr, jan, tp(day("2026-02-01"))), debit(1, 10*cr, day("2026-01-20")), debit(2, -4*cr, day("2026-01-25")))
+	assert.Equal(t, events.Credits(4*cr), b.block("p").Remaining)
+}
+
 func TestReservationsFold(t *testing.T) {
 	a := newAccount("c")
 	jan := day("2026-01-01")

@@ -221,7 +221,7 @@ func (a *Account) applyDebit(usageSeq uint64, ruleIndex int, rule ruleKey, amoun
 		allocs = a.allocate(eventTime.UTC(), amount, record)
 	case amount < 0:
 		a.CreditedBack -= amount
-		a.refund(-amount)
+		a.refund(eventTime.UTC(), -amount)
 	}
 	return true, allocs
 }
