@@ -15,15 +15,22 @@ import (
 	"github.com/allot-dev/allot/events"
 )
 
+// DefaultExpiryGrace is Expirer.Grace in allot serve.
+const DefaultExpiryGrace = time.Minute
+
 // Expirer writes the ledger entries that time alone causes: credits.expired.v1 when a block
 // with credits left passes its expires_at, reservation.expired.v1 when a hold passes its TTL.
 // Balances already leave such blocks and holds out from the moment they expire; the entries
 // make it part of the record (and of replay and webhooks). Every process may run one: the
 // entries carry derived message ids and the fold applies each at most once.
 type Expirer struct {
-	JS       jetstream.JetStream
-	Ledger   *Ledger
-	Every    time.Duration // default 1s
+	JS     jetstream.JetStream
+	Ledger *Ledger
+	Every  time.Duration // default 1s
+	// Grace is how long after a block's expires_at its expiry entry is written: usage from
+	// before the expiry that rating is still pricing burns the block first instead of becoming
+	// overage behind the entry. Balances leave the block out from expires_at all the same.
+	Grace    time.Duration
 	Now      func() time.Time
 	Log      *slog.Logger
 	Expiries atomic.Int64
@@ -73,7 +80,7 @@ func (x *Expirer) due(now time.Time) []expiry {
 	x.Ledger.Accounts(func(sc events.Scope, a *Account) {
 		subject := events.LedgerSubject(sc.Product, sc.Env, a.Customer)
 		for _, b := range a.Blocks {
-			if !b.Expired && b.Remaining > 0 && b.ExpiresAt != nil && !now.Before(*b.ExpiresAt) {
+			if !b.Expired && b.Remaining > 0 && b.ExpiresAt != nil && !now.Before(b.ExpiresAt.Add(x.Grace)) {
 				out = append(out, expiry{subject, events.TypeCreditsExpired, sc.Product + ":" + sc.Env + ":exp:" + b.ID,
 					events.CreditsExpired{Block: b.ID, Customer: a.Customer, Amount: b.Remaining, At: *b.ExpiresAt}})
 			}

@@ -229,7 +229,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		return nil, exitWith(4, err)
 	}
 	_ = digestSub
-	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Log: log.With("component", "expirer")}
+	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Grace: projector.DefaultExpiryGrace, Log: log.With("component", "expirer")}
 	if cfg.has(roleProjector) {
 		n.goBackground(func() error { return n.expirer.Run(bgctx) })
 	}

@@ -1,0 +1,75 @@
+package projector
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/bustest"
+)
+
+// The expirer writes credits.expired.v1 for a block with credits left once its expires_at is
+// a grace period past — a debit from before the expiry folded meanwhile still burns the block
+// — and reservation.expired.v1 for a hold past its TTL; each once, however often it scans.
+func TestExpirerWritesExpiryEntries(t *testing.T) {
+	js := bustest.JetStream(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := NewLedger()
+	go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
+	scope := events.Scope{Product: "acme", Env: "live"}
+	stream, err := js.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	expires := t0.Add(time.Hour)
+	var now atomic.Pointer[time.Time]
+	set := func(t time.Time) { now.Store(&t) }
+	set(t0)
+	write := func(typ string, decide func(*Account) (any, error)) {
+		t.Helper()
+		_, err := AppendDecided(ctx, js, stream, l, scope, "c1", "", func(a *Account) (string, any, error) {
+			v, err := decide(a)
+			return typ, v, err
+		})
+		require.NoError(t, err)
+	}
+	write(events.TypeCreditsGranted, func(a *Account) (any, error) {
+		return events.CreditsGranted{Block: "blk", Customer: "c1", Amount: 10 * events.MicroPerCredit, Source: "promo", Priority: 10, EffectiveAt: t0, ExpiresAt: &expires, At: t0}, nil
+	})
+	write(events.TypeReservationCreated, func(a *Account) (any, error) { return a.DecideReserve("res_1", events.MicroPerCredit, time.Minute, t0) })
+
+	x := &Expirer{JS: js, Ledger: l, Every: 10 * time.Millisecond, Grace: time.Minute, Now: func() time.Time { return *now.Load() }, Log: slog.New(slog.DiscardHandler)}
+	go x.Run(ctx)
+	account := func() *Account {
+		var c *Account
+		l.View(scope, "c1", func(a *Account, _ uint64) { c = a.clone() })
+		return c
+	}
+
+	set(t0.Add(2 * time.Minute)) // the hold's TTL is over
+	require.Eventually(t, func() bool { return account().Reservations["res_1"].Status == StatusExpired }, 5*time.Second, 10*time.Millisecond)
+	set(expires.Add(30 * time.Second)) // past expires_at, within the grace
+	time.Sleep(100 * time.Millisecond)
+	// Usage from before the expiry, priced late: it still burns the block.
+	rated := events.UsageRated{Customer: "c1", Debits: []events.UsageDebited{{Customer: "c1", Rule: "r", UsageSeq: 1, Amount: 3 * events.MicroPerCredit, EventTime: expires.Add(-time.Second)}}}
+	write(events.TypeUsageRated, func(*Account) (any, error) { return rated, nil })
+	a := account()
+	assert.False(t, a.block("blk").Expired, "no expiry entry within the grace")
+	assert.Equal(t, events.Credits(7*events.MicroPerCredit), a.block("blk").Remaining)
+	assert.Equal(t, events.Credits(0), a.Overage)
+
+	set(expires.Add(2 * time.Minute))
+	require.Eventually(t, func() bool { return account().block("blk").Expired }, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // more scans write nothing more
+	a = account()
+	assert.Equal(t, events.Credits(7*events.MicroPerCredit), a.Expired)
+	assert.Equal(t, events.Credits(0), a.Balance(expires.Add(2*time.Minute)))
+	assert.Equal(t, int64(2), x.Expiries.Load(), "one entry for the block, one for the hold")
+}
