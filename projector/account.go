@@ -157,7 +157,7 @@ type Account struct {
 	LastSeq       uint64                   `json:"last_seq"` // ledger sequence of the customer's last entry
 	UsageSeq      uint64                   `json:"usage_seq"`
 	UsageIndex    int                      `json:"usage_index"`
-	UsageRules    []ruleKey                `json:"usage_rules,omitempty"` // rules charged for the event at UsageSeq
+	UsageRules    []uint64                 `json:"usage_rules,omitempty"` // hashes (ruleKey) of the rules charged for the event at UsageSeq
 	UnratedSeq    uint64                   `json:"unrated_seq"`
 
 	// Kept exactly by the fold, and counted again when a snapshot is read (recount), so a busy

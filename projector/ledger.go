@@ -197,7 +197,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 // debitApplied reports whether the debit of this rule for the event at usageSeq was applied
 // already (events.DebitCharged).
 func (a *Account) debitApplied(usageSeq uint64, ruleIndex int, rule ruleKey) bool {
-	return events.DebitCharged(a.UsageSeq, a.UsageIndex, a.UsageRules, usageSeq, ruleIndex, rule)
+	return events.DebitCharged(a.UsageSeq, a.UsageIndex, a.UsageRules, usageSeq, ruleIndex, uint64(rule))
 }
 
 // applyDebit folds one debit (or credit-back) item and reports whether it was applied; a copy
@@ -211,7 +211,7 @@ func (a *Account) applyDebit(usageSeq uint64, ruleIndex int, rule ruleKey, amoun
 		a.UsageRules, a.UsageIndex = a.UsageRules[:0], ruleIndex // clone() copies it
 	}
 	if rule != 0 {
-		a.UsageRules = append(a.UsageRules, rule)
+		a.UsageRules = append(a.UsageRules, uint64(rule))
 	}
 	a.UsageSeq, a.UsageIndex = usageSeq, max(a.UsageIndex, ruleIndex)
 	var allocs []events.Allocation
