@@ -276,7 +276,9 @@ func TestScopesAndMeters(t *testing.T) {
 	r = h.do("PUT", "/v1/meters/m2", keyAcme, "application/json", `{"event_type":"x","aggregation":"sum"}`)
 	requireProblem(t, r, 422, problem.InvalidField)
 	assert.Equal(t, "value_property", r.body["field"])
-	requireProblem(t, h.do("PUT", "/v1/meters/m2", keyAcme, "application/json", `{"event_type":"x","aggregation":"count","colour":1}`), 400, problem.InvalidJSON)
+	r = h.do("PUT", "/v1/meters/m2", keyAcme, "application/json", `{"event_type":"x","aggregation":"count","colour":1}`)
+	requireProblem(t, r, 400, problem.InvalidField)
+	assert.Equal(t, "colour", r.body["field"], "an unknown field is named")
 	requireProblem(t, h.do("PUT", "/v1/meters/bad%20key", keyAcme, "application/json", `{"event_type":"x","aggregation":"count"}`), 422, problem.InvalidField)
 
 	// The new meter now validates events: an api.call needs nothing, so it is accepted.
@@ -349,7 +351,12 @@ func TestRuleValidationNamesTheField(t *testing.T) {
 		})
 	}
 	r := h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"tokens","model":"per_unit","price":"not a number"}`)
-	requireProblem(t, r, 400, problem.InvalidJSON)
+	requireProblem(t, r, 400, problem.InvalidField)
+	assert.Equal(t, "price", r.body["field"], r.raw)
+	r = h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"tokens","model":"graduated","tiers":[{"unit_price":"x"}]}`)
+	requireProblem(t, r, 400, problem.InvalidField)
+	assert.Equal(t, "tiers", r.body["field"], r.raw)
+	requireProblem(t, h.do("PUT", "/v1/rules/r1", keyAcme, "application/json", `{"meter":"tokens",`), 400, problem.InvalidJSON)
 	requireProblem(t, h.do("GET", "/v1/rules/r1", keyAcme, "", ""), 404, problem.NotFound)
 
 	// Valid PUTs create versions 1 and 2; other products cannot see them.

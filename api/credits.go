@@ -201,7 +201,7 @@ func decodeStrict(body []byte, v any) *problem.Problem {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonProblem(err)
+		return jsonProblem(body, v, err)
 	}
 	return nil
 }

@@ -43,15 +43,18 @@ func TestGrantsAndBalance(t *testing.T) {
 		{`{"amount":"-5","source":"trial"}`, "amount"},
 		{`{"source":"trial"}`, "amount"},
 		{`{"amount":"1","source":"gift"}`, "source"},
-		{`{"amount":"0.0000001","source":"wallet"}`, ""},
+		{`{"amount":"0.0000001","source":"wallet"}`, "amount"},
+		{`{"amount":"abc","source":"wallet"}`, "amount"},
+		{`{"amount":"1","source":"wallet","expires_at":"tomorrow"}`, "expires_at"},
+		{`{"amount":"1","source":"wallet","bogus":1}`, "bogus"},
+		{`{"amount":"1","source":"wallet",`, ""},
 		{`{"amount":"1","source":"wallet","expires_at":"2000-01-01T00:00:00Z","effective_at":"2001-01-01T00:00:00Z"}`, "expires_at"},
 		{`{"amount":"1","source":"wallet","cost_basis":"-1"}`, "cost_basis"},
 	} {
 		r := h.do("POST", "/v1/customers/c1/grants", keyAcme, jsonCT, bad.body)
 		require.Equal(t, 400, r.status, bad.body)
-		if bad.field != "" {
-			assert.Equal(t, bad.field, r.body["field"], bad.body)
-		}
+		field, _ := r.body["field"].(string)
+		assert.Equal(t, bad.field, field, bad.body) // "": not JSON, no field to name
 	}
 }
 

@@ -141,7 +141,7 @@ func (s *Server) putMeter(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		problem.Write(w, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", err.Error()))
+		problem.Write(w, jsonProblem(body, &spec, err))
 		return
 	}
 	m, fe := catalog.ValidateMeter(spec.Meter(r.PathValue("key")))

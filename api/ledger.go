@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,7 +45,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		problem.Write(w, jsonProblem(err))
+		problem.Write(w, jsonProblem(body, &spec, err))
 		return
 	}
 	sc := scopeFrom(r)
@@ -59,11 +63,31 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, stored)
 }
 
-// jsonProblem turns a decoding error into a 400 that names the field where it can.
-func jsonProblem(err error) *problem.Problem {
+// jsonProblem turns an error decoding body into v into a 400 that names the field where it
+// can: encoding/json names it for a value of the wrong JSON type, and for an unknown field
+// says which; an error from a field's own decoder (an amount of seven decimals, a time that is
+// not RFC 3339) names nothing, so each member of the object is decoded alone until one fails.
+func jsonProblem(body []byte, v any, err error) *problem.Problem {
 	var ute *json.UnmarshalTypeError
 	if errors.As(err, &ute) && ute.Field != "" {
 		return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, ute.Field, "%s must be %s, got %s", ute.Field, ute.Type, ute.Value)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), `json: unknown field "`); ok {
+		name = strings.TrimSuffix(name, `"`)
+		return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, name, "unknown field %q", name)
+	}
+	var members map[string]json.RawMessage
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer && json.Unmarshal(body, &members) == nil {
+		names := slices.Sorted(maps.Keys(members)) // the same field named every time
+		for _, name := range names {
+			one, _ := json.Marshal(map[string]json.RawMessage{name: members[name]})
+			if ferr := json.Unmarshal(one, reflect.New(t.Elem()).Interface()); ferr != nil {
+				if errors.As(ferr, &ute) && ute.Field != "" {
+					name = ute.Field // nested: the path encoding/json gives
+				}
+				return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, name, "%s: %s", name, strings.TrimPrefix(ferr.Error(), "json: "))
+			}
+		}
 	}
 	return problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", err.Error())
 }
