@@ -19,12 +19,21 @@ import (
 	"github.com/allot-dev/allot/gateway"
 )
 
-const gatewayAllotConfig = `keys:
+// gatewayAllotConfig's hourly window is anchored half an hour before the test, so the test
+// never straddles a window boundary (a calendar hour could begin part way and reset counts).
+func gatewayAllotConfig() string {
+	return `keys:
   - {key: ` + testKey + `, product: acme, env: test, admin: true}
 quotas:
-  per-key: {meter: requests, limit: 3, period: {unit: hour}}
+  per-key: {meter: requests, limit: 3, period: {unit: hour, mode: fixed, anchor: ` + midWindowAnchor(time.Hour) + `}}
   per-ip: {meter: requests, limit: 100, period: {unit: minute}}
 `
+}
+
+// midWindowAnchor is an anchor for a fixed window of length d that puts now in its middle.
+func midWindowAnchor(d time.Duration) string {
+	return time.Now().UTC().Add(-d / 2).Truncate(time.Second).Format(time.RFC3339)
+}
 
 // upstream is a real HTTP server: /ok answers 200, /fail 500; it counts what reaches it.
 func upstream(t *testing.T) (*httptest.Server, *atomic.Int64) {
@@ -84,7 +93,7 @@ func checkEnforcement(t *testing.T, front string, hits *atomic.Int64) {
 }
 
 func TestMiddlewareAgainstRealUpstream(t *testing.T) {
-	cfg := writeConfigText(t, gatewayAllotConfig)
+	cfg := writeConfigText(t, gatewayAllotConfig())
 	allot := startServe(t, t.TempDir(), "--config", cfg)
 	up, hits := upstream(t)
 	client := &gateway.Client{BaseURL: allot.httpURL, APIKey: testKey}
@@ -116,23 +125,23 @@ func TestMiddlewareAgainstRealUpstream(t *testing.T) {
 }
 
 func TestGatewayCommand(t *testing.T) {
-	cfg := writeConfigText(t, gatewayAllotConfig)
+	cfg := writeConfigText(t, gatewayAllotConfig())
 	allot := startServe(t, t.TempDir(), "--config", cfg)
 	up, hits := upstream(t)
 	port := freePort(t)
 	gwCfg := filepath.Join(t.TempDir(), "gateway.yaml")
+	// The upstream comes from --upstream; /api/ applies two policies in order.
 	require.NoError(t, os.WriteFile(gwCfg, []byte(fmt.Sprintf(`listen: 127.0.0.1:%d
-upstream: %s
 allot: {url: %s, key: %s}
 routes:
   - prefix: /api/
     identify: {header: X-API-Key}
-    policies: [{quota: per-key}]
+    policies: [{quota: per-key}, {quota: per-ip}]
   - prefix: /public/
     identify: {ip: true}
     policies: [{quota: per-ip, fail_open: true}]
-`, port, up.URL, allot.httpURL, testKey)), 0o600))
-	cmd := exec.Command(allotBin, "gateway", "--config", gwCfg)
+`, port, allot.httpURL, testKey)), 0o600))
+	cmd := exec.Command(allotBin, "gateway", "--config", gwCfg, "--upstream", up.URL)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
@@ -148,7 +157,10 @@ routes:
 		time.Sleep(20 * time.Millisecond)
 	}
 	checkEnforcement(t, front, hits)
-	resp, _ := get(t, front+"/public/ok", "")
+	resp, _ := get(t, front+"/api/ok", "another-key")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, `"per-key";q=3;w=3600, "per-ip";q=100;w=60`, resp.Header.Get("RateLimit-Policy"), "both policies, in their order")
+	resp, _ = get(t, front+"/public/ok", "")
 	assert.Equal(t, 200, resp.StatusCode, "identified by IP")
 	assert.Regexp(t, `"per-ip";q=100;w=60`, resp.Header.Get("RateLimit-Policy"))
 }

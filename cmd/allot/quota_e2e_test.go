@@ -57,7 +57,7 @@ func TestTwoProcessesQuotaExactness(t *testing.T) {
 	cfg := writeConfigText(t, `keys:
   - {key: `+testKey+`, product: acme, env: test, admin: true}
 quotas:
-  burst: {meter: requests, limit: 100, period: {unit: hour}}
+  burst: {meter: requests, limit: 100, period: {unit: hour, mode: fixed, anchor: `+midWindowAnchor(time.Hour)+`}}
 `)
 	p1 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	p2 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
