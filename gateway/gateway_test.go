@@ -111,3 +111,17 @@ func TestCountFunc(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+func TestAfterOneUse(t *testing.T) {
+	for in, want := range map[string]string{
+		`"per-key";r=3;t=60`: `"per-key";r=2;t=60`,
+		`"per-key";r=0;t=60`: `"per-key";r=0;t=60`,
+		`"a";r=10`:           `"a";r=9`,
+		`"a";t=5`:            `"a";t=5`,
+		`"a";r=x;t=5`:        `"a";r=x;t=5`,
+	} {
+		if got := afterOneUse(in); got != want {
+			t.Errorf("afterOneUse(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

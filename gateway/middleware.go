@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -147,12 +148,26 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				}
 				live = append(live, p)
 			}
-			if len(policyHdr) > 0 {
-				w.Header().Set("RateLimit-Policy", strings.Join(policyHdr, ", "))
-				w.Header().Set("RateLimit", strings.Join(stateHdr, ", "))
-			}
 			rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			if len(policyHdr) > 0 {
+				// Set as the handler's status is written: an answer that will be counted
+				// tells the caller what remains after it, not before.
+				rec.beforeHeader = func(status int) {
+					states := stateHdr
+					if count(status) {
+						states = make([]string, len(stateHdr))
+						for i, st := range stateHdr {
+							states[i] = afterOneUse(st)
+						}
+					}
+					w.Header().Set("RateLimit-Policy", strings.Join(policyHdr, ", "))
+					w.Header().Set("RateLimit", strings.Join(states, ", "))
+				}
+			}
 			next.ServeHTTP(rec, r)
+			if !rec.wrote {
+				rec.WriteHeader(http.StatusOK) // what net/http does for a handler that wrote nothing
+			}
 			if !count(rec.status) {
 				return
 			}
@@ -168,21 +183,44 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 	}
 }
 
+// afterOneUse is a RateLimit item (`"name";r=3;t=60`) with one unit less remaining.
+func afterOneUse(item string) string {
+	i := strings.Index(item, ";r=")
+	if i < 0 {
+		return item
+	}
+	j := i + 3
+	for j < len(item) && item[j] >= '0' && item[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseInt(item[i+3:j], 10, 64)
+	if err != nil {
+		return item
+	}
+	return item[:i+3] + strconv.FormatInt(max(n-1, 0), 10) + item[j:]
+}
+
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	wrote  bool
+	status       int
+	wrote        bool
+	beforeHeader func(status int) // once, before the status is written
 }
 
 func (s *statusWriter) WriteHeader(code int) {
 	if !s.wrote {
 		s.status, s.wrote = code, true
+		if s.beforeHeader != nil {
+			s.beforeHeader(code)
+		}
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
-	s.wrote = true
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
 	return s.ResponseWriter.Write(b)
 }
 

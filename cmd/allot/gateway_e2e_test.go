@@ -70,12 +70,13 @@ func checkEnforcement(t *testing.T, front string, hits *atomic.Int64) {
 	for i := 0; i < 5; i++ {
 		resp, _ := get(t, front+"/api/fail", "key-a")
 		require.Equal(t, 500, resp.StatusCode)
+		assert.Regexp(t, `"per-key";r=3;t=\d+`, resp.Header.Get("RateLimit"), "an answer not counted leaves all 3")
 	}
 	for i := 0; i < 3; i++ {
 		resp, body := get(t, front+"/api/ok", "key-a")
 		require.Equal(t, 200, resp.StatusCode, body)
 		assert.Regexp(t, `"per-key";q=3;w=3600`, resp.Header.Get("RateLimit-Policy"))
-		assert.Regexp(t, fmt.Sprintf(`"per-key";r=%d;t=\d+`, 3-i), resp.Header.Get("RateLimit"), "remaining before this request")
+		assert.Regexp(t, fmt.Sprintf(`"per-key";r=%d;t=\d+`, 2-i), resp.Header.Get("RateLimit"), "remaining after this request")
 	}
 	before := hits.Load()
 	resp, body := get(t, front+"/api/ok", "key-a")
