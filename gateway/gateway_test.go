@@ -125,3 +125,14 @@ func TestAfterOneUse(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/api/ok": "/api/ok", "//api/ok": "/api/ok", "/public/../api/ok": "/api/ok", "/./api/": "/api/",
+		"": "/", "api": "/api", "/..": "/", "/a//b/": "/a/b/",
+	} {
+		if got := cleanPath(in); got != want {
+			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -188,6 +189,12 @@ func Proxy(c Config, onError func(error)) (http.Handler, error) {
 	}
 	slices.SortStableFunc(routes, func(a, b route) int { return len(b.prefix) - len(a.prefix) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Routes match the cleaned path, and the upstream gets that path: `//api/x` or
+		// `/public/../api/x` would otherwise miss /api/'s policies and reach an upstream that
+		// cleans paths itself.
+		if p := cleanPath(r.URL.Path); p != r.URL.Path {
+			r.URL.Path, r.URL.RawPath = p, ""
+		}
 		for _, rt := range routes {
 			if strings.HasPrefix(r.URL.Path, rt.prefix) {
 				rt.h.ServeHTTP(w, r)
@@ -196,4 +203,17 @@ func Proxy(c Config, onError func(error)) (http.Handler, error) {
 		}
 		rp.ServeHTTP(w, r) // no policy covers the path
 	}), nil
+}
+
+// cleanPath is p without empty, "." and ".." elements, rooted, keeping a trailing slash (as
+// net/http's ServeMux cleans paths).
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }

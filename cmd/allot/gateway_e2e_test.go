@@ -158,6 +158,13 @@ routes:
 		time.Sleep(20 * time.Millisecond)
 	}
 	checkEnforcement(t, front, hits)
+	// key-a is used up: paths that clean to /api/ok are held to /api/'s policies too.
+	before := hits.Load()
+	for _, p := range []string{"//api/ok", "/public/../api/ok", "/./api/ok"} {
+		resp, body := get(t, front+p, "key-a")
+		assert.Equal(t, 429, resp.StatusCode, "%s: %s", p, body)
+	}
+	assert.Equal(t, before, hits.Load())
 	resp, _ := get(t, front+"/api/ok", "another-key")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, `"per-key";q=3;w=3600, "per-ip";q=100;w=60`, resp.Header.Get("RateLimit-Policy"), "both policies, in their order")
