@@ -172,14 +172,42 @@ func viewBalance(scope events.Scope, a *projector.Account, now time.Time, versio
 		Committed: a.Committed, Expired: a.Expired, UnratedEvents: a.Unrated, Version: version}
 }
 
-// customerParam is the {id} of a customer path: an external id or allot's UUID for it.
-func (s *Server) customerParam(r *http.Request) string {
-	return s.o.Ledger.ResolveCustomer(scopeFrom(r), r.PathValue("id"))
+// customerParam is the {id} of a customer path: an external id or allot's UUID for it. For a
+// UUID no customer has, it writes a 404 and reports false.
+func (s *Server) customerParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	return s.resolveCustomer(w, r, r.PathValue("id"), "id")
+}
+
+// resolveCustomer maps allot's UUID for a customer to the customer's external id (any other id
+// is an external id already). A UUID the projection does not know may be a customer whose
+// first entry this process has not folded yet: it waits for the projection to reach the
+// ledger's end and looks again. A UUID still unknown names no customer — granting to it would
+// credit a customer called by the UUID — so the answer is a 404 naming field.
+func (s *Server) resolveCustomer(w http.ResponseWriter, r *http.Request, id, field string) (string, bool) {
+	sc := scopeFrom(r)
+	c := s.o.Ledger.ResolveCustomer(sc, id)
+	if c != id || !projector.LooksLikeCustomerID(id) || s.o.Ledger.Known(sc, id) {
+		return c, true
+	}
+	if stream, err := s.ledgerStream(r.Context()); err == nil {
+		if info, err := stream.Info(r.Context()); err == nil && s.o.Ledger.WaitFor(info.State.LastSeq, time.Now().Add(2*time.Second)) {
+			if c = s.o.Ledger.ResolveCustomer(sc, id); c != id || s.o.Ledger.Known(sc, id) {
+				return c, true
+			}
+		}
+	}
+	problem.Write(w, problem.Fieldf(problem.NotFound, http.StatusNotFound, field,
+		"no customer has the id %s in this product and env; a customer is known by allot's id once it has a ledger entry, and by its own id always", id))
+	return "", false
 }
 
 func (s *Server) getBalance(w http.ResponseWriter, r *http.Request) {
 	var v balanceView
-	now, scope, customer := s.o.Now(), scopeFrom(r), s.customerParam(r)
+	customer, ok := s.customerParam(w, r)
+	if !ok {
+		return
+	}
+	now, scope := s.o.Now(), scopeFrom(r)
 	s.o.Ledger.View(scope, customer, func(a *projector.Account, seq uint64) { v = viewBalance(scope, a, now, seq) })
 	writeJSON(w, http.StatusOK, v)
 }
@@ -276,7 +304,11 @@ func (s *Server) postGrant(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
-	view, granted, err := s.appendGrant(r, s.customerParam(r), projector.Grant{Amount: *b.Amount, Source: b.Source, Priority: b.Priority,
+	customer, ok := s.customerParam(w, r)
+	if !ok {
+		return
+	}
+	view, granted, err := s.appendGrant(r, customer, projector.Grant{Amount: *b.Amount, Source: b.Source, Priority: b.Priority,
 		EffectiveAt: b.EffectiveAt, ExpiresAt: b.ExpiresAt, CostBasis: b.CostBasis})
 	switch {
 	case err != nil:
@@ -403,7 +435,10 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
-	b.Customer = s.o.Ledger.ResolveCustomer(scopeFrom(r), b.Customer)
+	var ok bool
+	if b.Customer, ok = s.resolveCustomer(w, r, b.Customer, "customer"); !ok {
+		return
+	}
 	ttl := projector.DefaultReservationTTL
 	if b.TTLSeconds != nil {
 		// Range-checked here, before the multiplication could wrap a huge value around to a
@@ -545,7 +580,10 @@ func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc, now := scopeFrom(r), s.o.Now()
-	b.Customer = s.o.Ledger.ResolveCustomer(sc, b.Customer)
+	var ok bool
+	if b.Customer, ok = s.resolveCustomer(w, r, b.Customer, "customer"); !ok {
+		return
+	}
 	var bal, res events.Credits
 	var version uint64
 	s.o.Ledger.View(sc, b.Customer, func(a *projector.Account, seq uint64) { bal, res, version = a.Balance(now), a.Reserved(now), seq })

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/api/problem"
 )
 
 const jsonCT = "application/json"
@@ -214,10 +216,23 @@ func TestCustomersByUUID(t *testing.T) {
 	bal = h.do("GET", "/v1/customers/user@example.com/balance", keyAcme, "", "")
 	assert.Equal(t, "11", bal.body["balance"])
 	assert.Equal(t, "4", bal.body["reserved"])
-	// The UUID belongs to one product and env: elsewhere it is just an unknown external id.
+	// The UUID belongs to one product and env: elsewhere it names no customer.
 	other := h.do("GET", "/v1/customers/"+id+"/balance", keyGlobex, "", "")
-	assert.Equal(t, id, other.body["customer"])
-	assert.Equal(t, "0", other.body["balance"])
+	requireProblem(t, other, 404, problem.NotFound)
+	assert.Equal(t, "id", other.body["field"])
+	// A customer with no entries yet has a UUID (the balance says it) but is addressed by its
+	// own id until its first entry: a grant to the UUID would credit a customer named by it.
+	fresh := h.do("GET", "/v1/customers/newcomer/balance", keyAcme, "", "").body["customer_id"].(string)
+	requireProblem(t, h.do("POST", "/v1/customers/"+fresh+"/grants", keyAcme, jsonCT, `{"amount":"5","source":"wallet"}`), 404, problem.NotFound)
+	r = h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"`+fresh+`","amount":"1"}`)
+	requireProblem(t, r, 404, problem.NotFound)
+	assert.Equal(t, "customer", r.body["field"])
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/q", keyAcme, jsonCT, `{"meter":"requests","limit":"10","period":{"unit":"day"}}`).status)
+	r = h.do("POST", "/v1/quotas/q/check", keyAcme, jsonCT, `{"customer":"`+fresh+`"}`)
+	requireProblem(t, r, 404, problem.NotFound)
+	assert.Equal(t, "customer", r.body["field"])
+	require.Equal(t, 201, h.do("POST", "/v1/customers/newcomer/grants", keyAcme, jsonCT, `{"amount":"5","source":"wallet"}`).status)
+	assert.Equal(t, "5", h.do("GET", "/v1/customers/"+fresh+"/balance", keyAcme, "", "").body["balance"], "known by its UUID from its first entry")
 	// A producer's own UUIDs stay external ids.
 	own := "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 	assert.Equal(t, own, h.do("GET", "/v1/customers/"+own+"/balance", keyAcme, "", "").body["customer"])

@@ -136,7 +136,10 @@ const maxLedgerPage = 500
 // getLedger pages through the customer's ledger subject, oldest first.
 func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
-	customer := s.customerParam(r)
+	customer, ok := s.customerParam(w, r)
+	if !ok {
+		return
+	}
 	limit := 50
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

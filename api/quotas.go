@@ -89,7 +89,8 @@ func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *e
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return q, "", events.Decimal{}, false
 	}
-	return q, s.o.Ledger.ResolveCustomer(scopeFrom(r), b.Customer), amt, true
+	customer, ok := s.resolveCustomer(w, r, b.Customer, "customer")
+	return q, customer, amt, ok
 }
 
 // plainQuotaRequest reads the body services send on every check and increment —
@@ -379,7 +380,10 @@ func (s *Server) writeQuotaStatus(w http.ResponseWriter, r *http.Request, q even
 
 func (s *Server) getCustomerQuotas(w http.ResponseWriter, r *http.Request) {
 	sc, now := scopeFrom(r), s.o.Now()
-	customer := s.customerParam(r)
+	customer, ok := s.customerParam(w, r)
+	if !ok {
+		return
+	}
 	a, _ := s.o.Ledger.Account(sc, customer)
 	qs := s.o.Catalog.Quotas(sc)
 	zeros := make([]events.Decimal, len(qs))

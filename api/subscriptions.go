@@ -78,7 +78,11 @@ func (s *Server) postSubscription(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, "plan", "no plan %q in this product and env", b.Plan))
 		return
 	}
-	customer, now := s.o.Ledger.ResolveCustomer(sc, b.Customer), s.o.Now()
+	customer, ok := s.resolveCustomer(w, r, b.Customer, "customer")
+	if !ok {
+		return
+	}
+	now := s.o.Now()
 	start := now
 	if b.Start != nil {
 		start = *b.Start
@@ -134,7 +138,11 @@ func (s *Server) postTopup(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return
 	}
-	view, _, err := s.appendGrant(r, s.customerParam(r), projector.Grant{Amount: *b.Amount, Source: events.SourceWallet, CostBasis: b.CostBasis})
+	customer, ok := s.customerParam(w, r)
+	if !ok {
+		return
+	}
+	view, _, err := s.appendGrant(r, customer, projector.Grant{Amount: *b.Amount, Source: events.SourceWallet, CostBasis: b.CostBasis})
 	switch {
 	case err != nil:
 		problem.Write(w, s.commandProblem(err))

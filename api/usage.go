@@ -18,7 +18,10 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	qp := r.URL.Query()
 	q := analytics.UsageQuery{Scope: scopeFrom(r), Meter: qp.Get("meter"), Window: qp.Get("window"), GroupBy: qp.Get("group_by")}
 	if c := qp.Get("customer"); c != "" {
-		q.Customer = s.o.Ledger.ResolveCustomer(q.Scope, c)
+		var ok bool
+		if q.Customer, ok = s.resolveCustomer(w, r, c, "customer"); !ok {
+			return
+		}
 	}
 	if q.Window == "" {
 		q.Window = "hour"

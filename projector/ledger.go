@@ -2,6 +2,7 @@ package projector
 
 import (
 	"encoding/json"
+	"strings"
 
 	"fmt"
 	"github.com/nats-io/nats.go"
@@ -553,7 +554,7 @@ func (l *Ledger) Accounts(f func(scope events.Scope, a *Account)) {
 // ResolveCustomer maps allot's UUID for a customer this projection knows to its external id;
 // anything else is taken as an external id already (producers may use UUIDs of their own).
 func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
-	if len(id) != 36 || id[14] != '5' {
+	if !LooksLikeCustomerID(id) {
 		return id
 	}
 	l.mu.RLock()
@@ -563,6 +564,34 @@ func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
 		return ext
 	}
 	return id
+}
+
+// LooksLikeCustomerID reports whether id has the form of allot's customer UUIDs (version 5,
+// RFC 4122 variant, lower-case hex), which ResolveCustomer maps back to external ids.
+func LooksLikeCustomerID(id string) bool {
+	if len(id) != 36 || id[14] != '5' || !strings.ContainsRune("89ab", rune(id[19])) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Known reports whether the ledger holds an account for the customer.
+func (l *Ledger) Known(scope events.Scope, customer string) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.accounts[accountKey{scope, customer}]
+	return ok
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
