@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-dev/allot/api"
 	"github.com/allot-dev/allot/api/problem"
 )
 
@@ -244,4 +245,30 @@ func TestCustomersByUUID(t *testing.T) {
 	m, err := s.GetLastMsgForSubject(context.Background(), "allot.usage.*.acme.test.user~40example~2ecom")
 	require.NoError(t, err)
 	assert.Contains(t, string(m.Data), `"customer":"user@example.com"`)
+}
+
+// A key left in flight by an earlier run of this very node (a process that died mid-request)
+// is taken over at once by the retry; one held by another node waits for inFlightTimeout.
+func TestIdempotencyKeyAbandonedByAnEarlierRun(t *testing.T) {
+	h := newHarnessWith(t, func(o *api.Options) { o.Node = "host-a:/var/lib/allot" })
+	grant := `{"amount":"25","source":"topup"}`
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, grant, "Idempotency-Key", "g-1").status)
+	sum := sha256.Sum256([]byte("acme/test\x00g-1"))
+	kvKey := hex.EncodeToString(sum[:])
+	inFlight := func(node string) {
+		e, err := h.idem.Get(context.Background(), kvKey)
+		require.NoError(t, err)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal(e.Value(), &rec))
+		rec["state"], rec["started"], rec["node"], rec["incarnation"] = "in_flight", time.Now().UTC(), node, "an-earlier-run"
+		b, _ := json.Marshal(rec)
+		_, err = h.idem.Put(context.Background(), kvKey, b)
+		require.NoError(t, err)
+	}
+	inFlight("host-b:/var/lib/allot")
+	requireProblem(t, h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, grant, "Idempotency-Key", "g-1"), 409, "idempotency-key-in-flight")
+	inFlight("host-a:/var/lib/allot")
+	r := h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, grant, "Idempotency-Key", "g-1")
+	require.Equal(t, 201, r.status, r.raw)
+	assert.Equal(t, "25", h.do("GET", "/v1/customers/c/balance", keyAcme, "", "").body["balance"], "taken over, and still applied once")
 }

@@ -27,9 +27,14 @@ const (
 const inFlightTimeout = time.Minute
 
 type idemRecord struct {
-	State       string          `json:"state"` // in_flight or done
-	RequestHash string          `json:"request_hash"`
-	Started     time.Time       `json:"started"`
+	State       string    `json:"state"` // in_flight or done
+	RequestHash string    `json:"request_hash"`
+	Started     time.Time `json:"started"`
+	// Who holds an in_flight key: the node (Options.Node) and its incarnation (one per
+	// process start). A key held by an earlier incarnation of this very node was abandoned
+	// by a process that died, and is taken over at once instead of after inFlightTimeout.
+	Node        string          `json:"node,omitempty"`
+	Incarnation string          `json:"incarnation,omitempty"`
 	Status      int             `json:"status,omitempty"`
 	ContentType string          `json:"content_type,omitempty"`
 	Body        json.RawMessage `json:"body,omitempty"`
@@ -87,7 +92,7 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 		ks := sha256.Sum256([]byte(scopeFrom(r).String() + "\x00" + key))
 		kvKey := hex.EncodeToString(ks[:])
 		ctx := r.Context()
-		rec := idemRecord{State: "in_flight", RequestHash: reqHash, Started: time.Now().UTC()}
+		rec := idemRecord{State: "in_flight", RequestHash: reqHash, Started: time.Now().UTC(), Node: s.o.Node, Incarnation: s.incarnation}
 		rb, _ := json.Marshal(rec)
 		rev, err := s.o.Idempotency.Create(ctx, kvKey, rb)
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -146,7 +151,8 @@ func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kv
 		w.Write([]byte("\n"))
 		return 0, false
 	}
-	if time.Since(rec.Started) > inFlightTimeout {
+	abandoned := rec.Node != "" && rec.Node == s.o.Node && rec.Incarnation != s.incarnation
+	if abandoned || time.Since(rec.Started) > inFlightTimeout {
 		rev, err := s.o.Idempotency.Update(ctx, kvKey, inflight, e.Revision())
 		if err == nil {
 			return rev, true

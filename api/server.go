@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -37,6 +39,9 @@ type Options struct {
 	Ledger               *projector.Ledger
 	// Idempotency stores Idempotency-Key records; nil disables the header.
 	Idempotency jetstream.KeyValue
+	// Node names this process across restarts (allot serve: host and data directory), so a
+	// restarted process takes over the Idempotency-Keys its previous run left in flight.
+	Node string
 	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
 	KeyRequestsPerMinute int64
 	Metrics              *metrics.Registry
@@ -55,6 +60,8 @@ type Server struct {
 
 	streamMu sync.Mutex
 	ledger   jetstream.Stream // cached handle: looking a stream up is a round trip
+
+	incarnation string // random, per New: tells this run's in-flight keys from a previous run's
 }
 
 // ledgerStream returns the ledger stream's handle, looked up once.
@@ -89,7 +96,9 @@ func New(o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New()
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute)}
+	var inc [8]byte
+	rand.Read(inc[:])
+	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute), incarnation: hex.EncodeToString(inc[:])}
 	s.incs = &projector.Increments{JS: o.JS, Stream: s.ledgerStream, Ledger: o.Ledger}
 	o.Metrics.CounterFunc("allot_quota_increments_total", "Quota increments decided without an Idempotency-Key (group committed).",
 		func() float64 { return float64(s.incs.Requests.Load()) })

@@ -315,7 +315,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Node: nodeName(cfg.DataDir), KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -557,4 +557,14 @@ func retrying(ctx context.Context, log *slog.Logger, what string, step func(cont
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// nodeName names this process across restarts: its host and data directory (one process per
+// data directory: it is locked).
+func nodeName(dataDir string) string {
+	host, _ := os.Hostname()
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	return host + ":" + dataDir
 }
