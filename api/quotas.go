@@ -276,6 +276,70 @@ func (s *Server) postQuotaIncrement(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, quotaView(st[0], customer))
 }
 
+// postCustomerQuotasIncrement increments several quotas of one customer all or nothing:
+// {"quotas": [{"key": "per-key", "amount": "1"}, {"key": "per-ip"}]} (amount defaults to 1).
+// Allowed only if every one has room; otherwise nothing changes and the 429 names every quota
+// that had none (DESIGN.md, Quota windows: "for every meter named").
+func (s *Server) postCustomerQuotasIncrement(w http.ResponseWriter, r *http.Request) {
+	customer, ok := s.customerParam(w, r)
+	if !ok {
+		return
+	}
+	var b struct {
+		Quotas []struct {
+			Key    string          `json:"key"`
+			Amount *events.Decimal `json:"amount,omitempty"`
+		} `json:"quotas"`
+	}
+	if p := s.decodeBody(w, r, &b); p != nil {
+		problem.Write(w, p)
+		return
+	}
+	if len(b.Quotas) == 0 {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "quotas", "name at least one quota: {\"quotas\": [{\"key\": \"…\"}]}"))
+		return
+	}
+	sc := scopeFrom(r)
+	quotas, amounts := make([]events.Quota, len(b.Quotas)), make([]events.Decimal, len(b.Quotas))
+	for i, qb := range b.Quotas {
+		field := fmt.Sprintf("quotas[%d]", i)
+		q, found := s.o.Catalog.Quota(sc, qb.Key)
+		if !found {
+			problem.Write(w, problem.Fieldf(problem.NotFound, http.StatusNotFound, field+".key", "no quota %q in this product and env", qb.Key))
+			return
+		}
+		for _, seen := range quotas[:i] {
+			if seen.Key == q.Key {
+				problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field+".key", "quota %q is named twice", q.Key))
+				return
+			}
+		}
+		quotas[i], amounts[i] = q, events.DecimalFromInt(1)
+		if qb.Amount != nil {
+			amounts[i] = *qb.Amount
+		}
+		if amounts[i].Sign() <= 0 {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field+".amount", "amount must be greater than 0"))
+			return
+		}
+	}
+	st, err := s.increment(r, customer, quotas, amounts)
+	if err != nil {
+		var qe *projector.QuotaError
+		if errors.As(err, &qe) && errors.Is(err, projector.ErrQuotaExceeded) {
+			s.notifyQuotaExceeded(r.Context(), sc, customer, qe.Statuses)
+		}
+		s.writeQuotaError(w, quotas, err)
+		return
+	}
+	setRateLimitHeaders(w, quotas, st, s.o.Now())
+	data := make([]quotaStatusView, len(st))
+	for i := range st {
+		data[i] = quotaView(st[i], "")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"customer": customer, "allowed": true, "quotas": data})
+}
+
 // increment decides and appends an all-or-nothing increment of several quotas.
 func (s *Server) increment(r *http.Request, customer string, quotas []events.Quota, amounts []events.Decimal) ([]projector.QuotaStatus, error) {
 	now := s.o.Now()

@@ -132,3 +132,48 @@ func TestAPIKeyRequestLimit(t *testing.T) {
 	assert.NotEmpty(t, last.header.Get("Retry-After"))
 	assert.Equal(t, 200, h.do("GET", "/v1/meters", keyAcmeUser, "", "").status, "each key has its own limit")
 }
+
+// Several quotas at once are all or nothing: one without room refuses the increment and
+// nothing is counted in the others.
+func TestIncrementSeveralQuotas(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/wide", keyAcme, jsonCT, `{"meter":"requests","limit":"3","period":{"unit":"day"}}`).status)
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/narrow", keyAcme, jsonCT, `{"meter":"requests","limit":"1","period":{"unit":"day"}}`).status)
+	both := `{"quotas":[{"key":"wide"},{"key":"narrow"}]}`
+	r := h.do("POST", "/v1/customers/c1/quotas/increment", keyAcme, jsonCT, both)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, true, r.body["allowed"])
+	assert.Len(t, r.body["quotas"], 2)
+	assert.Regexp(t, `^"wide";q=3;w=86400, "narrow";q=1;w=86400$`, r.header.Get("RateLimit-Policy"))
+	assert.Regexp(t, `^"wide";r=2;t=\d+, "narrow";r=0;t=\d+$`, r.header.Get("RateLimit"))
+
+	r = h.do("POST", "/v1/customers/c1/quotas/increment", keyAcme, jsonCT, both)
+	requireProblem(t, r, 429, "quota-exceeded")
+	assert.Equal(t, []any{"narrow"}, r.body["violated-policies"])
+	assert.NotEmpty(t, r.header.Get("Retry-After"))
+	used := func(q string) any {
+		return h.do("POST", "/v1/quotas/"+q+"/check", keyAcme, jsonCT, `{"customer":"c1"}`).body["used"]
+	}
+	assert.Equal(t, "1", used("wide"), "the refused increment counted nowhere")
+	assert.Equal(t, "1", used("narrow"))
+	r = h.do("POST", "/v1/customers/c1/quotas/increment", keyAcme, jsonCT, `{"quotas":[{"key":"wide","amount":"2"}]}`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "3", used("wide"))
+
+	for _, bad := range []struct {
+		body, field string
+		status      int
+	}{
+		{`{"quotas":[]}`, "quotas", 400},
+		{`{}`, "quotas", 400},
+		{`{"quotas":[{"key":"wide"},{"key":"wide"}]}`, "quotas[1].key", 400},
+		{`{"quotas":[{"key":"ghost"}]}`, "quotas[0].key", 404},
+		{`{"quotas":[{"key":"wide","amount":"0"}]}`, "quotas[0].amount", 400},
+		{`{"quotas":[{"key":"wide","amount":"x"}]}`, "quotas", 400},
+	} {
+		r := h.do("POST", "/v1/customers/c2/quotas/increment", keyAcme, jsonCT, bad.body)
+		assert.Equal(t, bad.status, r.status, bad.body)
+		assert.Equal(t, bad.field, r.body["field"], bad.body)
+	}
+	assert.Equal(t, "0", h.do("POST", "/v1/quotas/wide/check", keyAcme, jsonCT, `{"customer":"c2"}`).body["used"])
+}

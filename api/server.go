@@ -164,6 +164,7 @@ func (s *Server) table() []route {
 		{"/v1/quotas/{key}/reset", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaReset))}},
 		{"/v1/quotas/{key}/adjust", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postQuotaAdjust))}},
 		{"/v1/customers/{id}/quotas", map[string]http.HandlerFunc{"GET": s.authed(s.getCustomerQuotas)}},
+		{"/v1/customers/{id}/quotas/increment", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postCustomerQuotasIncrement))}},
 		{"/v1/usage", map[string]http.HandlerFunc{"GET": s.authed(s.getUsage)}},
 		{"/v1/plans/{key}", map[string]http.HandlerFunc{"GET": s.authed(s.getPlan), "PUT": s.admin(s.putPlan)}},
 		{"/v1/subscriptions", map[string]http.HandlerFunc{"POST": s.authed(s.idempotent(s.postSubscription))}},
