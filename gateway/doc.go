@@ -3,11 +3,13 @@
 // HTTP API, so it runs in the provider's own processes.
 //
 // For each request it identifies the caller (an API-key header, a claim of a verified JWT, or
-// the client IP), checks every policy of the route before calling the handler (429 with the
-// RateLimit headers and a problem when one is exhausted), and counts the request after the
-// handler answered — only when the status is one of the counted ones (default 2xx), so failed
-// calls never use quota. When allot cannot be reached, each policy either lets requests
-// through (fail open) or refuses them with 503 (fail closed).
+// the client IP) and counts it against every policy of the route at once, all or nothing,
+// before calling the handler (429 with the RateLimit headers and allot's problem when any is
+// exhausted); when the handler's status is not a counted one (default: anything but 2xx) the
+// use is given back, so failed calls never use quota. Counting first keeps it exact under
+// concurrency: N requests at once against limit L reach the handler min(N, L) times. When
+// allot cannot be reached, requests go through uncounted if every policy fails open, and are
+// refused with 503 otherwise.
 //
-// Invariant: a request refused by a check never reaches the handler and is never counted.
+// Invariant: a refused request never reaches the handler and counts nowhere.
 package gateway

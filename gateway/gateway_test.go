@@ -112,16 +112,21 @@ func TestCountFunc(t *testing.T) {
 	}
 }
 
-func TestAfterOneUse(t *testing.T) {
-	for in, want := range map[string]string{
-		`"per-key";r=3;t=60`: `"per-key";r=2;t=60`,
-		`"per-key";r=0;t=60`: `"per-key";r=0;t=60`,
-		`"a";r=10`:           `"a";r=9`,
-		`"a";t=5`:            `"a";t=5`,
-		`"a";r=x;t=5`:        `"a";r=x;t=5`,
+func TestWithRemaining(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		delta int64
+		want  string
+	}{
+		{`"per-key";r=3;t=60`, -1, `"per-key";r=2;t=60`},
+		{`"per-key";r=0;t=60`, -1, `"per-key";r=0;t=60`},
+		{`"a";r=2;t=60, "b";r=0;t=5`, +1, `"a";r=3;t=60, "b";r=1;t=5`},
+		{`"a";r=10`, -1, `"a";r=9`},
+		{`"a";t=5`, +1, `"a";t=5`},
+		{`"a";r=x;t=5`, +1, `"a";r=x;t=5`},
 	} {
-		if got := afterOneUse(in); got != want {
-			t.Errorf("afterOneUse(%s) = %s, want %s", in, got, want)
+		if got := withRemaining(c.in, c.delta); got != c.want {
+			t.Errorf("withRemaining(%s, %d) = %s, want %s", c.in, c.delta, got, c.want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -30,32 +31,22 @@ type Decision struct {
 	ResetsAt    time.Time `json:"resets_at"`
 	// The RateLimit headers allot sent, to pass on to the caller.
 	Policy, State string
-	// Problem is allot's problem body when it refused (429), to pass on as is.
-	Problem []byte
-	Status  int
+	// Problem is allot's problem body when it refused (429), to pass on as is, with its
+	// Retry-After.
+	Problem    []byte
+	RetryAfter int
+	Status     int
 }
 
 // ErrUnavailable means allot could not answer.
 var ErrUnavailable = errors.New("allot unavailable")
 
 func (c *Client) call(ctx context.Context, path, quota, customer string) (Decision, error) {
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Second}
-	}
 	body, _ := json.Marshal(map[string]string{"customer": customer})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.BaseURL, "/")+"/v1/quotas/"+quota+"/"+path, bytes.NewReader(body))
+	resp, b, err := c.post(ctx, "/v1/quotas/"+url.PathEscape(quota)+"/"+path, body)
 	if err != nil {
 		return Decision{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return Decision{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	d := Decision{Policy: resp.Header.Get("RateLimit-Policy"), State: resp.Header.Get("RateLimit"), Status: resp.StatusCode}
 	switch {
 	case resp.StatusCode == http.StatusOK:
@@ -83,6 +74,74 @@ func (c *Client) Increment(ctx context.Context, quota, customer string) (Decisio
 	return c.call(ctx, "increment", quota, customer)
 }
 
+// IncrementAll counts one use of each quota by customer, all or nothing
+// (POST /v1/customers/{id}/quotas/increment). Allowed is false, with allot's 429 problem in
+// Problem and its RateLimit headers in Policy and State, when any quota has no room.
+func (c *Client) IncrementAll(ctx context.Context, customer string, quotas []string) (Decision, error) {
+	type item struct {
+		Key string `json:"key"`
+	}
+	items := make([]item, len(quotas))
+	for i, q := range quotas {
+		items[i] = item{q}
+	}
+	body, _ := json.Marshal(map[string]any{"quotas": items})
+	resp, b, err := c.post(ctx, "/v1/customers/"+url.PathEscape(customer)+"/quotas/increment", body)
+	if err != nil {
+		return Decision{}, err
+	}
+	d := Decision{Policy: resp.Header.Get("RateLimit-Policy"), State: resp.Header.Get("RateLimit"), Status: resp.StatusCode}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		d.Allowed = true
+		return d, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnprocessableEntity:
+		d.Problem = b
+		if d.RetryAfter, err = strconv.Atoi(resp.Header.Get("Retry-After")); err != nil {
+			d.RetryAfter = 1
+		}
+		return d, nil
+	case resp.StatusCode >= 500:
+		return d, fmt.Errorf("%w: %s", ErrUnavailable, resp.Status)
+	default:
+		return d, fmt.Errorf("allot answered %s for quotas %v: %s", resp.Status, quotas, b)
+	}
+}
+
+// Adjust changes customer's use of quota by amount (negative gives use back).
+func (c *Client) Adjust(ctx context.Context, quota, customer, amount string) error {
+	body, _ := json.Marshal(map[string]string{"customer": customer, "amount": amount})
+	resp, b, err := c.post(ctx, "/v1/quotas/"+url.PathEscape(quota)+"/adjust", body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("allot answered %s adjusting quota %q: %s", resp.Status, quota, b)
+	}
+	return nil
+}
+
+// post sends a JSON body to allot and reads the answer (at most 64 KiB).
+func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Response, []byte, error) {
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.BaseURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp, b, nil
+}
+
 // Policy is one quota applied to a route.
 type Policy struct {
 	Quota    string
@@ -93,7 +152,7 @@ type Policy struct {
 type Options struct {
 	Client   *Client
 	Identify Identify
-	Policies []Policy // checked in order; the first exhausted one refuses the request
+	Policies []Policy // counted together before the handler, all or nothing; headers in this order
 	// Count says which handler statuses use quota; default 200–299.
 	Count func(status int) bool
 	// Unidentified callers get 401 unless AllowAnonymous.
@@ -122,60 +181,61 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				writeProblem(w, http.StatusUnauthorized, "unauthenticated", "Unauthenticated", "the request does not say who is calling", 0)
 				return
 			}
-			var policyHdr, stateHdr []string
-			var live []Policy // the policies allot answered for: they are counted after
-			for _, p := range o.Policies {
-				d, err := o.Client.Check(r.Context(), p.Quota, caller)
-				if err != nil {
+			// Count first, all policies at once and all or nothing: exact however many
+			// requests run at the same time (checking first and counting after let every
+			// request of a burst pass the check). An answer the handler gives that does not
+			// count (a 5xx, by default) gives the use back.
+			quotas, closed := make([]string, len(o.Policies)), false
+			for i, p := range o.Policies {
+				quotas[i], closed = p.Quota, closed || !p.FailOpen
+			}
+			var d Decision
+			counted := false
+			if len(quotas) > 0 {
+				var err error
+				d, err = o.Client.IncrementAll(r.Context(), caller, quotas)
+				switch {
+				case err != nil:
 					report(err)
-					if p.FailOpen {
-						continue
+					if closed {
+						writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Quota service unavailable", "quotas "+strings.Join(quotas, ", ")+" cannot be counted", 1)
+						return
 					}
-					writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Quota service unavailable", "quota "+p.Quota+" cannot be checked", 1)
+					d = Decision{} // every policy fails open: through, uncounted, no headers
+				case !d.Allowed:
+					setRateLimit(w.Header(), d.Policy, d.State)
+					w.Header().Set("Retry-After", strconv.Itoa(max(d.RetryAfter, 1)))
+					w.Header().Set("Content-Type", "application/problem+json")
+					w.WriteHeader(d.Status)
+					w.Write(d.Problem)
 					return
+				default:
+					counted = true
 				}
-				if d.Policy != "" {
-					policyHdr, stateHdr = append(policyHdr, d.Policy), append(stateHdr, d.State)
-				}
-				if !d.Allowed {
-					w.Header().Set("RateLimit-Policy", strings.Join(policyHdr, ", "))
-					w.Header().Set("RateLimit", strings.Join(stateHdr, ", "))
-					retry := int(time.Until(d.ResetsAt).Seconds()) + 1
-					writeProblem(w, http.StatusTooManyRequests, "quota-exceeded", "Quota exceeded",
-						fmt.Sprintf("%s: %s used of %s; resets at %s", p.Quota, d.Used, d.Limit, d.ResetsAt.Format(time.RFC3339)), max(retry, 1),
-						"violated-policies", []string{p.Quota}, "limit", d.Limit, "used", d.Used, "requested", "1", "resets_at", d.ResetsAt)
-					return
-				}
-				live = append(live, p)
 			}
 			rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-			if len(policyHdr) > 0 {
-				// Set as the handler's status is written: an answer that will be counted
-				// tells the caller what remains after it, not before.
+			if d.Policy != "" {
+				// Set as the handler's status is written: an answer that is not counted tells
+				// the caller the use it gives back.
 				rec.beforeHeader = func(status int) {
-					states := stateHdr
-					if count(status) {
-						states = make([]string, len(stateHdr))
-						for i, st := range stateHdr {
-							states[i] = afterOneUse(st)
-						}
+					state := d.State
+					if !count(status) {
+						state = withRemaining(state, +1)
 					}
-					w.Header().Set("RateLimit-Policy", strings.Join(policyHdr, ", "))
-					w.Header().Set("RateLimit", strings.Join(states, ", "))
+					setRateLimit(w.Header(), d.Policy, state)
 				}
 			}
 			next.ServeHTTP(rec, r)
 			if !rec.wrote {
 				rec.WriteHeader(http.StatusOK) // what net/http does for a handler that wrote nothing
 			}
-			if !count(rec.status) {
+			if !counted || count(rec.status) {
 				return
 			}
-			// Count before the response completes, so the caller's next request sees it (a
-			// client that gets its answer before the count would be a way around the limit).
+			// Given back before the response completes, so the caller's next request sees it.
 			ctx := context.WithoutCancel(r.Context())
-			for _, p := range live {
-				if _, err := o.Client.Increment(ctx, p.Quota, caller); err != nil {
+			for _, q := range quotas {
+				if err := o.Client.Adjust(ctx, q, caller, "-1"); err != nil {
 					report(err)
 				}
 			}
@@ -183,21 +243,33 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 	}
 }
 
-// afterOneUse is a RateLimit item (`"name";r=3;t=60`) with one unit less remaining.
-func afterOneUse(item string) string {
-	i := strings.Index(item, ";r=")
-	if i < 0 {
-		return item
+func setRateLimit(h http.Header, policy, state string) {
+	if policy != "" {
+		h.Set("RateLimit-Policy", policy)
+		h.Set("RateLimit", state)
 	}
-	j := i + 3
-	for j < len(item) && item[j] >= '0' && item[j] <= '9' {
-		j++
+}
+
+// withRemaining is a RateLimit field (`"a";r=3;t=60, "b";r=0;t=60`) with delta added to every
+// item's remaining (never below 0).
+func withRemaining(field string, delta int64) string {
+	items := strings.Split(field, ", ")
+	for k, item := range items {
+		i := strings.Index(item, ";r=")
+		if i < 0 {
+			continue
+		}
+		j := i + 3
+		for j < len(item) && item[j] >= '0' && item[j] <= '9' {
+			j++
+		}
+		n, err := strconv.ParseInt(item[i+3:j], 10, 64)
+		if err != nil {
+			continue
+		}
+		items[k] = item[:i+3] + strconv.FormatInt(max(n+delta, 0), 10) + item[j:]
 	}
-	n, err := strconv.ParseInt(item[i+3:j], 10, 64)
-	if err != nil {
-		return item
-	}
-	return item[:i+3] + strconv.FormatInt(max(n-1, 0), 10) + item[j:]
+	return strings.Join(items, ", ")
 }
 
 type statusWriter struct {

@@ -125,6 +125,48 @@ func TestMiddlewareAgainstRealUpstream(t *testing.T) {
 	assert.Equal(t, 404, resp.StatusCode, "fail open reaches the handler")
 }
 
+// TestMiddlewareIsExactUnderConcurrency: 100 requests of one caller at once against a limit of
+// 10 (and a second, roomier policy): exactly 10 reach the handler, and both quotas end at 10.
+// Checking first and counting after let a burst through.
+func TestMiddlewareIsExactUnderConcurrency(t *testing.T) {
+	cfg := writeConfigText(t, `keys:
+  - {key: `+testKey+`, product: acme, env: test, admin: true}
+quotas:
+  ten: {meter: requests, limit: 10, period: {unit: hour, mode: fixed, anchor: `+midWindowAnchor(time.Hour)+`}}
+  roomy: {meter: requests, limit: 1000, period: {unit: hour, mode: fixed, anchor: `+midWindowAnchor(time.Hour)+`}}
+`)
+	allot := startServe(t, t.TempDir(), "--config", cfg)
+	var hits atomic.Int64
+	client := &gateway.Client{BaseURL: allot.httpURL, APIKey: testKey}
+	front := httptest.NewServer(gateway.Middleware(gateway.Options{Client: client, Identify: gateway.ByHeader("X-API-Key"),
+		Policies: []gateway.Policy{{Quota: "roomy"}, {Quota: "ten"}}})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		time.Sleep(5 * time.Millisecond) // a handler that takes a moment, as real ones do
+	})))
+	defer front.Close()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, _ := get(t, front.URL+"/x", "burst")
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, map[int]int{200: 10, 429: 90}, codes)
+	assert.EqualValues(t, 10, hits.Load())
+	for _, q := range []string{"ten", "roomy"} {
+		_, body, err := allot.request("POST", "/v1/quotas/"+q+"/check", `{"customer":"burst"}`)
+		require.NoError(t, err)
+		assert.Equal(t, "10", body["used"], q)
+	}
+}
+
 func TestGatewayCommand(t *testing.T) {
 	cfg := writeConfigText(t, gatewayAllotConfig())
 	allot := startServe(t, t.TempDir(), "--config", cfg)
