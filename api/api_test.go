@@ -453,3 +453,30 @@ func TestLedgerShowsEachRulesDebitOnce(t *testing.T) {
 		assert.Equal(t, want, ids, "limit %d", limit)
 	}
 }
+
+// A usage debit in the ledger lists the blocks it burned (API.md), as the balance's fold
+// allocated them — rating writes the debit without them.
+func TestLedgerDebitsListTheirAllocations(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	g := h.do("POST", "/v1/customers/c1/grants", keyAcme, jsonCT, `{"amount":"3","source":"promo"}`)
+	require.Equal(t, 201, g.status, g.raw)
+	promo := g.body["id"].(string)
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c1/grants", keyAcme, jsonCT, `{"amount":"10","source":"wallet"}`).status)
+	b, err := json.Marshal(events.UsageRated{Customer: "c1", Debits: []events.UsageDebited{
+		{ID: "dbt_1", Customer: "c1", Rule: "r", UsageSeq: 1, Amount: 5 * events.MicroPerCredit, EventTime: time.Now().UTC()}}})
+	require.NoError(t, err)
+	_, err = h.js.PublishMsg(ctx, &nats.Msg{Subject: events.LedgerSubject("acme", "test", "c1"), Data: b, Header: nats.Header{events.HeaderType: []string{events.TypeUsageRated}}})
+	require.NoError(t, err)
+	r := h.do("GET", "/v1/customers/c1/ledger", keyAcme, "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	data := r.body["data"].([]any)
+	require.Len(t, data, 3, r.raw)
+	debit := data[2].(map[string]any)
+	assert.Equal(t, events.TypeUsageDebited, debit["type"])
+	allocs := debit["entry"].(map[string]any)["allocations"].([]any)
+	require.Len(t, allocs, 2, r.raw)
+	assert.Equal(t, map[string]any{"block": promo, "amount": "3"}, allocs[0], "promo burns before the wallet")
+	assert.Equal(t, "2", allocs[1].(map[string]any)["amount"])
+	assert.Equal(t, "dbt_1", debit["entry"].(map[string]any)["id"])
+}

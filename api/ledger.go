@@ -19,6 +19,7 @@ import (
 	"github.com/allot-dev/allot/api/problem"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
 )
 
 func (s *Server) listRules(w http.ResponseWriter, r *http.Request) {
@@ -103,15 +104,10 @@ type ledgerEntry struct {
 	Entry json.RawMessage `json:"entry"`
 }
 
-// ledgerCursor is where a page ends: the stream sequence and item to continue from, and the
-// usage positions already shown (so an item a re-rate wrote twice is shown once).
+// ledgerCursor is where a page ends: the stream sequence and item to continue from.
 type ledgerCursor struct {
-	Seq  uint64   `json:"s"`
-	Item int      `json:"i"`
-	U    uint64   `json:"u,omitempty"`
-	R    int      `json:"r,omitempty"`
-	K    []string `json:"k,omitempty"` // rules shown for the event at U
-	X    uint64   `json:"x,omitempty"`
+	Seq  uint64 `json:"s"`
+	Item int    `json:"i"`
 }
 
 func (c ledgerCursor) String() string {
@@ -133,7 +129,11 @@ func parseLedgerCursor(s string) (ledgerCursor, bool) {
 
 const maxLedgerPage = 500
 
-// getLedger pages through the customer's ledger subject, oldest first.
+// getLedger pages through the customer's ledger subject, oldest first. It folds the
+// customer's entries from the first, as the balance projection does, so that each usage debit
+// shows the blocks it burned (allocated at fold time, not written by rating) and a copy a
+// re-rate wrote after a crash is left out exactly where the balance leaves it out. A page
+// therefore costs a read of the customer's history up to it: an audit API, not a hot path.
 func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	customer, ok := s.customerParam(w, r)
@@ -157,7 +157,8 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	stream, err := s.ledgerStream(r.Context())
+	ctx := r.Context()
+	stream, err := s.ledgerStream(ctx)
 	if err != nil {
 		problem.Write(w, unavailable(err))
 		return
@@ -165,56 +166,95 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	subject := events.LedgerSubject(sc.Product, sc.Env, customer)
 	data := make([]ledgerEntry, 0, limit)
 	var next any
-	for next == nil {
-		m, err := stream.GetMsg(r.Context(), cur.Seq, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			problem.Write(w, unavailable(err))
-			return
-		}
-		typ, at := m.Header.Get(events.HeaderType), m.Time.UTC().Format(time.RFC3339Nano)
-		items, err := expandEntry(typ, m.Data)
-		if err != nil {
-			s.o.Log.Error("unreadable ledger entry", "seq", m.Sequence, "err", err)
-			items = []ledgerItem{{typ: typ, raw: m.Data}}
-		}
-		if m.Sequence != cur.Seq {
-			cur.Seq, cur.Item = m.Sequence, 0
-		}
-		for ; cur.Item < len(items); cur.Item++ {
-			if len(data) == limit {
-				next = cur.String() // resumes at this item, with the positions shown so far
-				break
-			}
-			it := items[cur.Item]
-			switch {
-			case it.debit != nil:
-				d := it.debit
-				if events.DebitCharged(cur.U, cur.R, cur.K, d.UsageSeq, d.RuleIndex, d.Rule) {
-					continue // a re-rate's copy
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		writeJSON(w, http.StatusOK, map[string]any{"data": data, "next_cursor": next})
+		return
+	}
+	if err != nil {
+		problem.Write(w, unavailable(err))
+		return
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err == nil {
+		var it jetstream.MessagesContext
+		if it, err = cons.Messages(jetstream.PullMaxMessages(512)); err == nil {
+			defer it.Stop()
+			fold := projector.NewLedger()
+			for next == nil {
+				var m jetstream.Msg
+				if m, err = it.Next(jetstream.NextContext(ctx)); err != nil {
+					break
 				}
-				if d.UsageSeq != cur.U {
-					cur.K, cur.R = nil, d.RuleIndex
-				}
-				if d.Rule != "" {
-					cur.K = append(cur.K, d.Rule)
-				}
-				cur.U, cur.R = d.UsageSeq, max(cur.R, d.RuleIndex)
-			case it.unrated != nil:
-				if it.unrated.UsageSeq <= cur.X {
+				md, merr := m.Metadata()
+				if merr != nil {
 					continue
 				}
-				cur.X = it.unrated.UsageSeq
+				seq, typ := md.Sequence.Stream, m.Headers().Get(events.HeaderType)
+				applied, ferr := fold.ApplyItems(seq, m.Subject(), typ, m.Data())
+				if seq >= cur.Seq {
+					items, xerr := expandEntry(typ, m.Data())
+					if xerr != nil || ferr != nil || len(applied) != len(items) {
+						s.o.Log.Error("unreadable ledger entry", "seq", seq, "err", errors.Join(xerr, ferr))
+						items, applied = []ledgerItem{{typ: typ, raw: m.Data()}}, []projector.Applied{{}}
+					}
+					if seq != cur.Seq {
+						cur.Seq, cur.Item = seq, 0
+					}
+					at := md.Timestamp.UTC().Format(time.RFC3339Nano)
+					for ; cur.Item < len(items); cur.Item++ {
+						if len(data) == limit {
+							next = cur.String() // resumes at this item
+							break
+						}
+						it, ap := items[cur.Item], applied[cur.Item]
+						if ap.Skipped && (it.debit != nil || it.unrated != nil) {
+							continue // a re-rate's copy: the balance left it out too
+						}
+						raw := it.raw
+						if it.debit != nil && len(it.debit.Allocations) == 0 {
+							raw = withAllocations(raw, ap.Allocations)
+						}
+						data = append(data, ledgerEntry{Seq: seq, Index: cur.Item, Type: it.typ, Time: at, Entry: raw})
+					}
+					if next == nil {
+						cur.Seq, cur.Item = seq+1, 0
+					}
+				}
+				if seq >= last.Sequence {
+					break
+				}
 			}
-			data = append(data, ledgerEntry{Seq: m.Sequence, Index: cur.Item, Type: it.typ, Time: at, Entry: it.raw})
-		}
-		if next == nil {
-			cur.Seq, cur.Item = m.Sequence+1, 0
 		}
 	}
+	if err != nil {
+		problem.Write(w, unavailable(err))
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": data, "next_cursor": next})
+}
+
+// withAllocations is a debit item's JSON with the blocks the fold burned for it added.
+func withAllocations(raw json.RawMessage, allocs []events.Allocation) json.RawMessage {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[len(raw)-1] != '}' {
+		return raw
+	}
+	if allocs == nil {
+		allocs = []events.Allocation{}
+	}
+	a, err := json.Marshal(allocs)
+	if err != nil {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+len(a)+16)
+	out = append(out, raw[:len(raw)-1]...)
+	if len(bytes.TrimSpace(raw[1:len(raw)-1])) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"allocations":`...)
+	out = append(out, a...)
+	return append(out, '}')
 }
 
 type ledgerItem struct {
