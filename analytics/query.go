@@ -20,6 +20,11 @@ type UsageQuery struct {
 	From, To time.Time
 	Window   string // minute, hour, day or month
 	GroupBy  string // empty, "customer", or an event property
+	// Aggregation and ValueProperty are the meter's (events.Meter): count and sum meters add
+	// up (from the rollups where the window allows); max takes the largest value, latest the
+	// last by event time, and unique_count counts distinct values of ValueProperty — those read
+	// the raw events. Empty is sum.
+	Aggregation, ValueProperty string
 }
 
 // UsageRow is one window's value (for one customer or group when grouped).
@@ -80,14 +85,29 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 	if q.Customer != "" {
 		customerFilter = " AND customer = ?"
 	}
+	// A property's value as text: strings without their quotes, so "7" and 7 are one value (as
+	// rating's unique_count has it).
+	const propertyText = "replaceRegexpAll(visitParamExtractRaw(properties, ?), '^\"|\"$', '')"
+	value := "sum(qty)"
+	var valueArgs []any
+	switch q.Aggregation {
+	case events.AggMax:
+		value = "max(qty)"
+	case events.AggLatest:
+		value = "argMax(qty, (event_time, event_time_ns, seq))"
+	case events.AggUniqueCount:
+		value, valueArgs = "toDecimal128(uniqExact("+propertyText+"), 9)", []any{q.ValueProperty}
+	}
+	rawEvents := q.Window == "minute" || byProperty || len(valueArgs) > 0 || value != "sum(qty)"
 	switch {
-	case q.Window == "minute" || byProperty:
+	case rawEvents:
 		win := map[string]string{"minute": "toStartOfMinute(event_time)", "hour": "toStartOfHour(event_time)", "day": "toDateTime(toDate(event_time))", "month": "toDateTime(toStartOfMonth(event_time))"}[q.Window]
 		if byProperty {
-			groupCol = "replaceRegexpAll(visitParamExtractRaw(properties, ?), '^\"|\"$', '')"
+			groupCol = propertyText
 			args = append([]any{q.GroupBy}, args...)
 		}
-		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, sum(qty) AS v FROM usage_events ARRAY JOIN meters AS m, quantities AS qty " +
+		args = append(valueArgs, args...) // placeholders in the order the SELECT names them
+		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, " + value + " AS v FROM usage_events ARRAY JOIN meters AS m, quantities AS qty " +
 			"WHERE product = ? AND env = ? AND m = ? AND event_time >= ? AND event_time < ?" + customerFilter + " GROUP BY w, g ORDER BY w, g"
 	case q.Window == "hour":
 		sql = "SELECT hour AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_hourly WHERE product = ? AND env = ? AND meter = ? AND hour >= ? AND hour < ?" +
@@ -100,23 +120,27 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_daily WHERE product = ? AND env = ? AND meter = ? AND day >= toDate(?) AND day <= toDate(?)" +
 			customerFilter + " GROUP BY w, g ORDER BY w, g"
 	}
-	// Windows that overlap [from, to): rollup rows are keyed by their window's start.
+	// Windows that overlap [from, to), whole: from goes back to its window's start (rollup
+	// rows are keyed by it).
 	switch q.Window {
+	case "minute":
+		from = from.Truncate(time.Minute)
 	case "hour":
 		from = from.Truncate(time.Hour)
-	case "day", "month":
-		if q.Window == "month" {
-			from = time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
-		}
-		args = append(args, from.Format("2006-01-02"), to.Add(-time.Nanosecond).Format("2006-01-02"))
+	case "day":
+		from = time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, time.UTC)
+	case "month":
+		from = time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
 	}
-	if q.Window == "minute" || q.Window == "hour" || byProperty {
+	if rawEvents || q.Window == "hour" {
 		// DateTime has whole seconds: widen [from, to) to the seconds that overlap it, or an
 		// event in to's own second would be cut off.
 		if t := to.Truncate(time.Second); !t.Equal(to) {
 			to = t.Add(time.Second)
 		}
-		args = append(args, from.Truncate(time.Second), to)
+		args = append(args, from, to)
+	} else {
+		args = append(args, from.Format("2006-01-02"), to.Add(-time.Nanosecond).Format("2006-01-02"))
 	}
 	if q.Customer != "" {
 		args = append(args, q.Customer)

@@ -17,6 +17,14 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	qp := r.URL.Query()
 	q := analytics.UsageQuery{Scope: scopeFrom(r), Meter: qp.Get("meter"), Window: qp.Get("window"), GroupBy: qp.Get("group_by")}
+	if q.Meter != "" {
+		m, ok := s.o.Catalog.Meter(q.Scope, q.Meter)
+		if !ok {
+			problem.Write(w, problem.Fieldf(problem.NotFound, http.StatusNotFound, "meter", "no meter %q in this product and env", q.Meter))
+			return
+		}
+		q.Aggregation, q.ValueProperty = m.Aggregation, m.ValueProperty
+	}
 	if c := qp.Get("customer"); c != "" {
 		var ok bool
 		if q.Customer, ok = s.resolveCustomer(w, r, c, "customer"); !ok {

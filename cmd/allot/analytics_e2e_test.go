@@ -72,6 +72,9 @@ meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
   calls: {event_type: llm, aggregation: count}
   logins: {event_type: login, aggregation: count}
+  peak: {event_type: llm, aggregation: max, value_property: tokens}
+  last: {event_type: llm, aggregation: latest, value_property: tokens}
+  users: {event_type: signin, aggregation: unique_count, value_property: user}
 rules:
   price: {meter: tokens, model: graduated, effective_from: 2020-01-01T00:00:00Z, tiers: [{up_to: 100, unit_price: 0.01}, {unit_price: 0.005}]}
 quotas:
@@ -93,7 +96,10 @@ func TestAnalyticsGuideQueries(t *testing.T) {
 		cust := []string{"alice", "bob", "carol"}[i%3]
 		evs = append(evs, fmt.Sprintf(`{"id":"a%d","type":"llm","customer":%q,"data":{"tokens":%d.25,"model":"m%d"}}`, i, cust, i%50, i%2))
 	}
-	evs = append(evs, `{"id":"l1","type":"login","customer":"bob"}`)
+	evs = append(evs, `{"id":"l1","type":"login","customer":"bob"}`,
+		`{"id":"s1","type":"signin","customer":"bob","data":{"user":"u1"}}`, `{"id":"s2","type":"signin","customer":"bob","data":{"user":"u2"}}`,
+		`{"id":"s3","type":"signin","customer":"carol","data":{"user":"u1"}}`, `{"id":"s4","type":"signin","customer":"carol","data":{"user":7}}`,
+		`{"id":"s5","type":"signin","customer":"carol","data":{"user":"7"}}`)
 	status, res := p.post("/v1/events", "application/json", "["+strings.Join(evs, ",")+"]")
 	require.Equal(t, 202, status, res)
 	status, body, _ := p.request("POST", "/v1/reservations", `{"customer":"alice","amount":"1"}`)
@@ -105,7 +111,7 @@ func TestAnalyticsGuideQueries(t *testing.T) {
 
 	c := chConn(t, dsn)
 	waitFor(t, 30*time.Second, "the sink", func() bool {
-		return chUintSoon(c, "SELECT count() FROM usage_events") == 301 && chUintSoon(c, "SELECT count() FROM ledger_entries WHERE type = 'quota.incremented.v1'") == 1
+		return chUintSoon(c, "SELECT count() FROM usage_events") == 306 && chUintSoon(c, "SELECT count() FROM ledger_entries WHERE type = 'quota.incremented.v1'") == 1
 	})
 
 	// ClickHouse's per-customer totals equal the projector's.
@@ -159,6 +165,24 @@ func TestAnalyticsGuideQueries(t *testing.T) {
 	assert.NotEmpty(t, body["data"])
 	status, _, _ = p.request("GET", "/v1/usage?meter=tokens&window=fortnight", "")
 	assert.Equal(t, 400, status)
+	status, _, _ = p.request("GET", "/v1/usage?meter=ghost&window=day", "")
+	assert.Equal(t, 404, status)
+
+	// Each meter's own aggregation: the largest value, the last one, the distinct ones.
+	byCustomer := func(meter string) map[string]string {
+		status, body, _ := p.request("GET", "/v1/usage?meter="+meter+"&window=month&group_by=customer", "")
+		require.Equal(t, 200, status, body)
+		out := map[string]string{}
+		for _, row := range body["data"].([]any) {
+			r := row.(map[string]any)
+			out[r["customer"].(string)] = fmt.Sprint(r["value"])
+		}
+		return out
+	}
+	assert.Equal(t, map[string]string{"alice": "49.25", "bob": "49.25", "carol": "49.25"}, byCustomer("peak"))
+	assert.Equal(t, map[string]string{"alice": "47.25", "bob": "48.25", "carol": "49.25"}, byCustomer("last"), "each customer's last event of the batch")
+	assert.Equal(t, map[string]string{"bob": "2", "carol": "2"}, byCustomer("users"), `u1 and u2; u1 and 7 ("7" is 7)`)
+	assert.Equal(t, map[string]string{"alice": "100", "bob": "100", "carol": "100"}, byCustomer("calls"), "count meters still add up (from the rollups)")
 }
 
 func creditsText(micro int64) string {
