@@ -11,8 +11,15 @@
 //     they always describe exactly one sequence.
 //   - A customer's usage debits are applied at most once each, even if the same debit was
 //     written twice (a re-rate after a crash beyond the dedup window): debits carry their
-//     usage stream position, which only ever grows per customer, and anything at or below
-//     the last applied position is skipped.
+//     usage stream position, which only ever grows per customer; a debit of an earlier event,
+//     or of the last event by a rule already charged for it, is skipped (events.DebitCharged
+//     — by rule, not by position in the entry, which a rule added before the re-rate shifts).
+//   - Quota windows are forgotten beyond the newest few only once they have surely ended
+//     (their end before the newest window's start less events.MaxFutureSkew), so uses dated
+//     ahead never push the current window out. A first_use period is anchored by the first
+//     counted use only.
+//   - The Expirer writes a block's expiry entry a grace period after expires_at, so usage from
+//     before it burns the block first.
 //   - Quota increments for one customer in flight together are group committed (Increments);
 //     within a process, appends for one customer go one at a time, each decided on the
 //     account in place under the read lock (decisions only read).
