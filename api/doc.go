@@ -8,4 +8,5 @@
 //   - Every /v1 request is authenticated; a key only ever sees its own (product, env), and
 //     another scope's objects are answered 404, never with their data.
 //   - Bodies are bounded (MaxBody → 413) and read before anything is stored.
+//   - A customer's allot UUID that no customer has is a 404, never a new customer named by it.
 package api

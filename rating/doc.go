@@ -12,5 +12,9 @@
 //     state and event always give the same debits with the same ids.
 //   - The worker stores its state with the usage stream sequence it covers and resumes after
 //     it; debit ids derive from (event id, rule, version) and debits carry their usage
-//     sequence, so a crash at any point neither loses nor double-counts a debit.
+//     sequence and rule, so a crash at any point neither loses nor double-counts a debit.
+//   - An event is never priced as if its period were empty: one older than the period windows
+//     kept is priced alone only when its price is linear, and is otherwise unrated (too_late).
+//   - Event times are never further ahead than events.MaxFutureSkew of the stream's time: the
+//     worker rates a later-dated event (published straight to JetStream) at the stream's time.
 package rating
