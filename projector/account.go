@@ -167,6 +167,11 @@ type Account struct {
 	ended       int
 	held        events.Credits
 	firstExpiry time.Time
+
+	// gen is the snapshot generation the account was made or copied in (Ledger.snapGen): a
+	// snapshot encodes the accounts it took without the lock, so the fold copies an account
+	// from an earlier generation before changing it (copy on write).
+	gen uint64
 }
 
 // recount sets ended, held and firstExpiry from Reservations (after a snapshot is read).

@@ -85,6 +85,9 @@ func (x *Expirer) due(now time.Time) []expiry {
 					events.CreditsExpired{Block: b.ID, Customer: a.Customer, Amount: b.Remaining, At: *b.ExpiresAt}})
 			}
 		}
+		if a.firstExpiry.IsZero() || now.Before(a.firstExpiry) {
+			return // no active hold has expired: the scan of a busy account's holds is skipped
+		}
 		for _, r := range a.Reservations {
 			if r.Status == StatusActive && !now.Before(r.ExpiresAt) {
 				out = append(out, expiry{subject, events.TypeReservationExpired, sc.Product + ":" + sc.Env + ":rexp:" + r.ID,

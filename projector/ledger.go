@@ -258,6 +258,9 @@ type Ledger struct {
 	settling int
 	scratch  ratedFold  // the decode buffer of the fold, used under mu
 	appends  keyedLocks // one AppendDecided per customer at a time
+	// snapGen counts snapshots taken: accounts of an earlier generation may be being encoded,
+	// and are copied before the fold changes them (Account.gen).
+	snapGen atomic.Uint64
 }
 
 // NewLedger returns an empty fold.
@@ -362,10 +365,16 @@ func (l *Ledger) ApplyOwn(seq, prev uint64, scope events.Scope, customer, typ, c
 // applyLocked folds one entry into the account k.
 func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []byte, results bool) ([]Applied, error) {
 	a := l.accounts[k]
-	if a == nil {
+	switch gen := l.snapGen.Load(); {
+	case a == nil:
 		a = newAccount(k.Customer)
+		a.gen = gen
 		l.accounts[k] = a
 		l.byID[events.CustomerID(k.Scope, k.Customer)] = k.Customer
+	case a.gen < gen: // a snapshot may be encoding this account: change a copy
+		a = a.clone()
+		a.gen = gen
+		l.accounts[k] = a
 	}
 	if !results && typ == events.TypeUsageRated {
 		n, err := a.fold(seq, typ, data, &l.scratch)

@@ -356,3 +356,65 @@ func TestReservedMatchesTheScan(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot encodes the accounts without holding the lock while the fold goes on (copy on
+// write): every snapshot taken during a stream of changes must equal, byte for byte, a fresh
+// fold of exactly the entries up to the sequence it names.
+func TestSnapshotsWhileFoldingDescribeOneSequence(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type entry struct {
+		subj, typ string
+		data      []byte
+	}
+	var es []entry
+	add := func(c, typ string, v any) {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		es = append(es, entry{events.LedgerSubject("acme", "live", c), typ, b})
+	}
+	for i := 0; i < 3000; i++ {
+		c := fmt.Sprint("c", i%7)
+		switch i % 3 {
+		case 0:
+			add(c, events.TypeCreditsGranted, events.CreditsGranted{Block: fmt.Sprint("blk_", i), Customer: c, Amount: 10, Source: "promo", Priority: 10, EffectiveAt: t0, At: t0})
+		case 1:
+			add(c, events.TypeReservationCreated, events.ReservationCreated{Reservation: fmt.Sprint("res_", i), Customer: c, Amount: 1, ExpiresAt: t0.Add(time.Hour), At: t0})
+		default:
+			add(c, events.TypeUsageRated, events.UsageRated{Customer: c, Debits: []events.UsageDebited{{Customer: c, Rule: "r", UsageSeq: uint64(i), Amount: 2, EventTime: t0}}})
+		}
+	}
+	live := NewLedger()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, e := range es {
+			if err := live.Apply(uint64(i+1), e.subj, e.typ, e.data); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var snaps [][]byte
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		b, err := json.Marshal(live)
+		require.NoError(t, err)
+		snaps = append(snaps, b)
+	}
+	require.Greater(t, len(snaps), 2)
+	for _, b := range snaps {
+		var got Ledger
+		require.NoError(t, json.Unmarshal(b, &got))
+		want := NewLedger()
+		for i, e := range es[:got.Seq()] {
+			require.NoError(t, want.Apply(uint64(i+1), e.subj, e.typ, e.data))
+		}
+		wb, err := json.Marshal(want)
+		require.NoError(t, err)
+		require.Equal(t, string(wb), string(b), "snapshot at %d", got.Seq())
+	}
+}

@@ -38,21 +38,32 @@ type snapshotAccount struct {
 // It waits (up to 5 s) for the fold to catch up with commands applied ahead of it, so the
 // bytes describe exactly the sequence they name.
 func (l *Ledger) MarshalJSON() ([]byte, error) {
-	var b []byte
-	var err error
-	if !l.settled(time.Now().Add(5*time.Second), func() { b, err = l.marshalLocked() }) {
+	var snap ledgerSnapshot
+	if !l.settled(time.Now().Add(5*time.Second), func() { snap = l.copyLocked() }) {
 		return nil, errNotSettled
 	}
-	return b, err
+	return snap.marshal()
 }
 
 var errNotSettled = errors.New("the ledger projection is behind commands this process wrote; try again")
 
-func (l *Ledger) marshalLocked() ([]byte, error) {
+// copyLocked takes the projection for encoding, under the read lock the caller holds: the
+// accounts as they are, in a new snapshot generation, so the fold copies any of them before
+// changing it (copy on write) and the encoding needs no lock. Encoding under the lock made a
+// writer wait, and a waiting writer makes every new reader wait: checks and reservations
+// stalled for as long as a snapshot took (reservations paced at 2,000/s with 100,000 holds:
+// p99 68-122 ms; copying the accounts under the lock instead: 12-25 ms).
+func (l *Ledger) copyLocked() ledgerSnapshot {
+	l.snapGen.Add(1)
 	snap := ledgerSnapshot{Format: 1, Seq: l.seq, Items: l.items, Accounts: make([]snapshotAccount, 0, len(l.accounts))}
 	for k, a := range l.accounts {
 		snap.Accounts = append(snap.Accounts, snapshotAccount{Product: k.Scope.Product, Env: k.Scope.Env, Account: a})
 	}
+	return snap
+}
+
+// marshal encodes a snapshot: accounts sorted, so equal states give equal bytes.
+func (snap *ledgerSnapshot) marshal() ([]byte, error) {
 	slices.SortFunc(snap.Accounts, func(a, b snapshotAccount) int {
 		return strings.Compare(a.Product+"\x00"+a.Env+"\x00"+a.Account.Customer, b.Product+"\x00"+b.Env+"\x00"+b.Account.Customer)
 	})
@@ -98,12 +109,12 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 
 // Digest is the sequence the projection covers and the SHA-256 of its canonical encoding.
 func (l *Ledger) Digest() (uint64, string, error) {
-	var b []byte
-	var seq uint64
-	var err error
-	if !l.settled(time.Now().Add(5*time.Second), func() { b, err = l.marshalLocked(); seq = l.seq }) {
+	var snap ledgerSnapshot
+	if !l.settled(time.Now().Add(5*time.Second), func() { snap = l.copyLocked() }) {
 		return 0, "", errNotSettled
 	}
+	seq := snap.Seq
+	b, err := snap.marshal()
 	if err != nil {
 		return 0, "", err
 	}
