@@ -136,3 +136,16 @@ func TestFoldFromTheSnapshot(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), from)
 }
+
+func TestSnapshotWait(t *testing.T) {
+	for _, c := range []struct{ every, took, want time.Duration }{
+		{10 * time.Second, 50 * time.Millisecond, 10 * time.Second},
+		{10 * time.Second, 500 * time.Millisecond, 10 * time.Second},
+		{10 * time.Second, 2 * time.Second, 40 * time.Second}, // a large projection: at most 5% of a core
+		{time.Second, 100 * time.Millisecond, 2 * time.Second},
+	} {
+		if got := snapshotWait(c.every, c.took); got != c.want {
+			t.Errorf("snapshotWait(%s, %s) = %s, want %s", c.every, c.took, got, c.want)
+		}
+	}
+}

@@ -145,18 +145,32 @@ func LoadLedger(ctx context.Context, store jetstream.ObjectStore) (*Ledger, erro
 	return l, nil
 }
 
-// SaveSnapshots writes the projection to the store every period while it changes, and once
-// more when ctx ends.
+// snapshotShare is the most of one core snapshots may take: after a snapshot that took d, the
+// next waits at least d/snapshotShare. A large projection (a million customers encode in
+// seconds) is then saved less often instead of keeping a core busy; restarts fold a longer
+// tail from it.
+const snapshotShare = 0.05
+
+// snapshotWait is how long to wait for the next snapshot after one that took took.
+func snapshotWait(every, took time.Duration) time.Duration {
+	return max(every, time.Duration(float64(took)/snapshotShare))
+}
+
+// SaveSnapshots writes the projection to the store every period while it changes (less often
+// when encoding it takes long: snapshotShare), and once more when ctx ends.
 func SaveSnapshots(ctx context.Context, store jetstream.ObjectStore, l *Ledger, every time.Duration, log *slog.Logger) error {
 	if every <= 0 {
 		every = 10 * time.Second
 	}
 	saved := l.Seq()
+	wait := every
 	save := func(ctx context.Context) {
 		seq := l.Seq()
 		if seq == saved {
 			return
 		}
+		start := time.Now()
+		defer func() { wait = snapshotWait(every, time.Since(start)) }()
 		b, err := json.Marshal(l)
 		if err != nil {
 			log.Error("encoding ledger snapshot", "err", err)
@@ -168,7 +182,7 @@ func SaveSnapshots(ctx context.Context, store jetstream.ObjectStore, l *Ledger, 
 		}
 		saved = seq
 	}
-	t := time.NewTicker(every)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
@@ -179,6 +193,7 @@ func SaveSnapshots(ctx context.Context, store jetstream.ObjectStore, l *Ledger, 
 			return nil
 		case <-t.C:
 			save(ctx)
+			t.Reset(wait)
 		}
 	}
 }
