@@ -172,6 +172,9 @@ type Account struct {
 	// snapshot encodes the accounts it took without the lock, so the fold copies an account
 	// from an earlier generation before changing it (copy on write).
 	gen uint64
+	// due collects the times an Apply made due (a block's expiry, a hold's, a postpaid cycle's
+	// end) for the ledger's expiry index, which takes them right after.
+	due []dueAt
 }
 
 // recount sets ended, held and firstExpiry from Reservations (after a snapshot is read).
@@ -191,6 +194,7 @@ func (a *Account) recount() {
 
 // holdStarted and holdEnded keep the counts as a reservation starts and ends.
 func (a *Account) holdStarted(r *Reservation) {
+	a.due = append(a.due, dueAt{r.ExpiresAt, dueHold})
 	a.held += r.Amount
 	if a.firstExpiry.IsZero() || r.ExpiresAt.Before(a.firstExpiry) {
 		a.firstExpiry = r.ExpiresAt
@@ -344,6 +348,9 @@ func (a *Account) applyAllocations(t time.Time, amount events.Credits, allocs []
 func (a *Account) addBlock(b *Block) {
 	i, _ := slices.BinarySearchFunc(a.Blocks, b, BurnOrder)
 	a.Blocks = slices.Insert(a.Blocks, i, b)
+	if b.ExpiresAt != nil {
+		a.due = append(a.due, dueAt{*b.ExpiresAt, dueBlock})
+	}
 }
 
 // recentCommands is how many command ids an account remembers: enough for retries in flight.
@@ -361,6 +368,7 @@ func (a *Account) HasCommand(cmd string) bool { return slices.Contains(a.Command
 
 func (a *Account) clone() *Account {
 	c := *a
+	c.due = nil
 	c.Commands = slices.Clone(a.Commands)
 	c.UsageRules = slices.Clone(a.UsageRules)
 	c.Blocks = make([]*Block, len(a.Blocks))

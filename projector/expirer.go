@@ -38,6 +38,7 @@ type Expirer struct {
 }
 
 type expiry struct {
+	key              accountKey
 	subject, typ, id string
 	v                any
 }
@@ -60,60 +61,70 @@ func (x *Expirer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		x.renewPostpaid(ctx, now().UTC())
-		for _, e := range x.due(now().UTC()) {
+		at := now().UTC()
+		exps, renews := x.due(at)
+		for i, e := range exps {
 			data, _ := json.Marshal(e.v)
 			msg := &nats.Msg{Subject: e.subject, Data: data, Header: nats.Header{events.HeaderType: []string{e.typ}}}
 			if _, err := x.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(e.id)); err != nil {
 				if ctx.Err() == nil {
 					x.Log.Warn("writing expiry", "subject", e.subject, "err", err)
 				}
+				for _, rest := range exps[i:] { // taken from the index: due again next time
+					x.Ledger.remindDue(rest.key, at)
+				}
 				break
 			}
 			x.Expiries.Add(1)
 		}
+		x.renewPostpaid(ctx, at, renews)
 	}
 }
 
-func (x *Expirer) due(now time.Time) []expiry {
+// due takes from the ledger's expiry index the accounts with something due and returns the
+// entries to write for them and the postpaid subscriptions to renew.
+func (x *Expirer) due(now time.Time) ([]expiry, []renewal) {
 	var out []expiry
-	x.Ledger.Accounts(func(sc events.Scope, a *Account) {
-		subject := events.LedgerSubject(sc.Product, sc.Env, a.Customer)
-		for _, b := range a.Blocks {
-			if !b.Expired && b.Remaining > 0 && b.ExpiresAt != nil && !now.Before(b.ExpiresAt.Add(x.Grace)) {
-				out = append(out, expiry{subject, events.TypeCreditsExpired, sc.Product + ":" + sc.Env + ":exp:" + b.ID,
-					events.CreditsExpired{Block: b.ID, Customer: a.Customer, Amount: b.Remaining, At: *b.ExpiresAt}})
+	var renews []renewal
+	for _, k := range x.Ledger.takeDue(now, x.Grace) {
+		sc := k.Scope
+		x.Ledger.View(sc, k.Customer, func(a *Account, _ uint64) {
+			for id, sub := range a.Subscriptions {
+				if sub.Plan.Mode == events.PlanPostpaid && sub.Canceled == nil && !now.Before(sub.CycleEnd) {
+					renews = append(renews, renewal{k, id})
+				}
 			}
-		}
-		if a.firstExpiry.IsZero() || now.Before(a.firstExpiry) {
-			return // no active hold has expired: the scan of a busy account's holds is skipped
-		}
-		for _, r := range a.Reservations {
-			if r.Status == StatusActive && !now.Before(r.ExpiresAt) {
-				out = append(out, expiry{subject, events.TypeReservationExpired, sc.Product + ":" + sc.Env + ":rexp:" + r.ID,
-					events.ReservationReleased{Reservation: r.ID, Customer: a.Customer, At: r.ExpiresAt}})
+			subject := events.LedgerSubject(sc.Product, sc.Env, a.Customer)
+			for _, b := range a.Blocks {
+				if !b.Expired && b.Remaining > 0 && b.ExpiresAt != nil && !now.Before(b.ExpiresAt.Add(x.Grace)) {
+					out = append(out, expiry{k, subject, events.TypeCreditsExpired, sc.Product + ":" + sc.Env + ":exp:" + b.ID,
+						events.CreditsExpired{Block: b.ID, Customer: a.Customer, Amount: b.Remaining, At: *b.ExpiresAt}})
+				}
 			}
-		}
-	})
-	return out
+			if a.firstExpiry.IsZero() || now.Before(a.firstExpiry) {
+				return // no active hold has expired
+			}
+			for _, r := range a.Reservations {
+				if r.Status == StatusActive && !now.Before(r.ExpiresAt) {
+					out = append(out, expiry{k, subject, events.TypeReservationExpired, sc.Product + ":" + sc.Env + ":rexp:" + r.ID,
+						events.ReservationReleased{Reservation: r.ID, Customer: a.Customer, At: r.ExpiresAt}})
+				}
+			}
+		})
+	}
+	return out, renews
 }
 
-// renewPostpaid advances every postpaid subscription whose cycle has ended, with the usage
+// renewal is a postpaid subscription whose cycle has ended.
+type renewal struct {
+	key accountKey
+	sub string
+}
+
+// renewPostpaid advances each postpaid subscription whose cycle has ended, with the usage
 // summary of the cycle that ended. Decided like any command: with several processes, each
 // cycle is still renewed once.
-func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time) {
-	type target struct {
-		scope         events.Scope
-		customer, sub string
-	}
-	var ts []target
-	x.Ledger.Accounts(func(sc events.Scope, a *Account) {
-		for id, sub := range a.Subscriptions {
-			if sub.Plan.Mode == events.PlanPostpaid && sub.Canceled == nil && !now.Before(sub.CycleEnd) {
-				ts = append(ts, target{sc, a.Customer, id})
-			}
-		}
-	})
+func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time, ts []renewal) {
 	if len(ts) == 0 {
 		return
 	}
@@ -121,17 +132,21 @@ func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time) {
 		s, err := x.JS.Stream(ctx, bus.LedgerStream)
 		if err != nil {
 			x.Log.Warn("renewing postpaid subscriptions", "err", err)
+			for _, t := range ts {
+				x.Ledger.remindDue(t.key, now)
+			}
 			return
 		}
 		x.stream = s
 	}
 	for _, t := range ts {
-		_, err := AppendDecided(ctx, x.JS, x.stream, x.Ledger, t.scope, t.customer, "", func(a *Account) (string, any, error) {
+		_, err := AppendDecided(ctx, x.JS, x.stream, x.Ledger, t.key.Scope, t.key.Customer, "", func(a *Account) (string, any, error) {
 			e, err := a.DecideRenew(t.sub, now, true)
 			return events.TypeSubscriptionRenewed, e, err
 		})
 		if err != nil && !errors.Is(err, ErrAlreadyRenewed) && !errors.Is(err, ErrSubscriptionCanceled) && ctx.Err() == nil {
 			x.Log.Warn("renewing a postpaid subscription", "subscription", t.sub, "err", err)
+			x.Ledger.remindDue(t.key, now) // due again next time
 		}
 	}
 }

@@ -261,6 +261,7 @@ type Ledger struct {
 	// snapGen counts snapshots taken: accounts of an earlier generation may be being encoded,
 	// and are copied before the fold changes them (Account.gen).
 	snapGen atomic.Uint64
+	dueIdx  dueIndex // when accounts next have something due (due.go), under mu
 }
 
 // NewLedger returns an empty fold.
@@ -388,6 +389,9 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 		return nil, nil
 	}
 	applied, err := a.Apply(seq, typ, data)
+	if len(a.due) > 0 {
+		l.indexDueLocked(k, a)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ledger %d: %w", seq, err)
 	}

@@ -85,11 +85,13 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	l.accounts = make(map[accountKey]*Account, len(snap.Accounts))
 	l.resv = map[events.Scope]map[string]string{}
 	l.byID = map[string]string{}
+	l.dueIdx = dueIndex{}
 	for _, sa := range snap.Accounts {
 		a := sa.Account
 		a.recount()
 		sc := events.Scope{Product: sa.Product, Env: sa.Env}
 		l.accounts[accountKey{sc, a.Customer}] = a
+		l.indexAccountLocked(accountKey{sc, a.Customer}, a)
 		l.byID[events.CustomerID(sc, a.Customer)] = a.Customer
 		for id := range a.Reservations {
 			if l.resv[sc] == nil {
