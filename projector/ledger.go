@@ -554,15 +554,6 @@ func (l *Ledger) ReservationCustomer(scope events.Scope, id string) (string, boo
 	return c, ok
 }
 
-// Accounts calls f for every account of every scope, in no particular order, under the read
-// lock; f must not call back into the ledger.
-func (l *Ledger) Accounts(f func(scope events.Scope, a *Account)) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	for k, a := range l.accounts {
-		f(k.Scope, a)
-	}
-}
 
 // ResolveCustomer maps allot's UUID for a customer this projection knows to its external id;
 // anything else is taken as an external id already (producers may use UUIDs of their own).
