@@ -19,7 +19,10 @@
 //     ahead never push the current window out. A first_use period is anchored by the first
 //     counted use only.
 //   - The Expirer writes a block's expiry entry a grace period after expires_at, so usage from
-//     before it burns the block first.
+//     before it burns the block first. It finds what is due through the fold's expiry index
+//     (due.go), never by scanning every account.
+//   - Snapshots and digests take the accounts under the read lock only to note them; the
+//     fold copies an account a snapshot may be encoding before changing it (copy on write).
 //   - Quota increments for one customer in flight together are group committed (Increments);
 //     within a process, appends for one customer go one at a time, each decided on the
 //     account in place under the read lock (decisions only read).
