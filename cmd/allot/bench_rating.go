@@ -199,8 +199,9 @@ func benchPipeline(ctx context.Context, o benchOptions, progress io.Writer) ([]b
 			done()
 			return nil, err
 		}
+		bodies := benchBodies(benchEvents(fmt.Sprintf("q%d", round), o.events), o)
 		cpu0 = processCPU()
-		pipe, err := benchFullPipeline(ctx, n, client, benchEvents(fmt.Sprintf("q%d", round), o.events), o, progress)
+		pipe, err := benchFullPipeline(ctx, n, client, bodies, o, progress)
 		pipeCPU := processCPU() - cpu0
 		done()
 		if err != nil {
@@ -252,26 +253,26 @@ func benchRawPubSub(ctx context.Context, n *node, evs []events.Usage) (float64, 
 	return float64(len(evs)) / time.Since(start).Seconds(), nil
 }
 
-func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, evs []events.Usage, o benchOptions, progress io.Writer) (float64, error) {
+func benchFullPipeline(ctx context.Context, n *node, client *benchHTTP, bodies [][]byte, o benchOptions, progress io.Writer) (float64, error) {
 	start := time.Now()
-	if _, err := client.ingest(ctx, n.httpURL(), evs, o); err != nil {
+	if _, err := client.send(ctx, n.httpURL(), bodies, o.events, o); err != nil {
 		return 0, err
 	}
 	ingested := time.Since(start)
 	// Done when the balance projection has folded one debit per event, and with ClickHouse
 	// when the sink has written a row per event.
 	deadline := time.Now().Add(5 * time.Minute)
-	for n.ledger.Items() < int64(len(evs)) || (n.sink != nil && n.sink.Usage.Rows.Load() < int64(len(evs))) {
+	for n.ledger.Items() < int64(o.events) || (n.sink != nil && n.sink.Usage.Rows.Load() < int64(o.events)) {
 		if time.Now().After(deadline) {
 			rows := int64(-1)
 			if n.sink != nil {
 				rows = n.sink.Usage.Rows.Load()
 			}
-			return 0, fmt.Errorf("pipeline stalled: the projection applied %d of %d debits, the sink wrote %d rows", n.ledger.Items(), len(evs), rows)
+			return 0, fmt.Errorf("pipeline stalled: the projection applied %d of %d debits, the sink wrote %d rows", n.ledger.Items(), o.events, rows)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	rate := float64(len(evs)) / time.Since(start).Seconds()
+	rate := float64(o.events) / time.Since(start).Seconds()
 	var ev, batches int64
 	for _, w := range n.raters {
 		ev, batches = ev+w.Counters.Events.Load(), batches+w.Counters.Batches.Load()

@@ -56,11 +56,12 @@ func benchSink(ctx context.Context, o benchOptions, progress io.Writer) ([]bench
 	}
 	defer done()
 	client := benchClient(o)
+	bodies := benchBodies(benchEvents("sunk", o.events), o)
 	start = time.Now()
 	var maxLag time.Duration
 	ingested := make(chan error, 1)
 	go func() {
-		_, err := client.ingest(ctx, n.httpURL(), benchEvents("sunk", o.events), o)
+		_, err := client.send(ctx, n.httpURL(), bodies, o.events, o)
 		ingested <- err
 	}()
 	deadline := time.Now().Add(5 * time.Minute)
