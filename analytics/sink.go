@@ -421,6 +421,14 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 			return nil
 		}
 		rs = append(rs, ledgerRow{typ: typ, reservation: e.Reservation, amount: e.Amount, entry: e.At})
+	case events.TypeReservationsCreated: // a row per hold, as if each had been written alone
+		var e events.ReservationsCreated
+		if json.Unmarshal(data, &e) != nil {
+			return nil
+		}
+		for _, r := range e.Reservations {
+			rs = append(rs, ledgerRow{typ: events.TypeReservationCreated, reservation: r.Reservation, amount: r.Amount, entry: r.At})
+		}
 	case events.TypeReservationCommitted:
 		var e events.ReservationCommitted
 		if json.Unmarshal(data, &e) != nil {

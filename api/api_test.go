@@ -480,3 +480,32 @@ func TestLedgerDebitsListTheirAllocations(t *testing.T) {
 	assert.Equal(t, "2", allocs[1].(map[string]any)["amount"])
 	assert.Equal(t, "dbt_1", debit["entry"].(map[string]any)["id"])
 }
+
+// Holds made together are written together (reservations.created.v1); the ledger still shows
+// each as a reservation.created.v1 entry of its own.
+func TestLedgerShowsBatchedHoldsOneByOne(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c1/grants", keyAcme, jsonCT, `{"amount":"100","source":"wallet"}`).status)
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"c1","amount":"1"}`)
+			assert.Equal(t, 201, r.status, r.raw)
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, "40", h.do("GET", "/v1/customers/c1/balance", keyAcme, "", "").body["reserved"])
+	r := h.do("GET", "/v1/customers/c1/ledger?limit=500", keyAcme, "", "")
+	require.Equal(t, 200, r.status, r.raw)
+	holds, seqs := 0, map[any]bool{}
+	for _, e := range r.body["data"].([]any) {
+		if e.(map[string]any)["type"] == events.TypeReservationCreated {
+			holds++
+			seqs[e.(map[string]any)["seq"]] = true
+		}
+	}
+	assert.Equal(t, 40, holds)
+	t.Logf("40 holds in %d ledger entries", len(seqs))
+}

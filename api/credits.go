@@ -449,10 +449,17 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id, now := newID("res_", r), s.o.Now()
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), b.Customer, func(a *projector.Account) (string, any, error) {
-		e, err := a.DecideReserve(id, *b.Amount, ttl, now)
-		return events.TypeReservationCreated, e, err
-	})
+	var err error
+	if idempotencyKeyFrom(r) == "" {
+		// Batched with the customer's other holds in flight (group commit).
+		err = s.resvs.Reserve(r.Context(), scopeFrom(r), b.Customer, id, *b.Amount, ttl, now)
+	} else {
+		// With an Idempotency-Key the entry carries the command's id, so it is written alone.
+		_, err = s.appendDecided(r.Context(), scopeFrom(r), b.Customer, func(a *projector.Account) (string, any, error) {
+			e, err := a.DecideReserve(id, *b.Amount, ttl, now)
+			return events.TypeReservationCreated, e, err
+		})
+	}
 	if err != nil {
 		problem.Write(w, s.commandProblem(err))
 		return

@@ -266,6 +266,19 @@ type ledgerItem struct {
 
 // expandEntry splits a ledger message into the entries the API shows.
 func expandEntry(typ string, data []byte) ([]ledgerItem, error) {
+	if typ == events.TypeReservationsCreated { // each hold as if written alone
+		var r struct {
+			Reservations []json.RawMessage `json:"reservations"`
+		}
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, err
+		}
+		items := make([]ledgerItem, len(r.Reservations))
+		for i, raw := range r.Reservations {
+			items[i] = ledgerItem{typ: events.TypeReservationCreated, raw: raw}
+		}
+		return items, nil
+	}
 	if typ != events.TypeUsageRated {
 		return []ledgerItem{{typ: typ, raw: data}}, nil
 	}

@@ -56,7 +56,8 @@ type Server struct {
 	o       Options
 	mux     *http.ServeMux
 	limiter *keyLimiter
-	incs    *projector.Increments // quota increments, committed in batches per customer
+	incs    *projector.Increments   // quota increments, committed in batches per customer
+	resvs   *projector.Reservations // holds without an Idempotency-Key, likewise
 
 	streamMu sync.Mutex
 	ledger   jetstream.Stream // cached handle: looking a stream up is a round trip
@@ -99,11 +100,16 @@ func New(o Options) *Server {
 	var inc [8]byte
 	rand.Read(inc[:])
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute), incarnation: hex.EncodeToString(inc[:])}
-	s.incs = &projector.Increments{JS: o.JS, Stream: s.ledgerStream, Ledger: o.Ledger}
+	s.incs = projector.NewIncrements(o.JS, s.ledgerStream, o.Ledger)
+	s.resvs = projector.NewReservations(o.JS, s.ledgerStream, o.Ledger)
 	o.Metrics.CounterFunc("allot_quota_increments_total", "Quota increments decided without an Idempotency-Key (group committed).",
 		func() float64 { return float64(s.incs.Requests.Load()) })
 	o.Metrics.CounterFunc("allot_quota_increment_entries_total", "Ledger entries that wrote group-committed quota increments.",
 		func() float64 { return float64(s.incs.Entries.Load()) })
+	o.Metrics.CounterFunc("allot_reservations_total", "Reservations decided without an Idempotency-Key (group committed).",
+		func() float64 { return float64(s.resvs.Requests.Load()) })
+	o.Metrics.CounterFunc("allot_reservation_entries_total", "Ledger entries that wrote group-committed reservations.",
+		func() float64 { return float64(s.resvs.Entries.Load()) })
 	s.routes()
 	return s
 }

@@ -128,6 +128,9 @@ const (
 	TypeReservationCommitted = "reservation.committed.v1"
 	TypeReservationReleased  = "reservation.released.v1"
 	TypeReservationExpired   = "reservation.expired.v1"
+	// TypeReservationsCreated is several holds of one customer decided together, one after
+	// another (group commit): each as reservation.created.v1 would be.
+	TypeReservationsCreated = "reservations.created.v1"
 )
 
 // ReservationCreated holds credits until ExpiresAt.
@@ -137,6 +140,12 @@ type ReservationCreated struct {
 	Amount      Credits   `json:"amount"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	At          time.Time `json:"at"`
+}
+
+// ReservationsCreated is a batch of one customer's holds, in the order they were decided.
+type ReservationsCreated struct {
+	Customer     string               `json:"customer"`
+	Reservations []ReservationCreated `json:"reservations"`
 }
 
 // ReservationCommitted turns a hold into a debit of Amount (which may be less or more than

@@ -46,8 +46,10 @@ func samples() map[string][]any {
 			Quotas:  []QuotaUse{{Quota: "q", Amount: MustDecimal("3"), Period: Period{Unit: UnitDay, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0, UsageSeq: 9}},
 			Debits:  []UsageDebited{{ID: "d1", Kind: KindDebit, Customer: "c1", EventID: "e1", Rule: "r", RuleVersion: 1, Quantity: MustDecimal("2"), Amount: 3, EventTime: t0, UsageSeq: 9}},
 			Unrated: []UsageUnrated{{ID: "u1", Customer: "c1", EventID: "e3", EventType: "llm", Meters: []string{"tokens"}, Reasons: []string{"bad_value"}, UsageSeq: 11, EventTime: t0}}}},
-		TypeCreditsExpired:       {CreditsExpired{Block: "b1", Customer: "c1", Amount: 5, At: t0}},
-		TypeReservationCreated:   {ReservationCreated{Reservation: "r1", Customer: "c1", Amount: 5, ExpiresAt: exp, At: t0}},
+		TypeCreditsExpired:     {CreditsExpired{Block: "b1", Customer: "c1", Amount: 5, At: t0}},
+		TypeReservationCreated: {ReservationCreated{Reservation: "r1", Customer: "c1", Amount: 5, ExpiresAt: exp, At: t0}},
+		TypeReservationsCreated: {ReservationsCreated{Customer: "c1", Reservations: []ReservationCreated{
+			{Reservation: "r1", Customer: "c1", Amount: 5, ExpiresAt: exp, At: t0}, {Reservation: "r2", Customer: "c1", Amount: 1, ExpiresAt: exp, At: t0}}}},
 		TypeReservationCommitted: {ReservationCommitted{Reservation: "r1", Customer: "c1", Amount: 7, Allocations: []Allocation{{Block: "b1", Amount: 5}, {Amount: 2}}, At: t0}},
 		TypeReservationReleased:  {ReservationReleased{Reservation: "r1", Customer: "c1", At: t0}},
 		TypeReservationExpired:   {ReservationReleased{Reservation: "r2", Customer: "c1", At: t0}},

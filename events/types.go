@@ -7,7 +7,7 @@ var Types = []string{
 	TypeAPIKeyCreated, TypeMeterDefined, TypeRuleVersioned, TypeFeatureDefined,
 	TypeUsageRated, TypeUsageDebited, TypeUsageUnrated,
 	TypeCreditsGranted, TypeCreditsExpired,
-	TypeReservationCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
+	TypeReservationCreated, TypeReservationsCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
 	TypeQuotaDefined, TypeQuotaIncremented, TypeQuotaReset, TypeQuotaAdjusted,
 	TypePlanDefined, TypeSubscriptionStarted, TypeSubscriptionRenewed, TypeSubscriptionCanceled,
 	TypeWebhookEndpoint, TypeNotification,

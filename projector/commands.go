@@ -73,13 +73,19 @@ func DecideGrant(customer, block string, g Grant, now time.Time) (events.Credits
 
 // DecideReserve holds amount for ttl if the effective balance covers it.
 func (a *Account) DecideReserve(id string, amount events.Credits, ttl time.Duration, now time.Time) (events.ReservationCreated, error) {
+	return a.DecideReserveAfter(id, amount, ttl, now, 0)
+}
+
+// DecideReserveAfter is DecideReserve after pending more credits were held by holds decided
+// but not yet applied (the ones before it in a group commit).
+func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.Duration, now time.Time, pending events.Credits) (events.ReservationCreated, error) {
 	if amount <= 0 {
 		return events.ReservationCreated{}, &FieldError{"amount", "must be greater than 0"}
 	}
 	if ttl <= 0 || ttl > MaxReservationTTL {
 		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
 	}
-	if eff := a.Effective(now); eff < amount {
+	if eff := a.Effective(now) - pending; eff < amount {
 		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, eff, amount)
 	}
 	return events.ReservationCreated{Reservation: id, Customer: a.Customer, Amount: amount, ExpiresAt: now.UTC().Add(ttl), At: now.UTC()}, nil

@@ -29,8 +29,7 @@ func TestIncrementsGroupCommit(t *testing.T) {
 		js := bustest.Connect(t, emb)
 		l := NewLedger()
 		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
-		batchers = append(batchers, &Increments{JS: js, Ledger: l,
-			Stream: func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }})
+		batchers = append(batchers, NewIncrements(js, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }, l))
 	}
 	scope := events.Scope{Product: "acme", Env: "live"}
 	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
@@ -108,7 +107,7 @@ func TestIncrementsCanceledRequestIsPassedOver(t *testing.T) {
 	in := &Increments{}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	req := &incRequest{ctx: ctx, done: make(chan struct{})}
+	req := &incRequest{waiter: newWaiter(ctx)}
 	in.commit(accountKey{}, []*incRequest{req}) // no stream is touched: nothing is live
 	<-req.done
 	assert.ErrorIs(t, req.err, context.Canceled)

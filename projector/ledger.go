@@ -139,16 +139,17 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		if err != nil {
 			return nil, err
 		}
-		if _, ok := a.Reservations[e.Reservation]; ok {
-			return []Applied{{Skipped: true}}, nil
+		return []Applied{{Skipped: !a.applyReservationCreated(e)}}, nil
+	case events.TypeReservationsCreated:
+		var e events.ReservationsCreated
+		if err := json.Unmarshal(data, &e); err != nil {
+			return nil, err
 		}
-		if a.Reservations == nil {
-			a.Reservations = map[string]*Reservation{}
+		out := make([]Applied, len(e.Reservations))
+		for i, r := range e.Reservations {
+			out[i].Skipped = !a.applyReservationCreated(r)
 		}
-		r := &Reservation{ID: e.Reservation, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), CreatedAt: e.At.UTC(), Status: StatusActive}
-		a.Reservations[e.Reservation] = r
-		a.holdStarted(r)
-		return []Applied{{}}, nil
+		return out, nil
 	case events.TypeReservationCommitted:
 		var e events.ReservationCommitted
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -193,6 +194,20 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 	// A newer allot may write entry types this one does not know: they count as entries and
 	// change nothing else, so an older reader keeps serving what it understands.
 	return []Applied{{Skipped: true}}, nil
+}
+
+// applyReservationCreated starts a hold, unless it exists already (a retry written twice).
+func (a *Account) applyReservationCreated(e events.ReservationCreated) bool {
+	if _, ok := a.Reservations[e.Reservation]; ok {
+		return false
+	}
+	if a.Reservations == nil {
+		a.Reservations = map[string]*Reservation{}
+	}
+	r := &Reservation{ID: e.Reservation, Amount: e.Amount, ExpiresAt: e.ExpiresAt.UTC(), CreatedAt: e.At.UTC(), Status: StatusActive}
+	a.Reservations[e.Reservation] = r
+	a.holdStarted(r)
+	return true
 }
 
 // debitApplied reports whether the debit of this rule for the event at usageSeq was applied
@@ -398,24 +413,33 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 	if cmd != "" {
 		a.rememberCommand(cmd)
 	}
-	if typ == events.TypeReservationCreated || typ == events.TypeSubscriptionStarted {
-		var e struct {
-			Reservation  string `json:"reservation"`
-			Subscription string `json:"subscription"`
-		}
-		var err error
-		if typ == events.TypeReservationCreated {
-			var r events.ReservationCreated
-			r, err = events.DecodeReservationCreated(data)
-			e.Reservation = r.Reservation
-		} else {
-			err = json.Unmarshal(data, &e)
-		}
-		if err == nil {
-			if l.resv[k.Scope] == nil {
-				l.resv[k.Scope] = map[string]string{}
+	if typ == events.TypeReservationCreated || typ == events.TypeReservationsCreated || typ == events.TypeSubscriptionStarted {
+		var ids []string
+		switch typ {
+		case events.TypeReservationCreated:
+			if r, err := events.DecodeReservationCreated(data); err == nil {
+				ids = append(ids, r.Reservation)
 			}
-			l.resv[k.Scope][e.Reservation+e.Subscription] = k.Customer
+		case events.TypeReservationsCreated:
+			var e events.ReservationsCreated
+			if json.Unmarshal(data, &e) == nil {
+				for _, r := range e.Reservations {
+					ids = append(ids, r.Reservation)
+				}
+			}
+		default:
+			var e struct {
+				Subscription string `json:"subscription"`
+			}
+			if json.Unmarshal(data, &e) == nil {
+				ids = append(ids, e.Subscription)
+			}
+		}
+		if len(ids) > 0 && l.resv[k.Scope] == nil {
+			l.resv[k.Scope] = map[string]string{}
+		}
+		for _, id := range ids {
+			l.resv[k.Scope][id] = k.Customer
 		}
 		if len(a.Reservations) > maxReservations {
 			for _, id := range a.forgetEndedReservations(keptEndedReservations) {
@@ -553,7 +577,6 @@ func (l *Ledger) ReservationCustomer(scope events.Scope, id string) (string, boo
 	c, ok := l.resv[scope][id]
 	return c, ok
 }
-
 
 // ResolveCustomer maps allot's UUID for a customer this projection knows to its external id;
 // anything else is taken as an external id already (producers may use UUIDs of their own).
