@@ -23,7 +23,8 @@
 //     (due.go), never by scanning every account.
 //   - Snapshots and digests take the accounts under the read lock only to note them; the
 //     fold copies an account a snapshot may be encoding before changing it (copy on write).
-//   - Quota increments for one customer in flight together are group committed (Increments);
+//   - Quota increments and holds (without an Idempotency-Key) for one customer in flight
+//     together are group committed (Increments, Reservations; groupcommit.go);
 //     within a process, appends for one customer go one at a time, each decided on the
 //     account in place under the read lock (decisions only read).
 //   - usage.rated.v1, the hottest entry, is read by a hand-walked decoder (rated_decode.go)
