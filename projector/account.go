@@ -314,6 +314,9 @@ func (a *Account) refund(t time.Time, amount events.Credits) {
 			continue
 		}
 		give := min(b.Granted-b.Remaining, left)
+		if give > 0 && b.ExpiresAt != nil {
+			a.due = append(a.due, dueAt{*b.ExpiresAt, dueBlock}) // it may have been found used up at its expiry
+		}
 		b.Remaining += give
 		left -= give
 	}

@@ -57,18 +57,40 @@ func (x *dueIndex) push(it dueItem) {
 	}
 }
 
-// indexDueLocked moves what the last Apply made due on account k into the index.
+// indexDueLocked moves what the last Apply made due on account k into the index — when an
+// Expirer reads it (TrackDue): folds nobody takes from (an API-only node's, the sink's, the
+// notifier's) would grow it without end.
 func (l *Ledger) indexDueLocked(k accountKey, a *Account) {
-	for _, d := range a.due {
-		l.dueIdx.push(dueItem{d.at, d.kind, k})
+	if l.trackDue {
+		for _, d := range a.due {
+			l.dueIdx.push(dueItem{d.at, d.kind, k})
+		}
 	}
 	a.due = a.due[:0]
 }
 
-// indexAccountLocked indexes everything due later on an account read from a snapshot.
+// TrackDue makes the ledger keep its expiry index, built now from every account: the Expirer
+// calls it before reading the index.
+func (l *Ledger) TrackDue() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.trackDue {
+		return
+	}
+	l.trackDue, l.dueIdx = true, dueIndex{}
+	for k, a := range l.accounts {
+		l.indexAccountLocked(k, a)
+	}
+}
+
+// indexAccountLocked indexes everything due later on an account (a used-up block too: a
+// credit-back may refill it before it expires).
 func (l *Ledger) indexAccountLocked(k accountKey, a *Account) {
+	if !l.trackDue {
+		return
+	}
 	for _, b := range a.Blocks {
-		if b.ExpiresAt != nil && !b.Expired && b.Remaining > 0 {
+		if b.ExpiresAt != nil && !b.Expired {
 			l.dueIdx.push(dueItem{*b.ExpiresAt, dueBlock, k})
 		}
 	}

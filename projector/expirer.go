@@ -53,6 +53,7 @@ func (x *Expirer) Run(ctx context.Context) error {
 	if now == nil {
 		now = time.Now
 	}
+	x.Ledger.TrackDue()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -95,6 +95,7 @@ func TestExpiryIndexAfterASnapshot(t *testing.T) {
 	restored := NewLedger()
 	require.NoError(t, json.Unmarshal(b, restored))
 	for name, ledger := range map[string]*Ledger{"live": l, "restored": restored} {
+		ledger.TrackDue() // as Run does
 		x := &Expirer{Ledger: ledger, Grace: time.Minute}
 		seq := g.seq
 		due := func(at time.Time) []string { // what is due, written and folded as Run does
@@ -130,9 +131,50 @@ func BenchmarkExpirerTick(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	l.TrackDue()
 	x := &Expirer{Ledger: l}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		x.due(t0.Add(time.Hour))
+	}
+}
+
+// A block found used up when it expired, then refilled by a credit-back for usage from before
+// its expiry, still gets its expiry entry — live and after a snapshot restore. And a fold no
+// Expirer reads keeps no index at all.
+func TestExpiryOfARefilledBlock(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	exp := t0.Add(time.Hour)
+	subj := events.LedgerSubject("acme", "live", "a")
+	for _, restore := range []bool{false, true} {
+		l := NewLedger()
+		seq := uint64(0)
+		apply := func(typ string, v any) {
+			t.Helper()
+			b, err := json.Marshal(v)
+			require.NoError(t, err)
+			seq++
+			require.NoError(t, l.Apply(seq, subj, typ, b))
+		}
+		apply(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_a", Customer: "a", Amount: 5, Source: "promo", Priority: 10, EffectiveAt: t0, ExpiresAt: &exp, At: t0})
+		apply(events.TypeUsageRated, events.UsageRated{Customer: "a", Debits: []events.UsageDebited{{Customer: "a", Rule: "r", UsageSeq: 1, Amount: 5, EventTime: t0}}})
+		assert.Zero(t, l.dueIdx.blocks.Len()+l.dueIdx.others.Len(), "no Expirer reads this fold: nothing indexed")
+		l.TrackDue()
+		x := &Expirer{Ledger: l, Grace: time.Minute}
+		exps, _ := x.due(exp.Add(2 * time.Minute))
+		assert.Empty(t, exps, "used up at its expiry: nothing to expire")
+		if restore {
+			b, err := json.Marshal(l)
+			require.NoError(t, err)
+			l = NewLedger()
+			require.NoError(t, json.Unmarshal(b, l))
+			l.TrackDue()
+			x.Ledger = l
+		}
+		apply(events.TypeUsageRated, events.UsageRated{Customer: "a", Debits: []events.UsageDebited{{Customer: "a", Rule: "r", UsageSeq: 2, Amount: -3, Kind: events.KindCreditBack, EventTime: t0.Add(time.Minute)}}})
+		exps, _ = x.due(exp.Add(3 * time.Minute))
+		require.Len(t, exps, 1, "restore %v", restore)
+		assert.Equal(t, events.TypeCreditsExpired, exps[0].typ)
+		assert.Equal(t, events.Credits(3), exps[0].v.(events.CreditsExpired).Amount)
 	}
 }

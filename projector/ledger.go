@@ -275,8 +275,9 @@ type Ledger struct {
 	appends  keyedLocks // one AppendDecided per customer at a time
 	// snapGen counts snapshots taken: accounts of an earlier generation may be being encoded,
 	// and are copied before the fold changes them (Account.gen).
-	snapGen atomic.Uint64
-	dueIdx  dueIndex // when accounts next have something due (due.go), under mu
+	snapGen  atomic.Uint64
+	dueIdx   dueIndex // when accounts next have something due (due.go), under mu
+	trackDue bool     // whether dueIdx is kept (an Expirer reads it)
 }
 
 // NewLedger returns an empty fold.
@@ -394,6 +395,9 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 	}
 	if !results && typ == events.TypeUsageRated {
 		n, err := a.fold(seq, typ, data, &l.scratch)
+		if len(a.due) > 0 { // a credit-back refilled an expiring block
+			l.indexDueLocked(k, a)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ledger %d: %w", seq, err)
 		}
