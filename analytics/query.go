@@ -102,11 +102,12 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 	switch {
 	case rawEvents:
 		win := map[string]string{"minute": "toStartOfMinute(event_time)", "hour": "toStartOfHour(event_time)", "day": "toDateTime(toDate(event_time))", "month": "toDateTime(toStartOfMonth(event_time))"}[q.Window]
+		var groupArgs []any
 		if byProperty {
-			groupCol = propertyText
-			args = append([]any{q.GroupBy}, args...)
+			groupCol, groupArgs = propertyText, []any{q.GroupBy}
 		}
-		args = append(valueArgs, args...) // placeholders in the order the SELECT names them
+		// Placeholders in the order the SELECT names them: the group, the value, then WHERE.
+		args = append(append(groupArgs, valueArgs...), args...)
 		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, " + value + " AS v FROM usage_events ARRAY JOIN meters AS m, quantities AS qty " +
 			"WHERE product = ? AND env = ? AND m = ? AND event_time >= ? AND event_time < ?" + customerFilter + " GROUP BY w, g ORDER BY w, g"
 	case q.Window == "hour":

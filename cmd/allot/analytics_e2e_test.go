@@ -183,6 +183,12 @@ func TestAnalyticsGuideQueries(t *testing.T) {
 	assert.Equal(t, map[string]string{"alice": "47.25", "bob": "48.25", "carol": "49.25"}, byCustomer("last"), "each customer's last event of the batch")
 	assert.Equal(t, map[string]string{"bob": "2", "carol": "2"}, byCustomer("users"), `u1 and u2; u1 and 7 ("7" is 7)`)
 	assert.Equal(t, map[string]string{"alice": "100", "bob": "100", "carol": "100"}, byCustomer("calls"), "count meters still add up (from the rollups)")
+	// Distinct values grouped by another property: signins carry no "model", so one group.
+	status, body, _ = p.request("GET", "/v1/usage?meter=users&window=month&group_by=model", "")
+	require.Equal(t, 200, status, body)
+	rows := body["data"].([]any)
+	require.Len(t, rows, 1, body)
+	assert.Equal(t, "3", fmt.Sprint(rows[0].(map[string]any)["value"]), "u1, u2 and 7 across customers")
 }
 
 func creditsText(micro int64) string {
