@@ -199,6 +199,10 @@ func (p Period) Boundary(anchor time.Time, k int64) time.Time {
 // wall time that falls in a DST gap or overlap in a zone-dependent way; we pin both cases
 // down: a gap resolves to the instant after the jump, an overlap to the earlier instant.
 func localTime(y int, m time.Month, d int, a time.Time, loc *time.Location) time.Time {
+	// The date normalized first (d may be past the month's end, or far past it for day
+	// boundaries counted from an anchor): the gap probe below compares dates.
+	n := time.Date(y, m, d, 12, 0, 0, 0, time.UTC)
+	y, m, d = n.Year(), n.Month(), n.Day()
 	t := time.Date(y, m, d, a.Hour(), a.Minute(), a.Second(), a.Nanosecond(), loc)
 	if t.Hour() != a.Hour() || t.Minute() != a.Minute() {
 		// In a gap: the wall time does not exist. Take the first instant of that date at or

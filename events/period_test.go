@@ -167,7 +167,7 @@ func FuzzWindowAtTiles(f *testing.F) {
 	f.Add(int64(1647144600), uint8(1), uint8(0), uint8(0)) // 2022-03-12 23:10 in Havana: midnight is in the gap
 	f.Add(int64(1662260400), uint8(0), uint8(14), uint8(1))
 	f.Add(int64(1711846800), uint8(1), uint8(5), uint8(3))
-	zones := []string{"America/Havana", "America/Santiago", "Asia/Beirut", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"}
+	zones := []string{"America/Havana", "America/Santiago", "Asia/Beirut", "America/Asuncion", "Europe/Berlin", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe"}
 	units := []string{UnitMinute, UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear}
 	f.Fuzz(func(t *testing.T, atSec int64, unit, count, zone uint8) {
 		const span = 100 * 365 * 86400
@@ -188,6 +188,22 @@ func FuzzWindowAtTiles(f *testing.F) {
 			t.Fatalf("%+v: next window [%v, %v) does not start at %v (window of %v: [%v, %v))", p, s2, e2, e, at, s, e)
 		}
 	})
+}
+
+// The day after the last of a month, where midnight is in a gap: Asunción jumped from 00:00
+// to 01:00 on 2023-10-01. And a calendar day there (boundaries counted in days from 1970).
+func TestWindowsAcrossAMonthEndGap(t *testing.T) {
+	p, err := Period{Unit: UnitHour, TimeZone: "America/Asuncion"}.Normalize()
+	require.NoError(t, err)
+	at := time.Date(2023, 10, 1, 3, 30, 0, 0, time.UTC) // 23:30 on the 30th, -04:00
+	s, e := p.WindowAt(at)
+	assert.Equal(t, time.Date(2023, 10, 1, 3, 0, 0, 0, time.UTC), s)
+	assert.Equal(t, time.Date(2023, 10, 1, 4, 0, 0, 0, time.UTC), e, "the 1st starts at 01:00 -03:00")
+	day, err := Period{Unit: UnitDay, TimeZone: "America/Havana"}.Normalize()
+	require.NoError(t, err)
+	s, e = day.WindowAt(time.Date(2024, 3, 10, 12, 0, 0, 0, time.UTC)) // Havana jumped at midnight that day
+	assert.Equal(t, time.Date(2024, 3, 10, 5, 0, 0, 0, time.UTC), s, "01:00 -04:00, the day's first instant")
+	assert.Equal(t, time.Date(2024, 3, 11, 4, 0, 0, 0, time.UTC), e)
 }
 
 func TestWindowAtWhereMidnightIsInAGap(t *testing.T) {
