@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/allot-dev/allot/api/problem"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/projector"
@@ -189,12 +191,20 @@ func (s *Server) resolveCustomer(w http.ResponseWriter, r *http.Request, id, fie
 	if c != id || !projector.LooksLikeCustomerID(id) || s.o.Ledger.Known(sc, id) {
 		return c, true
 	}
-	if stream, err := s.ledgerStream(r.Context()); err == nil {
-		if info, err := stream.Info(r.Context()); err == nil && s.o.Ledger.WaitFor(info.State.LastSeq, time.Now().Add(2*time.Second)) {
-			if c = s.o.Ledger.ResolveCustomer(sc, id); c != id || s.o.Ledger.Known(sc, id) {
-				return c, true
-			}
-		}
+	stream, err := s.ledgerStream(r.Context())
+	var info *jetstream.StreamInfo
+	if err == nil {
+		info, err = stream.Info(r.Context())
+	}
+	if err == nil && !s.o.Ledger.WaitFor(info.State.LastSeq, time.Now().Add(2*time.Second)) {
+		err = errors.New("the ledger projection is behind the stream")
+	}
+	if err != nil { // not known yet is not unknown: say so, retryably
+		problem.Write(w, unavailable(err))
+		return "", false
+	}
+	if c = s.o.Ledger.ResolveCustomer(sc, id); c != id || s.o.Ledger.Known(sc, id) {
+		return c, true
 	}
 	problem.Write(w, problem.Fieldf(problem.NotFound, http.StatusNotFound, field,
 		"no customer has the id %s in this product and env; a customer is known by allot's id once it has a ledger entry, and by its own id always", id))
