@@ -187,8 +187,9 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 					break
 				}
 				md, merr := m.Metadata()
-				if merr != nil {
-					continue
+				if merr != nil { // cannot tell where it is in the stream: stop, never wait on
+					err = merr
+					break
 				}
 				seq, typ := md.Sequence.Stream, m.Headers().Get(events.HeaderType)
 				applied, ferr := fold.ApplyItems(seq, m.Subject(), typ, m.Data())
