@@ -315,7 +315,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Node: nodeName(cfg.DataDir), KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Node: n.nodeName(cfg.DataDir), KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -559,9 +559,13 @@ func retrying(ctx context.Context, log *slog.Logger, what string, step func(cont
 	}
 }
 
-// nodeName names this process across restarts: its host and data directory (one process per
-// data directory: it is locked).
-func nodeName(dataDir string) string {
+// nodeName names this process across restarts: its host and data directory — with embedded
+// NATS, where the data directory is locked, so no other process has the name. With an external
+// NATS nothing makes the name unique, and "" leaves in-flight keys to their timeout.
+func (n *node) nodeName(dataDir string) string {
+	if n.embedded == nil {
+		return ""
+	}
 	host, _ := os.Hostname()
 	if abs, err := filepath.Abs(dataDir); err == nil {
 		dataDir = abs
