@@ -39,8 +39,9 @@ type Options struct {
 	Ledger               *projector.Ledger
 	// Idempotency stores Idempotency-Key records; nil disables the header.
 	Idempotency jetstream.KeyValue
-	// Node names this process across restarts (allot serve: host and data directory), so a
-	// restarted process takes over the Idempotency-Keys its previous run left in flight.
+	// Node names this process across restarts, uniquely (allot serve with embedded NATS: host
+	// and locked data directory), so a restarted process takes over the Idempotency-Keys its
+	// previous run left in flight; "" waits for their timeout instead.
 	Node string
 	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
 	KeyRequestsPerMinute int64
