@@ -404,7 +404,8 @@ func readReserveBody(body []byte) (reserveBody, *problem.Problem) {
 		}
 	}
 	var b reserveBody
-	return b, decodeStrict(body, &b)
+	p := decodeStrict(body, &b) // before the return reads b: the order within one is unspecified
+	return b, p
 }
 
 func (s *Server) reservation(w http.ResponseWriter, r *http.Request, customer, id string) {
@@ -572,7 +573,8 @@ func readEntitlementRequest(body []byte) (entitlementRequest, *problem.Problem) 
 		}
 	}
 	var b entitlementRequest
-	return b, decodeStrict(body, &b)
+	p := decodeStrict(body, &b) // before the return reads b: the order within one is unspecified
+	return b, p
 }
 
 func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {

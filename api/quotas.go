@@ -51,46 +51,62 @@ func (s *Server) getQuota(w http.ResponseWriter, r *http.Request) {
 type quotaRequest struct {
 	Customer string          `json:"customer"`
 	Amount   json.RawMessage `json:"amount,omitempty"`
+	// At, for adjust only: a time in the window to adjust (default now) — so a use given back
+	// lands in the window it was counted in even when a new window has begun since.
+	At *time.Time `json:"at,omitempty"`
 }
 
 // readQuotaRequest decodes the body and the quota; amount defaults to def (nil: required).
 func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *events.Decimal) (events.Quota, string, events.Decimal, bool) {
+	q, customer, amt, at, ok := s.readQuotaRequestAt(w, r, def)
+	if ok && at != nil {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "at", "at is only for adjust; checks and increments are at the server's time"))
+		return q, "", events.Decimal{}, false
+	}
+	return q, customer, amt, ok
+}
+
+// readQuotaRequestAt is readQuotaRequest that also reads at (adjust).
+func (s *Server) readQuotaRequestAt(w http.ResponseWriter, r *http.Request, def *events.Decimal) (events.Quota, string, events.Decimal, *time.Time, bool) {
 	var b quotaRequest
 	body, p := s.readBody(w, r)
 	if p == nil {
 		var ok bool
 		if b.Customer, b.Amount, ok = plainQuotaRequest(body); !ok {
-			b, p = quotaRequest{}, decodeStrict(body, &b)
+			// Two statements: in "b, p = quotaRequest{}, decodeStrict(body, &b)" the decode
+			// runs first and the assignment then empties what it decoded.
+			b = quotaRequest{}
+			p = decodeStrict(body, &b)
 		}
 	}
 	if p != nil {
 		problem.Write(w, p)
-		return events.Quota{}, "", events.Decimal{}, false
+		return events.Quota{}, "", events.Decimal{}, nil, false
 	}
 	q, ok := s.o.Catalog.Quota(scopeFrom(r), r.PathValue("key"))
 	if !ok {
 		problem.Write(w, notFound("quota", r.PathValue("key")))
-		return q, "", events.Decimal{}, false
+		return q, "", events.Decimal{}, nil, false
 	}
 	if b.Customer == "" {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "customer", "customer is required"))
-		return q, "", events.Decimal{}, false
+		return q, "", events.Decimal{}, nil, false
 	}
 	var amt events.Decimal
 	switch {
 	case len(b.Amount) > 0 && string(b.Amount) != "null":
 		if err := amt.UnmarshalJSON(b.Amount); err != nil { // a valid JSON value, as json.Unmarshal would pass it
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount must be a decimal number"))
-			return q, "", events.Decimal{}, false
+			return q, "", events.Decimal{}, nil, false
 		}
 	case def != nil:
 		amt = *def
 	default:
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
-		return q, "", events.Decimal{}, false
+		return q, "", events.Decimal{}, nil, false
 	}
 	customer, ok := s.resolveCustomer(w, r, b.Customer, "customer")
-	return q, customer, amt, ok
+	return q, customer, amt, b.At, ok
 }
 
 // plainQuotaRequest reads the body services send on every check and increment —
@@ -413,7 +429,7 @@ func (s *Server) postQuotaReset(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) postQuotaAdjust(w http.ResponseWriter, r *http.Request) {
-	q, customer, amt, ok := s.readQuotaRequest(w, r, nil)
+	q, customer, amt, at, ok := s.readQuotaRequestAt(w, r, nil)
 	if !ok {
 		return
 	}
@@ -422,8 +438,16 @@ func (s *Server) postQuotaAdjust(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.o.Now()
+	when := now.UTC()
+	if at != nil {
+		if at.After(now.Add(events.MaxFutureSkew)) {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "at", "at must not be in a window that has not begun"))
+			return
+		}
+		when = at.UTC()
+	}
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		return events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: customer, Quota: q.Key, Amount: amt, Period: q.Period, At: now.UTC()}, nil
+		return events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: customer, Quota: q.Key, Amount: amt, Period: q.Period, At: when}, nil
 	})
 	if err != nil {
 		problem.Write(w, s.commandProblem(err))

@@ -177,3 +177,26 @@ func TestIncrementSeveralQuotas(t *testing.T) {
 	}
 	assert.Equal(t, "0", h.do("POST", "/v1/quotas/wide/check", keyAcme, jsonCT, `{"customer":"c2"}`).body["used"])
 }
+
+// A body the hand reader passes on (an escape in the customer, a member it does not know) is
+// read by the strict decoder — its result was emptied right after ("customer is required").
+// And adjust's at puts a change in the window holding it, not the current one.
+func TestQuotaBodiesBeyondThePlainReader(t *testing.T) {
+	now := time.Date(2026, 5, 1, 10, 30, 0, 0, time.UTC)
+	h := newHarnessWith(t, func(o *api.Options) { o.Now = func() time.Time { return now } })
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/q", keyAcme, jsonCT, `{"meter":"requests","limit":"10","period":{"unit":"hour"}}`).status)
+	r := h.do("POST", "/v1/quotas/q/increment", keyAcme, jsonCT, `{"customer":"caf\u00e9"}`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "café", r.body["customer"])
+	r = h.do("POST", "/v1/quotas/q/check", keyAcme, jsonCT, `{"customer":"café","at":"2026-05-01T09:00:00Z"}`)
+	requireProblem(t, r, 400, "invalid-field")
+	assert.Equal(t, "at", r.body["field"], "at is for adjust only")
+
+	// The use counted at 10:30 is given back after the window turned, into its own window.
+	now = time.Date(2026, 5, 1, 11, 0, 5, 0, time.UTC)
+	require.Equal(t, 200, h.do("POST", "/v1/quotas/q/increment", keyAcme, jsonCT, `{"customer":"café"}`).status)
+	r = h.do("POST", "/v1/quotas/q/adjust", keyAcme, jsonCT, `{"customer":"café","amount":"-1","at":"2026-05-01T10:00:00Z"}`)
+	require.Equal(t, 200, r.status, r.raw)
+	assert.Equal(t, "1", r.body["used"], "the current window keeps its use")
+	requireProblem(t, h.do("POST", "/v1/quotas/q/adjust", keyAcme, jsonCT, `{"customer":"café","amount":"-1","at":"2026-05-01T12:00:00Z"}`), 400, "invalid-field")
+}

@@ -31,6 +31,8 @@ type Decision struct {
 	ResetsAt    time.Time `json:"resets_at"`
 	// The RateLimit headers allot sent, to pass on to the caller.
 	Policy, State string
+	// Windows, from IncrementAll, is the start of the window each quota was counted in.
+	Windows map[string]time.Time
 	// Problem is allot's problem body when it refused (429), to pass on as is, with its
 	// Retry-After.
 	Problem    []byte
@@ -94,6 +96,18 @@ func (c *Client) IncrementAll(ctx context.Context, customer string, quotas []str
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		d.Allowed = true
+		var counted struct {
+			Quotas []struct {
+				Quota       string    `json:"quota"`
+				WindowStart time.Time `json:"window_start"`
+			} `json:"quotas"`
+		}
+		if json.Unmarshal(b, &counted) == nil {
+			d.Windows = map[string]time.Time{}
+			for _, q := range counted.Quotas {
+				d.Windows[q.Quota] = q.WindowStart
+			}
+		}
 		return d, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnprocessableEntity:
 		d.Problem = b
@@ -108,9 +122,14 @@ func (c *Client) IncrementAll(ctx context.Context, customer string, quotas []str
 	}
 }
 
-// Adjust changes customer's use of quota by amount (negative gives use back).
-func (c *Client) Adjust(ctx context.Context, quota, customer, amount string) error {
-	body, _ := json.Marshal(map[string]string{"customer": customer, "amount": amount})
+// Adjust changes customer's use of quota by amount (negative gives use back) in the window
+// holding at (zero: the current one).
+func (c *Client) Adjust(ctx context.Context, quota, customer, amount string, at time.Time) error {
+	m := map[string]any{"customer": customer, "amount": amount}
+	if !at.IsZero() {
+		m["at"] = at
+	}
+	body, _ := json.Marshal(m)
 	resp, b, err := c.post(ctx, "/v1/quotas/"+url.PathEscape(quota)+"/adjust", body)
 	if err != nil {
 		return err
@@ -234,8 +253,8 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 			}
 			// Given back before the response completes, so the caller's next request sees it.
 			ctx := context.WithoutCancel(r.Context())
-			for _, q := range quotas {
-				if err := o.Client.Adjust(ctx, q, caller, "-1"); err != nil {
+			for _, q := range quotas { // in the window it was counted in, even if a new one began
+				if err := o.Client.Adjust(ctx, q, caller, "-1", d.Windows[q]); err != nil {
 					report(err)
 				}
 			}
