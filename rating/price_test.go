@@ -82,4 +82,3 @@ func TestRoundHalfUp(t *testing.T) {
 	_, ok = Round(dec("12345678901234567890123456919.05"))
 	assert.False(t, ok, "an amount beyond the ledger's range is reported, never wrapped")
 }
-

@@ -23,8 +23,8 @@ type Counters struct {
 	// events.MaxFutureSkew after the stream received them (HTTP ingest refuses those): they
 	// are rated at the time the stream received them.
 	FutureDated atomic.Int64
-	Batches                                                                        atomic.Int64 // fetches that brought messages
-	Seq                                                                            atomic.Uint64
+	Batches     atomic.Int64 // fetches that brought messages
+	Seq         atomic.Uint64
 }
 
 // Worker rates one partition of the usage stream.
