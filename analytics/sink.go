@@ -422,8 +422,8 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 		}
 		rs = append(rs, ledgerRow{typ: typ, reservation: e.Reservation, amount: e.Amount, entry: e.At})
 	case events.TypeReservationsCreated: // a row per hold, as if each had been written alone
-		var e events.ReservationsCreated
-		if json.Unmarshal(data, &e) != nil {
+		e, err := events.DecodeReservationsCreated(data)
+		if err != nil {
 			return nil
 		}
 		for _, r := range e.Reservations {

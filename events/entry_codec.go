@@ -267,14 +267,79 @@ var reservationCreatedKeys = []string{"reservation", "customer", "amount", "expi
 // DecodeReservationCreated reads a reservation.created.v1 entry: plain JSON of known keys by
 // hand, anything else with encoding/json, so the result is encoding/json's for every input.
 func DecodeReservationCreated(data []byte) (ReservationCreated, error) {
-	var e ReservationCreated
 	d := plainjson.Decoder{B: data}
-	ok := members(&d, reservationCreatedKeys, func(i int) bool {
+	if e, ok := decodeReservationCreated(&d); ok && d.Peek() == 0 && d.I == len(d.B) {
+		return e, nil
+	}
+	var e ReservationCreated
+	err := json.Unmarshal(data, &e)
+	return e, err
+}
+
+// AppendJSON appends the JSON of e, as encoding/json would write it.
+func (e ReservationsCreated) AppendJSON(b []byte) ([]byte, error) {
+	var err error
+	b = appendString(append(b, `{"customer":`...), e.Customer)
+	if e.Reservations == nil {
+		return append(b, `,"reservations":null}`...), nil
+	}
+	b = append(b, `,"reservations":[`...)
+	for i, r := range e.Reservations {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = r.AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, "]}"...), nil
+}
+
+var reservationsCreatedKeys = []string{"customer", "reservations"}
+
+// DecodeReservationsCreated reads a reservations.created.v1 entry as DecodeReservationCreated
+// reads one hold: by hand when plain, else with encoding/json.
+func DecodeReservationsCreated(data []byte) (ReservationsCreated, error) {
+	var e ReservationsCreated
+	d := plainjson.Decoder{B: data}
+	ok := members(&d, reservationsCreatedKeys, func(i int) bool {
+		if i == 0 {
+			return plainString(&d, &e.Customer)
+		}
+		if !d.Next('[') {
+			return false
+		}
+		e.Reservations = []ReservationCreated{}
+		for first := true; ; first = false {
+			if d.Next(']') {
+				return true
+			}
+			if !first && !d.Next(',') {
+				return false
+			}
+			r, ok := decodeReservationCreated(&d)
+			if !ok {
+				return false
+			}
+			e.Reservations = append(e.Reservations, r)
+		}
+	})
+	if ok && d.Peek() == 0 && d.I == len(d.B) {
+		return e, nil
+	}
+	e = ReservationsCreated{}
+	err := json.Unmarshal(data, &e)
+	return e, err
+}
+
+func decodeReservationCreated(d *plainjson.Decoder) (ReservationCreated, bool) {
+	var e ReservationCreated
+	ok := members(d, reservationCreatedKeys, func(i int) bool {
 		switch i {
 		case 0:
-			return plainString(&d, &e.Reservation)
+			return plainString(d, &e.Reservation)
 		case 1:
-			return plainString(&d, &e.Customer)
+			return plainString(d, &e.Customer)
 		case 2:
 			if d.Peek() != '"' {
 				return false
@@ -285,15 +350,10 @@ func DecodeReservationCreated(data []byte) (ReservationCreated, error) {
 			}
 			return e.Amount.UnmarshalJSON(d.B[start:d.I]) == nil
 		case 3:
-			return plainTime(&d, &e.ExpiresAt)
+			return plainTime(d, &e.ExpiresAt)
 		default:
-			return plainTime(&d, &e.At)
+			return plainTime(d, &e.At)
 		}
 	})
-	if ok && d.Peek() == 0 && d.I == len(d.B) {
-		return e, nil
-	}
-	e = ReservationCreated{}
-	err := json.Unmarshal(data, &e)
-	return e, err
+	return e, ok
 }

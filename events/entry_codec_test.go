@@ -127,3 +127,32 @@ func FuzzDecodeReservationCreated(f *testing.F) {
 	f.Add([]byte(`{"reservation":"res_1","customer":"c","amount":"1","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00.5Z"}`))
 	f.Fuzz(func(t *testing.T, data []byte) { checkReservationDecodeLikeStdlib(t, data) })
 }
+
+func TestReservationsCreatedCodec(t *testing.T) {
+	t0 := time.Date(2026, 3, 31, 23, 59, 59, 120000000, time.UTC)
+	for _, e := range []ReservationsCreated{
+		{Customer: "c", Reservations: []ReservationCreated{{Reservation: "res_1", Customer: "c", Amount: 1_500_000, ExpiresAt: t0.Add(time.Minute), At: t0}, {Reservation: "res_2", Customer: "c", Amount: 1, ExpiresAt: t0, At: t0}}},
+		{Customer: "ü\"<&>\xff", Reservations: []ReservationCreated{}},
+		{},
+	} {
+		want, err := json.Marshal(e)
+		require.NoError(t, err)
+		got, err := e.AppendJSON(nil)
+		require.NoError(t, err)
+		assert.Equal(t, decodeAny(t, want), decodeAny(t, got), "%s", got)
+		decodesLikeStdlib(t, got, DecodeReservationsCreated)
+	}
+	for _, in := range []string{
+		`{"customer":"c","reservations":[{"reservation":"r","customer":"c","amount":"1.5","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00Z"}]}`,
+		`{"customer":"c","reservations":null}`, `{"reservations":[]}`, `{"reservations":[{},{"amount":"x"}]}`, `{"reservations":[{"extra":1}]}`,
+		`{"reservations":[{}],"reservations":[]}`, `{"Reservations":[]}`, `{"reservations":{}}`, `{"reservations":[1]}`, `{"reservations":[{},]}`,
+		`{} x`, ``, `[]`,
+	} {
+		decodesLikeStdlib(t, []byte(in), DecodeReservationsCreated)
+	}
+}
+
+func FuzzDecodeReservationsCreated(f *testing.F) {
+	f.Add([]byte(`{"customer":"c","reservations":[{"reservation":"res_1","customer":"c","amount":"1","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00.5Z"},{"reservation":"res_2","customer":"c","amount":"2","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00Z"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) { decodesLikeStdlib(t, data, DecodeReservationsCreated) })
+}

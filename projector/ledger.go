@@ -141,8 +141,8 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		}
 		return []Applied{{Skipped: !a.applyReservationCreated(e)}}, nil
 	case events.TypeReservationsCreated:
-		var e events.ReservationsCreated
-		if err := json.Unmarshal(data, &e); err != nil {
+		e, err := events.DecodeReservationsCreated(data)
+		if err != nil {
 			return nil, err
 		}
 		out := make([]Applied, len(e.Reservations))
@@ -425,8 +425,7 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 				ids = append(ids, r.Reservation)
 			}
 		case events.TypeReservationsCreated:
-			var e events.ReservationsCreated
-			if json.Unmarshal(data, &e) == nil {
+			if e, err := events.DecodeReservationsCreated(data); err == nil {
 				for _, r := range e.Reservations {
 					ids = append(ids, r.Reservation)
 				}
