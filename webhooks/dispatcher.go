@@ -133,8 +133,12 @@ func (d *Dispatcher) run(ctx context.Context) error {
 		return err
 	}
 	defer it.Stop()
+	// The deliveries stop when run returns, whatever the reason: waiting for them first kept a
+	// failed run — and every customer's deliveries with it — waiting on the longest retry.
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel() // before the wait (deferred calls run last in, first out)
 	for ctx.Err() == nil {
 		m, err := it.Next(jetstream.NextMaxWait(time.Second))
 		if err != nil {
