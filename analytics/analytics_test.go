@@ -2,7 +2,9 @@ package analytics
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"github.com/allot-dev/allot/projector"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -79,4 +81,32 @@ func TestUsageQueryValidation(t *testing.T) {
 	q.Window, q.From = "minute", now.Add(-40*24*time.Hour)
 	assert.Equal(t, "window", q.Check().Field, "minute windows are bounded")
 	assert.Equal(t, time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC), windowEnd(time.Date(2024, 2, 1, 0, 0, 0, 0, time.UTC), "month"))
+}
+
+// A re-rate after a crash writes a batch's quota uses again (in an entry of another id): the
+// projection counts each once, and so must the rows for ClickHouse.
+func TestQuotaUsedRowsOncePerUse(t *testing.T) {
+	l := projector.NewLedger()
+	subj := events.LedgerSubject("acme", "live", "c1")
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	use := events.QuotaUse{Quota: "daily", Amount: events.MustDecimal("3"), Period: events.Period{Unit: events.UnitDay}, At: at, UsageSeq: 7}
+	quotaRows := 0
+	for seq := uint64(1); seq <= 2; seq++ { // the first write, and the re-rate's copy
+		data, err := json.Marshal(events.UsageRated{ID: fmt.Sprint("rtd_", seq), Customer: "c1", FirstSeq: 7, LastSeq: 7, Quotas: []events.QuotaUse{use}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied, err := l.ApplyItems(seq, subj, events.TypeUsageRated, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range ledgerRows(seq, subj, events.TypeUsageRated, data, at, applied) {
+			if row[5] == "quota.used" {
+				quotaRows++
+			}
+		}
+	}
+	if quotaRows != 1 {
+		t.Fatalf("%d quota.used rows for one use, want 1", quotaRows)
+	}
 }

@@ -400,7 +400,10 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 			}
 			rs = append(rs, ledgerRow{typ: events.TypeUsageUnrated, eventID: u.EventID, entry: u.EventTime, kind: joinReasons(u.Reasons)})
 		}
-		for _, q := range r.Quotas {
+		for j, q := range r.Quotas {
+			if k := len(r.Debits) + len(r.Unrated) + j; k < len(applied) && applied[k].Skipped {
+				continue // a re-rate's copy: counted once, as in the projection
+			}
 			rs = append(rs, ledgerRow{typ: "quota.used", quota: q.Quota, quantity: q.Amount, entry: q.At, eventID: ""})
 		}
 	case events.TypeCreditsGranted:

@@ -193,6 +193,9 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 				}
 				seq, typ := md.Sequence.Stream, m.Headers().Get(events.HeaderType)
 				applied, ferr := fold.ApplyItems(seq, m.Subject(), typ, m.Data())
+				for len(applied) > 0 && applied[len(applied)-1].Quota { // quota uses are not shown
+					applied = applied[:len(applied)-1]
+				}
 				if seq >= cur.Seq {
 					items, xerr := expandEntry(typ, m.Data())
 					if xerr != nil || ferr != nil || len(applied) != len(items) {

@@ -19,11 +19,12 @@ type Applied struct {
 	Allocations []events.Allocation
 	Sources     []string // the source of each allocation's block ("" for overage); set by Ledger.ApplyItems
 	Skipped     bool
+	Quota       bool // a rated entry's quota use (after its debits and unrated events)
 }
 
 // Apply folds one ledger entry of this customer. It is a pure function of the account and the
 // entry: time comes from the entry. For usage.rated.v1 it returns one Applied per item (debits,
-// then unrated events); otherwise one.
+// then unrated events, then quota uses); otherwise one per item too (one, or a batch's).
 
 // fold is Apply for readers that only keep the state (the live projection, replay): the
 // rating items' results are not built, which is most of a rated entry's allocations. It
@@ -74,7 +75,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 			out = append(out, Applied{Skipped: !a.applyUnrated(events.UsageUnrated{UsageSeq: u.UsageSeq})})
 		}
 		for _, q := range r.Quotas {
-			a.applyQuotaUse(q)
+			out = append(out, Applied{Quota: true, Skipped: !a.applyQuotaUse(q)})
 		}
 		return out, nil
 	case events.TypeQuotaIncremented:
@@ -452,7 +453,7 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 	}
 	if typ == events.TypeUsageRated {
 		for _, ap := range applied {
-			if !ap.Skipped {
+			if !ap.Skipped && !ap.Quota {
 				l.items++
 			}
 		}
