@@ -27,7 +27,7 @@ type Leases struct {
 func EnsureLeases(ctx context.Context, js jetstream.JetStream, o StreamOptions, owner string) (*Leases, error) {
 	o = o.withDefaults()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket, Description: "allot work ownership",
-		TTL: LeaseTTL, Storage: jetstream.MemoryStorage, Replicas: o.Replicas})
+		TTL: LeaseTTL, Storage: jetstream.MemoryStorage, Replicas: keptReplicas(ctx, js, "KV_"+LeaseBucket, o.Replicas)})
 	if err != nil {
 		return nil, fmt.Errorf("opening leases: %w", err)
 	}

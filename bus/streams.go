@@ -132,11 +132,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			return fmt.Errorf("%w: stream %s is partitioned as %q; refusing to change it to %q",
 				ErrPartitionsFixed, cfg.Name, have.SubjectTransform.Destination, cfg.SubjectTransform.Destination)
 		}
+		// Never fewer replicas than the stream has: a process started without --replicas (or
+		// a tool with the defaults) must not quietly turn an R3 stream into an R1 one.
+		cfg.Replicas = max(cfg.Replicas, have.Replicas)
 		if _, err := js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("updating stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// keptReplicas is want, or more when the stream behind a bucket (KV_…, OBJ_…) already has more
+// (see EnsureStreams).
+func keptReplicas(ctx context.Context, js jetstream.JetStream, stream string, want int) int {
+	if s, err := js.Stream(ctx, stream); err == nil {
+		return max(want, s.CachedInfo().Config.Replicas)
+	}
+	return want
 }
 
 // SnapshotBucket is the object store where folds keep their snapshots (state plus the stream
@@ -150,7 +162,7 @@ func EnsureSnapshotStore(ctx context.Context, js jetstream.JetStream, o StreamOp
 		Bucket:      SnapshotBucket,
 		Description: "allot projection and rating snapshots",
 		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
+		Replicas:    keptReplicas(ctx, js, "OBJ_"+SnapshotBucket, o.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening snapshot store: %w", err)
@@ -193,7 +205,7 @@ func EnsureIdempotencyStore(ctx context.Context, js jetstream.JetStream, o Strea
 		Description:  "allot Idempotency-Key records (request hash and stored response)",
 		TTL:          IdempotencyTTL,
 		Storage:      jetstream.FileStorage,
-		Replicas:     o.Replicas,
+		Replicas:     keptReplicas(ctx, js, "KV_"+IdempotencyBucket, o.Replicas),
 		MaxValueSize: 1 << 20,
 	})
 	if err != nil {
@@ -210,7 +222,8 @@ const WebhookStateBucket = "ALLOT_WEBHOOKS"
 func EnsureWebhookState(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
 	o = o.withDefaults()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: WebhookStateBucket, Description: "allot webhook dispatcher state", Storage: jetstream.FileStorage, Replicas: o.Replicas,
+		Bucket: WebhookStateBucket, Description: "allot webhook dispatcher state", Storage: jetstream.FileStorage,
+		Replicas: keptReplicas(ctx, js, "KV_"+WebhookStateBucket, o.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening webhook state: %w", err)

@@ -212,6 +212,20 @@ func TestClusterMixedWorkload(t *testing.T) {
 	out, err := exec.Command(allotBin, "replay", "--verify", "--nats-url", url).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "verify: OK")
+
+	// A process started without --replicas (and replay, above, with the defaults) leaves every
+	// stream and bucket at R3: they would have been turned into R1 ones.
+	startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg, "--roles", "api")
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	for _, name := range []string{"ALLOT_USAGE", "ALLOT_LEDGER", "OBJ_ALLOT_SNAPSHOTS", "KV_ALLOT_IDEMPOTENCY"} {
+		s, err := js.Stream(ctx, name)
+		require.NoError(t, err, name)
+		assert.Equal(t, 3, s.CachedInfo().Config.Replicas, name)
+	}
 }
 
 // TestBenchIngestOnCluster runs the ingest figure on a 3-node cluster as well.
