@@ -97,6 +97,9 @@ func splitSQL(s string) []string {
 // Migrate applies the migrations ClickHouse does not have yet and returns them. Statements are
 // idempotent (IF NOT EXISTS), so two processes migrating at once do no harm.
 func Migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) ([]Migration, error) {
+	if err := CheckUTC(ctx, conn); err != nil {
+		return nil, err
+	}
 	if err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS allot_schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version`); err != nil {
 		return nil, fmt.Errorf("creating allot_schema_migrations: %w", err)
 	}
@@ -144,4 +147,20 @@ func Migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) ([]Migrati
 		applied = append(applied, m)
 	}
 	return applied, nil
+}
+
+// CheckUTC refuses a ClickHouse server whose time zone is not UTC: DateTime columns, their
+// monthly partitions and the rollups' days follow the server's zone, while the sink splits its
+// inserts by UTC month — a batch could then span two partitions and stop being atomic, and day
+// windows would come back as local midnights labelled UTC.
+func CheckUTC(ctx context.Context, conn driver.Conn) error {
+	var winter, summer uint32
+	var zone string
+	if err := conn.QueryRow(ctx, "SELECT toUInt32(toDateTime('2026-01-01 00:00:00')), toUInt32(toDateTime('2026-07-01 00:00:00')), timezone()").Scan(&winter, &summer, &zone); err != nil {
+		return fmt.Errorf("reading ClickHouse's time zone: %w", err)
+	}
+	if winter != 1767225600 || summer != 1782864000 {
+		return fmt.Errorf("ClickHouse runs in time zone %q; allot needs UTC (<timezone>UTC</timezone> in its config.xml)", zone)
+	}
+	return nil
 }
