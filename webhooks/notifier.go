@@ -146,7 +146,16 @@ func (n *Notifier) run(ctx context.Context) error {
 		}
 		scope := events.Scope{Product: addr.Product, Env: addr.Env}
 		at := md.Timestamp.UTC()
-		balBefore := fold.BalanceAt(scope, addr.Customer, at)
+		before := at
+		if typ == events.TypeCreditsExpired {
+			// Written after expires_at, when balances already leave the block out: the balance
+			// before it is the one just before the block expired.
+			var e events.CreditsExpired
+			if json.Unmarshal(m.Data(), &e) == nil && !e.At.IsZero() {
+				before = e.At.Add(-time.Nanosecond)
+			}
+		}
+		balBefore := fold.BalanceAt(scope, addr.Customer, before)
 		if err := fold.Apply(seq, m.Subject(), typ, m.Data()); err != nil {
 			n.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
 			continue

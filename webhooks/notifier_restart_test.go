@@ -156,3 +156,24 @@ func TestNotifierIdlesWithoutEndpoints(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	assert.EqualValues(t, 1, n.Written.Load(), "the grant and the first debit, written while idle, are not notified")
 }
+
+// A block's expiry that takes the balance to nothing is notified as a depletion: the balance
+// before it is the one just before expires_at (the entry comes after it, when balances already
+// leave the block out, and "before" and "after" were both 0).
+func TestExpiryDepletionIsNotified(t *testing.T) {
+	f := newLedgerFixture(t)
+	exp := t0.Add(time.Hour)
+	f.write(t, events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_p", Customer: "c", Amount: cr(100), Source: "promo", Priority: 10, EffectiveAt: t0, ExpiresAt: &exp, At: t0})
+	f.write(t, events.TypeCreditsExpired, events.CreditsExpired{Block: "blk_p", Customer: "c", Amount: cr(100), At: exp})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := &Notifier{JS: f.js, KV: f.kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: f.snaps, Log: slog.New(slog.DiscardHandler)}
+	go n.Run(ctx)
+	require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= f.seq }, 10*time.Second, 10*time.Millisecond)
+	var types []string
+	for _, note := range f.notes(t) {
+		types = append(types, note.Type)
+	}
+	assert.Contains(t, types, events.HookCreditsExpired)
+	assert.Contains(t, types, events.HookCreditsDepleted, "%v", types)
+}
