@@ -21,6 +21,7 @@ type Block struct {
 	Granted     events.Credits  `json:"granted"`
 	Remaining   events.Credits  `json:"remaining"`
 	Expired     bool            `json:"expired,omitempty"`
+	Lapsed      events.Credits  `json:"lapsed,omitempty"` // what was left when it expired (a plan's rollover reads it)
 }
 
 // eligible reports whether the block can be burned by a debit at t.

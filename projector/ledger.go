@@ -133,7 +133,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 			return []Applied{{Skipped: true}}, nil
 		}
 		a.Expired += b.Remaining
-		b.Remaining, b.Expired = 0, true
+		b.Lapsed, b.Remaining, b.Expired = b.Remaining, 0, true
 		return []Applied{{}}, nil
 	case events.TypeReservationCreated:
 		e, err := events.DecodeReservationCreated(data)

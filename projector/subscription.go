@@ -93,12 +93,22 @@ func (a *Account) DecideRenew(id string, now time.Time, withUsage bool) (events.
 	s, e := cycleWindow(sub.Plan, sub.Start, k)
 	c := events.Cycle{Index: k, Start: s, End: e, Block: CycleBlock(id, k, false), Amount: sub.Plan.Credits}
 	if k == sub.Cycle+1 && sub.Plan.RolloverPercent != nil {
-		if prev := a.block(CycleBlock(id, sub.Cycle, false)); prev != nil && !prev.Expired && prev.Remaining > 0 {
-			r, _ := prev.Remaining.Decimal().Mul(*sub.Plan.RolloverPercent).Mul(events.MustDecimal("0.01")).Credits()
+		// What the cycle left unused: its block's remainder, or — once the expiry entry has been
+		// folded (a renewal more than the expirer's grace after the cycle end) — what was left
+		// when it expired.
+		left := events.Credits(0)
+		if prev := a.block(CycleBlock(id, sub.Cycle, false)); prev != nil {
+			left = prev.Remaining
+			if prev.Expired {
+				left = prev.Lapsed
+			}
+		}
+		if left > 0 {
+			r, _ := left.Decimal().Mul(*sub.Plan.RolloverPercent).Mul(events.MustDecimal("0.01")).Credits()
 			if r < 0 {
 				r = 0
 			}
-			r = min(r, prev.Remaining) // half-up rounding must not roll over more than is left
+			r = min(r, left) // half-up rounding must not roll over more than is left
 			if sub.Plan.RolloverCap != nil {
 				r = min(r, *sub.Plan.RolloverCap)
 			}
