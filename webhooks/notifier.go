@@ -226,6 +226,18 @@ func (n *Notifier) idle(ctx context.Context, pos *uint64) (bool, error) {
 }
 
 // derive maps one ledger entry to the notifications it causes.
+// cycleGrants notifies the blocks a subscription cycle grants (its plan block and any
+// rollover) as credits.granted, like any other grant.
+func cycleGrants(note func(string, map[string]any), c events.Cycle, balance events.Credits) {
+	end := c.End
+	if c.Amount > 0 {
+		note(events.HookCreditsGranted, map[string]any{"block": c.Block, "amount": c.Amount, "source": events.SourcePlan, "expires_at": &end, "balance": balance})
+	}
+	if c.Rollover > 0 {
+		note(events.HookCreditsGranted, map[string]any{"block": c.RollBlock, "amount": c.Rollover, "source": events.SourceRollover, "expires_at": &end, "balance": balance})
+	}
+}
+
 func (n *Notifier) derive(scope events.Scope, customer, typ string, data []byte, before, after events.Credits, at time.Time) []events.Notification {
 	var out []events.Notification
 	note := func(t string, d map[string]any) {
@@ -247,6 +259,11 @@ func (n *Notifier) derive(scope events.Scope, customer, typ string, data []byte,
 		if json.Unmarshal(data, &e) == nil {
 			note(events.HookReservationExpired, map[string]any{"reservation": e.Reservation})
 		}
+	case events.TypeSubscriptionStarted:
+		var e events.SubscriptionStarted
+		if json.Unmarshal(data, &e) == nil {
+			cycleGrants(note, e.Grant, after)
+		}
 	case events.TypeSubscriptionRenewed:
 		var e events.SubscriptionRenewed
 		if json.Unmarshal(data, &e) == nil {
@@ -256,6 +273,7 @@ func (n *Notifier) derive(scope events.Scope, customer, typ string, data []byte,
 				d["usage"] = *e.Usage // postpaid: what the cycle that ended used
 			}
 			note(events.HookSubscriptionRenewed, d)
+			cycleGrants(note, e.Grant, after)
 		}
 	case events.TypeSubscriptionCanceled:
 		var e events.SubscriptionCanceled

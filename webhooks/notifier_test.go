@@ -49,7 +49,12 @@ func TestDeriveNotifications(t *testing.T) {
 	assert.Equal(t, []string{events.HookReservationExpired}, types(n.derive(sc, "c", events.TypeReservationExpired, raw(events.ReservationReleased{Reservation: "r"}), cr(20), cr(20), at)))
 	usage := cr(7)
 	got = n.derive(sc, "c", events.TypeSubscriptionRenewed, raw(events.SubscriptionRenewed{Subscription: "s", Usage: &usage, Grant: events.Cycle{Index: 2, Amount: cr(100)}}), cr(20), cr(120), at)
-	assert.Equal(t, []string{events.HookSubscriptionRenewed}, types(got))
+	assert.Equal(t, []string{events.HookSubscriptionRenewed, events.HookCreditsGranted}, types(got), "the cycle's block is a grant like any other")
 	assert.Equal(t, usage, got[0].Data["usage"], "postpaid renewals carry the cycle's usage")
+	got = n.derive(sc, "c", events.TypeSubscriptionRenewed, raw(events.SubscriptionRenewed{Subscription: "s", Grant: events.Cycle{Index: 3, Block: "b3", Amount: cr(100), Rollover: cr(10), RollBlock: "r3"}}), cr(20), cr(130), at)
+	assert.Equal(t, []string{events.HookSubscriptionRenewed, events.HookCreditsGranted, events.HookCreditsGranted}, types(got), "and so is a rollover")
+	assert.Equal(t, events.SourceRollover, got[2].Data["source"])
+	got = n.derive(sc, "c", events.TypeSubscriptionStarted, raw(events.SubscriptionStarted{Subscription: "s", Grant: events.Cycle{Block: "b0", Amount: cr(100)}}), cr(0), cr(100), at)
+	assert.Equal(t, []string{events.HookCreditsGranted}, types(got), "starting a subscription grants its first cycle")
 	assert.Equal(t, []string{events.HookSubscriptionCanceled}, types(n.derive(sc, "c", events.TypeSubscriptionCanceled, raw(events.SubscriptionCanceled{Subscription: "s"}), cr(20), cr(20), at)))
 }
