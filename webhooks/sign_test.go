@@ -92,3 +92,12 @@ func TestStandardWebhooksLibraryAgrees(t *testing.T) {
 	assert.True(t, strings.HasPrefix(lines[4], "fail"), lines[4])
 	assert.True(t, strings.HasPrefix(lines[5], "fail"), lines[5])
 }
+
+// DESIGN.md (Webhooks): retries after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (7 retries), a
+// 15 s timeout per attempt. The e2e test runs the schedule scaled down and checks its length;
+// this pins the values.
+func TestRetryScheduleIsTheSpecs(t *testing.T) {
+	want := []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+	assert.Equal(t, want, DefaultSchedule)
+	assert.Equal(t, 15*time.Second, time.Duration(DefaultTimeout))
+}
