@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,8 +174,10 @@ type run struct {
 	rows        [][]any
 }
 
-// insert writes the runs in order. A run at or below what ClickHouse holds (an insert that
-// succeeded although its answer was lost) is skipped, so retries never duplicate.
+// insert writes the runs in order. Rows at or below what ClickHouse holds are left out — an
+// insert that succeeded although its answer was lost, or, during a hand-over, a standby that
+// inserted part of a run first — so retries never duplicate. (Every row's first column is its
+// stream sequence.)
 func (s *Sink) insert(ctx context.Context, table, columns string, runs []run, st *Stats, firstTime time.Time) error {
 	held, err := s.maxSeq(ctx, table)
 	if err != nil {
@@ -184,11 +187,15 @@ func (s *Sink) insert(ctx context.Context, table, columns string, runs []run, st
 		if r.last <= held {
 			continue
 		}
+		rows := r.rows
+		if r.first <= held {
+			rows = slices.DeleteFunc(slices.Clone(rows), func(row []any) bool { return row[0].(uint64) <= held })
+		}
 		b, err := s.CH.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
 		if err != nil {
 			return fmt.Errorf("preparing insert into %s: %w", table, err)
 		}
-		for _, row := range r.rows {
+		for _, row := range rows {
 			if err := b.Append(row...); err != nil {
 				return fmt.Errorf("appending to %s at sequence %d: %w", table, r.first, err)
 			}
@@ -196,7 +203,7 @@ func (s *Sink) insert(ctx context.Context, table, columns string, runs []run, st
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("inserting into %s (sequences %d–%d): %w", table, r.first, r.last, err)
 		}
-		st.Rows.Add(int64(len(r.rows)))
+		st.Rows.Add(int64(len(rows)))
 		st.Batches.Add(1)
 		st.Seq.Store(r.last)
 	}
