@@ -9,8 +9,10 @@
 //     it lands whole or not at all and max(seq) is always a safe resume point.
 //   - While ClickHouse is down the sink retries with backoff and loses nothing: the streams
 //     keep the events until it catches up.
+//   - Rows at or below that sequence are left out of every insert, row by row, so a retry or
+//     an overlapping hand-over never duplicates.
 //   - The schema runs on Debian's ClickHouse 18.16 and on current releases: no DateTime64,
-//     INSERTs list their columns.
+//     INSERTs list their columns. The server must be in UTC (CheckUTC, before migrating).
 //
 // It is a top-level package because it spans the pipeline's outputs (usage and ledger) and
 // serves the API; it reads the streams like any other stage (docs/ARCHITECTURE.md).
