@@ -138,3 +138,18 @@ func TestInsertLeavesOutRowsAlreadyHeld(t *testing.T) {
 	assert.Equal(t, uint64(8), n, "every sequence once")
 	assert.Equal(t, uint64(8), distinct)
 }
+
+// The lag grows while a batch waits to be inserted (ClickHouse down), instead of staying at
+// the last healthy batch's figure.
+func TestSinkLagGrowsWhileInsertsWait(t *testing.T) {
+	var st Stats
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	st.LagNanos.Store(int64(300 * time.Millisecond))
+	if got := st.Lag(now); got != 300*time.Millisecond {
+		t.Fatalf("lag %s with nothing waiting, want the last batch's 300ms", got)
+	}
+	st.PendingSince.Store(now.Add(-90 * time.Second).UnixNano())
+	if got := st.Lag(now); got != 90*time.Second {
+		t.Fatalf("lag %s with a batch waiting since 90 s, want 90s", got)
+	}
+}

@@ -30,6 +30,19 @@ type Stats struct {
 	Rows, Batches, Errors atomic.Int64
 	Seq                   atomic.Uint64 // last stream sequence in ClickHouse
 	LagNanos              atomic.Int64  // stream timestamp of a batch's first message → its insert done
+	// PendingSince is the stream timestamp (Unix nanoseconds) of the oldest message read but
+	// not yet in ClickHouse, 0 when none: while inserts fail, the lag keeps growing from it.
+	PendingSince atomic.Int64
+}
+
+// Lag is how far ClickHouse is behind: since the oldest message waiting to be inserted, or —
+// with none waiting — what the last batch took. (LagNanos alone stayed at its last healthy
+// value through an outage, and an alert on it never fired.)
+func (st *Stats) Lag(now time.Time) time.Duration {
+	if p := st.PendingSince.Load(); p != 0 {
+		return now.Sub(time.Unix(0, p))
+	}
+	return time.Duration(st.LagNanos.Load())
 }
 
 // Sink copies the usage and ledger streams into ClickHouse.
@@ -255,9 +268,13 @@ func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table
 			}
 			rowsOf(m, md, &b)
 		}
+		if !b.firstTime.IsZero() && st.PendingSince.Load() == 0 {
+			st.PendingSince.Store(b.firstTime.UnixNano()) // kept through a failed insert and the restart
+		}
 		if err := s.insert(ctx, table, columns, b.runs, st, b.firstTime); err != nil {
 			return err
 		}
+		st.PendingSince.Store(0)
 	}
 	return nil
 }

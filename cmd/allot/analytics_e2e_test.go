@@ -332,7 +332,10 @@ func TestSinkCatchesUpAfterClickHouseOutage(t *testing.T) {
 	require.Equal(t, 200, status, body)
 	resp, _, _ := p.request("GET", "/readyz", "")
 	assert.Equal(t, 503, resp, "readiness reports ClickHouse down")
-	time.Sleep(time.Second)
+	// The lag grows through the outage (it stayed at the last healthy batch's figure).
+	waitFor(t, 30*time.Second, "the lag to show the outage", func() bool {
+		return metricSum(t, p.httpURL, "allot_sink_lag_seconds") > 1.5
+	})
 
 	ch.start()
 	c2 := chConn(t, ch.dsn())

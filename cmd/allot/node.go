@@ -408,7 +408,7 @@ func (n *node) registerMetrics() {
 			n.metrics.CounterFunc("allot_sink_batches_total", "INSERTs into ClickHouse.", func() float64 { return float64(st.Batches.Load()) }, "stream", part.name)
 			n.metrics.CounterFunc("allot_sink_errors_total", "Sink restarts after a ClickHouse or NATS error.", func() float64 { return float64(st.Errors.Load()) }, "stream", part.name)
 			n.metrics.GaugeFunc("allot_sink_sequence", "Last stream sequence held by ClickHouse.", func() float64 { return float64(st.Seq.Load()) }, "stream", part.name)
-			n.metrics.GaugeFunc("allot_sink_lag_seconds", "From the first message of the last batch being stored to its insert.", func() float64 { return float64(st.LagNanos.Load()) / 1e9 }, "stream", part.name)
+			n.metrics.GaugeFunc("allot_sink_lag_seconds", "How far ClickHouse is behind: since the oldest message not yet inserted (it grows through an outage), else what the last batch took.", func() float64 { return st.Lag(time.Now()).Seconds() }, "stream", part.name)
 			n.metrics.GaugeFunc("allot_sink_rows_per_batch", "Average rows per INSERT so far.", func() float64 {
 				if b := st.Batches.Load(); b > 0 {
 					return float64(st.Rows.Load()) / float64(b)
