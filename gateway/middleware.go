@@ -21,17 +21,12 @@ type Client struct {
 	HTTP    *http.Client // default: 2 s timeout
 }
 
-// Decision is allot's answer for one policy.
+// Decision is allot's answer to counting a request against a route's policies.
 type Decision struct {
-	Allowed     bool      `json:"allowed"`
-	Used        string    `json:"used"`
-	Limit       string    `json:"limit"`
-	Remaining   string    `json:"remaining"`
-	WindowStart time.Time `json:"window_start"`
-	ResetsAt    time.Time `json:"resets_at"`
+	Allowed bool
 	// The RateLimit headers allot sent, to pass on to the caller.
 	Policy, State string
-	// Windows, from IncrementAll, is the start of the window each quota was counted in.
+	// Windows is the start of the window each quota was counted in.
 	Windows map[string]time.Time
 	// Problem is allot's problem body when it refused (429), to pass on as is, with its
 	// Retry-After.
@@ -42,39 +37,6 @@ type Decision struct {
 
 // ErrUnavailable means allot could not answer.
 var ErrUnavailable = errors.New("allot unavailable")
-
-func (c *Client) call(ctx context.Context, path, quota, customer string) (Decision, error) {
-	body, _ := json.Marshal(map[string]string{"customer": customer})
-	resp, b, err := c.post(ctx, "/v1/quotas/"+url.PathEscape(quota)+"/"+path, body)
-	if err != nil {
-		return Decision{}, err
-	}
-	d := Decision{Policy: resp.Header.Get("RateLimit-Policy"), State: resp.Header.Get("RateLimit"), Status: resp.StatusCode}
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		if err := json.Unmarshal(b, &d); err != nil {
-			return d, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		return d, nil
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnprocessableEntity:
-		d.Problem = b
-		return d, nil
-	case resp.StatusCode >= 500:
-		return d, fmt.Errorf("%w: %s", ErrUnavailable, resp.Status)
-	default:
-		return d, fmt.Errorf("allot answered %s for quota %q: %s", resp.Status, quota, b)
-	}
-}
-
-// Check asks whether one more use of quota by customer would be allowed (changes nothing).
-func (c *Client) Check(ctx context.Context, quota, customer string) (Decision, error) {
-	return c.call(ctx, "check", quota, customer)
-}
-
-// Increment counts one use of quota by customer.
-func (c *Client) Increment(ctx context.Context, quota, customer string) (Decision, error) {
-	return c.call(ctx, "increment", quota, customer)
-}
 
 // IncrementAll counts one use of each quota by customer, all or nothing
 // (POST /v1/customers/{id}/quotas/increment). Allowed is false, with allot's 429 problem in
