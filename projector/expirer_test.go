@@ -148,16 +148,9 @@ func TestExpiryOfARefilledBlock(t *testing.T) {
 	subj := events.LedgerSubject("acme", "live", "a")
 	for _, restore := range []bool{false, true} {
 		l := NewLedger()
-		seq := uint64(0)
-		apply := func(typ string, v any) {
-			t.Helper()
-			b, err := json.Marshal(v)
-			require.NoError(t, err)
-			seq++
-			require.NoError(t, l.Apply(seq, subj, typ, b))
-		}
-		apply(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_a", Customer: "a", Amount: 5, Source: "promo", Priority: 10, EffectiveAt: t0, ExpiresAt: &exp, At: t0})
-		apply(events.TypeUsageRated, events.UsageRated{Customer: "a", Debits: []events.UsageDebited{{Customer: "a", Rule: "r", UsageSeq: 1, Amount: 5, EventTime: t0}}})
+		f := feed{t: t, subj: subj}
+		f.apply(events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_a", Customer: "a", Amount: 5, Source: "promo", Priority: 10, EffectiveAt: t0, ExpiresAt: &exp, At: t0}, l)
+		f.apply(events.TypeUsageRated, events.UsageRated{Customer: "a", Debits: []events.UsageDebited{{Customer: "a", Rule: "r", UsageSeq: 1, Amount: 5, EventTime: t0}}}, l)
 		assert.Zero(t, l.dueIdx.blocks.Len()+l.dueIdx.others.Len(), "no Expirer reads this fold: nothing indexed")
 		l.TrackDue()
 		x := &Expirer{Ledger: l, Grace: time.Minute}
@@ -171,7 +164,7 @@ func TestExpiryOfARefilledBlock(t *testing.T) {
 			l.TrackDue()
 			x.Ledger = l
 		}
-		apply(events.TypeUsageRated, events.UsageRated{Customer: "a", Debits: []events.UsageDebited{{Customer: "a", Rule: "r", UsageSeq: 2, Amount: -3, Kind: events.KindCreditBack, EventTime: t0.Add(time.Minute)}}})
+		f.apply(events.TypeUsageRated, events.UsageRated{Customer: "a", Debits: []events.UsageDebited{{Customer: "a", Rule: "r", UsageSeq: 2, Amount: -3, Kind: events.KindCreditBack, EventTime: t0.Add(time.Minute)}}}, l)
 		exps, _ = x.due(exp.Add(3 * time.Minute))
 		require.Len(t, exps, 1, "restore %v", restore)
 		assert.Equal(t, events.TypeCreditsExpired, exps[0].typ)

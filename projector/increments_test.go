@@ -20,17 +20,24 @@ import (
 // Many concurrent increments for one customer, through two batchers (two processes' worth)
 // sharing one stream: exactly the limit is admitted, each request all or nothing, the
 // batches really hold several requests, and a replay of the stream agrees.
-func TestIncrementsGroupCommit(t *testing.T) {
+// twoProcesses is two processes' worth of ledger writers on one JetStream: each with its own
+// connection and projection following the ledger, made into a group committer by make.
+func twoProcesses[C any](t *testing.T, ctx context.Context, make func(jetstream.JetStream, func(context.Context) (jetstream.Stream, error), *Ledger) C) []C {
 	emb := bustest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var batchers []*Increments
+	var out []C
 	for i := 0; i < 2; i++ {
 		js := bustest.Connect(t, emb)
 		l := NewLedger()
 		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
-		batchers = append(batchers, NewIncrements(js, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }, l))
+		out = append(out, make(js, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }, l))
 	}
+	return out
+}
+
+func TestIncrementsGroupCommit(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	batchers := twoProcesses(t, ctx, NewIncrements)
 	scope := events.Scope{Product: "acme", Env: "live"}
 	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
 	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(100), Period: hour}

@@ -1,7 +1,6 @@
 package projector
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -55,23 +54,14 @@ func TestFirstUseAnchorIsTheFirstCountedUse(t *testing.T) {
 	reset := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	first := time.Date(2026, 5, 2, 16, 0, 0, 0, time.UTC)
 	a := newAccount("c1")
-	seq := uint64(0)
-	apply := func(typ string, v any) {
-		t.Helper()
-		b, err := json.Marshal(v)
-		require.NoError(t, err)
-		seq++
-		_, err = a.Apply(seq, typ, b)
-		require.NoError(t, err)
-	}
-	apply(events.TypeQuotaReset, events.QuotaReset{Customer: "c1", Quota: "calls", Period: day, At: reset})
-	apply(events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: "c1", Quota: "calls", Period: day, Amount: events.MustDecimal("-2"), At: reset})
+	fold(t, a, entry{events.TypeQuotaReset, events.QuotaReset{Customer: "c1", Quota: "calls", Period: day, At: reset}},
+		entry{events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: "c1", Quota: "calls", Period: day, Amount: events.MustDecimal("-2"), At: reset}})
 	if qs := a.Quotas["calls"]; qs != nil {
 		assert.Nil(t, qs.Anchor, "neither a reset nor a negative adjustment anchors the period")
 	}
 	_, st, err := a.DecideIncrement([]events.Quota{q}, []events.Decimal{events.MustDecimal("1")}, first)
 	require.NoError(t, err)
-	apply(events.TypeQuotaIncremented, events.QuotaIncremented{Customer: "c1", At: first, Items: []events.QuotaUse{{Quota: "calls", Amount: events.MustDecimal("1"), Period: day, At: first}}})
+	fold(t, a, entry{events.TypeQuotaIncremented, events.QuotaIncremented{Customer: "c1", At: first, Items: []events.QuotaUse{{Quota: "calls", Amount: events.MustDecimal("1"), Period: day, At: first}}}})
 	require.NotNil(t, a.Quotas["calls"].Anchor)
 	assert.Equal(t, first, *a.Quotas["calls"].Anchor)
 	assert.Equal(t, first, st[0].WindowStart)
@@ -79,10 +69,7 @@ func TestFirstUseAnchorIsTheFirstCountedUse(t *testing.T) {
 
 	// Adding use is use: it anchors a customer's period too.
 	b := newAccount("c2")
-	adj, err := json.Marshal(events.QuotaAdjusted{Customer: "c2", Quota: "calls", Period: day, Amount: events.MustDecimal("2"), At: reset})
-	require.NoError(t, err)
-	_, err = b.Apply(1, events.TypeQuotaAdjusted, adj)
-	require.NoError(t, err)
+	fold(t, b, entry{events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: "c2", Quota: "calls", Period: day, Amount: events.MustDecimal("2"), At: reset}})
 	require.NotNil(t, b.Quotas["calls"].Anchor)
 	assert.Equal(t, reset, *b.Quotas["calls"].Anchor)
 }

@@ -4,34 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
-	"github.com/allot-dev/allot/internal/bustest"
 )
 
 // Many concurrent holds for one customer, through two group committers (two processes' worth)
 // sharing one stream: exactly what the balance covers is held, holds in flight together are
 // written together, and a replay of the stream — which reads the batches — agrees.
 func TestReservationsGroupCommit(t *testing.T) {
-	emb := bustest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var rs []*Reservations
-	for i := 0; i < 2; i++ {
-		js := bustest.Connect(t, emb)
-		l := NewLedger()
-		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
-		rs = append(rs, NewReservations(js, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }, l))
-	}
+	rs := twoProcesses(t, ctx, NewReservations)
 	scope := events.Scope{Product: "acme", Env: "live"}
 	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
 	st, err := rs[0].JS.Stream(ctx, bus.LedgerStream)

@@ -1,7 +1,6 @@
 package projector
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -20,22 +19,13 @@ func TestRolloverAfterTheCycleBlockExpired(t *testing.T) {
 		RolloverPercent: &half, Mode: events.PlanPrepaid}
 	for _, expired := range []bool{false, true} {
 		a := newAccount("c")
-		seq := uint64(0)
-		apply := func(typ string, v any) {
-			t.Helper()
-			b, err := json.Marshal(v)
-			require.NoError(t, err)
-			seq++
-			_, err = a.Apply(seq, typ, b)
-			require.NoError(t, err)
-		}
 		started, err := a.DecideSubscribe("sub_1", plan, t0, t0)
 		require.NoError(t, err)
-		apply(events.TypeSubscriptionStarted, started)
-		apply(events.TypeUsageRated, events.UsageRated{Customer: "c", Debits: []events.UsageDebited{{Customer: "c", Rule: "r", UsageSeq: 1, Amount: 40 * events.MicroPerCredit, EventTime: t0.Add(time.Hour)}}})
+		fold(t, a, entry{events.TypeSubscriptionStarted, started},
+			entry{events.TypeUsageRated, events.UsageRated{Customer: "c", Debits: []events.UsageDebited{{Customer: "c", Rule: "r", UsageSeq: 1, Amount: 40 * events.MicroPerCredit, EventTime: t0.Add(time.Hour)}}}})
 		end := started.Grant.End
 		if expired {
-			apply(events.TypeCreditsExpired, events.CreditsExpired{Block: started.Grant.Block, Customer: "c", Amount: 60 * events.MicroPerCredit, At: end})
+			fold(t, a, entry{events.TypeCreditsExpired, events.CreditsExpired{Block: started.Grant.Block, Customer: "c", Amount: 60 * events.MicroPerCredit, At: end}})
 		}
 		renewed, err := a.DecideRenew("sub_1", end.Add(2*time.Hour), false)
 		require.NoError(t, err)
