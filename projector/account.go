@@ -173,9 +173,10 @@ type Account struct {
 	// snapshot encodes the accounts it took without the lock, so the fold copies an account
 	// from an earlier generation before changing it (copy on write).
 	gen uint64
-	// due collects the times an Apply made due (a block's expiry, a hold's, a postpaid cycle's
-	// end) for the ledger's expiry index, which takes them right after.
-	due []dueAt
+	// due, set only while its ledger applies an entry (and keeps an expiry index), collects the
+	// times the entry made due — a block's expiry, a hold's, a postpaid cycle's end — into the
+	// ledger's scratch, which the index takes right after.
+	due *[]dueAt
 }
 
 // recount sets ended, held and firstExpiry from Reservations (after a snapshot is read).
@@ -195,7 +196,7 @@ func (a *Account) recount() {
 
 // holdStarted and holdEnded keep the counts as a reservation starts and ends.
 func (a *Account) holdStarted(r *Reservation) {
-	a.due = append(a.due, dueAt{r.ExpiresAt, dueHold})
+	a.noteDue(r.ExpiresAt, dueHold)
 	a.held += r.Amount
 	if a.firstExpiry.IsZero() || r.ExpiresAt.Before(a.firstExpiry) {
 		a.firstExpiry = r.ExpiresAt
@@ -316,7 +317,7 @@ func (a *Account) refund(t time.Time, amount events.Credits) {
 		}
 		give := min(b.Granted-b.Remaining, left)
 		if give > 0 && b.ExpiresAt != nil {
-			a.due = append(a.due, dueAt{*b.ExpiresAt, dueBlock}) // it may have been found used up at its expiry
+			a.noteDue(*b.ExpiresAt, dueBlock) // it may have been found used up at its expiry
 		}
 		b.Remaining += give
 		left -= give
@@ -353,7 +354,7 @@ func (a *Account) addBlock(b *Block) {
 	i, _ := slices.BinarySearchFunc(a.Blocks, b, BurnOrder)
 	a.Blocks = slices.Insert(a.Blocks, i, b)
 	if b.ExpiresAt != nil {
-		a.due = append(a.due, dueAt{*b.ExpiresAt, dueBlock})
+		a.noteDue(*b.ExpiresAt, dueBlock)
 	}
 }
 

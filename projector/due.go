@@ -21,7 +21,7 @@ const (
 	dueCycle                // a postpaid subscription's cycle end
 )
 
-// dueAt is a time an Apply made due: the ledger moves it into its index (Account.due).
+// dueAt is a time an Apply made due: the ledger moves it into its index (Account.noteDue).
 type dueAt struct {
 	at   time.Time
 	kind dueKind
@@ -57,16 +57,29 @@ func (x *dueIndex) push(it dueItem) {
 	}
 }
 
-// indexDueLocked moves what the last Apply made due on account k into the index — when an
-// Expirer reads it (TrackDue): folds nobody takes from (an API-only node's, the sink's, the
-// notifier's) would grow it without end.
-func (l *Ledger) indexDueLocked(k accountKey, a *Account) {
-	if l.trackDue {
-		for _, d := range a.due {
-			l.dueIdx.push(dueItem{d.at, d.kind, k})
-		}
+// noteDue records that at became due on the account (a no-op outside a ledger's Apply).
+func (a *Account) noteDue(at time.Time, kind dueKind) {
+	if a.due != nil {
+		*a.due = append(*a.due, dueAt{at, kind})
 	}
-	a.due = a.due[:0]
+}
+
+// collectDueLocked has the account note what the entry about to be applied makes due, when an
+// Expirer reads the index (TrackDue): folds nobody takes from (an API-only node's, the sink's,
+// the notifier's) would grow it without end.
+func (l *Ledger) collectDueLocked(a *Account) {
+	if l.trackDue {
+		a.due = &l.dueScratch
+	}
+}
+
+// indexDueLocked moves what the entry just applied to account k made due into the index.
+func (l *Ledger) indexDueLocked(k accountKey, a *Account) {
+	a.due = nil
+	for _, d := range l.dueScratch {
+		l.dueIdx.push(dueItem{d.at, d.kind, k})
+	}
+	l.dueScratch = l.dueScratch[:0]
 }
 
 // TrackDue makes the ledger keep its expiry index, built now from every account: the Expirer

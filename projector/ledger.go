@@ -276,9 +276,10 @@ type Ledger struct {
 	appends  keyedLocks // one AppendDecided per customer at a time
 	// snapGen counts snapshots taken: accounts of an earlier generation may be being encoded,
 	// and are copied before the fold changes them (Account.gen).
-	snapGen  atomic.Uint64
-	dueIdx   dueIndex // when accounts next have something due (due.go), under mu
-	trackDue bool     // whether dueIdx is kept (an Expirer reads it)
+	snapGen    atomic.Uint64
+	dueIdx     dueIndex // when accounts next have something due (due.go), under mu
+	trackDue   bool     // whether dueIdx is kept (an Expirer reads it)
+	dueScratch []dueAt  // what the entry being applied made due (Account.noteDue)
 }
 
 // NewLedger returns an empty fold.
@@ -394,11 +395,10 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 		a.gen = gen
 		l.accounts[k] = a
 	}
+	l.collectDueLocked(a)
 	if !results && typ == events.TypeUsageRated {
-		n, err := a.fold(seq, typ, data, &l.scratch)
-		if len(a.due) > 0 { // a credit-back refilled an expiring block
-			l.indexDueLocked(k, a)
-		}
+		n, err := a.fold(seq, typ, data, &l.scratch) // a credit-back may refill an expiring block
+		l.indexDueLocked(k, a)
 		if err != nil {
 			return nil, fmt.Errorf("ledger %d: %w", seq, err)
 		}
@@ -409,9 +409,7 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 		return nil, nil
 	}
 	applied, err := a.Apply(seq, typ, data)
-	if len(a.due) > 0 {
-		l.indexDueLocked(k, a)
-	}
+	l.indexDueLocked(k, a)
 	if err != nil {
 		return nil, fmt.Errorf("ledger %d: %w", seq, err)
 	}

@@ -163,7 +163,7 @@ func (a *Account) applySubscription(typ string, data []byte) (bool, error) {
 		}
 		a.Subscriptions[e.Subscription] = &Subscription{ID: e.Subscription, Plan: e.Plan, Start: e.Start.UTC(), Cycle: 0,
 			CycleStart: e.Grant.Start.UTC(), CycleEnd: e.Grant.End.UTC(), UsedBefore: a.Debited + a.Committed}
-		a.due = append(a.due, dueAt{e.Grant.End.UTC(), dueCycle})
+		a.noteDue(e.Grant.End.UTC(), dueCycle)
 		a.grantCycle(e.Grant, e.At.UTC())
 		return true, nil
 	case events.TypeSubscriptionRenewed:
@@ -184,7 +184,7 @@ func (a *Account) applySubscription(typ string, data []byte) (bool, error) {
 		}
 		a.grantCycle(e.Grant, e.At.UTC())
 		sub.Cycle, sub.CycleStart, sub.CycleEnd = e.Grant.Index, e.Grant.Start.UTC(), e.Grant.End.UTC()
-		a.due = append(a.due, dueAt{sub.CycleEnd, dueCycle})
+		a.noteDue(sub.CycleEnd, dueCycle)
 		sub.UsedBefore = a.Debited + a.Committed
 		sub.LastUsage = e.Usage
 		return true, nil
