@@ -11,6 +11,11 @@
 // customers go on.
 //
 // Invariants:
+//   - Every block granted notifies credits.granted, a subscription's plan and rollover blocks
+//     included; balance crossings (credits.low, credits.depleted) compare the balance just
+//     before and after each entry — for an expiry, just before the block's expires_at.
+//   - A failed dispatcher run cancels its deliveries before waiting for them, so one error
+//     never holds every customer's deliveries back behind the longest retry.
 //   - Retries follow the schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (7 retries), each
 //     attempt times out after 15 s; an exhausted delivery is dead-lettered and the customer's
 //     queue moves on; a 410 disables the endpoint.
