@@ -43,6 +43,58 @@ func (e QuotaIncremented) AppendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+// AppendJSON appends the JSON of e, as encoding/json would write it.
+func (e QuotaIncrements) AppendJSON(b []byte) ([]byte, error) {
+	if e.Increments == nil {
+		return append(b, `{"increments":null}`...), nil
+	}
+	var err error
+	b = append(b, `{"increments":[`...)
+	for i, inc := range e.Increments {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if b, err = inc.AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, "]}"...), nil
+}
+
+var quotaIncrementsKeys = []string{"increments"}
+
+// DecodeQuotaIncrements reads a quota.increments.v1 entry as DecodeQuotaIncremented reads one
+// customer's: by hand when plain, else with encoding/json.
+func DecodeQuotaIncrements(data []byte) (QuotaIncrements, error) {
+	var e QuotaIncrements
+	d := plainjson.Decoder{B: data}
+	ok := members(&d, quotaIncrementsKeys, func(int) bool {
+		if !d.Next('[') {
+			return false
+		}
+		e.Increments = []QuotaIncremented{}
+		for first := true; ; first = false {
+			if d.Next(']') {
+				return true
+			}
+			if !first && !d.Next(',') {
+				return false
+			}
+			inc, ok := decodeQuotaIncremented(&d)
+			if !ok {
+				return false
+			}
+			e.Increments = append(e.Increments, inc)
+		}
+	})
+	if ok && d.Peek() == 0 && d.I == len(d.B) {
+		return e, nil
+	}
+	e = QuotaIncrements{}
+	err := json.Unmarshal(data, &e)
+	return e, err
+}
+
 func appendQuotaUse(b []byte, q QuotaUse) ([]byte, error) {
 	var err error
 	b = append(b, `{"quota":`...)

@@ -156,3 +156,36 @@ func FuzzDecodeReservationsCreated(f *testing.F) {
 	f.Add([]byte(`{"customer":"c","reservations":[{"reservation":"res_1","customer":"c","amount":"1","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00.5Z"},{"reservation":"res_2","customer":"c","amount":"2","expires_at":"2026-01-01T00:05:00Z","at":"2026-01-01T00:00:00Z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) { decodesLikeStdlib(t, data, DecodeReservationsCreated) })
 }
+
+func TestQuotaIncrementsCodec(t *testing.T) {
+	t0 := time.Date(2026, 3, 31, 23, 59, 59, 120000000, time.UTC)
+	p := Period{Unit: UnitMonth, Count: 1, Mode: ModeFixed, Anchor: t0, TimeZone: "Asia/Kathmandu"}
+	for _, e := range []QuotaIncrements{
+		{Increments: []QuotaIncremented{
+			{Customer: "c1", At: t0, Items: []QuotaUse{{Quota: "q", Amount: MustDecimal("1.5"), Period: p, At: t0}, {Quota: "r", Amount: MustDecimal("2"), Period: Period{Unit: UnitHour}, At: t0}}},
+			{Customer: "ü\"<&>\xff", At: t0.Add(time.Millisecond), Items: []QuotaUse{{Quota: "q", Amount: MustDecimal("1"), Period: p, At: t0}}},
+		}},
+		{Increments: []QuotaIncremented{}},
+		{},
+	} {
+		want, err := json.Marshal(e)
+		require.NoError(t, err)
+		got, err := e.AppendJSON(nil)
+		require.NoError(t, err)
+		assert.Equal(t, decodeAny(t, want), decodeAny(t, got), "%s", got)
+		decodesLikeStdlib(t, got, DecodeQuotaIncrements)
+	}
+	for _, in := range []string{
+		`{"increments":[{"customer":"c","items":[{"quota":"q","amount":"1","period":{"unit":"hour"},"at":"2026-01-01T00:00:00Z"}],"at":"2026-01-01T00:00:00Z"}]}`,
+		`{"increments":null}`, `{}`, `{"increments":[{},{"customer":1}]}`, `{"increments":[{"extra":1}]}`,
+		`{"increments":[],"increments":[{}]}`, `{"Increments":[]}`, `{"increments":{}}`, `{"increments":[1]}`, `{"increments":[{},]}`,
+		`{} x`, ``, `[]`,
+	} {
+		decodesLikeStdlib(t, []byte(in), DecodeQuotaIncrements)
+	}
+}
+
+func FuzzDecodeQuotaIncrements(f *testing.F) {
+	f.Add([]byte(`{"increments":[{"customer":"c","items":[{"quota":"q","amount":"1","period":{"unit":"day","count":1,"mode":"calendar","time_zone":"UTC"},"at":"2026-01-01T00:00:00Z"}],"at":"2026-01-01T00:00:00.5Z"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) { decodesLikeStdlib(t, data, DecodeQuotaIncrements) })
+}

@@ -51,8 +51,11 @@ type QuotaUse struct {
 // Quota ledger entries.
 const (
 	TypeQuotaIncremented = "quota.incremented.v1" // all-or-nothing across its items
-	TypeQuotaReset       = "quota.reset.v1"
-	TypeQuotaAdjusted    = "quota.adjusted.v1"
+	// TypeQuotaIncrements is the increments of several customers decided together on a
+	// scope's quota lane (QuotaLaneSubject): each is what quota.incremented.v1 would be.
+	TypeQuotaIncrements = "quota.increments.v1"
+	TypeQuotaReset      = "quota.reset.v1"
+	TypeQuotaAdjusted   = "quota.adjusted.v1"
 )
 
 // QuotaIncremented adds each item's amount to its quota's window; it was decided allowed for
@@ -61,6 +64,12 @@ type QuotaIncremented struct {
 	Customer string     `json:"customer"`
 	Items    []QuotaUse `json:"items"`
 	At       time.Time  `json:"at"`
+}
+
+// QuotaIncrements is a quota lane's group commit: the admitted increments of the requests of
+// one batch, in the order they were decided, each all-or-nothing across its own items.
+type QuotaIncrements struct {
+	Increments []QuotaIncremented `json:"increments"`
 }
 
 // QuotaReset sets the used amount of the window holding At to zero (the window is kept).

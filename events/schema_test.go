@@ -57,8 +57,11 @@ func samples() map[string][]any {
 		TypeQuotaDefined: {QuotaDefined{Product: "acme", Env: "live", At: t0, Quota: Quota{Key: "q", Meter: "requests", Limit: MustDecimal("100"),
 			Period: Period{Unit: UnitMonth, Count: 1, Mode: ModeFixed, Anchor: t0, TimeZone: "UTC"}, Overrides: map[string]Decimal{"vip": MustDecimal("1000")}}}},
 		TypeQuotaIncremented: {QuotaIncremented{Customer: "c1", At: t0, Items: []QuotaUse{{Quota: "q", Amount: MustDecimal("1.5"), Period: Period{Unit: UnitDay, Count: 1, Mode: ModeFirstUse, TimeZone: "Europe/Berlin"}, At: t0}}}},
-		TypeQuotaReset:       {QuotaReset{Customer: "c1", Quota: "q", Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}},
-		TypeQuotaAdjusted:    {QuotaAdjusted{Customer: "c1", Quota: "q", Amount: MustDecimal("-2"), Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}},
+		TypeQuotaIncrements: {QuotaIncrements{Increments: []QuotaIncremented{
+			{Customer: "c1", At: t0, Items: []QuotaUse{{Quota: "q", Amount: MustDecimal("1"), Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}}},
+			{Customer: "c2", At: t0, Items: []QuotaUse{{Quota: "q", Amount: MustDecimal("2"), Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}}}}}},
+		TypeQuotaReset:    {QuotaReset{Customer: "c1", Quota: "q", Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}},
+		TypeQuotaAdjusted: {QuotaAdjusted{Customer: "c1", Quota: "q", Amount: MustDecimal("-2"), Period: Period{Unit: UnitHour, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0}},
 		TypePlanDefined: {PlanDefined{Product: "acme", Env: "live", At: t0, Plan: Plan{Key: "pro", Credits: 100_000_000, Period: Period{Unit: UnitMonth, Count: 1, TimeZone: "UTC"},
 			RolloverPercent: &cb, RolloverCap: &cr5, Mode: PlanPrepaid, GraceSeconds: 3600}}},
 		TypeSubscriptionStarted: {SubscriptionStarted{Subscription: "sub_1", Customer: "c1", Start: t0, At: t0, Plan: Plan{Key: "pro", Credits: 1, Period: Period{Unit: UnitDay, Count: 1, TimeZone: "UTC"}, Mode: PlanPostpaid},

@@ -202,10 +202,40 @@ type Scope struct {
 
 func (s Scope) String() string { return s.Product + "/" + s.Env }
 
-// LedgerAddress is what a ledger subject says.
-type LedgerAddress struct{ Product, Env, Customer string }
+// QuotaLanes is how many quota lanes each product and env has. Every quota command of a
+// customer (increment, reset, adjustment) is appended to its lane's subject with an expected
+// last subject sequence, so commands are linearizable per lane and so per customer, and one
+// entry can carry the increments of many customers (group commit across customers). It is a
+// contract of the ledger's layout: a customer's lane must never change while any process
+// writes, so changing it takes a stop of every writer.
+const QuotaLanes = 1
 
-// ParseLedgerSubject reads allot.ledger.<product>.<env>.<customer>.
+// QuotaLane is the lane of a customer's quota commands.
+func QuotaLane(customer string) int {
+	if QuotaLanes == 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(customer); i++ {
+		h = (h ^ uint32(customer[i])) * 16777619
+	}
+	return int(h % QuotaLanes)
+}
+
+// quotaLanePrefix starts a lane's subject token: '~' followed by a letter is an escape Token
+// never writes, so no customer's token is a lane's.
+const quotaLanePrefix = "~q"
+
+// QuotaLaneSubject is the ledger subject of one quota lane of a product and env.
+func QuotaLaneSubject(product, env string, lane int) string {
+	return LedgerPrefix + "." + product + "." + env + "." + quotaLanePrefix + strconv.Itoa(lane)
+}
+
+// LedgerAddress is what a ledger subject says: a customer's subject, or a quota lane's (Lane
+// is its token, "~q0"; Customer is then empty and each item of an entry names its customer).
+type LedgerAddress struct{ Product, Env, Customer, Lane string }
+
+// ParseLedgerSubject reads allot.ledger.<product>.<env>.<customer> or a quota lane's subject.
 func ParseLedgerSubject(subject string) (LedgerAddress, error) {
 	// Cut rather than Split: every ledger entry folded goes through here.
 	rest, ok := strings.CutPrefix(subject, "allot.ledger.")
@@ -213,6 +243,12 @@ func ParseLedgerSubject(subject string) (LedgerAddress, error) {
 	env, tok, ok3 := strings.Cut(rest, ".")
 	if !ok || !ok2 || !ok3 || strings.Contains(tok, ".") {
 		return LedgerAddress{}, fmt.Errorf("not a ledger subject: %q", truncate(subject, 80))
+	}
+	if lane, ok := strings.CutPrefix(tok, quotaLanePrefix); ok {
+		if n, err := strconv.Atoi(lane); err != nil || n < 0 || strconv.Itoa(n) != lane {
+			return LedgerAddress{}, fmt.Errorf("ledger subject %q: bad quota lane", truncate(subject, 80))
+		}
+		return LedgerAddress{Product: product, Env: env, Lane: tok}, nil
 	}
 	cust, err := ParseToken(tok)
 	if err != nil {

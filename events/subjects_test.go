@@ -1,6 +1,7 @@
 package events
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -98,8 +99,28 @@ func TestParseLedgerSubject(t *testing.T) {
 		}
 	}
 	for _, s := range []string{"", "allot.ledger", "allot.ledger.acme.live", "allot.ledger.acme.live.c.d", "allot.usage.acme.live.c",
-		"allotXledger.acme.live.c", "allot.ledger.acme.live.bad*token"} {
+		"allotXledger.acme.live.c", "allot.ledger.acme.live.bad*token", "allot.ledger.acme.live.~q", "allot.ledger.acme.live.~q01",
+		"allot.ledger.acme.live.~q-1", "allot.ledger.acme.live.~qx"} {
 		_, err := ParseLedgerSubject(s)
 		assert.Error(t, err, s)
+	}
+}
+
+func TestQuotaLaneSubjects(t *testing.T) {
+	for _, lane := range []int{0, 7, 12} {
+		a, err := ParseLedgerSubject(QuotaLaneSubject("acme", "live", lane))
+		require.NoError(t, err)
+		assert.Equal(t, LedgerAddress{Product: "acme", Env: "live", Lane: "~q" + strconv.Itoa(lane)}, a)
+	}
+	// No customer's subject is a lane's: Token escapes '~' as "~7e", never "~q".
+	for _, cust := range []string{"~q0", "~q", "q0", "~"} {
+		a, err := ParseLedgerSubject(LedgerSubject("acme", "live", cust))
+		require.NoError(t, err)
+		assert.Equal(t, LedgerAddress{Product: "acme", Env: "live", Customer: cust}, a)
+	}
+	for _, cust := range []string{"a", "b", "cust-1", ""} {
+		l := QuotaLane(cust)
+		assert.True(t, l >= 0 && l < QuotaLanes, "lane %d", l)
+		assert.Equal(t, l, QuotaLane(cust), "a customer's lane is stable")
 	}
 }

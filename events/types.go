@@ -8,7 +8,7 @@ var Types = []string{
 	TypeUsageRated, TypeUsageDebited, TypeUsageUnrated,
 	TypeCreditsGranted, TypeCreditsExpired,
 	TypeReservationCreated, TypeReservationsCreated, TypeReservationCommitted, TypeReservationReleased, TypeReservationExpired,
-	TypeQuotaDefined, TypeQuotaIncremented, TypeQuotaReset, TypeQuotaAdjusted,
+	TypeQuotaDefined, TypeQuotaIncremented, TypeQuotaIncrements, TypeQuotaReset, TypeQuotaAdjusted,
 	TypePlanDefined, TypeSubscriptionStarted, TypeSubscriptionRenewed, TypeSubscriptionCanceled,
 	TypeWebhookEndpoint, TypeNotification,
 }
