@@ -111,6 +111,31 @@ func TestQuotaUsedRowsOncePerUse(t *testing.T) {
 	}
 }
 
+// A quota lane's entry holds several customers' increments: each row names its own customer,
+// as if each had been written on the customer's subject.
+func TestQuotaLaneRowsNameTheirCustomers(t *testing.T) {
+	at := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	hour := events.Period{Unit: events.UnitHour}
+	e := events.QuotaIncrements{Increments: []events.QuotaIncremented{
+		{Customer: "c1", At: at, Items: []events.QuotaUse{{Quota: "calls", Amount: events.MustDecimal("1"), Period: hour, At: at}, {Quota: "tokens", Amount: events.MustDecimal("30"), Period: hour, At: at}}},
+		{Customer: "c2", At: at, Items: []events.QuotaUse{{Quota: "calls", Amount: events.MustDecimal("2"), Period: hour, At: at}}},
+	}}
+	data, err := e.AppendJSON(nil)
+	require.NoError(t, err)
+	lane := events.QuotaLaneSubject("acme", "live", 0)
+	var got []string
+	for _, row := range ledgerRows(9, lane, events.TypeQuotaIncrements, data, at, nil) {
+		got = append(got, fmt.Sprint(row[4], " ", row[5], " ", row[17], " ", row[13]))
+	}
+	assert.Equal(t, []string{"c1 quota.incremented.v1 calls 1", "c1 quota.incremented.v1 tokens 30", "c2 quota.incremented.v1 calls 2"}, got)
+
+	reset, err := json.Marshal(events.QuotaReset{Customer: "c3", Quota: "calls", Period: hour, At: at})
+	require.NoError(t, err)
+	rows := ledgerRows(10, lane, events.TypeQuotaReset, reset, at, nil)
+	require.Len(t, rows, 1)
+	assert.Equal(t, "c3", rows[0][4])
+}
+
 // During a hand-over a standby may insert part of a run before the old owner inserts the
 // whole: only the rows above what ClickHouse holds go in (whole runs were skipped or written
 // whole, duplicating the overlap).

@@ -379,6 +379,7 @@ func (s *Sink) runLedger(ctx context.Context) error {
 
 // ledgerRow is one row of ledger_entries before it is flattened for the driver.
 type ledgerRow struct {
+	customer                                                    string // the entry's own when empty (a quota lane's entries name theirs)
 	typ, kind, rule, eventID, block, source, reservation, quota string
 	entry                                                       time.Time
 	amount                                                      events.Credits
@@ -474,25 +475,27 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 		if err != nil {
 			return nil
 		}
-		for _, it := range e.Items {
-			at := it.At // one entry may hold several requests' increments (group commit)
-			if at.IsZero() {
-				at = e.At
-			}
-			rs = append(rs, ledgerRow{typ: typ, quota: it.Quota, quantity: it.Amount, entry: at})
+		rs = incrementRows(rs, e)
+	case events.TypeQuotaIncrements: // a quota lane's batch: rows as if each had been written alone
+		e, err := events.DecodeQuotaIncrements(data)
+		if err != nil {
+			return nil
+		}
+		for _, inc := range e.Increments {
+			rs = incrementRows(rs, inc)
 		}
 	case events.TypeQuotaReset:
 		var e events.QuotaReset
 		if json.Unmarshal(data, &e) != nil {
 			return nil
 		}
-		rs = append(rs, ledgerRow{typ: typ, quota: e.Quota, entry: e.At})
+		rs = append(rs, ledgerRow{customer: e.Customer, typ: typ, quota: e.Quota, entry: e.At})
 	case events.TypeQuotaAdjusted:
 		var e events.QuotaAdjusted
 		if json.Unmarshal(data, &e) != nil {
 			return nil
 		}
-		rs = append(rs, ledgerRow{typ: typ, quota: e.Quota, quantity: e.Amount, entry: e.At})
+		rs = append(rs, ledgerRow{customer: e.Customer, typ: typ, quota: e.Quota, quantity: e.Amount, entry: e.At})
 	default:
 		rs = append(rs, ledgerRow{typ: typ, entry: recorded})
 	}
@@ -502,10 +505,27 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 		if entry.IsZero() {
 			entry = recorded
 		}
-		out[i] = []any{seq, uint32(i), addr.Product, addr.Env, addr.Customer, r.typ, r.kind, entry.Truncate(time.Second), recorded.Truncate(time.Second),
+		customer := addr.Customer
+		if addr.Lane != "" {
+			customer = r.customer // on a customer's own subject, the subject says who
+		}
+		out[i] = []any{seq, uint32(i), addr.Product, addr.Env, customer, r.typ, r.kind, entry.Truncate(time.Second), recorded.Truncate(time.Second),
 			int64(r.amount), r.rule, r.version, r.eventID, r.quantity.Underlying(), r.block, r.source, r.reservation, r.quota}
 	}
 	return out
+}
+
+// incrementRows are the rows of one customer's increment: one per item (an entry may hold
+// several requests' increments: group commit).
+func incrementRows(rs []ledgerRow, e events.QuotaIncremented) []ledgerRow {
+	for _, it := range e.Items {
+		at := it.At
+		if at.IsZero() {
+			at = e.At
+		}
+		rs = append(rs, ledgerRow{customer: e.Customer, typ: events.TypeQuotaIncremented, quota: it.Quota, quantity: it.Amount, entry: at})
+	}
+	return rs
 }
 
 func joinReasons(rs []string) string {

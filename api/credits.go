@@ -251,12 +251,18 @@ func (s *Server) appendDecided(ctx context.Context, scope events.Scope, customer
 	if err != nil {
 		return 0, err
 	}
-	msgID := ""
-	if k, _ := ctx.Value(idemKeyCtx{}).(string); k != "" {
-		sum := sha256.Sum256([]byte(scope.String() + "\x00" + customer + "\x00" + k))
-		msgID = scope.Product + ":" + scope.Env + ":cmd:" + hex.EncodeToString(sum[:16])
+	return projector.AppendDecided(ctx, s.o.JS, stream, s.o.Ledger, scope, customer, commandID(ctx, scope, customer), decide)
+}
+
+// commandID is the id of the command a request with an Idempotency-Key carries out for the
+// customer ("" without one): the JetStream dedup key of its entry, which projections remember.
+func commandID(ctx context.Context, scope events.Scope, customer string) string {
+	k, _ := ctx.Value(idemKeyCtx{}).(string)
+	if k == "" {
+		return ""
 	}
-	return projector.AppendDecided(ctx, s.o.JS, stream, s.o.Ledger, scope, customer, msgID, decide)
+	sum := sha256.Sum256([]byte(scope.String() + "\x00" + customer + "\x00" + k))
+	return scope.Product + ":" + scope.Env + ":cmd:" + hex.EncodeToString(sum[:16])
 }
 
 // newID returns a prefixed id: derived from the Idempotency-Key when there is one (so a

@@ -358,19 +358,20 @@ func (s *Server) postCustomerQuotasIncrement(w http.ResponseWriter, r *http.Requ
 
 // increment decides and appends an all-or-nothing increment of several quotas.
 func (s *Server) increment(r *http.Request, customer string, quotas []events.Quota, amounts []events.Decimal) ([]projector.QuotaStatus, error) {
-	now := s.o.Now()
-	if idempotencyKeyFrom(r) == "" {
-		// Batched with the customer's other increments in flight (group commit).
-		return s.incs.Increment(r.Context(), scopeFrom(r), customer, quotas, amounts, now)
-	}
-	// With an Idempotency-Key the entry carries the command's id, so it is written alone.
-	var st []projector.QuotaStatus
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		e, statuses, err := a.DecideIncrement(quotas, amounts, now)
-		st = statuses
-		return events.TypeQuotaIncremented, e, err
+	// On the customer's quota lane, batched with the increments in flight for every customer
+	// of the lane (group commit); with an Idempotency-Key the entry carries the command's id,
+	// so it is written alone.
+	sc := scopeFrom(r)
+	return s.incs.Increment(r.Context(), sc, customer, commandID(r.Context(), sc, customer), quotas, amounts, s.o.Now())
+}
+
+// quotaCommand appends a reset or an adjustment to the customer's quota lane, in order with
+// the lane's increments.
+func (s *Server) quotaCommand(r *http.Request, customer string, typ string, e any) error {
+	sc := scopeFrom(r)
+	return s.incs.Command(r.Context(), sc, customer, commandID(r.Context(), sc, customer), func(*projector.Account) (string, any, error) {
+		return typ, e, nil
 	})
-	return st, err
 }
 
 func (s *Server) writeQuotaError(w http.ResponseWriter, quotas []events.Quota, err error) {
@@ -418,9 +419,7 @@ func (s *Server) postQuotaReset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.o.Now()
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		return events.TypeQuotaReset, events.QuotaReset{Customer: customer, Quota: q.Key, Period: q.Period, At: now.UTC()}, nil
-	})
+	err := s.quotaCommand(r, customer, events.TypeQuotaReset, events.QuotaReset{Customer: customer, Quota: q.Key, Period: q.Period, At: now.UTC()})
 	if err != nil {
 		problem.Write(w, s.commandProblem(err))
 		return
@@ -446,9 +445,7 @@ func (s *Server) postQuotaAdjust(w http.ResponseWriter, r *http.Request) {
 		}
 		when = at.UTC()
 	}
-	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		return events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: customer, Quota: q.Key, Amount: amt, Period: q.Period, At: when}, nil
-	})
+	err := s.quotaCommand(r, customer, events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: customer, Quota: q.Key, Amount: amt, Period: q.Period, At: when})
 	if err != nil {
 		problem.Write(w, s.commandProblem(err))
 		return

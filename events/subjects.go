@@ -228,8 +228,11 @@ const quotaLanePrefix = "~q"
 
 // QuotaLaneSubject is the ledger subject of one quota lane of a product and env.
 func QuotaLaneSubject(product, env string, lane int) string {
-	return LedgerPrefix + "." + product + "." + env + "." + quotaLanePrefix + strconv.Itoa(lane)
+	return LedgerPrefix + "." + product + "." + env + "." + QuotaLaneToken(lane)
 }
+
+// QuotaLaneToken is the last token of a quota lane's subject (LedgerAddress.Lane).
+func QuotaLaneToken(lane int) string { return quotaLanePrefix + strconv.Itoa(lane) }
 
 // LedgerAddress is what a ledger subject says: a customer's subject, or a quota lane's (Lane
 // is its token, "~q0"; Customer is then empty and each item of an entry names its customer).

@@ -114,7 +114,10 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		if err != nil {
 			return 0, err
 		}
-		if ok, err := l.ApplyOwn(ack.Sequence, last, scope, customer, typ, msgID, data); err != nil {
+		if ack.Duplicate {
+			// A retry of a command whose first attempt was written (its answer lost): the entry
+			// at ack.Sequence is that attempt's, not data, so only the fold may apply it.
+		} else if ok, err := l.ApplyOwn(ack.Sequence, last, scope, customer, typ, msgID, data); err != nil {
 			return ack.Sequence, err
 		} else if ok {
 			return ack.Sequence, nil

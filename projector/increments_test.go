@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -58,7 +59,7 @@ func TestIncrementsGroupCommit(t *testing.T) {
 			if i%10 == 0 {
 				amt = events.DecimalFromInt(2000)
 			}
-			st, err := batchers[i%2].Increment(ctx, scope, "cust-1", []events.Quota{calls, tokens}, []events.Decimal{events.DecimalFromInt(1), amt}, now)
+			st, err := batchers[i%2].Increment(ctx, scope, "cust-1", "", []events.Quota{calls, tokens}, []events.Decimal{events.DecimalFromInt(1), amt}, now)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -96,9 +97,14 @@ func TestIncrementsGroupCommit(t *testing.T) {
 	sts := a.QuotaStatuses([]events.Quota{calls, tokens}, []events.Decimal{{}, {}}, now)
 	assert.Equal(t, "100", sts[0].Used.String())
 	assert.Equal(t, "300", sts[1].Used.String())
-	assert.Less(t, a.Entries, int64(100), "increments in flight together were written together")
+	lane := events.QuotaLaneSubject(scope.Product, scope.Env, events.QuotaLane("cust-1"))
+	laneInfo, err := st.Info(ctx, jetstream.WithSubjectFilter(lane))
+	require.NoError(t, err)
+	entries := int64(laneInfo.State.Subjects[lane])
+	assert.Less(t, entries, int64(100), "increments in flight together were written together")
 	assert.Equal(t, int64(n), batchers[0].Requests.Load()+batchers[1].Requests.Load(), "every request decided once")
-	assert.Equal(t, a.Entries, batchers[0].Entries.Load()+batchers[1].Entries.Load(), "the counters see every entry")
+	assert.Equal(t, entries, batchers[0].Entries.Load()+batchers[1].Entries.Load(), "the counters see every entry")
+	assert.Zero(t, a.Entries, "nothing was written on the customer's own subject")
 	for _, b := range batchers {
 		require.Eventually(t, func() bool { return b.Ledger.Seq() == info.State.LastSeq }, 5*time.Second, time.Millisecond)
 		_, d1, err := b.Ledger.Digest()
@@ -115,7 +121,116 @@ func TestIncrementsCanceledRequestIsPassedOver(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := &incRequest{waiter: newWaiter(ctx)}
-	in.commit(accountKey{}, []*incRequest{req}) // no stream is touched: nothing is live
+	in.commit(events.Scope{}, 0, []*incRequest{req}) // no stream is touched: nothing is live
 	<-req.done
 	assert.ErrorIs(t, req.err, context.Canceled)
+}
+
+// The quota lane batches across customers: many customers' increments through two processes
+// sharing one stream are each admitted exactly up to their own limit, in far fewer entries
+// than requests, and both projections equal a replay of the stream.
+func TestLaneGroupCommitAcrossCustomers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writers := twoProcesses(t, ctx, NewIncrements)
+	scope := events.Scope{Product: "acme", Env: "live"}
+	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(10), Period: events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}}
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	const customers, each = 40, 25
+	var mu sync.Mutex
+	admitted := map[string]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < customers*each; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cust := fmt.Sprintf("cust-%d", i%customers)
+			_, err := writers[i%2].Increment(ctx, scope, cust, "", []events.Quota{calls}, []events.Decimal{events.DecimalFromInt(1)}, now)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				admitted[cust]++
+			case !errors.Is(err, ErrQuotaExceeded):
+				t.Errorf("increment for %s: %v", cust, err)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Len(t, admitted, customers)
+	for cust, n := range admitted {
+		assert.Equal(t, 10, n, cust)
+	}
+	entries := writers[0].Entries.Load() + writers[1].Entries.Load()
+	assert.Less(t, entries, int64(customers*10/2), "admitted increments of different customers were written together")
+
+	st, err := writers[0].JS.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	replayed := NewLedger()
+	_, err = Rebuild(ctx, writers[0].JS, bus.LedgerStream, replayed, info.State.LastSeq, nil)
+	require.NoError(t, err)
+	for i := 0; i < customers; i++ {
+		a, ok := replayed.Account(scope, fmt.Sprintf("cust-%d", i))
+		require.True(t, ok)
+		assert.Equal(t, "10", a.QuotaStatuses([]events.Quota{calls}, []events.Decimal{{}}, now)[0].Used.String())
+	}
+	_, want, err := replayed.Digest()
+	require.NoError(t, err)
+	for _, w := range writers {
+		require.Eventually(t, func() bool { return w.Ledger.Seq() == info.State.LastSeq }, 5*time.Second, time.Millisecond)
+		_, got, err := w.Ledger.Digest()
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "each process's projection is the replay's")
+	}
+}
+
+// Resets and adjustments go through the lane in order with its increments, and a command
+// carrying an id is carried out once however often it is retried, through either process.
+func TestLaneCommandsInOrderAndOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writers := twoProcesses(t, ctx, NewIncrements)
+	scope := events.Scope{Product: "acme", Env: "live"}
+	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
+	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(3), Period: hour}
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	one := []events.Decimal{events.DecimalFromInt(1)}
+	used := func(w *Increments) string {
+		a, _ := w.Ledger.Account(scope, "c1")
+		return a.QuotaStatuses([]events.Quota{calls}, []events.Decimal{{}}, now)[0].Used.String()
+	}
+
+	for i := 0; i < 3; i++ {
+		_, err := writers[i%2].Increment(ctx, scope, "c1", "", []events.Quota{calls}, one, now)
+		require.NoError(t, err)
+	}
+	_, err := writers[0].Increment(ctx, scope, "c1", "", []events.Quota{calls}, one, now)
+	require.ErrorIs(t, err, ErrQuotaExceeded)
+	// A reset acknowledged by one process is seen by the next increment through the other.
+	require.NoError(t, writers[0].Command(ctx, scope, "c1", "", func(*Account) (string, any, error) {
+		return events.TypeQuotaReset, events.QuotaReset{Customer: "c1", Quota: "calls", Period: hour, At: now}, nil
+	}))
+	st, err := writers[1].Increment(ctx, scope, "c1", "", []events.Quota{calls}, one, now)
+	require.NoError(t, err)
+	assert.Equal(t, "1", st[0].Used.String())
+
+	// One command id, tried through both processes: counted once.
+	for i := 0; i < 4; i++ {
+		st, err := writers[i%2].Increment(ctx, scope, "c1", "acme:live:cmd:x", []events.Quota{calls}, one, now)
+		require.NoError(t, err)
+		assert.Equal(t, "2", st[0].Used.String(), "attempt %d", i)
+	}
+	require.NoError(t, writers[1].Command(ctx, scope, "c1", "acme:live:cmd:y", func(*Account) (string, any, error) {
+		return events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: "c1", Quota: "calls", Amount: events.DecimalFromInt(-1), Period: hour, At: now}, nil
+	}))
+	require.NoError(t, writers[0].Command(ctx, scope, "c1", "acme:live:cmd:y", func(*Account) (string, any, error) {
+		return events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: "c1", Quota: "calls", Amount: events.DecimalFromInt(-1), Period: hour, At: now}, nil
+	}))
+	for _, w := range writers {
+		require.Eventually(t, func() bool { return used(w) == "1" }, 5*time.Second, time.Millisecond)
+	}
+	a, _ := writers[0].Ledger.Account(scope, "c1")
+	assert.Zero(t, a.LastSeq, "the customer's own subject is untouched")
 }

@@ -131,7 +131,7 @@ func (n *Notifier) run(ctx context.Context) error {
 		seq := md.Sequence.Stream
 		typ := m.Headers().Get(events.HeaderType)
 		switch typ {
-		case events.TypeQuotaIncremented, events.TypeQuotaReset, events.TypeQuotaAdjusted:
+		case events.TypeQuotaIncremented, events.TypeQuotaIncrements, events.TypeQuotaReset, events.TypeQuotaAdjusted:
 			// Quota entries move no balance and no notification derives from them (the API
 			// writes quota.exceeded when it refuses), so this fold, which exists for balances,
 			// passes them over: under an enforced quota they are most of the ledger.
