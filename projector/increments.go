@@ -140,9 +140,9 @@ func (in *Increments) write(ctx context.Context, scope events.Scope, lane int, r
 			// writing it do not retry in lockstep.
 			time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
 		}
+		var last uint64 // the lane's true last sequence, when fresh
 		if fresh {
 			m, err := stream.GetLastMsgForSubject(ctx, subject)
-			var last uint64
 			switch {
 			case err == nil:
 				last = m.Sequence
@@ -162,7 +162,9 @@ func (in *Increments) write(ctx context.Context, scope events.Scope, lane int, r
 			decideErr  error
 		)
 		l.viewLane(scope, lane, func(account func(customer string) *Account, laneSeq uint64) {
-			expect = laneSeq
+			// The projection knows where the lane is from the entries it folded; a fresh read
+			// says so too when the lane's last entry came before a snapshot it started from.
+			expect = max(laneSeq, last)
 			typ, msgID, data, known, decideErr = decideLane(account, reqs)
 		})
 		if known {

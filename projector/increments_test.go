@@ -2,6 +2,7 @@ package projector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -233,4 +234,46 @@ func TestLaneCommandsInOrderAndOnce(t *testing.T) {
 	}
 	a, _ := writers[0].Ledger.Account(scope, "c1")
 	assert.Zero(t, a.LastSeq, "the customer's own subject is untouched")
+}
+
+// A process that starts from a snapshot taken after the lane's last entry knows where the lane
+// is from the snapshot; one whose snapshot does not say (written before lanes were kept in
+// snapshots) finds out from the stream. Either way its next increment is written.
+func TestLaneWriterStartingFromASnapshot(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	emb := bustest.Start(t)
+	js := bustest.Connect(t, emb)
+	stream := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }
+	scope := events.Scope{Product: "acme", Env: "live"}
+	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(10), Period: events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar}}
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	one := []events.Decimal{events.DecimalFromInt(1)}
+
+	first := NewLedger()
+	go Follow(ctx, js, bus.LedgerStream, first, slog.New(slog.DiscardHandler))
+	w := NewIncrements(js, stream, first)
+	for _, c := range []string{"c1", "c2"} {
+		_, err := w.Increment(ctx, scope, c, "", []events.Quota{calls}, one, now)
+		require.NoError(t, err)
+	}
+	snap, err := first.MarshalJSON()
+	require.NoError(t, err)
+	var old map[string]any
+	require.NoError(t, json.Unmarshal(snap, &old))
+	require.Contains(t, old, "lanes")
+	delete(old, "lanes")
+	oldSnap, err := json.Marshal(old)
+	require.NoError(t, err)
+
+	for i, b := range [][]byte{oldSnap, snap} { // the one without first: nothing has been written since it
+		l := NewLedger()
+		require.NoError(t, l.UnmarshalJSON(b))
+		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := NewIncrements(js, stream, l).Increment(ctx, scope, "c1", "", []events.Quota{calls}, one, now)
+		cancel()
+		require.NoError(t, err, "snapshot %d", i)
+		assert.Equal(t, fmt.Sprint(2+i), st[0].Used.String(), "snapshot %d", i)
+	}
 }

@@ -25,6 +25,15 @@ type ledgerSnapshot struct {
 	Seq      uint64            `json:"seq"`
 	Items    int64             `json:"items"`
 	Accounts []snapshotAccount `json:"accounts"`
+	Lanes    []snapshotLane    `json:"lanes,omitempty"`
+}
+
+// snapshotLane is where a quota lane was (Ledger.lanes).
+type snapshotLane struct {
+	Product string `json:"product"`
+	Env     string `json:"env"`
+	Lane    string `json:"lane"`
+	Seq     uint64 `json:"seq"`
 }
 
 type snapshotAccount struct {
@@ -59,6 +68,9 @@ func (l *Ledger) copyLocked() ledgerSnapshot {
 	for k, a := range l.accounts {
 		snap.Accounts = append(snap.Accounts, snapshotAccount{Product: k.Scope.Product, Env: k.Scope.Env, Account: a})
 	}
+	for k, seq := range l.lanes {
+		snap.Lanes = append(snap.Lanes, snapshotLane{Product: k.Scope.Product, Env: k.Scope.Env, Lane: k.Customer, Seq: seq})
+	}
 	return snap
 }
 
@@ -66,6 +78,9 @@ func (l *Ledger) copyLocked() ledgerSnapshot {
 func (snap *ledgerSnapshot) marshal() ([]byte, error) {
 	slices.SortFunc(snap.Accounts, func(a, b snapshotAccount) int {
 		return strings.Compare(a.Product+"\x00"+a.Env+"\x00"+a.Account.Customer, b.Product+"\x00"+b.Env+"\x00"+b.Account.Customer)
+	})
+	slices.SortFunc(snap.Lanes, func(a, b snapshotLane) int {
+		return strings.Compare(a.Product+"\x00"+a.Env+"\x00"+a.Lane, b.Product+"\x00"+b.Env+"\x00"+b.Lane)
 	})
 	return json.Marshal(snap)
 }
@@ -86,6 +101,10 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	l.resv = map[events.Scope]map[string]string{}
 	l.byID = map[string]string{}
 	l.dueIdx = dueIndex{}
+	l.lanes = make(map[accountKey]uint64, len(snap.Lanes))
+	for _, ln := range snap.Lanes {
+		l.lanes[accountKey{events.Scope{Product: ln.Product, Env: ln.Env}, ln.Lane}] = ln.Seq
+	}
 	for _, sa := range snap.Accounts {
 		a := sa.Account
 		a.recount()
