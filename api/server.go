@@ -103,9 +103,9 @@ func New(o Options) *Server {
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute), incarnation: hex.EncodeToString(inc[:])}
 	s.incs = projector.NewIncrements(o.JS, s.ledgerStream, o.Ledger)
 	s.resvs = projector.NewReservations(o.JS, s.ledgerStream, o.Ledger)
-	o.Metrics.CounterFunc("allot_quota_increments_total", "Quota increments decided without an Idempotency-Key (group committed).",
+	o.Metrics.CounterFunc("allot_quota_increments_total", "Quota commands decided (increments, resets, adjustments), written on quota lanes.",
 		func() float64 { return float64(s.incs.Requests.Load()) })
-	o.Metrics.CounterFunc("allot_quota_increment_entries_total", "Ledger entries that wrote group-committed quota increments.",
+	o.Metrics.CounterFunc("allot_quota_increment_entries_total", "Quota lane entries written; increments_total / increment_entries_total is the batching achieved.",
 		func() float64 { return float64(s.incs.Entries.Load()) })
 	o.Metrics.CounterFunc("allot_reservations_total", "Reservations decided without an Idempotency-Key (group committed).",
 		func() float64 { return float64(s.resvs.Requests.Load()) })
