@@ -85,19 +85,51 @@ type Reservation struct {
 }
 
 // An account remembers every active reservation, and the most recent ended ones so that
-// GET shows their outcome and a late commit or release gets 409 rather than 404. Without a
-// bound, a customer making reservations all day would grow without end, and every decision
-// on it (which copies the account) with it.
+// GET shows their outcome. Without a bound, a customer making reservations all day would grow
+// without end, and every decision on it (which copies the account) with it. Ended ones it
+// forgets leave a 16-byte record (ForgottenHold), so a late commit or release still gets 409
+// (expired, or already ended) rather than 404 for the last maxForgotten of them: a busy
+// customer's client committing just after a hold's TTL passed must hear that it expired.
 const (
-	maxReservations       = 512 // ended ones are forgotten when an account holds more than this
-	keptEndedReservations = 256 // the most recently ended, kept when forgetting
+	maxReservations       = 512  // ended ones are forgotten when an account holds more than this
+	keptEndedReservations = 256  // the most recently ended, kept when forgetting
+	maxForgotten          = 8192 // records of forgotten ones kept, the most recent
 )
 
+// ForgottenHold is what an account keeps of an ended reservation it forgot: a hash of its id
+// (holdKey) and whether it ended by expiring.
+type ForgottenHold struct {
+	Key     uint64 `json:"key"`
+	Expired bool   `json:"expired,omitempty"`
+}
+
+// holdKey is a reservation id's 64-bit FNV-1a hash (never 0).
+func holdKey(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h | 1
+}
+
+// forgottenHold reports how the forgotten reservation id ended, if the account remembers it.
+func (a *Account) forgottenHold(id string) (expired, ok bool) {
+	k := holdKey(id)
+	for i := len(a.Forgotten) - 1; i >= 0; i-- {
+		if a.Forgotten[i].Key == k {
+			return a.Forgotten[i].Expired, true
+		}
+	}
+	return false, false
+}
+
 // forgetEndedReservations drops ended reservations, oldest end first, down to keep of them,
-// and returns their ids. It depends only on the account, so every fold forgets the same.
-func (a *Account) forgetEndedReservations(keep int) []string {
+// records each in Forgotten, and returns their ids and the oldest records it let go of to stay
+// within maxForgotten. It depends only on the account, so every fold forgets the same.
+func (a *Account) forgetEndedReservations(keep int) (gone []string, dropped []ForgottenHold) {
 	if a.ended <= keep {
-		return nil
+		return nil, nil
 	}
 	var ended []*Reservation
 	for _, r := range a.Reservations {
@@ -106,7 +138,7 @@ func (a *Account) forgetEndedReservations(keep int) []string {
 		}
 	}
 	if len(ended) <= keep {
-		return nil
+		return nil, nil
 	}
 	slices.SortFunc(ended, func(x, y *Reservation) int {
 		if c := endedAt(x).Compare(endedAt(y)); c != 0 {
@@ -114,13 +146,17 @@ func (a *Account) forgetEndedReservations(keep int) []string {
 		}
 		return strings.Compare(x.ID, y.ID)
 	})
-	var gone []string
 	for _, r := range ended[:len(ended)-keep] {
 		delete(a.Reservations, r.ID)
 		gone = append(gone, r.ID)
+		a.Forgotten = append(a.Forgotten, ForgottenHold{Key: holdKey(r.ID), Expired: r.Status == StatusExpired})
+	}
+	if n := len(a.Forgotten) - maxForgotten; n > 0 {
+		dropped = slices.Clone(a.Forgotten[:n])
+		a.Forgotten = slices.Delete(a.Forgotten, 0, n)
 	}
 	a.ended -= len(gone)
-	return gone
+	return gone, dropped
 }
 
 func endedAt(r *Reservation) time.Time {
@@ -146,6 +182,7 @@ type Account struct {
 	Overage       events.Credits           `json:"overage"` // debits no block covered
 	Credit        events.Credits           `json:"credit"`  // credit-backs no block could take back
 	Reservations  map[string]*Reservation  `json:"reservations,omitempty"`
+	Forgotten     []ForgottenHold          `json:"forgotten,omitempty"` // ended reservations no longer kept whole, oldest first
 	Quotas        map[string]*QuotaState   `json:"quotas,omitempty"`
 	Subscriptions map[string]*Subscription `json:"subscriptions,omitempty"`
 	Commands      []string                 `json:"commands,omitempty"` // the last recentCommands command ids, oldest first
@@ -376,6 +413,7 @@ func (a *Account) clone() *Account {
 	c.due = nil
 	c.Commands = slices.Clone(a.Commands)
 	c.UsageRules = slices.Clone(a.UsageRules)
+	c.Forgotten = slices.Clone(a.Forgotten)
 	c.Blocks = make([]*Block, len(a.Blocks))
 	for i, b := range a.Blocks {
 		bb := *b

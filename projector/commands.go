@@ -94,6 +94,12 @@ func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.
 func (a *Account) activeReservation(id string, now time.Time) (*Reservation, error) {
 	r := a.Reservations[id]
 	if r == nil {
+		if expired, ok := a.forgottenHold(id); ok {
+			if expired {
+				return nil, ErrReservationExpired
+			}
+			return nil, fmt.Errorf("%w (forgotten since)", ErrReservationEnded)
+		}
 		return nil, ErrReservationNotFound
 	}
 	switch r.StatusAt(now) {

@@ -276,6 +276,7 @@ type Ledger struct {
 	items    int64 // rating items (debits and unrated events) applied
 	accounts map[accountKey]*Account
 	resv     map[events.Scope]map[string]string // reservation and subscription id → customer
+	forgot   map[events.Scope]map[uint64]string // holdKey of a forgotten reservation → customer (Account.Forgotten)
 	byID     map[string]string                  // allot customer UUID → external id (UUIDs are scope-specific)
 	changed  chan struct{}
 	waiting  atomic.Bool // someone holds changed: only then is it closed and replaced
@@ -299,7 +300,7 @@ type Ledger struct {
 
 // NewLedger returns an empty fold.
 func NewLedger() *Ledger {
-	return &Ledger{accounts: map[accountKey]*Account{}, lanes: map[accountKey]uint64{}, resv: map[events.Scope]map[string]string{}, byID: map[string]string{}, changed: make(chan struct{})}
+	return &Ledger{accounts: map[accountKey]*Account{}, lanes: map[accountKey]uint64{}, forgot: map[events.Scope]map[uint64]string{}, resv: map[events.Scope]map[string]string{}, byID: map[string]string{}, changed: make(chan struct{})}
 }
 
 // Seq is the last ledger sequence applied.
@@ -554,9 +555,11 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 			l.resv[k.Scope][id] = k.Customer
 		}
 		if len(a.Reservations) > maxReservations {
-			for _, id := range a.forgetEndedReservations(keptEndedReservations) {
+			gone, dropped := a.forgetEndedReservations(keptEndedReservations)
+			for _, id := range gone {
 				delete(l.resv[k.Scope], id)
 			}
+			l.noteForgottenLocked(k, gone, dropped)
 		}
 	}
 	if typ == events.TypeUsageRated {
@@ -682,12 +685,34 @@ func (l *Ledger) View(scope events.Scope, customer string, f func(a *Account, se
 	f(a, l.seq)
 }
 
-// ReservationCustomer returns the customer holding a reservation (or a subscription).
+// ReservationCustomer returns the customer holding a reservation (or a subscription), or
+// having held a reservation it has since forgotten.
 func (l *Ledger) ReservationCustomer(scope events.Scope, id string) (string, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	c, ok := l.resv[scope][id]
+	if c, ok := l.resv[scope][id]; ok {
+		return c, ok
+	}
+	c, ok := l.forgot[scope][holdKey(id)]
 	return c, ok
+}
+
+// noteForgottenLocked indexes the reservations account k has just forgotten, and lets go of
+// the records it dropped.
+func (l *Ledger) noteForgottenLocked(k accountKey, gone []string, dropped []ForgottenHold) {
+	m := l.forgot[k.Scope]
+	if m == nil {
+		m = map[uint64]string{}
+		l.forgot[k.Scope] = m
+	}
+	for _, id := range gone {
+		m[holdKey(id)] = k.Customer
+	}
+	for _, f := range dropped {
+		if m[f.Key] == k.Customer {
+			delete(m, f.Key)
+		}
+	}
 }
 
 // ResolveCustomer maps allot's UUID for a customer this projection knows to its external id;

@@ -183,8 +183,9 @@ func TestApplyOwnAheadOfTheFold(t *testing.T) {
 }
 
 // A customer that reserves all day keeps a bounded account: active holds stay, the most
-// recently ended are remembered (GET, 409 on a late commit), older ones are forgotten, by
-// every fold alike and in the reservation index too.
+// recently ended are remembered whole (GET), older ones are forgotten but leave a record (a
+// late commit or release is still told it expired or ended: 409, not 404), and the oldest
+// records go too — by every fold alike, in the reservation index too.
 func TestEndedReservationsAreForgotten(t *testing.T) {
 	scope := events.Scope{Product: "acme", Env: "live"}
 	subj := events.LedgerSubject("acme", "live", "busy")
@@ -193,12 +194,16 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 	f := &feed{t: t, subj: subj}
 	apply := func(typ string, v any) { f.apply(typ, v, l) }
 	apply(events.TypeReservationCreated, events.ReservationCreated{Reservation: "res_long", Customer: "busy", Amount: 1, ExpiresAt: t0.Add(24 * time.Hour), At: t0})
-	const n = 2000
+	const n = maxForgotten + 1000
 	for i := 0; i < n; i++ {
 		at := t0.Add(time.Duration(i) * time.Second)
 		id := fmt.Sprint("res_", i)
 		apply(events.TypeReservationCreated, events.ReservationCreated{Reservation: id, Customer: "busy", Amount: 1, ExpiresAt: at.Add(time.Minute), At: at})
-		apply(events.TypeReservationReleased, events.ReservationReleased{Reservation: id, Customer: "busy", At: at.Add(time.Second / 2)})
+		typ := events.TypeReservationReleased
+		if i%7 == 3 {
+			typ = events.TypeReservationExpired
+		}
+		apply(typ, events.ReservationReleased{Reservation: id, Customer: "busy", At: at.Add(time.Second / 2)})
 	}
 	a, ok := l.Account(scope, "busy")
 	require.True(t, ok)
@@ -208,8 +213,21 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 	require.NotNil(t, a.Reservations[last], "the most recently ended are kept")
 	assert.Equal(t, StatusReleased, a.Reservations[last].Status)
 	assert.Nil(t, a.Reservations["res_0"], "the oldest ended are forgotten")
+	assert.Len(t, a.Forgotten, maxForgotten)
 	_, ok = l.ReservationCustomer(scope, "res_0")
-	assert.False(t, ok, "and leave the index")
+	assert.False(t, ok, "the oldest records go, and leave the index")
+	_, err := a.DecideRelease("res_0", t0.Add(time.Hour))
+	assert.ErrorIs(t, err, ErrReservationNotFound)
+	for id, want := range map[string]error{"res_7003": ErrReservationExpired, "res_7001": ErrReservationEnded} {
+		require.Nil(t, a.Reservations[id])
+		c, ok := l.ReservationCustomer(scope, id)
+		assert.True(t, ok, id)
+		assert.Equal(t, "busy", c)
+		_, err := a.DecideCommit(id, nil, t0.Add(time.Hour))
+		assert.ErrorIs(t, err, want, id)
+		_, err = a.DecideRelease(id, t0.Add(time.Hour))
+		assert.ErrorIs(t, err, want, id)
+	}
 	c, ok := l.ReservationCustomer(scope, last)
 	assert.True(t, ok)
 	assert.Equal(t, "busy", c)
@@ -225,6 +243,8 @@ func TestEndedReservationsAreForgotten(t *testing.T) {
 	assert.Equal(t, d1, d2)
 	_, ok = r.ReservationCustomer(scope, "res_0")
 	assert.False(t, ok)
+	_, ok = r.ReservationCustomer(scope, "res_7001")
+	assert.True(t, ok)
 	_, ok = r.ReservationCustomer(scope, last)
 	assert.True(t, ok)
 

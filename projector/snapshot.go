@@ -99,6 +99,7 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	l.seq, l.items, l.ahead = snap.Seq, snap.Items, 0
 	l.accounts = make(map[accountKey]*Account, len(snap.Accounts))
 	l.resv = map[events.Scope]map[string]string{}
+	l.forgot = map[events.Scope]map[uint64]string{}
 	l.byID = map[string]string{}
 	l.dueIdx = dueIndex{}
 	l.lanes = make(map[accountKey]uint64, len(snap.Lanes))
@@ -117,6 +118,12 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 				l.resv[sc] = map[string]string{}
 			}
 			l.resv[sc][id] = a.Customer
+		}
+		for _, f := range a.Forgotten {
+			if l.forgot[sc] == nil {
+				l.forgot[sc] = map[uint64]string{}
+			}
+			l.forgot[sc][f.Key] = a.Customer
 		}
 		for id := range a.Subscriptions {
 			if l.resv[sc] == nil {
