@@ -114,9 +114,12 @@ meters:
   tokens: {event_type: llm, aggregation: sum, value_property: tokens}
 rules:
   price: {meter: tokens, model: per_unit, price: 0.5, effective_from: 2020-01-01T00:00:00Z}
+quotas:
+  calls: {meter: requests, limit: 1000000, period: {unit: day, mode: fixed, anchor: `+midWindowAnchor(24*time.Hour)+`}}
 `)
 	data := t.TempDir()
 	p := startServe(t, data, "--config", cfg, "--snapshot-every", "200ms")
+	used := map[string]int{} // each customer's acknowledged quota use (increments and adjustments)
 	type op struct {
 		method, path, body, key string
 		effect                  func(exp map[string]float64) // applied once, when acknowledged
@@ -127,7 +130,7 @@ rules:
 	var ops []op
 	for i := 0; i < 400; i++ {
 		c := customers[rng.IntN(len(customers))]
-		switch rng.IntN(4) {
+		switch rng.IntN(5) {
 		case 0:
 			amt := 10 + rng.IntN(50)
 			ops = append(ops, op{"POST", "/v1/customers/" + c + "/grants", fmt.Sprintf(`{"amount":"%d","source":"wallet"}`, amt), fmt.Sprintf("g-%d", i),
@@ -141,6 +144,17 @@ rules:
 			// A reservation committed right away (through the same Idempotency-Key flow).
 			ops = append(ops, op{"POST", "/v1/reservations", fmt.Sprintf(`{"customer":%q,"amount":"%d"}`, c, amt), fmt.Sprintf("r-%d", i),
 				func(e map[string]float64) {}, func(s int) bool { return s == 201 || s == 409 }}) // 409: insufficient credits (checked below)
+		case 4:
+			// Quota commands on the customers' quota lane: increments (batched across
+			// customers) and adjustments, each retried after a kill with its key.
+			n := 1 + rng.IntN(3)
+			path, body := "/v1/quotas/calls/increment", fmt.Sprintf(`{"customer":%q,"amount":"%d"}`, c, n)
+			if rng.IntN(3) == 0 {
+				n = -1
+				path, body = "/v1/quotas/calls/adjust", fmt.Sprintf(`{"customer":%q,"amount":"-1"}`, c)
+			}
+			ops = append(ops, op{"POST", path, body, fmt.Sprintf("q-%d", i),
+				func(map[string]float64) { used[c] = max(used[c]+n, 0) }, func(s int) bool { return s == 200 }})
 		}
 	}
 	expected := map[string]float64{}
@@ -230,6 +244,11 @@ rules:
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range customers {
+		_, q, err := p.request("POST", "/v1/quotas/calls/check", fmt.Sprintf(`{"customer":%q}`, c))
+		require.NoError(t, err)
+		assert.Equal(t, fmt.Sprint(used[c]), q["used"], "quota use of %s equals the acknowledged commands", c)
 	}
 	out, err := exec.Command(allotBin, "replay", "--verify", "--nats-url", p.natsURL).CombinedOutput()
 	require.NoError(t, err, "%s", out)
