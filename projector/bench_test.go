@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/allot-dev/allot/events"
 )
 
@@ -42,6 +44,52 @@ func BenchmarkFoldRated(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		a := newAccount("cust-1")
 		if _, err := a.fold(1, events.TypeUsageRated, data, &scratch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReplayFold is the fold of a replay without the stream: usage.rated.v1 entries of
+// 1,000 customers, six debits each, as the rating worker writes them, through ApplyMsg with
+// their headers, in stream order. One op is one entry.
+func BenchmarkReplayFold(b *testing.B) {
+	const customers, entries = 1000, 20000
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type msg struct {
+		subject string
+		h       nats.Header
+		data    []byte
+	}
+	msgs := make([]msg, entries)
+	usage := map[string]uint64{}
+	for i := range msgs {
+		cust := fmt.Sprintf("cust-%d", i%customers)
+		var ds []events.UsageDebited
+		for j := 0; j < 6; j++ {
+			usage[cust]++
+			q := events.MustDecimal("123.5")
+			at := t0.Add(time.Duration(i*6+j) * time.Millisecond)
+			ds = append(ds, events.UsageDebited{ID: fmt.Sprintf("dbt_%024d", i*6+j), Kind: "debit", Customer: cust, EventID: fmt.Sprint("ev-", i*6+j), Rule: "tokens", RuleVersion: 1,
+				Quantity: q, Amount: 123456, EventTime: at, UsageSeq: usage[cust], PeriodStart: &t0, PeriodQuantity: &q})
+		}
+		r := events.UsageRated{ID: fmt.Sprint("rtd_", i), Customer: cust, FirstSeq: ds[0].UsageSeq, LastSeq: ds[5].UsageSeq, Debits: ds}
+		data, err := r.AppendJSON(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = msg{events.LedgerSubject("acme", "live", cust), nats.Header{events.HeaderType: []string{events.TypeUsageRated}, "Nats-Msg-Id": []string{r.ID}}, data}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var l *Ledger
+	for i := 0; i < b.N; i++ {
+		if i%entries == 0 {
+			b.StopTimer()
+			l = NewLedger()
+			b.StartTimer()
+		}
+		m := msgs[i%entries]
+		if err := l.ApplyMsg(uint64(i%entries+1), m.subject, m.h, m.data); err != nil {
 			b.Fatal(err)
 		}
 	}
