@@ -640,6 +640,27 @@ func (l *Ledger) changedLocked() <-chan struct{} {
 	return l.changed
 }
 
+// waitLane blocks until the projection has folded an entry of the quota lane past seq, or the
+// deadline passes.
+func (l *Ledger) waitLane(scope events.Scope, lane int, seq uint64, deadline time.Time) bool {
+	k := accountKey{scope, events.QuotaLaneToken(lane)}
+	for {
+		l.mu.RLock()
+		done := l.lanes[k] > seq
+		var ch <-chan struct{}
+		if !done {
+			ch = l.changedLocked()
+		}
+		l.mu.RUnlock()
+		if done {
+			return true
+		}
+		if !waitChanged(ch, deadline) {
+			return false
+		}
+	}
+}
+
 // WaitFor blocks until sequence seq has been applied or the deadline passes.
 func (l *Ledger) WaitFor(seq uint64, deadline time.Time) bool {
 	for {
