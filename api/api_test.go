@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -508,4 +509,58 @@ func TestLedgerShowsBatchedHoldsOneByOne(t *testing.T) {
 	}
 	assert.Equal(t, 40, holds)
 	t.Logf("40 holds in %d ledger entries", len(seqs))
+}
+
+// Paging through a long ledger folds on from where the previous page ended (a checkpoint of
+// the fold before the entry the page ended in) rather than from the customer's first entry
+// every time, and shows exactly what one big page shows, allocations included.
+func TestLedgerPagesFoldOnFromWhereTheLastEnded(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c1/grants", keyAcme, jsonCT, `{"amount":"50","source":"promo"}`).status)
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c1/grants", keyAcme, jsonCT, `{"amount":"1000","source":"wallet"}`).status)
+	const entries = 60
+	for i := 0; i < entries; i++ {
+		for _, c := range []string{"c1", "other"} {
+			b, err := json.Marshal(events.UsageRated{Customer: c, Debits: []events.UsageDebited{
+				{ID: fmt.Sprintf("dbt_%d_a", i), Customer: c, Rule: "r", UsageSeq: uint64(i + 1), Amount: events.MicroPerCredit, EventTime: time.Now().UTC()},
+				{ID: fmt.Sprintf("dbt_%d_b", i), Customer: c, Rule: "s", RuleIndex: 1, UsageSeq: uint64(i + 1), Amount: 2 * events.MicroPerCredit, EventTime: time.Now().UTC()}}})
+			require.NoError(t, err)
+			_, err = h.js.PublishMsg(ctx, &nats.Msg{Subject: events.LedgerSubject("acme", "test", c), Data: b, Header: nats.Header{events.HeaderType: []string{events.TypeUsageRated}}})
+			require.NoError(t, err)
+		}
+	}
+	read := func() int {
+		r := h.do("GET", "/metrics", keyAcme, "", "")
+		for _, line := range strings.Split(r.raw, "\n") {
+			if v, ok := strings.CutPrefix(line, "allot_ledger_api_entries_read_total "); ok {
+				n, _ := strconv.Atoi(v)
+				return n
+			}
+		}
+		t.Fatalf("no allot_ledger_api_entries_read_total in\n%s", r.raw)
+		return 0
+	}
+	whole := h.do("GET", "/v1/customers/c1/ledger?limit=500", keyAcme, "", "")
+	require.Equal(t, 200, whole.status, whole.raw)
+	want := whole.body["data"].([]any)
+	require.Len(t, want, 2+2*entries)
+
+	before := read()
+	var got []any
+	cursor, pages := "", 0
+	for ; pages < 100; pages++ {
+		r := h.do("GET", "/v1/customers/c1/ledger?limit=3&cursor="+cursor, keyAcme, "", "")
+		require.Equal(t, 200, r.status, r.raw)
+		got = append(got, r.body["data"].([]any)...)
+		next, _ := r.body["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	assert.Equal(t, want, got, "pages of 3 show what one page of 500 shows")
+	// Each page reads the entries it shows and the one it ended in: about entries + pages in
+	// all, where folding from the first entry each time read ~entries×pages/2 (~1,200).
+	assert.LessOrEqual(t, read()-before, 2+entries+2*(pages+1), "%d pages", pages+1)
 }

@@ -132,8 +132,10 @@ const maxLedgerPage = 500
 // getLedger pages through the customer's ledger subject, oldest first. It folds the
 // customer's entries from the first, as the balance projection does, so that each usage debit
 // shows the blocks it burned (allocated at fold time, not written by rating) and a copy a
-// re-rate wrote after a crash is left out exactly where the balance leaves it out. A page
-// therefore costs a read of the customer's history up to it: an audit API, not a hot path.
+// re-rate wrote after a crash is left out exactly where the balance leaves it out. Where a
+// page ends, the fold as it is before that entry is kept (ledgerCheckpoints), and the next
+// page folds on from it: paging through a customer reads each entry about once. A cursor with
+// no checkpoint here (old, or from another process) folds from the first entry again.
 func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	customer, ok := s.customerParam(w, r)
@@ -175,12 +177,20 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, unavailable(err))
 		return
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	// Fold on from where the previous page ended when that is known, else from the first entry.
+	fold, from := projector.NewLedger(), uint64(1)
+	if cur.Seq > 1 {
+		if st, ok := s.ledgerPages.get(checkpointKey{sc, customer, cur.Seq}); ok && fold.UnmarshalJSON(st) == nil {
+			from = cur.Seq
+		} else {
+			fold = projector.NewLedger()
+		}
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err == nil {
 		var it jetstream.MessagesContext
 		if it, err = cons.Messages(jetstream.PullMaxMessages(512)); err == nil {
 			defer it.Stop()
-			fold := projector.NewLedger()
 			for next == nil {
 				var m jetstream.Msg
 				if m, err = it.Next(jetstream.NextContext(ctx)); err != nil {
@@ -191,13 +201,29 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 					err = merr
 					break
 				}
+				s.ledgerFolded.Add(1)
 				seq, typ := md.Sequence.Stream, m.Headers().Get(events.HeaderType)
+				var items []ledgerItem
+				var xerr error
+				if seq >= cur.Seq {
+					items, xerr = expandEntry(typ, m.Data())
+					shown := len(items)
+					if seq == cur.Seq {
+						shown -= cur.Item
+					}
+					if shown > limit-len(data) {
+						// The page ends in this entry: keep the fold as it is before it, where
+						// the next page starts.
+						if st, merr := fold.MarshalJSON(); merr == nil {
+							s.ledgerPages.put(checkpointKey{sc, customer, seq}, st)
+						}
+					}
+				}
 				applied, ferr := fold.ApplyItems(seq, m.Subject(), typ, m.Data())
 				for len(applied) > 0 && applied[len(applied)-1].Quota { // quota uses are not shown
 					applied = applied[:len(applied)-1]
 				}
 				if seq >= cur.Seq {
-					items, xerr := expandEntry(typ, m.Data())
 					if xerr != nil || ferr != nil || len(applied) != len(items) {
 						s.o.Log.Error("unreadable ledger entry", "seq", seq, "err", errors.Join(xerr, ferr))
 						items, applied = []ledgerItem{{typ: typ, raw: m.Data()}}, []projector.Applied{{}}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -64,6 +65,9 @@ type Server struct {
 	ledger   jetstream.Stream // cached handle: looking a stream up is a round trip
 
 	incarnation string // random, per New: tells this run's in-flight keys from a previous run's
+
+	ledgerPages  *ledgerCheckpoints // where ledger pages ended, so the next one folds on from there
+	ledgerFolded atomic.Int64       // entries the ledger API folded
 }
 
 // ledgerStream returns the ledger stream's handle, looked up once.
@@ -103,6 +107,9 @@ func New(o Options) *Server {
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute), incarnation: hex.EncodeToString(inc[:])}
 	s.incs = projector.NewIncrements(o.JS, s.ledgerStream, o.Ledger)
 	s.resvs = projector.NewReservations(o.JS, s.ledgerStream, o.Ledger)
+	s.ledgerPages = newLedgerCheckpoints(4096, 64<<20)
+	o.Metrics.CounterFunc("allot_ledger_api_entries_read_total", "Ledger entries the ledger API read and folded to answer pages (from a page's checkpoint, else from the customer's first entry).",
+		func() float64 { return float64(s.ledgerFolded.Load()) })
 	o.Metrics.CounterFunc("allot_quota_increments_total", "Quota commands decided (increments, resets, adjustments), written on quota lanes.",
 		func() float64 { return float64(s.incs.Requests.Load()) })
 	o.Metrics.CounterFunc("allot_quota_increment_entries_total", "Quota lane entries written; increments_total / increment_entries_total is the batching achieved.",
