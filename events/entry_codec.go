@@ -69,23 +69,9 @@ func DecodeQuotaIncrements(data []byte) (QuotaIncrements, error) {
 	var e QuotaIncrements
 	d := plainjson.Decoder{B: data}
 	ok := members(&d, quotaIncrementsKeys, func(int) bool {
-		if !d.Next('[') {
-			return false
-		}
-		e.Increments = []QuotaIncremented{}
-		for first := true; ; first = false {
-			if d.Next(']') {
-				return true
-			}
-			if !first && !d.Next(',') {
-				return false
-			}
-			inc, ok := decodeQuotaIncremented(&d)
-			if !ok {
-				return false
-			}
-			e.Increments = append(e.Increments, inc)
-		}
+		var ok bool
+		e.Increments, ok = elements(&d, decodeQuotaIncremented)
+		return ok
 	})
 	if ok && d.Peek() == 0 && d.I == len(d.B) {
 		return e, nil
@@ -146,6 +132,28 @@ func DecodeQuotaIncremented(data []byte) (QuotaIncremented, error) {
 	return e, err
 }
 
+// elements reads a JSON array (never null: a non-nil slice, as encoding/json gives for []),
+// each element with one.
+func elements[T any](d *plainjson.Decoder, one func(*plainjson.Decoder) (T, bool)) ([]T, bool) {
+	if !d.Next('[') {
+		return nil, false
+	}
+	out := []T{}
+	for first := true; ; first = false {
+		if d.Next(']') {
+			return out, true
+		}
+		if !first && !d.Next(',') {
+			return nil, false
+		}
+		v, ok := one(d)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, v)
+	}
+}
+
 // members calls member for each key of a JSON object, refusing repeated keys (index from
 // keys); member reads the value.
 func members(d *plainjson.Decoder, keys []string, member func(i int) bool) bool {
@@ -191,23 +199,9 @@ func decodeQuotaIncremented(d *plainjson.Decoder) (QuotaIncremented, bool) {
 		case 0:
 			return plainString(d, &e.Customer)
 		case 1:
-			if !d.Next('[') {
-				return false
-			}
-			e.Items = []QuotaUse{}
-			for first := true; ; first = false {
-				if d.Next(']') {
-					return true
-				}
-				if !first && !d.Next(',') {
-					return false
-				}
-				q, ok := decodeQuotaUse(d)
-				if !ok {
-					return false
-				}
-				e.Items = append(e.Items, q)
-			}
+			var ok bool
+			e.Items, ok = elements(d, decodeQuotaUse)
+			return ok
 		default:
 			return plainTime(d, &e.At)
 		}
@@ -358,23 +352,9 @@ func DecodeReservationsCreated(data []byte) (ReservationsCreated, error) {
 		if i == 0 {
 			return plainString(&d, &e.Customer)
 		}
-		if !d.Next('[') {
-			return false
-		}
-		e.Reservations = []ReservationCreated{}
-		for first := true; ; first = false {
-			if d.Next(']') {
-				return true
-			}
-			if !first && !d.Next(',') {
-				return false
-			}
-			r, ok := decodeReservationCreated(&d)
-			if !ok {
-				return false
-			}
-			e.Reservations = append(e.Reservations, r)
-		}
+		var ok bool
+		e.Reservations, ok = elements(&d, decodeReservationCreated)
+		return ok
 	})
 	if ok && d.Peek() == 0 && d.I == len(d.B) {
 		return e, nil

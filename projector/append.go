@@ -42,23 +42,12 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 	deadline := time.Now().Add(10 * time.Second)
 	fresh := false // whether the state was caught up with the subject's true last sequence
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if attempt > 1 {
-			// Lost races for this customer's ledger: back off a little, with jitter, so a
-			// crowd of writers does not retry in lockstep.
-			time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
-		}
+		backOff(attempt)
 		var last uint64
 		if fresh {
-			m, err := stream.GetLastMsgForSubject(ctx, subject)
-			switch {
-			case err == nil:
-				last = m.Sequence
-			case errors.Is(err, jetstream.ErrMsgNotFound):
-			default:
+			var err error
+			if last, err = catchUp(ctx, stream, subject, l); err != nil {
 				return 0, err
-			}
-			if !l.WaitFor(last, time.Now().Add(5*time.Second)) {
-				return 0, errors.New("the projection is behind the ledger stream")
 			}
 		}
 		// Decided on the account in place, under the projection's read lock, and encoded
@@ -130,6 +119,31 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		return ack.Sequence, nil
 	}
 	return 0, errors.New("too much contention on this customer's ledger; retry")
+}
+
+// backOff sleeps a little, with jitter, before the attempt-th try of an append after lost
+// races, so a crowd of writers does not retry in lockstep.
+func backOff(attempt int) {
+	if attempt > 1 {
+		time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
+	}
+}
+
+// catchUp reads subject's true last sequence and waits for the projection to reach it.
+func catchUp(ctx context.Context, stream jetstream.Stream, subject string, l *Ledger) (uint64, error) {
+	var last uint64
+	m, err := stream.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case err == nil:
+		last = m.Sequence
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	default:
+		return 0, err
+	}
+	if !l.WaitFor(last, time.Now().Add(5*time.Second)) {
+		return 0, errors.New("the projection is behind the ledger stream")
+	}
+	return last, nil
 }
 
 // keyedLocks is a mutex per key, kept only while someone holds or waits for it.

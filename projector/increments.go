@@ -3,7 +3,6 @@ package projector
 import (
 	"context"
 	"errors"
-	mrand "math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -135,23 +134,11 @@ func (in *Increments) write(ctx context.Context, scope events.Scope, lane int, r
 	deadline := time.Now().Add(10 * time.Second)
 	fresh := false // whether the projection was caught up with the lane's true last sequence
 	for attempt := 0; time.Now().Before(deadline); attempt++ {
-		if attempt > 1 {
-			// Lost races for this lane: back off a little, with jitter, so the processes
-			// writing it do not retry in lockstep.
-			time.Sleep(time.Duration(mrand.IntN(1+min(attempt, 20))*100) * time.Microsecond)
-		}
+		backOff(attempt)
 		var last uint64 // the lane's true last sequence, when fresh
 		if fresh {
-			m, err := stream.GetLastMsgForSubject(ctx, subject)
-			switch {
-			case err == nil:
-				last = m.Sequence
-			case errors.Is(err, jetstream.ErrMsgNotFound):
-			default:
+			if last, err = catchUp(ctx, stream, subject, l); err != nil {
 				return err
-			}
-			if !l.WaitFor(last, time.Now().Add(5*time.Second)) {
-				return errors.New("the projection is behind the ledger stream")
 			}
 		}
 		var (

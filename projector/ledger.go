@@ -644,34 +644,25 @@ func (l *Ledger) changedLocked() <-chan struct{} {
 // deadline passes.
 func (l *Ledger) waitLane(scope events.Scope, lane int, seq uint64, deadline time.Time) bool {
 	k := accountKey{scope, events.QuotaLaneToken(lane)}
-	for {
-		l.mu.RLock()
-		done := l.lanes[k] > seq
-		var ch <-chan struct{}
-		if !done {
-			ch = l.changedLocked()
-		}
-		l.mu.RUnlock()
-		if done {
-			return true
-		}
-		if !waitChanged(ch, deadline) {
-			return false
-		}
-	}
+	return l.waitUntil(func() bool { return l.lanes[k] > seq }, deadline)
 }
 
 // WaitFor blocks until sequence seq has been applied or the deadline passes.
 func (l *Ledger) WaitFor(seq uint64, deadline time.Time) bool {
+	return l.waitUntil(func() bool { return l.seq >= seq }, deadline)
+}
+
+// waitUntil blocks until done, called under the read lock, holds or the deadline passes.
+func (l *Ledger) waitUntil(done func() bool, deadline time.Time) bool {
 	for {
 		l.mu.RLock()
-		done := l.seq >= seq
+		ok := done()
 		var ch <-chan struct{}
-		if !done {
+		if !ok {
 			ch = l.changedLocked()
 		}
 		l.mu.RUnlock()
-		if done {
+		if ok {
 			return true
 		}
 		if !waitChanged(ch, deadline) {
