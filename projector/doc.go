@@ -1,7 +1,9 @@
 // Package projector folds the ledger stream into the state services read, per customer:
 // credit blocks and their burn order, overage, reservations, quota windows, subscriptions and
-// the balances derived from them. It also decides commands (grants, reservations, quota
-// increments) on that state and appends them with the customer's expected last sequence.
+// the balances derived from them. It also decides commands on that state and appends them
+// with an expected last subject sequence: credit commands (grants, reservations, commits) on
+// the customer's subject, quota commands (increments, resets, adjustments) on the customer's
+// quota lane, a subject shared by the customers of a product and env (events.QuotaLaneSubject).
 //
 // Invariants:
 //   - Apply is a pure fold: the same entries in the same order give byte-identical state.
@@ -23,12 +25,19 @@
 //     (due.go), never by scanning every account.
 //   - Snapshots and digests take the accounts under the read lock only to note them; the
 //     fold copies an account a snapshot may be encoding before changing it (copy on write).
-//   - Quota increments and holds (without an Idempotency-Key) for one customer in flight
-//     together are group committed (Increments, Reservations; groupcommit.go);
-//     within a process, appends for one customer go one at a time, each decided on the
-//     account in place under the read lock (decisions only read).
+//   - Holds (without an Idempotency-Key) for one customer in flight together are group
+//     committed (Reservations; groupcommit.go); within a process, appends for one customer go
+//     one at a time, each decided on the account in place under the read lock (decisions only
+//     read).
+//   - Quota increments in flight for any customers of a lane are group committed into one
+//     quota.increments.v1 (Increments). Lane entries are never applied ahead of the stream:
+//     the writer folds its own only when it is the next entry of the stream (applyInOrder),
+//     else waits for the fold, because one changes many accounts. They change quota windows
+//     only, never an account's position on its own subject (LastSeq).
+//   - An ended reservation the account forgets leaves a record (hash, expired or not), so a
+//     late commit or release is still 409, not 404.
 //   - usage.rated.v1, the hottest entry, is read by a hand-walked decoder (rated_decode.go)
 //     that gives the same result as encoding/json for every input: what it does not
-//     recognise exactly goes to encoding/json. quota.incremented.v1 and
+//     recognise exactly goes to encoding/json. quota.incremented.v1, quota.increments.v1 and
 //     reservation.created.v1 likewise (events/entry_codec.go).
 package projector
