@@ -44,6 +44,9 @@ type Options struct {
 	// and locked data directory), so a restarted process takes over the Idempotency-Keys its
 	// previous run left in flight; "" waits for their timeout instead.
 	Node string
+	// QuotaLanes is the number of quota lanes per product and env: the ledger stream's
+	// (bus.QuotaLanes); 0 means 1.
+	QuotaLanes int
 	// KeyRequestsPerMinute caps each API key's requests per minute in this process (0: none).
 	KeyRequestsPerMinute int64
 	Metrics              *metrics.Registry
@@ -58,7 +61,7 @@ type Server struct {
 	o       Options
 	mux     *http.ServeMux
 	limiter *keyLimiter
-	incs    *projector.Increments   // quota increments, committed in batches per customer
+	incs    *projector.Increments   // quota commands, on quota lanes, increments committed in batches
 	resvs   *projector.Reservations // holds without an Idempotency-Key, likewise
 
 	streamMu sync.Mutex
@@ -106,6 +109,7 @@ func New(o Options) *Server {
 	rand.Read(inc[:])
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute), incarnation: hex.EncodeToString(inc[:])}
 	s.incs = projector.NewIncrements(o.JS, s.ledgerStream, o.Ledger)
+	s.incs.Lanes = max(o.QuotaLanes, 1)
 	s.resvs = projector.NewReservations(o.JS, s.ledgerStream, o.Ledger)
 	s.ledgerPages = newLedgerCheckpoints(4096, 64<<20)
 	o.Metrics.CounterFunc("allot_ledger_api_entries_read_total", "Ledger entries the ledger API read and folded to answer pages (from a page's checkpoint, else from the customer's first entry).",

@@ -88,3 +88,40 @@ func TestEnsureStreams(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "refusing")
 }
+
+// The number of quota lanes is set when the ledger stream is created, read back by every
+// process, kept when a process asks for none, and never changed.
+func TestQuotaLanesAreFixedAtCreation(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	nc, err := nats.Connect("", nats.InProcessServer(e.Server))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	require.NoError(t, EnsureStreams(ctx, js, StreamOptions{QuotaLanes: 4}))
+	n, err := QuotaLanes(ctx, js)
+	require.NoError(t, err)
+	assert.Equal(t, 4, n)
+	require.NoError(t, EnsureStreams(ctx, js, StreamOptions{}), "a process that asks for none takes the stream's")
+	require.NoError(t, EnsureStreams(ctx, js, StreamOptions{QuotaLanes: 4}))
+	n, err = QuotaLanes(ctx, js)
+	require.NoError(t, err)
+	assert.Equal(t, 4, n)
+	err = EnsureStreams(ctx, js, StreamOptions{QuotaLanes: 2})
+	require.ErrorIs(t, err, ErrQuotaLanesFixed)
+
+	// A ledger stream from before lanes were counted has one.
+	s, err := js.Stream(ctx, LedgerStream)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	delete(cfg.Metadata, quotaLanesKey)
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	n, err = QuotaLanes(ctx, js)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+}

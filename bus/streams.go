@@ -27,7 +27,14 @@ type StreamOptions struct {
 	Replicas        int           // 1 embedded, 3 on a cluster
 	DedupWindow     time.Duration // usage event-id dedup window; default 1h
 	UsagePartitions int           // fixed at creation; default 8
+	// QuotaLanes is the number of quota lanes of each product and env (events.QuotaLane),
+	// fixed when the ledger stream is created and kept in its metadata; 0 takes the stream's
+	// (1 for a new stream).
+	QuotaLanes int
 }
+
+// quotaLanesKey is the ledger stream's metadata entry holding its number of quota lanes.
+const quotaLanesKey = "allot_quota_lanes"
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Replicas <= 0 {
@@ -66,6 +73,7 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Name:        LedgerStream,
 			Description: "allot ledger: grants, debits, reservations, quota counters, expiries",
 			Subjects:    []string{events.LedgerPrefix + ".*.*.*"},
+			Metadata:    map[string]string{quotaLanesKey: strconv.Itoa(max(o.QuotaLanes, 1))},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
 			Replicas:    o.Replicas,
@@ -111,9 +119,14 @@ func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 // stream: retrying cannot help.
 var ErrPartitionsFixed = errors.New("the usage partition count is fixed when the stream is created")
 
+// ErrQuotaLanesFixed is returned when a different number of quota lanes is asked of an
+// existing ledger stream.
+var ErrQuotaLanesFixed = errors.New("the number of quota lanes is fixed when the ledger stream is created")
+
 // EnsureStreams creates allot's streams or updates them in place. The usage partition count
 // is part of the stored subjects, so changing it on an existing stream is refused: customers'
-// events would move partition and lose their order.
+// events would move partition and lose their order. The number of quota lanes likewise: a
+// customer's quota commands would move lane, and two processes could admit on two lanes.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	for _, cfg := range StreamConfigs(o) {
 		s, err := js.Stream(ctx, cfg.Name)
@@ -131,6 +144,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			have.SubjectTransform.Destination != cfg.SubjectTransform.Destination {
 			return fmt.Errorf("%w: stream %s is partitioned as %q; refusing to change it to %q",
 				ErrPartitionsFixed, cfg.Name, have.SubjectTransform.Destination, cfg.SubjectTransform.Destination)
+		}
+		if cfg.Name == LedgerStream {
+			if stored, ok := have.Metadata[quotaLanesKey]; ok {
+				if o.QuotaLanes > 0 && stored != strconv.Itoa(o.QuotaLanes) {
+					return fmt.Errorf("%w: stream %s has %s; refusing to change it to %d", ErrQuotaLanesFixed, cfg.Name, stored, o.QuotaLanes)
+				}
+				cfg.Metadata[quotaLanesKey] = stored
+			}
+			for k, v := range have.Metadata {
+				if _, ours := cfg.Metadata[k]; !ours {
+					cfg.Metadata[k] = v // the server's own entries, and anyone else's
+				}
+			}
 		}
 		// Never fewer replicas than the stream has: a process started without --replicas (or
 		// a tool with the defaults) must not quietly turn an R3 stream into an R1 one.
@@ -187,6 +213,24 @@ func UsagePartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
 	}
 	if _, err := fmt.Sscanf(tr.Destination[i+len("{{partition("):], "%d,", &n); err != nil || n <= 0 {
 		return 0, fmt.Errorf("stream %s: cannot read partitions from %q", UsageStream, tr.Destination)
+	}
+	return n, nil
+}
+
+// QuotaLanes reads the number of quota lanes the ledger stream was created with (1 for a
+// stream older than lanes).
+func QuotaLanes(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, LedgerStream)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := s.CachedInfo().Config.Metadata[quotaLanesKey]
+	if !ok {
+		return 1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("stream %s: metadata %s=%q is not a number of lanes", LedgerStream, quotaLanesKey, v)
 	}
 	return n, nil
 }

@@ -202,24 +202,21 @@ type Scope struct {
 
 func (s Scope) String() string { return s.Product + "/" + s.Env }
 
-// QuotaLanes is how many quota lanes each product and env has. Every quota command of a
-// customer (increment, reset, adjustment) is appended to its lane's subject with an expected
-// last subject sequence, so commands are linearizable per lane and so per customer, and one
-// entry can carry the increments of many customers (group commit across customers). It is a
-// contract of the ledger's layout: a customer's lane must never change while any process
-// writes, so changing it takes a stop of every writer.
-const QuotaLanes = 1
-
-// QuotaLane is the lane of a customer's quota commands.
-func QuotaLane(customer string) int {
-	if QuotaLanes == 1 {
+// QuotaLane is the quota lane, of lanes, of a customer's quota commands. Every quota command
+// of a customer (increment, reset, adjustment) is appended to its lane's subject with an
+// expected last subject sequence, so commands are linearizable per lane and so per customer,
+// and one entry can carry the increments of many customers (group commit across customers).
+// The number of lanes is a contract of the ledger's layout, fixed when the ledger stream is
+// created (bus.QuotaLanes): a customer's lane must never change while any process writes.
+func QuotaLane(customer string, lanes int) int {
+	if lanes <= 1 {
 		return 0
 	}
 	h := uint32(2166136261)
 	for i := 0; i < len(customer); i++ {
 		h = (h ^ uint32(customer[i])) * 16777619
 	}
-	return int(h % QuotaLanes)
+	return int(h % uint32(lanes))
 }
 
 // quotaLanePrefix starts a lane's subject token: '~' followed by a letter is an escape Token

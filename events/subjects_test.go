@@ -1,6 +1,7 @@
 package events
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,8 +120,18 @@ func TestQuotaLaneSubjects(t *testing.T) {
 		assert.Equal(t, LedgerAddress{Product: "acme", Env: "live", Customer: cust}, a)
 	}
 	for _, cust := range []string{"a", "b", "cust-1", ""} {
-		l := QuotaLane(cust)
-		assert.True(t, l >= 0 && l < QuotaLanes, "lane %d", l)
-		assert.Equal(t, l, QuotaLane(cust), "a customer's lane is stable")
+		assert.Zero(t, QuotaLane(cust, 1))
+	}
+	// With several lanes, customers spread over all of them, each always to the same one.
+	count := map[int]int{}
+	for i := 0; i < 8000; i++ {
+		cust := fmt.Sprint("cust-", i)
+		l := QuotaLane(cust, 8)
+		require.True(t, l >= 0 && l < 8, "lane %d", l)
+		require.Equal(t, l, QuotaLane(cust, 8), "a customer's lane is stable")
+		count[l]++
+	}
+	for l := 0; l < 8; l++ {
+		assert.InDelta(t, 1000, count[l], 150, "lane %d", l)
 	}
 }

@@ -34,6 +34,10 @@ type Increments struct {
 	Stream func(context.Context) (jetstream.Stream, error)
 	Ledger *Ledger
 
+	// Lanes is the number of quota lanes per product and env (bus.QuotaLanes: the ledger
+	// stream's, the same for every process); 1 if not set.
+	Lanes int
+
 	// Requests counts requests decided; Entries the ledger entries that wrote the accepted
 	// ones (Requests/Entries is the batching achieved).
 	Requests, Entries atomic.Int64
@@ -41,10 +45,10 @@ type Increments struct {
 	batches groupCommit[*incRequest]
 }
 
-// NewIncrements returns the quota lanes' writer: it appends to the ledger stream (stream looks
-// it up) and reads its decisions from l.
+// NewIncrements returns the quota lanes' writer, with one lane: it appends to the ledger
+// stream (stream looks it up) and reads its decisions from l.
 func NewIncrements(js jetstream.JetStream, stream func(context.Context) (jetstream.Stream, error), l *Ledger) *Increments {
-	return &Increments{JS: js, Stream: stream, Ledger: l}
+	return &Increments{JS: js, Stream: stream, Ledger: l, Lanes: 1}
 }
 
 type incRequest struct {
@@ -85,7 +89,7 @@ func (in *Increments) Command(ctx context.Context, scope events.Scope, customer,
 }
 
 func (in *Increments) submit(ctx context.Context, scope events.Scope, req *incRequest) ([]QuotaStatus, error) {
-	lane := events.QuotaLane(req.customer)
+	lane := events.QuotaLane(req.customer, in.Lanes)
 	in.batches.submit(accountKey{scope, events.QuotaLaneToken(lane)}, req, func(_ accountKey, batch []*incRequest) {
 		in.commit(scope, lane, batch)
 	})

@@ -98,7 +98,7 @@ func TestIncrementsGroupCommit(t *testing.T) {
 	sts := a.QuotaStatuses([]events.Quota{calls, tokens}, []events.Decimal{{}, {}}, now)
 	assert.Equal(t, "100", sts[0].Used.String())
 	assert.Equal(t, "300", sts[1].Used.String())
-	lane := events.QuotaLaneSubject(scope.Product, scope.Env, events.QuotaLane("cust-1"))
+	lane := events.QuotaLaneSubject(scope.Product, scope.Env, events.QuotaLane("cust-1", 1))
 	laneInfo, err := st.Info(ctx, jetstream.WithSubjectFilter(lane))
 	require.NoError(t, err)
 	entries := int64(laneInfo.State.Subjects[lane])
@@ -131,9 +131,18 @@ func TestIncrementsCanceledRequestIsPassedOver(t *testing.T) {
 // sharing one stream are each admitted exactly up to their own limit, in far fewer entries
 // than requests, and both projections equal a replay of the stream.
 func TestLaneGroupCommitAcrossCustomers(t *testing.T) {
+	for _, lanes := range []int{1, 4} {
+		t.Run(fmt.Sprint(lanes, " lanes"), func(t *testing.T) { laneGroupCommitAcrossCustomers(t, lanes) })
+	}
+}
+
+func laneGroupCommitAcrossCustomers(t *testing.T, lanes int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	writers := twoProcesses(t, ctx, NewIncrements)
+	for _, w := range writers {
+		w.Lanes = lanes
+	}
 	scope := events.Scope{Product: "acme", Env: "live"}
 	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(10), Period: events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}}
 	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
@@ -164,6 +173,11 @@ func TestLaneGroupCommitAcrossCustomers(t *testing.T) {
 	}
 	entries := writers[0].Entries.Load() + writers[1].Entries.Load()
 	assert.Less(t, entries, int64(customers*10/2), "admitted increments of different customers were written together")
+	st0, err := writers[0].JS.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	perLane, err := st0.Info(ctx, jetstream.WithSubjectFilter(events.LedgerPrefix+".acme.live.>"))
+	require.NoError(t, err)
+	assert.Len(t, perLane.State.Subjects, lanes, "the entries are on the lanes, and only there: %v", perLane.State.Subjects)
 
 	st, err := writers[0].JS.Stream(ctx, bus.LedgerStream)
 	require.NoError(t, err)

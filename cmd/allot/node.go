@@ -41,6 +41,7 @@ type nodeConfig struct {
 	ConfigFile              string
 	DedupWindow             time.Duration
 	UsagePartitions         int
+	QuotaLanes              int // 0: the ledger stream's (1 for a new one)
 	Replicas                int
 	FsyncAlways             bool
 	MaxBody                 int64
@@ -65,6 +66,7 @@ type node struct {
 	cat        *catalog.Catalog
 	ingester   *ingest.Ingester
 	ledger     *projector.Ledger
+	quotaLanes int // the ledger stream's (bus.QuotaLanes)
 	expirer    *projector.Expirer
 	raters     []*rating.Worker
 	member     string
@@ -123,7 +125,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := retrying(sctx, log, "creating streams", func(c context.Context) error {
-		return bus.EnsureStreams(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas, DedupWindow: cfg.DedupWindow, UsagePartitions: cfg.UsagePartitions})
+		return bus.EnsureStreams(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas, DedupWindow: cfg.DedupWindow, UsagePartitions: cfg.UsagePartitions, QuotaLanes: cfg.QuotaLanes})
 	}); err != nil {
 		return nil, exitWith(4, err)
 	}
@@ -167,6 +169,13 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	var parts int
 	err = retrying(sctx, log, "reading the usage partitions", func(c context.Context) (err error) {
 		parts, err = bus.UsagePartitions(c, n.js)
+		return err
+	})
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	err = retrying(sctx, log, "reading the quota lanes", func(c context.Context) (err error) {
+		n.quotaLanes, err = bus.QuotaLanes(c, n.js)
 		return err
 	})
 	if err != nil {
@@ -315,7 +324,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Node: n.nodeName(cfg.DataDir), KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Node: n.nodeName(cfg.DataDir), QuotaLanes: n.quotaLanes, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -536,14 +545,15 @@ func (n *node) memberID() string {
 	return n.member
 }
 
-// retrying runs step with a 10 s budget per try until it succeeds or ctx ends.
+// retrying runs step with a 10 s budget per try until it succeeds or ctx ends; a refusal to
+// change the streams' fixed layout (partitions, quota lanes) is final.
 func retrying(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
 	backoff := 200 * time.Millisecond
 	for {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := step(c)
 		cancel()
-		if err == nil || ctx.Err() != nil || errors.Is(err, bus.ErrPartitionsFixed) {
+		if err == nil || ctx.Err() != nil || errors.Is(err, bus.ErrPartitionsFixed) || errors.Is(err, bus.ErrQuotaLanesFixed) {
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +61,9 @@ func TestTwoProcessesQuotaExactness(t *testing.T) {
 quotas:
   burst: {meter: requests, limit: 100, period: {unit: hour, mode: fixed, anchor: `+midWindowAnchor(time.Hour)+`}}
 `)
-	p1 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
+	// The first process creates the streams with four quota lanes; the second takes the
+	// stream's.
+	p1 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg, "--quota-lanes", "4")
 	p2 := startServe(t, t.TempDir(), "--nats-url", url, "--config", cfg)
 	codes := concurrently(1000, []*proc{p1, p2}, "POST", "/v1/quotas/burst/increment", `{"customer":"hot"}`)
 	assert.Equal(t, map[int]int{200: 100, 429: 900}, codes)
@@ -68,4 +72,27 @@ quotas:
 		require.NoError(t, err)
 		assert.Equal(t, "100", body["used"])
 	}
+	// Many customers over the four lanes, 10 each against the limit of 100: all admitted.
+	var wg sync.WaitGroup
+	for i := 0; i < 400; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := []*proc{p1, p2}[i%2]
+			status, body, err := p.request("POST", "/v1/quotas/burst/increment", fmt.Sprintf(`{"customer":"c%d"}`, i%40))
+			assert.NoError(t, err)
+			assert.Equal(t, 200, status, "%v", body)
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < 40; i++ {
+		_, body, err := p2.request("POST", "/v1/quotas/burst/check", fmt.Sprintf(`{"customer":"c%d"}`, i))
+		require.NoError(t, err)
+		assert.Equal(t, "10", body["used"], "c%d", i)
+	}
+
+	// A process asking for another number of lanes is refused: customers would change lane.
+	out, err := exec.Command(allotBin, "serve", "--nats-url", url, "--data", t.TempDir(), "--quota-lanes", "2", "--http", "127.0.0.1:0").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "quota lanes is fixed", "%s", out)
 }

@@ -50,6 +50,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.ClickHouseDSN, "clickhouse", "", "ClickHouse DSN, e.g. clickhouse://127.0.0.1:9000/allot; empty disables analytics")
 	fs.DurationVar(&cfg.DedupWindow, "dedup-window", time.Hour, "how long a usage event id is remembered for deduplication")
 	fs.IntVar(&cfg.UsagePartitions, "usage-partitions", 8, "partitions of the usage stream (fixed when the stream is created)")
+	fs.IntVar(&cfg.QuotaLanes, "quota-lanes", 0, "quota lanes per product and env (fixed when the ledger stream is created; 0: the stream's, 1 for a new one)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
 	fs.BoolVar(&cfg.FsyncAlways, "fsync-always", false, "embedded NATS: fsync every write instead of every second")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 5<<20, "largest request body in bytes")
@@ -66,6 +67,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fs.NArg() > 0 {
 		return exitWith(2, fmt.Errorf("serve takes no arguments, got %q", fs.Args()))
+	}
+	if cfg.QuotaLanes < 0 || cfg.UsagePartitions < 1 {
+		return exitWith(2, fmt.Errorf("--quota-lanes must be 0 or more and --usage-partitions 1 or more"))
 	}
 	var err error
 	if cfg.Roles, err = parseRoles(roles); err != nil {
