@@ -34,7 +34,7 @@ type StreamOptions struct {
 }
 
 // quotaLanesKey is the ledger stream's metadata entry holding its number of quota lanes.
-const quotaLanesKey = "allot_quota_lanes"
+const quotaLanesKey = "allot.quota_lanes"
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Replicas <= 0 {
