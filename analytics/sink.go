@@ -407,8 +407,8 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 	}
 	switch typ {
 	case events.TypeUsageRated:
-		var r events.UsageRated
-		if json.Unmarshal(data, &r) != nil {
+		r, err := events.DecodeUsageRated(data)
+		if err != nil {
 			return nil
 		}
 		for i, d := range r.Debits {

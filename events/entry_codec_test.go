@@ -189,3 +189,54 @@ func FuzzDecodeQuotaIncrements(f *testing.F) {
 	f.Add([]byte(`{"increments":[{"customer":"c","items":[{"quota":"q","amount":"1","period":{"unit":"day","count":1,"mode":"calendar","time_zone":"UTC"},"at":"2026-01-01T00:00:00Z"}],"at":"2026-01-01T00:00:00.5Z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) { decodesLikeStdlib(t, data, DecodeQuotaIncrements) })
 }
+
+func TestUsageRatedDecodeMatchesStdlib(t *testing.T) {
+	t0 := time.Date(2026, 3, 31, 23, 59, 59, 120000000, time.UTC)
+	q, pq := MustDecimal("123.456789"), MustDecimal("1000")
+	full := UsageRated{ID: "rtd_1", Customer: "cust-ü", FirstSeq: 7, LastSeq: 9,
+		Debits: []UsageDebited{
+			{ID: "dbt_1", Kind: KindDebit, Customer: "cust-ü", EventID: "ev-1", Rule: "tokens", RuleVersion: 3, Quantity: q, Amount: 1_234_567,
+				Allocations: []Allocation{{Block: "blk_1", Amount: 1_000_000}, {Amount: 234_567}}, EventTime: t0, UsageSeq: 7, RuleIndex: 1, PeriodStart: &t0, PeriodQuantity: &pq},
+			{ID: "dbt_2", Kind: KindCreditBack, Customer: "cust-ü", EventID: "ev-2", Rule: "tokens", RuleVersion: 3, Quantity: MustDecimal("0"), Amount: -5, EventTime: t0, UsageSeq: 8},
+		},
+		Unrated: []UsageUnrated{{ID: "unr_1", Customer: "cust-ü", EventID: "ev-3", EventType: "llm", Meters: []string{"tokens", "calls"}, Reasons: []string{"no_rule", "bad_value"}, UsageSeq: 9, EventTime: t0},
+			{ID: "unr_2", Customer: "c", EventID: "ev-4", EventType: "llm", UsageSeq: 10, EventTime: t0}},
+		Quotas: []QuotaUse{{Quota: "q", Amount: MustDecimal("3"), Period: Period{Unit: UnitDay, Count: 1, Mode: ModeCalendar, TimeZone: "UTC"}, At: t0, UsageSeq: 7}},
+	}
+	for _, r := range []UsageRated{full, {ID: "rtd_2", Customer: "c"}, {}} {
+		got, err := r.AppendJSON(nil)
+		require.NoError(t, err)
+		decodesLikeStdlib(t, got, DecodeUsageRated)
+		std, err := json.Marshal(r)
+		require.NoError(t, err)
+		decodesLikeStdlib(t, std, DecodeUsageRated)
+		back, err := DecodeUsageRated(got)
+		require.NoError(t, err)
+		var want UsageRated
+		require.NoError(t, json.Unmarshal(got, &want))
+		assert.Equal(t, want, back)
+	}
+	for _, in := range []string{
+		`{"id":"r","debits":[],"unrated":[],"quotas":[]}`,
+		`{"id":"r","debits":null}`, `{"debits":[{"period_start":null}]}`, `{"debits":[{"period_quantity":"1.5"}]}`,
+		`{"debits":[{"amount":1}]}`, `{"debits":[{"amount":"1.2345678"}]}`, `{"debits":[{"quantity":2}]}`,
+		`{"debits":[{"allocations":[{"block":"b","amount":"1"},{"amount":"2"}]}]}`, `{"debits":[{"allocations":[{"Block":"b"}]}]}`,
+		`{"unrated":[{"meters":null,"reasons":["a"]}]}`, `{"unrated":[{"meters":[1]}]}`, `{"first_seq":-1}`, `{"first_seq":1.5}`,
+		`{"debits":[{"rule_version":9999999999999999999}]}`, `{"debits":[{"rule_index":-3}]}`, `{"id":"a","id":"b"}`, `{"ID":"a"}`,
+		`{"debits":[{"event_time":"2026-01-01T00:00:00+01:00"}]}`, `{"debits":[{"kind":"d\u00e9bit"}]}`, `{} x`, ``, `[]`, `null`,
+	} {
+		decodesLikeStdlib(t, []byte(in), DecodeUsageRated)
+	}
+}
+
+func FuzzDecodeUsageRated(f *testing.F) {
+	t0 := time.Date(2026, 5, 1, 12, 0, 0, 7, time.UTC)
+	pq := MustDecimal("10")
+	seed, _ := UsageRated{ID: "rtd_1", Customer: "c", FirstSeq: 1, LastSeq: 2,
+		Debits: []UsageDebited{{ID: "d", Kind: KindDebit, Customer: "c", EventID: "e", Rule: "r", RuleVersion: 1, Quantity: MustDecimal("2.5"), Amount: 3,
+			Allocations: []Allocation{{Block: "b", Amount: 3}}, EventTime: t0, UsageSeq: 1, PeriodStart: &t0, PeriodQuantity: &pq}},
+		Unrated: []UsageUnrated{{ID: "u", Customer: "c", EventID: "e2", EventType: "llm", Meters: []string{"m"}, Reasons: []string{"no_rule"}, UsageSeq: 2, EventTime: t0}},
+		Quotas:  []QuotaUse{{Quota: "q", Amount: MustDecimal("1"), Period: Period{Unit: UnitHour}, At: t0, UsageSeq: 1}}}.AppendJSON(nil)
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) { decodesLikeStdlib(t, data, DecodeUsageRated) })
+}
