@@ -61,8 +61,8 @@ type Server struct {
 	o       Options
 	mux     *http.ServeMux
 	limiter *keyLimiter
-	incs    *projector.Increments   // quota commands, on quota lanes, increments committed in batches
-	resvs   *projector.Reservations // holds without an Idempotency-Key, likewise
+	incs    *projector.QuotaCommands // quota commands, on quota lanes, increments committed in batches
+	resvs   *projector.Reservations  // holds without an Idempotency-Key, likewise
 
 	streamMu sync.Mutex
 	ledger   jetstream.Stream // cached handle: looking a stream up is a round trip
@@ -108,7 +108,7 @@ func New(o Options) *Server {
 	var inc [8]byte
 	rand.Read(inc[:])
 	s := &Server{o: o, mux: http.NewServeMux(), limiter: newKeyLimiter(o.KeyRequestsPerMinute), incarnation: hex.EncodeToString(inc[:])}
-	s.incs = projector.NewIncrements(o.JS, s.ledgerStream, o.Ledger)
+	s.incs = projector.NewQuotaCommands(o.JS, s.ledgerStream, o.Ledger)
 	s.incs.Lanes = max(o.QuotaLanes, 1)
 	s.resvs = projector.NewReservations(o.JS, s.ledgerStream, o.Ledger)
 	s.ledgerPages = newLedgerCheckpoints(4096, 64<<20)

@@ -453,7 +453,7 @@ func cloneQuotas(m map[string]*QuotaState) map[string]*QuotaState {
 }
 
 // quotaCopy is a copy of the account's quota state alone: what deciding increments reads and
-// changes (Increments decides a batch of them one after another on it).
+// changes (QuotaCommands decides a batch of them one after another on it).
 func (a *Account) quotaCopy() *Account {
 	return &Account{Customer: a.Customer, Quotas: cloneQuotas(a.Quotas)}
 }

@@ -30,7 +30,7 @@
 //     one at a time, each decided on the account in place under the read lock (decisions only
 //     read).
 //   - Quota increments in flight for any customers of a lane are group committed into one
-//     quota.increments.v1 (Increments). Lane entries are never applied ahead of the stream:
+//     quota.increments.v1 (QuotaCommands). Lane entries are never applied ahead of the stream:
 //     the writer folds its own only when it is the next entry of the stream (applyInOrder),
 //     else waits for the fold, because one changes many accounts. They change quota windows
 //     only, never an account's position on its own subject (LastSeq).

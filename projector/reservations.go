@@ -8,8 +8,9 @@ import (
 	"github.com/allot-dev/allot/events"
 )
 
-// Reservations creates holds with group commit per customer, as Increments does for quota
-// increments: holds for a customer that arrive while one of its appends is in flight wait for
+// Reservations creates holds with group commit per customer (QuotaCommands batches quota
+// increments across the customers of a lane; holds stay on each customer's subject, which the
+// ledger API lists and commits lock): holds for a customer that arrive while one of its appends is in flight wait for
 // it and then go together, each decided on the effective balance the ones before it leave,
 // and the accepted ones are written as one entry (reservations.created.v1, or
 // reservation.created.v1 for one). Each request still gets its own answer, and the write is

@@ -12,7 +12,7 @@ import (
 	"github.com/allot-dev/allot/events"
 )
 
-// Increments writes quota commands — increments, resets, adjustments — to their customers'
+// QuotaCommands writes quota commands — increments, resets, adjustments — to their customers'
 // quota lanes (events.QuotaLaneSubject), with group commit across customers.
 //
 // Every append decided on state carries an expected last subject sequence. On a customer's own
@@ -29,7 +29,7 @@ import (
 // go through its lane, so they are linearizable per customer (per lane, in fact) with any
 // number of processes; rated usage counts on the customer's own subject unconditionally, as it
 // always did.
-type Increments struct {
+type QuotaCommands struct {
 	JS     jetstream.JetStream
 	Stream func(context.Context) (jetstream.Stream, error)
 	Ledger *Ledger
@@ -45,10 +45,10 @@ type Increments struct {
 	batches groupCommit[*incRequest]
 }
 
-// NewIncrements returns the quota lanes' writer, with one lane: it appends to the ledger
+// NewQuotaCommands returns the quota lanes' writer, with one lane: it appends to the ledger
 // stream (stream looks it up) and reads its decisions from l.
-func NewIncrements(js jetstream.JetStream, stream func(context.Context) (jetstream.Stream, error), l *Ledger) *Increments {
-	return &Increments{JS: js, Stream: stream, Ledger: l, Lanes: 1}
+func NewQuotaCommands(js jetstream.JetStream, stream func(context.Context) (jetstream.Stream, error), l *Ledger) *QuotaCommands {
+	return &QuotaCommands{JS: js, Stream: stream, Ledger: l, Lanes: 1}
 }
 
 type incRequest struct {
@@ -74,7 +74,7 @@ var errNoneAdmitted = errors.New("no increment of the batch admitted")
 // Increment admits amounts against quotas for the customer all or nothing, as DecideIncrement
 // decides, and returns the statuses after it (or a *QuotaError / *FieldError). msgID, when not
 // empty, is the command's id: a retry of one already written is not counted again.
-func (in *Increments) Increment(ctx context.Context, scope events.Scope, customer, msgID string, quotas []events.Quota, amounts []events.Decimal, now time.Time) ([]QuotaStatus, error) {
+func (in *QuotaCommands) Increment(ctx context.Context, scope events.Scope, customer, msgID string, quotas []events.Quota, amounts []events.Decimal, now time.Time) ([]QuotaStatus, error) {
 	req := &incRequest{waiter: newWaiter(ctx), customer: customer, quotas: quotas, amounts: amounts, now: now, msgID: msgID}
 	return in.submit(ctx, scope, req)
 }
@@ -82,13 +82,13 @@ func (in *Increments) Increment(ctx context.Context, scope events.Scope, custome
 // Command appends the quota entry decide returns for the customer (a reset, an adjustment) to
 // the customer's lane, in order with the lane's increments. decide reads the account in place
 // and must not keep it.
-func (in *Increments) Command(ctx context.Context, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) error {
+func (in *QuotaCommands) Command(ctx context.Context, scope events.Scope, customer, msgID string, decide func(a *Account) (string, any, error)) error {
 	req := &incRequest{waiter: newWaiter(ctx), customer: customer, decide: decide, msgID: msgID}
 	_, err := in.submit(ctx, scope, req)
 	return err
 }
 
-func (in *Increments) submit(ctx context.Context, scope events.Scope, req *incRequest) ([]QuotaStatus, error) {
+func (in *QuotaCommands) submit(ctx context.Context, scope events.Scope, req *incRequest) ([]QuotaStatus, error) {
 	lane := events.QuotaLane(req.customer, in.Lanes)
 	in.batches.submit(accountKey{scope, events.QuotaLaneToken(lane)}, req, func(_ accountKey, batch []*incRequest) {
 		in.commit(scope, lane, batch)
@@ -105,7 +105,7 @@ func (in *Increments) submit(ctx context.Context, scope events.Scope, req *incRe
 
 // commit writes the requests of one batch of a lane in their order: runs of plain increments as
 // one entry each, the others alone; and answers each request.
-func (in *Increments) commit(scope events.Scope, lane int, batch []*incRequest) {
+func (in *QuotaCommands) commit(scope events.Scope, lane int, batch []*incRequest) {
 	live := liveWaiters(batch)
 	for len(live) > 0 {
 		n := 1
@@ -126,7 +126,7 @@ func (in *Increments) commit(scope events.Scope, lane int, batch []*incRequest) 
 // lane's expected last sequence; it returns once the projection has folded the entry, so the
 // caller reads its own write. A lost race, or a refusal decided on a state that may be stale,
 // reads the lane's true last sequence, waits for the projection to reach it, and decides again.
-func (in *Increments) write(ctx context.Context, scope events.Scope, lane int, reqs []*incRequest) error {
+func (in *QuotaCommands) write(ctx context.Context, scope events.Scope, lane int, reqs []*incRequest) error {
 	// The batch is not the leader's alone: its caller giving up does not stop the write.
 	ctx = context.WithoutCancel(ctx)
 	stream, err := in.Stream(ctx)

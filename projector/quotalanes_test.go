@@ -39,7 +39,7 @@ func twoProcesses[C any](t *testing.T, ctx context.Context, make func(jetstream.
 func TestIncrementsGroupCommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	batchers := twoProcesses(t, ctx, NewIncrements)
+	batchers := twoProcesses(t, ctx, NewQuotaCommands)
 	scope := events.Scope{Product: "acme", Env: "live"}
 	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
 	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(100), Period: hour}
@@ -118,7 +118,7 @@ func TestIncrementsGroupCommit(t *testing.T) {
 
 // A request whose context ends while it waits for its batch is not written.
 func TestIncrementsCanceledRequestIsPassedOver(t *testing.T) {
-	in := &Increments{}
+	in := &QuotaCommands{}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := &incRequest{waiter: newWaiter(ctx)}
@@ -139,7 +139,7 @@ func TestLaneGroupCommitAcrossCustomers(t *testing.T) {
 func laneGroupCommitAcrossCustomers(t *testing.T, lanes int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	writers := twoProcesses(t, ctx, NewIncrements)
+	writers := twoProcesses(t, ctx, NewQuotaCommands)
 	for _, w := range writers {
 		w.Lanes = lanes
 	}
@@ -206,13 +206,13 @@ func laneGroupCommitAcrossCustomers(t *testing.T, lanes int) {
 func TestLaneCommandsInOrderAndOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	writers := twoProcesses(t, ctx, NewIncrements)
+	writers := twoProcesses(t, ctx, NewQuotaCommands)
 	scope := events.Scope{Product: "acme", Env: "live"}
 	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
 	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(3), Period: hour}
 	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
 	one := []events.Decimal{events.DecimalFromInt(1)}
-	used := func(w *Increments) string {
+	used := func(w *QuotaCommands) string {
 		a, _ := w.Ledger.Account(scope, "c1")
 		return a.QuotaStatuses([]events.Quota{calls}, []events.Decimal{{}}, now)[0].Used.String()
 	}
@@ -266,7 +266,7 @@ func TestLaneWriterStartingFromASnapshot(t *testing.T) {
 
 	first := NewLedger()
 	go Follow(ctx, js, bus.LedgerStream, first, slog.New(slog.DiscardHandler))
-	w := NewIncrements(js, stream, first)
+	w := NewQuotaCommands(js, stream, first)
 	for _, c := range []string{"c1", "c2"} {
 		_, err := w.Increment(ctx, scope, c, "", []events.Quota{calls}, one, now)
 		require.NoError(t, err)
@@ -285,7 +285,7 @@ func TestLaneWriterStartingFromASnapshot(t *testing.T) {
 		require.NoError(t, l.UnmarshalJSON(b))
 		go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
 		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		st, err := NewIncrements(js, stream, l).Increment(ctx, scope, "c1", "", []events.Quota{calls}, one, now)
+		st, err := NewQuotaCommands(js, stream, l).Increment(ctx, scope, "c1", "", []events.Quota{calls}, one, now)
 		cancel()
 		require.NoError(t, err, "snapshot %d", i)
 		assert.Equal(t, fmt.Sprint(2+i), st[0].Used.String(), "snapshot %d", i)
