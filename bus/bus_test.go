@@ -46,15 +46,22 @@ func TestEmbeddedFlushesEverySecond(t *testing.T) {
 	assert.Equal(t, time.Second, e.Server.JetStreamConfig().SyncInterval)
 }
 
-func TestEnsureStreams(t *testing.T) {
+// embeddedJetStream starts an embedded server of its own for the test and connects to it.
+func embeddedJetStream(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
 	require.NoError(t, err)
-	defer e.Shutdown()
+	t.Cleanup(e.Shutdown)
 	nc, err := nats.Connect("", nats.InProcessServer(e.Server))
 	require.NoError(t, err)
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
+	return js
+}
+
+func TestEnsureStreams(t *testing.T) {
+	js := embeddedJetStream(t)
 	ctx := context.Background()
 	opts := StreamOptions{UsagePartitions: 4, DedupWindow: 10 * time.Minute}
 	require.NoError(t, EnsureStreams(ctx, js, opts))
@@ -92,14 +99,7 @@ func TestEnsureStreams(t *testing.T) {
 // The number of quota lanes is set when the ledger stream is created, read back by every
 // process, kept when a process asks for none, and never changed.
 func TestQuotaLanesAreFixedAtCreation(t *testing.T) {
-	e, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
-	require.NoError(t, err)
-	defer e.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(e.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js := embeddedJetStream(t)
 	ctx := context.Background()
 
 	require.NoError(t, EnsureStreams(ctx, js, StreamOptions{QuotaLanes: 4}))
