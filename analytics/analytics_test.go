@@ -145,23 +145,35 @@ func TestInsertLeavesOutRowsAlreadyHeld(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, CheckUTC(ctx, conn))
-	require.NoError(t, conn.Exec(ctx, "CREATE TABLE t (seq UInt64, v String) ENGINE = MergeTree() ORDER BY seq"))
+	require.NoError(t, conn.Exec(ctx, "CREATE TABLE t (seq UInt64, at DateTime, v String) ENGINE = MergeTree() PARTITION BY toYYYYMM(at) ORDER BY seq"))
 	s := &Sink{CH: conn}
-	rows := func(from, to uint64) run {
-		r := run{first: from, last: to}
+	nov, oct := time.Date(2026, 11, 30, 23, 59, 59, 0, time.UTC), time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	rows := func(from, to uint64, at time.Time) run {
+		r := run{first: from, last: to, month: at.Year()*100 + int(at.Month())}
 		for q := from; q <= to; q++ {
-			r.rows = append(r.rows, []any{q, fmt.Sprint("v", q)})
+			r.rows = append(r.rows, []any{q, at, fmt.Sprint("v", q)})
 		}
 		return r
 	}
 	var st Stats
-	require.NoError(t, s.insert(ctx, "t", "seq, v", []run{rows(1, 5)}, &st, time.Time{})) // the standby
-	require.NoError(t, s.insert(ctx, "t", "seq, v", []run{rows(3, 8)}, &st, time.Time{})) // the old owner's overlapping run
-	require.NoError(t, s.insert(ctx, "t", "seq, v", []run{rows(4, 8)}, &st, time.Time{})) // a retry of it
+	insert := func(runs ...run) {
+		require.NoError(t, s.insert(ctx, "t", "seq, at, v", "at", runs, &st, time.Time{}))
+	}
+	insert(rows(1, 5, nov))                    // the standby
+	insert(rows(3, 8, nov))                    // the old owner's overlapping run
+	insert(rows(4, 8, nov))                    // a retry of it
+	insert(rows(9, 9, oct), rows(10, 12, nov)) // a late event in October, then November again
+	insert(rows(9, 9, oct), rows(10, 13, nov)) // the same batch read again, one message longer
 	var n, distinct uint64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count(), uniqExact(seq) FROM t").Scan(&n, &distinct))
-	assert.Equal(t, uint64(8), n, "every sequence once")
-	assert.Equal(t, uint64(8), distinct)
+	assert.Equal(t, uint64(13), n, "every sequence once")
+	assert.Equal(t, uint64(13), distinct)
+	held, err := s.maxSeqIn(ctx, "t", "at", 202610)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(9), held, "October's partition holds through 9")
+	held, err = s.maxSeqIn(ctx, "t", "at", 202611)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(13), held, "November's through 13, its last second included")
 }
 
 // The lag grows while a batch waits to be inserted (ClickHouse down), instead of staying at

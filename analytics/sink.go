@@ -95,6 +95,25 @@ func (s *Sink) Run(ctx context.Context) error {
 	return nil
 }
 
+// maxSeqIn is the highest sequence among the rows of one month (yyyymm) partition of table,
+// partitioned by column: a query the partition's time range prunes to that partition.
+func (s *Sink) maxSeqIn(ctx context.Context, table, column string, month int) (uint64, error) {
+	if month < 197001 || month >= 210601 {
+		// Outside what a DateTime holds, where ClickHouse's partition and this month may
+		// differ: the whole table, as before.
+		return s.maxSeq(ctx, table)
+	}
+	from := time.Date(month/100, time.Month(month%100), 1, 0, 0, 0, 0, time.UTC)
+	to := from.AddDate(0, 1, 0)
+	const layout = "2006-01-02 15:04:05" // the server's time zone is UTC (CheckUTC)
+	var v uint64
+	q := "SELECT max(seq) FROM " + table + " WHERE " + column + " >= toDateTime('" + from.Format(layout) + "') AND " + column + " < toDateTime('" + to.Format(layout) + "')"
+	if err := s.CH.QueryRow(ctx, q).Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading max(seq) of %s for %d: %w", table, month, err)
+	}
+	return v, nil
+}
+
 func (s *Sink) maxSeq(ctx context.Context, table string) (uint64, error) {
 	var v uint64
 	if err := s.CH.QueryRow(ctx, "SELECT max(seq) FROM "+table).Scan(&v); err != nil {
@@ -181,9 +200,11 @@ func (r *reader) next(ctx context.Context) ([]jetstream.Msg, error) {
 	return out, nil
 }
 
-// run is one contiguous sequence run, all in one table partition: one INSERT.
+// run is one contiguous sequence run, all in one table partition (month, as yyyymm): one
+// INSERT.
 type run struct {
 	first, last uint64
+	month       int
 	rows        [][]any
 }
 
@@ -191,12 +212,24 @@ type run struct {
 // insert that succeeded although its answer was lost, or, during a hand-over, a standby that
 // inserted part of a run first — so retries never duplicate. (Every row's first column is its
 // stream sequence.)
-func (s *Sink) insert(ctx context.Context, table, columns string, runs []run, st *Stats, firstTime time.Time) error {
-	held, err := s.maxSeq(ctx, table)
-	if err != nil {
-		return err
-	}
+//
+// What ClickHouse holds is read per month partition (partitionColumn is the table's partition
+// time column): the highest sequence among the rows of the run's month. That is enough, since
+// a row's month follows from its message, so every copy of a row is in one partition, and
+// every sink inserts in stream order, so a partition holding sequence n holds every row of
+// that partition up to n. Reading max(seq) of the whole table instead scanned every row's seq
+// on every batch (seq is not in the sort key); the partition condition limits it to a month.
+func (s *Sink) insert(ctx context.Context, table, columns, partitionColumn string, runs []run, st *Stats, firstTime time.Time) error {
+	heldIn := map[int]uint64{}
 	for _, r := range runs {
+		held, ok := heldIn[r.month]
+		if !ok {
+			var err error
+			if held, err = s.maxSeqIn(ctx, table, partitionColumn, r.month); err != nil {
+				return err
+			}
+		}
+		heldIn[r.month] = max(held, r.last) // after this run, the partition holds through it
 		if r.last <= held {
 			continue
 		}
@@ -233,7 +266,7 @@ func (s *Sink) runUsage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.copyStream(ctx, s.UsageStream, held+1, "usage_events", usageColumns, &s.Usage, held,
+	return s.copyStream(ctx, s.UsageStream, held+1, "usage_events", usageColumns, "event_time", &s.Usage, held,
 		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
 			if row, evTime, ok := s.usageRow(md, m); ok {
 				b.add(md.Sequence.Stream, evTime, md.Timestamp, row)
@@ -244,7 +277,7 @@ func (s *Sink) runUsage(ctx context.Context) error {
 // copyStream reads stream from sequence from and, batch by batch, turns messages into rows
 // (rowsOf adds them to the batch's runs) and inserts them into table. held is what the table
 // already holds, for the counters.
-func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table, columns string, st *Stats, held uint64,
+func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table, columns, partitionColumn string, st *Stats, held uint64,
 	rowsOf func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs)) error {
 	st.Seq.Store(held)
 	rd, err := s.open(ctx, stream, from)
@@ -271,7 +304,7 @@ func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table
 		if !b.firstTime.IsZero() && st.PendingSince.Load() == 0 {
 			st.PendingSince.Store(b.firstTime.UnixNano()) // kept through a failed insert and the restart
 		}
-		if err := s.insert(ctx, table, columns, b.runs, st, b.firstTime); err != nil {
+		if err := s.insert(ctx, table, columns, partitionColumn, b.runs, st, b.firstTime); err != nil {
 			return err
 		}
 		st.PendingSince.Store(0)
@@ -300,7 +333,7 @@ func (b *runs) add(seq uint64, partition, stored time.Time, rows ...[]any) {
 	partition = partition.UTC()
 	month := partition.Year()*100 + int(partition.Month())
 	if len(b.runs) == 0 || month != b.month || len(b.runs[len(b.runs)-1].rows) >= b.max {
-		b.runs = append(b.runs, run{first: seq})
+		b.runs = append(b.runs, run{first: seq, month: month})
 		b.month = month
 	}
 	r := &b.runs[len(b.runs)-1]
@@ -361,7 +394,7 @@ func (s *Sink) runLedger(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.copyStream(ctx, s.LedgerStream, from, "ledger_entries", ledgerColumns, &s.Ledger, held,
+	return s.copyStream(ctx, s.LedgerStream, from, "ledger_entries", ledgerColumns, "recorded_time", &s.Ledger, held,
 		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
 			seq := md.Sequence.Stream
 			typ := m.Headers().Get(events.HeaderType)
