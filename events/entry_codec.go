@@ -66,19 +66,27 @@ var quotaIncrementsKeys = []string{"increments"}
 // DecodeQuotaIncrements reads a quota.increments.v1 entry as DecodeQuotaIncremented reads one
 // customer's: by hand when plain, else with encoding/json.
 func DecodeQuotaIncrements(data []byte) (QuotaIncrements, error) {
-	var e QuotaIncrements
-	d := plainjson.Decoder{B: data}
-	ok := members(&d, quotaIncrementsKeys, func(int) bool {
-		var ok bool
-		e.Increments, ok = elements(&d, decodeQuotaIncremented)
-		return ok
+	return byHand(data, func(d *plainjson.Decoder) (QuotaIncrements, bool) {
+		var e QuotaIncrements
+		ok := members(d, quotaIncrementsKeys, func(int) bool {
+			var ok bool
+			e.Increments, ok = elements(d, decodeQuotaIncremented)
+			return ok
+		})
+		return e, ok
 	})
-	if ok && d.Peek() == 0 && d.I == len(d.B) {
-		return e, nil
+}
+
+// byHand decodes data with hand, the hand-written reader of the plain form, when it reads all
+// of it; anything else goes to encoding/json, so the result is encoding/json's for every input.
+func byHand[T any](data []byte, hand func(*plainjson.Decoder) (T, bool)) (T, error) {
+	d := plainjson.Decoder{B: data}
+	if v, ok := hand(&d); ok && d.Peek() == 0 && d.I == len(d.B) {
+		return v, nil
 	}
-	e = QuotaIncrements{}
-	err := json.Unmarshal(data, &e)
-	return e, err
+	var v T
+	err := json.Unmarshal(data, &v)
+	return v, err
 }
 
 func appendQuotaUse(b []byte, q QuotaUse) ([]byte, error) {
@@ -123,13 +131,7 @@ func appendQuotaUse(b []byte, q QuotaUse) ([]byte, error) {
 // differently cased key, a repeated key, an escape, null, a number where a string is expected —
 // goes to encoding/json, so the result is encoding/json's for every input.
 func DecodeQuotaIncremented(data []byte) (QuotaIncremented, error) {
-	d := plainjson.Decoder{B: data}
-	if e, ok := decodeQuotaIncremented(&d); ok && d.Peek() == 0 && d.I == len(d.B) {
-		return e, nil
-	}
-	var e QuotaIncremented
-	err := json.Unmarshal(data, &e)
-	return e, err
+	return byHand(data, decodeQuotaIncremented)
 }
 
 // elements reads a JSON array (never null: a non-nil slice, as encoding/json gives for []),
@@ -313,13 +315,7 @@ var reservationCreatedKeys = []string{"reservation", "customer", "amount", "expi
 // DecodeReservationCreated reads a reservation.created.v1 entry: plain JSON of known keys by
 // hand, anything else with encoding/json, so the result is encoding/json's for every input.
 func DecodeReservationCreated(data []byte) (ReservationCreated, error) {
-	d := plainjson.Decoder{B: data}
-	if e, ok := decodeReservationCreated(&d); ok && d.Peek() == 0 && d.I == len(d.B) {
-		return e, nil
-	}
-	var e ReservationCreated
-	err := json.Unmarshal(data, &e)
-	return e, err
+	return byHand(data, decodeReservationCreated)
 }
 
 // AppendJSON appends the JSON of e, as encoding/json would write it.
@@ -346,22 +342,18 @@ var reservationsCreatedKeys = []string{"customer", "reservations"}
 // DecodeReservationsCreated reads a reservations.created.v1 entry as DecodeReservationCreated
 // reads one hold: by hand when plain, else with encoding/json.
 func DecodeReservationsCreated(data []byte) (ReservationsCreated, error) {
-	var e ReservationsCreated
-	d := plainjson.Decoder{B: data}
-	ok := members(&d, reservationsCreatedKeys, func(i int) bool {
-		if i == 0 {
-			return plainString(&d, &e.Customer)
-		}
-		var ok bool
-		e.Reservations, ok = elements(&d, decodeReservationCreated)
-		return ok
+	return byHand(data, func(d *plainjson.Decoder) (ReservationsCreated, bool) {
+		var e ReservationsCreated
+		ok := members(d, reservationsCreatedKeys, func(i int) bool {
+			if i == 0 {
+				return plainString(d, &e.Customer)
+			}
+			var ok bool
+			e.Reservations, ok = elements(d, decodeReservationCreated)
+			return ok
+		})
+		return e, ok
 	})
-	if ok && d.Peek() == 0 && d.I == len(d.B) {
-		return e, nil
-	}
-	e = ReservationsCreated{}
-	err := json.Unmarshal(data, &e)
-	return e, err
 }
 
 func decodeReservationCreated(d *plainjson.Decoder) (ReservationCreated, bool) {

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/allot-dev/allot/internal/plainjson"
@@ -16,13 +15,7 @@ import (
 // per debit of the sink's CPU on it. (The balance fold reads only what it needs, with a
 // decoder of its own in package projector.)
 func DecodeUsageRated(data []byte) (UsageRated, error) {
-	d := plainjson.Decoder{B: data}
-	if r, ok := decodeUsageRated(&d); ok && d.Peek() == 0 && d.I == len(d.B) {
-		return r, nil
-	}
-	var r UsageRated
-	err := json.Unmarshal(data, &r)
-	return r, err
+	return byHand(data, decodeUsageRated)
 }
 
 var (
