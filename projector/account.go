@@ -104,14 +104,7 @@ type ForgottenHold struct {
 }
 
 // holdKey is a reservation id's 64-bit FNV-1a hash (never 0).
-func holdKey(id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= 1099511628211
-	}
-	return h | 1
-}
+func holdKey(id string) uint64 { return fnv1a(id) }
 
 // forgottenHold reports how the forgotten reservation id ended, if the account remembers it.
 func (a *Account) forgottenHold(id string) (expired, ok bool) {

@@ -41,12 +41,17 @@ func hashRuleKey(b []byte) ruleKey {
 	if len(b) == 0 {
 		return 0
 	}
+	return ruleKey(fnv1a(b))
+}
+
+// fnv1a is the 64-bit FNV-1a hash of s with its lowest bit set, so it is never 0.
+func fnv1a[S string | []byte](s S) uint64 {
 	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
 		h *= 1099511628211
 	}
-	return ruleKey(h | 1) // never 0
+	return h | 1
 }
 
 func (k *ruleKey) UnmarshalJSON(b []byte) error {
