@@ -9,8 +9,9 @@
 //     it lands whole or not at all and max(seq) is always a safe resume point.
 //   - While ClickHouse is down the sink retries with backoff and loses nothing: the streams
 //     keep the events until it catches up.
-//   - Rows at or below that sequence are left out of every insert, row by row, so a retry or
-//     an overlapping hand-over never duplicates.
+//   - Rows at or below what the run's month partition holds are left out of every insert, row
+//     by row, so a retry or an overlapping hand-over never duplicates. Per partition is enough:
+//     every copy of a row falls in one partition, and every sink inserts in stream order.
 //   - The schema runs on Debian's ClickHouse 18.16 and on current releases: no DateTime64,
 //     INSERTs list their columns. The server must be in UTC (CheckUTC, before migrating).
 //

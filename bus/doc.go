@@ -8,6 +8,8 @@
 //   - Embedded JetStream flushes to disk at least every second (nats-server's default is two
 //     minutes); SyncAlways makes every write synchronous.
 //   - EnsureStreams is idempotent: it creates missing streams and updates the mutable parts of
-//     existing ones, and never deletes data nor lowers a stream's or bucket's replicas.
+//     existing ones, and never deletes data nor lowers a stream's or bucket's replicas. The
+//     usage partitions and the quota lanes are fixed when their stream is created: asking for
+//     others is refused (ErrPartitionsFixed, ErrQuotaLanesFixed).
 //   - A failure to start JetStream is an error returned promptly, never a hang.
 package bus
