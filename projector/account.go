@@ -178,18 +178,23 @@ type Account struct {
 	Forgotten     []ForgottenHold          `json:"forgotten,omitempty"` // ended reservations no longer kept whole, oldest first
 	Quotas        map[string]*QuotaState   `json:"quotas,omitempty"`
 	Subscriptions map[string]*Subscription `json:"subscriptions,omitempty"`
-	Commands      []string                 `json:"commands,omitempty"` // the last recentCommands command ids, oldest first
-	Debited       events.Credits           `json:"debited"`            // usage debits
-	CreditedBack  events.Credits           `json:"credited_back"`      // credit-backs, as a positive amount
-	Committed     events.Credits           `json:"committed"`          // reservation commits
-	Expired       events.Credits           `json:"expired"`            // credits lost to block expiry
-	Unrated       int64                    `json:"unrated_events"`
-	Entries       int64                    `json:"entries"`
-	LastSeq       uint64                   `json:"last_seq"` // ledger sequence of the customer's last entry
-	UsageSeq      uint64                   `json:"usage_seq"`
-	UsageIndex    int                      `json:"usage_index"`
-	UsageRules    []uint64                 `json:"usage_rules,omitempty"` // hashes (ruleKey) of the rules charged for the event at UsageSeq
-	UnratedSeq    uint64                   `json:"unrated_seq"`
+	Commands      []string                 `json:"commands,omitempty"` // the last recentCommands command ids of the customer's subject, oldest first
+	// QuotaCommands is the same for the customer's commands on its quota lane. The two are
+	// kept apart because they are ordered by different subjects: ApplyOwn folds a command of
+	// the customer's subject ahead of a lane entry the stream holds before it, and one list in
+	// the order of arrival would then differ from the replay's (replay --verify failed so).
+	QuotaCommands []string       `json:"quota_commands,omitempty"`
+	Debited       events.Credits `json:"debited"`       // usage debits
+	CreditedBack  events.Credits `json:"credited_back"` // credit-backs, as a positive amount
+	Committed     events.Credits `json:"committed"`     // reservation commits
+	Expired       events.Credits `json:"expired"`       // credits lost to block expiry
+	Unrated       int64          `json:"unrated_events"`
+	Entries       int64          `json:"entries"`
+	LastSeq       uint64         `json:"last_seq"` // ledger sequence of the customer's last entry
+	UsageSeq      uint64         `json:"usage_seq"`
+	UsageIndex    int            `json:"usage_index"`
+	UsageRules    []uint64       `json:"usage_rules,omitempty"` // hashes (ruleKey) of the rules charged for the event at UsageSeq
+	UnratedSeq    uint64         `json:"unrated_seq"`
 
 	// Kept exactly by the fold, and counted again when a snapshot is read (recount), so a busy
 	// customer's decisions do not scan all its reservations: ended counts the ended ones (is
@@ -391,20 +396,28 @@ func (a *Account) addBlock(b *Block) {
 // recentCommands is how many command ids an account remembers: enough for retries in flight.
 const recentCommands = 32
 
-func (a *Account) rememberCommand(cmd string) {
-	a.Commands = append(a.Commands, cmd)
-	if len(a.Commands) > recentCommands {
-		a.Commands = a.Commands[len(a.Commands)-recentCommands:]
+func (a *Account) rememberCommand(cmd string) { a.Commands = remember(a.Commands, cmd) }
+
+func (a *Account) rememberQuotaCommand(cmd string) { a.QuotaCommands = remember(a.QuotaCommands, cmd) }
+
+func remember(cmds []string, cmd string) []string {
+	cmds = append(cmds, cmd)
+	if len(cmds) > recentCommands {
+		cmds = cmds[len(cmds)-recentCommands:]
 	}
+	return cmds
 }
 
 // HasCommand reports whether the command with this id was already carried out.
-func (a *Account) HasCommand(cmd string) bool { return slices.Contains(a.Commands, cmd) }
+func (a *Account) HasCommand(cmd string) bool {
+	return slices.Contains(a.Commands, cmd) || slices.Contains(a.QuotaCommands, cmd)
+}
 
 func (a *Account) clone() *Account {
 	c := *a
 	c.due = nil
 	c.Commands = slices.Clone(a.Commands)
+	c.QuotaCommands = slices.Clone(a.QuotaCommands)
 	c.UsageRules = slices.Clone(a.UsageRules)
 	c.Forgotten = slices.Clone(a.Forgotten)
 	c.Blocks = make([]*Block, len(a.Blocks))

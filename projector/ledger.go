@@ -431,7 +431,7 @@ func (l *Ledger) applyLaneLocked(seq uint64, scope events.Scope, lane, typ, cmd 
 	account := func(customer string) *Account {
 		a := l.writableLocked(accountKey{scope, customer})
 		if cmd != "" {
-			a.rememberCommand(cmd)
+			a.rememberQuotaCommand(cmd)
 		}
 		return a
 	}

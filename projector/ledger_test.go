@@ -438,3 +438,55 @@ func TestSnapshotsWhileFoldingDescribeOneSequence(t *testing.T) {
 		require.Equal(t, string(wb), string(b), "snapshot at %d", got.Seq())
 	}
 }
+
+// A command applied ahead of the fold (ApplyOwn) on the customer's subject, while a quota lane
+// entry for the same customer is still on its way, leaves exactly the state the fold in stream
+// order leaves: the two subjects' command memories do not depend on which came first.
+func TestApplyOwnAheadOfALaneEntry(t *testing.T) {
+	scope := events.Scope{Product: "acme", Env: "live"}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	grant := func(block string) []byte {
+		b, err := json.Marshal(events.CreditsGranted{Block: block, Customer: "a", Amount: 10, Source: "topup", Priority: 40, EffectiveAt: at, At: at})
+		require.NoError(t, err)
+		return b
+	}
+	inc, err := json.Marshal(events.QuotaIncremented{Customer: "a", At: at, Items: []events.QuotaUse{{Quota: "api", Amount: events.MustDecimal("2"),
+		Period: events.Period{Unit: "day", Count: 1}, At: at}}})
+	require.NoError(t, err)
+	type entry struct {
+		seq          uint64
+		subject, typ string
+		cmd          string
+		data         []byte
+	}
+	stream := []entry{
+		{1, events.LedgerSubject("acme", "live", "a"), events.TypeCreditsGranted, "cmd-1", grant("blk_1")},
+		{2, events.QuotaLaneSubject("acme", "live", 0), events.TypeQuotaIncremented, "cmd-2", inc},
+		{3, events.LedgerSubject("acme", "live", "a"), events.TypeCreditsGranted, "cmd-3", grant("blk_3")},
+	}
+	reference := NewLedger()
+	for _, e := range stream {
+		_, err := reference.ApplyCommand(e.seq, e.subject, e.typ, e.cmd, e.data)
+		require.NoError(t, err)
+	}
+	_, want, err := reference.Digest()
+	require.NoError(t, err)
+
+	l := NewLedger()
+	_, err = l.ApplyCommand(1, stream[0].subject, stream[0].typ, stream[0].cmd, stream[0].data)
+	require.NoError(t, err)
+	ok, err := l.ApplyOwn(3, 1, scope, "a", stream[2].typ, stream[2].cmd, stream[2].data)
+	require.NoError(t, err)
+	require.True(t, ok, "a's previous entry on its subject is 1")
+	for _, e := range stream[1:] {
+		_, err := l.ApplyCommand(e.seq, e.subject, e.typ, e.cmd, e.data)
+		require.NoError(t, err)
+	}
+	_, got, err := l.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	a, _ := l.Account(scope, "a")
+	for _, cmd := range []string{"cmd-1", "cmd-2", "cmd-3"} {
+		assert.True(t, a.HasCommand(cmd), cmd)
+	}
+}
