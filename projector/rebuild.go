@@ -12,19 +12,25 @@ import (
 // said it holds target, so a longer silence means those messages are gone or unreachable.
 var rebuildStall = 30 * time.Second
 
-// Rebuild folds the ledger stream into l from its first entry through target (the stream's
-// last sequence when it was asked), as `allot replay` does, and returns how many entries it
-// folded. progress, when not nil, is called now and then with the sequence reached.
+// Rebuild folds the ledger stream into l from the entry after l's sequence (the first, for a
+// new projection) through target (the stream's last sequence when it was asked), as `allot
+// replay` does, and returns how many entries it folded. progress, when not nil, is called now
+// and then with the sequence reached.
 //
 // Receiving and folding run on two goroutines joined by a short queue of batches: a rebuild is
 // bound by the slower of the two rather than by their sum, which on a machine with two or more
 // cores is most of the difference between folding a stream and merely reading it. Entries are
 // still folded one at a time, in stream order.
 func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, l *Ledger, target uint64, progress func(seq uint64)) (int, error) {
-	if target == 0 {
+	from := l.Seq()
+	if target <= from {
 		return 0, nil
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 0 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1}
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", stream, err)
 	}

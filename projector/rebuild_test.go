@@ -73,6 +73,24 @@ func TestRebuildMatchesASequentialFold(t *testing.T) {
 		require.True(t, ok)
 		assert.NotZero(t, a.Debited)
 	}
+	// Rebuilding in steps (as replay --verify does, stopping at each live process's sequence)
+	// folds each entry once and ends where one rebuild does.
+	l := NewLedger()
+	for _, step := range []struct{ target, folded uint64 }{{300, 300}, {300, 0}, {256, 0}, {701, 401}, {total, total - 701}} {
+		n, err := Rebuild(ctx, js, bus.LedgerStream, l, step.target, nil)
+		require.NoError(t, err)
+		assert.Equal(t, int(step.folded), n, "to %d", step.target)
+		seq, d, err := l.Digest()
+		require.NoError(t, err)
+		assert.Equal(t, max(step.target, 300), seq)
+		if step.target == 701 {
+			assert.Equal(t, sequential(701), d)
+		}
+	}
+	_, d, err := l.Digest()
+	require.NoError(t, err)
+	assert.Equal(t, sequential(total), d)
+
 	n, err := Rebuild(ctx, js, bus.LedgerStream, NewLedger(), 0, nil)
 	require.NoError(t, err)
 	assert.Zero(t, n, "an empty stream is an empty fold")

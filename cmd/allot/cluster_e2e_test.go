@@ -212,6 +212,7 @@ func TestClusterMixedWorkload(t *testing.T) {
 	out, err := exec.Command(allotBin, "replay", "--verify", "--nats-url", url).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "verify: OK")
+	assert.Equal(t, 4, strings.Count(string(out), "live:"), "every process's projection is compared:\n%s", out)
 
 	// A process started without --replicas (and replay, above, with the defaults) leaves every
 	// stream and bucket at R3: they would have been turned into R1 ones.

@@ -225,13 +225,16 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	n.goBackground(func() error {
 		return projector.SaveSnapshots(bgctx, snaps, n.ledger, cfg.ProjectionSnapshotEvery, log.With("component", "projector"))
 	})
-	// Answers `allot replay --verify`: the live projection's sequence and digest.
+	// Answers `allot replay --verify`: the live projection's sequence and digest. Every
+	// process answers (no queue group), so replay compares with each of them.
+	host, _ := os.Hostname()
+	process := fmt.Sprintf("%s pid %d, http %s", host, os.Getpid(), cfg.HTTPAddr)
 	digestSub, err := n.nc.Subscribe(DigestSubject, func(m *nats.Msg) {
 		seq, digest, err := n.ledger.Digest()
 		if err != nil {
 			return
 		}
-		b, _ := json.Marshal(digestReply{Seq: seq, Digest: digest, Customers: n.ledger.Customers()})
+		b, _ := json.Marshal(digestReply{Process: process, Seq: seq, Digest: digest, Customers: n.ledger.Customers()})
 		m.Respond(b)
 	})
 	if err != nil {
@@ -501,6 +504,7 @@ func parseListen(s string) (host string, port int, err error) {
 const DigestSubject = "allot.admin.digest"
 
 type digestReply struct {
+	Process   string `json:"process"` // which process answered: host, pid and HTTP address
 	Seq       uint64 `json:"seq"`
 	Digest    string `json:"digest"`
 	Customers int    `json:"customers"`

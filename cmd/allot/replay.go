@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,8 +28,18 @@ type replayResult struct {
 	Seconds       float64 `json:"seconds"`
 	EntriesPerSec float64 `json:"entries_per_second"`
 	Against       string  `json:"verified_against,omitempty"` // live or snapshot
-	Expected      string  `json:"expected_digest,omitempty"`
-	Match         *bool   `json:"match,omitempty"`
+	Expected      string  `json:"expected_digest,omitempty"`  // the last one compared
+	Match         *bool   `json:"match,omitempty"`            // every one compared matched
+	// Checked is each live process (or the stored snapshot) compared, by ascending sequence.
+	Checked []verifyCheck `json:"checked,omitempty"`
+}
+
+// verifyCheck is one comparison of replay --verify.
+type verifyCheck struct {
+	Process string `json:"process"`
+	Seq     uint64 `json:"seq"`
+	Digest  string `json:"digest"`
+	Match   bool   `json:"match"`
 }
 
 func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -77,7 +89,13 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "replayed %d ledger entries (to sequence %d) in %.2fs: %.0f entries/s\n", res.Entries, res.Seq, res.Seconds, res.EntriesPerSec)
 		fmt.Fprintf(stdout, "customers: %d\ndigest:    %s\n", res.Customers, res.Digest)
 		if res.Match != nil {
-			fmt.Fprintf(stdout, "%-9s  %s\n", res.Against+":", res.Expected)
+			for _, c := range res.Checked {
+				verdict := "same"
+				if !c.Match {
+					verdict = "DIFFERS"
+				}
+				fmt.Fprintf(stdout, "%-9s  %s at sequence %d (%s): %s\n", res.Against+":", c.Digest, c.Seq, c.Process, verdict)
+			}
 			if *res.Match {
 				fmt.Fprintln(stdout, "verify: OK, the rebuilt state is byte-identical")
 			} else {
@@ -92,7 +110,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // replayLedger folds the ledger stream from its first entry into a fresh projection. With
-// verify, it folds exactly as far as the live projection (or stored snapshot) it compares with.
+// verify, it compares with every live process that answers (each at its own sequence: the fold
+// stops at each in turn), or with the stored snapshot when none does.
 func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, verify bool, log *slog.Logger) (replayResult, error) {
 	var res replayResult
 	stream, err := js.Stream(ctx, bus.LedgerStream)
@@ -103,17 +122,13 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 	if err != nil {
 		return res, exitWith(4, err)
 	}
-	target := info.State.LastSeq
+	var against []digestReply // what to compare with, by ascending sequence
 	if verify {
-		msg, err := nc.Request(DigestSubject, nil, 2*time.Second)
-		switch {
-		case err == nil:
-			var d digestReply
-			if err := json.Unmarshal(msg.Data, &d); err != nil {
-				return res, fmt.Errorf("reading the live digest: %w", err)
-			}
-			target, res.Expected, res.Against = d.Seq, d.Digest, "live"
-		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout):
+		if against, err = liveDigests(nc); err != nil {
+			return res, exitWith(4, err)
+		}
+		res.Against = "live"
+		if len(against) == 0 {
 			store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 			if err != nil {
 				return res, exitWith(4, err)
@@ -123,37 +138,90 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 				return res, err
 			}
 			seq, digest, _ := snap.Digest()
-			target, res.Expected, res.Against = seq, digest, "snapshot"
+			against = []digestReply{{Process: "stored snapshot", Seq: seq, Digest: digest}}
+			res.Against = "snapshot"
 			log.Info("no live allot answered; verifying against the stored snapshot", "seq", seq)
-		default:
-			return res, exitWith(4, err)
+		}
+	}
+	targets := []uint64{info.State.LastSeq}
+	if verify {
+		targets = targets[:0]
+		for _, d := range against {
+			if len(targets) == 0 || targets[len(targets)-1] != d.Seq {
+				targets = append(targets, d.Seq)
+			}
 		}
 	}
 	l := projector.NewLedger()
 	start := time.Now()
 	lastLog := time.Now()
-	n, err := projector.Rebuild(ctx, js, bus.LedgerStream, l, target, func(seq uint64) {
-		if time.Since(lastLog) > 2*time.Second {
-			log.Info("replaying", "seq", seq, "of", target)
-			lastLog = time.Now()
+	allMatch := true
+	for _, target := range targets {
+		n, err := projector.Rebuild(ctx, js, bus.LedgerStream, l, target, func(seq uint64) {
+			if time.Since(lastLog) > 2*time.Second {
+				log.Info("replaying", "seq", seq, "of", targets[len(targets)-1])
+				lastLog = time.Now()
+			}
+		})
+		if err != nil {
+			return res, fmt.Errorf("reading the ledger: %w", err)
 		}
-	})
-	if err != nil {
-		return res, fmt.Errorf("reading the ledger: %w", err)
+		res.Entries += uint64(n)
+		seq, digest, err := l.Digest()
+		if err != nil {
+			return res, err
+		}
+		res.Seq, res.Digest, res.Customers = seq, digest, l.Customers()
+		for _, d := range against {
+			if d.Seq == target {
+				c := verifyCheck{Process: d.Process, Seq: d.Seq, Digest: d.Digest, Match: d.Digest == digest && seq == target}
+				allMatch = allMatch && c.Match
+				res.Checked = append(res.Checked, c)
+				res.Expected = d.Digest
+			}
+		}
 	}
-	res.Entries = uint64(n)
 	res.Seconds = time.Since(start).Seconds()
 	if res.Seconds > 0 {
 		res.EntriesPerSec = float64(res.Entries) / res.Seconds
 	}
-	seq, digest, err := l.Digest()
-	if err != nil {
-		return res, err
-	}
-	res.Seq, res.Digest, res.Customers = seq, digest, l.Customers()
 	if verify {
-		match := digest == res.Expected && seq == target
-		res.Match = &match
+		res.Match = &allMatch
 	}
 	return res, nil
+}
+
+// liveDigests asks every live allot process for its projection's sequence and digest and
+// returns the answers by ascending sequence; none when no process listens. Processes answer
+// once their projection has settled (up to 5 s), so after the first answer the others are
+// given a moment longer.
+func liveDigests(nc *nats.Conn) ([]digestReply, error) {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(DigestSubject, inbox, nil); err != nil {
+		return nil, err
+	}
+	var out []digestReply
+	wait := 6 * time.Second
+	for {
+		m, err := sub.NextMsg(wait)
+		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		var d digestReply
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			return nil, fmt.Errorf("reading a live digest: %w", err)
+		}
+		out = append(out, d)
+		wait = time.Second
+	}
+	slices.SortFunc(out, func(a, b digestReply) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
 }
