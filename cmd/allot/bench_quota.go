@@ -235,15 +235,13 @@ func benchQuota(ctx context.Context, o benchOptions, progress io.Writer) ([]benc
 	// at the default --events.
 	const checkRateTarget = 20000
 	pacedTotal := max(total, min(o.events, 5*checkRateTarget))
-	redisChkAt, _, err := paced(ctx, 64, pacedTotal, checkRateTarget, func(i int) error {
-		return rr.do("POST", fmt.Sprintf("/check?customer=c%d", i%customers), nil, 200)
-	})
+	redisChkAt, _, err := pacedElsewhere(ctx, loadSpec{Base: redisURL, Spread: customers, Total: pacedTotal, Conc: 64, Rate: checkRateTarget,
+		Requests: []loadRequest{{Method: "POST", Path: "/check?customer=c{n}", Want: 200}}})
 	if err != nil {
 		return nil, err
 	}
-	chkAt, _, err := paced(ctx, 64, pacedTotal, checkRateTarget, func(i int) error {
-		return rc.do("POST", "/v1/quotas/bench/check", fmt.Appendf(nil, `{"customer":"c%d"}`, i%customers), 200)
-	})
+	chkAt, _, err := pacedElsewhere(ctx, loadSpec{Base: base, Auth: "Bearer ak_bench_0123456789abcdef", Spread: customers, Total: pacedTotal, Conc: 64, Rate: checkRateTarget,
+		Requests: []loadRequest{{Method: "POST", Path: "/v1/quotas/bench/check", Body: `{"customer":"c{n}"}`, Want: 200}}})
 	if err != nil {
 		return nil, err
 	}

@@ -119,6 +119,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdReplay(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(ctx, args[1:], stdout, stderr)
+	case "bench-load": // bench's own load generator, run as a process of its own
+		err = cmdBenchLoad(ctx, os.Stdin, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "allot", version)
 	case "-h", "--help", "help":
