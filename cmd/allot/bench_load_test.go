@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -55,4 +58,21 @@ func TestBenchLoadSendsTheSpec(t *testing.T) {
 	err = cmdBenchLoad(context.Background(), bytes.NewReader(in), io.Discard)
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "answered 200, want 201"), err.Error())
+}
+
+// alternate's latencies are every round's, sorted together: a slow first round shows in p99.
+func TestAlternateSortsEveryRoundTogether(t *testing.T) {
+	var calls atomic.Int64
+	slowFirstRound := func(int) error {
+		if calls.Add(1) <= 50 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		return nil
+	}
+	bl, fl, _, _, err := alternate(context.Background(), 2, 1, 50, func(int) error { return nil }, slowFirstRound)
+	require.NoError(t, err)
+	require.Len(t, fl, 100)
+	assert.True(t, slices.IsSorted(fl))
+	assert.True(t, slices.IsSorted(bl))
+	assert.GreaterOrEqual(t, pct(fl, .99), 2.0, "the first round's 2 ms requests are the slowest 50%%")
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -160,6 +161,10 @@ func alternate(ctx context.Context, rounds, conc, n int, baseline, figure func(i
 		}
 		fl, frates = append(fl, lat...), append(frates, rate)
 	}
+	// Each round's latencies come sorted; their concatenation does not (pct reads a sorted
+	// slice: unsorted, its "p99" was about the last round's p97).
+	slices.Sort(bl)
+	slices.Sort(fl)
 	return bl, fl, median(brates), median(frates), nil
 }
 
