@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -134,4 +135,33 @@ func pacedElsewhere(ctx context.Context, spec loadSpec) ([]time.Duration, float6
 		return nil, 0, fmt.Errorf("the load generator timed %d requests, want %d", len(res.Latencies), spec.Total)
 	}
 	return res.Latencies, res.Rate, nil
+}
+
+// alternatePaced runs a baseline's and a figure's paced load in rounds alternating between
+// them, each in a bench-load process, and returns every latency of each side sorted together,
+// with each round's p99 (ms) to show how much one round's tail moved.
+func alternatePaced(ctx context.Context, rounds int, baseline, figure loadSpec) (bl, fl []time.Duration, bp99, fp99 []float64, err error) {
+	for r := 0; r < max(rounds, 1); r++ {
+		lat, _, err := pacedElsewhere(ctx, baseline)
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		bl, bp99 = append(bl, lat...), append(bp99, pct(lat, .99))
+		if lat, _, err = pacedElsewhere(ctx, figure); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		fl, fp99 = append(fl, lat...), append(fp99, pct(lat, .99))
+	}
+	slices.Sort(bl)
+	slices.Sort(fl)
+	return bl, fl, bp99, fp99, nil
+}
+
+// msList prints latencies in ms: "0.81, 0.93, 1.20".
+func msList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatFloat(x, 'f', 3, 64)
+	}
+	return strings.Join(parts, ", ")
 }
