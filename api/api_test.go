@@ -38,17 +38,18 @@ const (
 )
 
 type harness struct {
-	t    *testing.T
-	url  string
+	t       testing.TB
+	url     string
+	handler http.Handler
 	js   jetstream.JetStream
 	cat  *catalog.Catalog
 	idem jetstream.KeyValue
 }
 
 // newHarness runs the API on a real embedded NATS server (in-process connection).
-func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+func newHarness(t testing.TB) *harness { return newHarnessWith(t, nil) }
 
-func newHarnessWith(t *testing.T, tweak func(*api.Options)) *harness {
+func newHarnessWith(t testing.TB, tweak func(*api.Options)) *harness {
 	t.Helper()
 	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: t.TempDir(), Port: -2})
 	require.NoError(t, err)
@@ -89,9 +90,10 @@ func newHarnessWith(t *testing.T, tweak func(*api.Options)) *harness {
 	if tweak != nil {
 		tweak(&opts)
 	}
-	srv := httptest.NewServer(api.New(opts).Handler())
+	handler := api.New(opts).Handler()
+	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
-	return &harness{t: t, url: srv.URL, js: js, cat: cat, idem: idem}
+	return &harness{t: t, url: srv.URL, handler: handler, js: js, cat: cat, idem: idem}
 }
 
 type reply struct {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,34 +174,50 @@ func plainText(raw []byte) string {
 // setRateLimitHeaders writes RateLimit-Policy and RateLimit (IETF httpapi draft) for the
 // statuses: quota units are whole numbers in the headers (rounded down).
 func setRateLimitHeaders(w http.ResponseWriter, quotas []events.Quota, st []projector.QuotaStatus, now time.Time) {
-	var pol, cur []byte
+	// Both values are appended to one buffer and cut out of one string, with one slice backing
+	// both header entries: this runs on every check and increment.
+	var buf [256]byte
+	b := buf[:0]
 	for i, s := range st {
 		if i > 0 {
-			pol, cur = append(pol, ", "...), append(cur, ", "...)
+			b = append(b, ", "...)
 		}
 		window := int64(math.Round(s.ResetsAt.Sub(s.WindowStart).Seconds()))
-		pol = strconv.AppendQuote(pol, quotas[i].Key) // as %q
-		pol = append(append(pol, ";q="...), wholeUnits(s.Limit)...)
-		pol = strconv.AppendInt(append(pol, ";w="...), window, 10)
-		reset := int64(math.Ceil(s.ResetsAt.Sub(now).Seconds()))
-		cur = strconv.AppendQuote(cur, quotas[i].Key)
-		cur = append(append(cur, ";r="...), wholeUnits(s.Remaining)...)
-		cur = strconv.AppendInt(append(cur, ";t="...), max(reset, 0), 10)
+		b = strconv.AppendQuote(b, quotas[i].Key) // as %q
+		b = appendWholeUnits(append(b, ";q="...), s.Limit)
+		b = strconv.AppendInt(append(b, ";w="...), window, 10)
 	}
+	split := len(b)
+	for i, s := range st {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		reset := int64(math.Ceil(s.ResetsAt.Sub(now).Seconds()))
+		b = strconv.AppendQuote(b, quotas[i].Key)
+		b = appendWholeUnits(append(b, ";r="...), s.Remaining)
+		b = strconv.AppendInt(append(b, ";t="...), max(reset, 0), 10)
+	}
+	both := string(b)
+	vals := []string{both[:split], both[split:]}
 	h := w.Header()
-	h["Ratelimit-Policy"] = []string{string(pol)} // the canonical form Header.Set would use
-	h["Ratelimit"] = []string{string(cur)}
+	h["Ratelimit-Policy"] = vals[0:1:1] // the canonical form Header.Set would use
+	h["Ratelimit"] = vals[1:2:2]
 }
 
-func wholeUnits(d events.Decimal) string {
-	s := d.String()
-	if i := strings.IndexByte(s, '.'); i >= 0 {
-		s = s[:i]
+// appendWholeUnits appends d's integer part, or 0 when it is negative.
+func appendWholeUnits(b []byte, d events.Decimal) []byte {
+	if d.Sign() < 0 {
+		return append(b, '0')
 	}
-	if s == "" || s == "-" || strings.HasPrefix(s, "-") {
-		return "0"
+	start := len(b)
+	b, _ = d.AppendText(b)
+	if i := bytes.IndexByte(b[start:], '.'); i >= 0 {
+		b = b[:start+i]
 	}
-	return s
+	if len(b) == start {
+		b = append(b, '0')
+	}
+	return b
 }
 
 // quotaStatusView is one quota's status in an answer (fields in name order, as the JSON of a
@@ -264,11 +281,13 @@ func (s *Server) postQuotaCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.o.Now()
-	var st []projector.QuotaStatus
+	var stBuf [1]projector.QuotaStatus
+	st := stBuf[:0]
+	quotas, amounts := [1]events.Quota{q}, [1]events.Decimal{amt}
 	s.o.Ledger.View(scopeFrom(r), customer, func(a *projector.Account, _ uint64) {
-		st = a.QuotaStatuses([]events.Quota{q}, []events.Decimal{amt}, now)
+		st = a.AppendQuotaStatuses(st, quotas[:], amounts[:], now)
 	})
-	setRateLimitHeaders(w, []events.Quota{q}, st, now)
+	setRateLimitHeaders(w, quotas[:], st, now)
 	writeJSON(w, http.StatusOK, quotaView(st[0], customer))
 }
 

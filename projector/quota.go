@@ -162,7 +162,14 @@ func (e *QuotaError) Unwrap() error { return e.Err }
 
 // QuotaStatuses evaluates amounts against quotas at now, changing nothing (check).
 func (a *Account) QuotaStatuses(quotas []events.Quota, amounts []events.Decimal, now time.Time) []QuotaStatus {
-	out := make([]QuotaStatus, len(quotas))
+	return a.AppendQuotaStatuses(make([]QuotaStatus, 0, len(quotas)), quotas, amounts, now)
+}
+
+// AppendQuotaStatuses is QuotaStatuses appending to out (a caller's array on the stack, for a
+// check that runs on every request).
+func (a *Account) AppendQuotaStatuses(out []QuotaStatus, quotas []events.Quota, amounts []events.Decimal, now time.Time) []QuotaStatus {
+	base := len(out)
+	out = slices.Grow(out, len(quotas))[:base+len(quotas)]
 	for i, qt := range quotas {
 		used, start, end := a.Quotas[qt.Key].Used(qt.Period, now)
 		limit := qt.LimitFor(a.Customer)
@@ -170,7 +177,7 @@ func (a *Account) QuotaStatuses(quotas []events.Quota, amounts []events.Decimal,
 		if rem.Sign() < 0 {
 			rem = events.Decimal{}
 		}
-		out[i] = QuotaStatus{Quota: qt.Key, Used: used, Limit: limit, Remaining: rem, Requested: amounts[i],
+		out[base+i] = QuotaStatus{Quota: qt.Key, Used: used, Limit: limit, Remaining: rem, Requested: amounts[i],
 			WindowStart: start, ResetsAt: end, Allowed: used.Add(amounts[i]).Cmp(limit) <= 0}
 	}
 	return out
