@@ -1,6 +1,7 @@
 package events
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,6 +180,21 @@ func FuzzWindowAtTiles(f *testing.F) {
 			t.Fatal(err)
 		}
 		at := time.Unix(atSec, 0).UTC()
+		checkTiles(t, p, at)
+		// The same period anchored at a fixed instant somewhere in the span, before or after at.
+		fixed, err := Period{Unit: p.Unit, Count: p.Count, Mode: ModeFixed, Anchor: time.Unix(atSec/7*3+int64(count)*4099, 0).UTC(), TimeZone: p.TimeZone}.Normalize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkTiles(t, fixed, at)
+	})
+}
+
+// checkTiles checks that p's window at holds it, that the next window starts where it ends,
+// and that every instant of it has that same window.
+func checkTiles(t *testing.T, p Period, at time.Time) {
+	t.Helper()
+	{
 		s, e := p.WindowAt(at)
 		if at.Before(s) || !at.Before(e) || !s.Before(e) {
 			t.Fatalf("%+v: window [%v, %v) does not hold %v", p, s, e, at)
@@ -187,7 +203,15 @@ func FuzzWindowAtTiles(f *testing.F) {
 		if !s2.Equal(e) || !s2.Before(e2) {
 			t.Fatalf("%+v: next window [%v, %v) does not start at %v (window of %v: [%v, %v))", p, s2, e2, e, at, s, e)
 		}
-	})
+		// Every instant of the window has that same window (WindowAt memoizes on this), down
+		// to the first and the last nanosecond, with nothing of the answer's form changed.
+		for _, in := range []time.Time{s, e.Add(-time.Nanosecond), s.Add(e.Sub(s) / 3), s.Add(e.Sub(s) * 2 / 3)} {
+			windowCache = [len(windowCache)]atomic.Pointer[cachedWindow]{}
+			if s3, e3 := p.WindowAt(in); s3 != s || e3 != e {
+				t.Fatalf("%+v: the window of %v is [%v, %v), but that of %v in it is [%v, %v)", p, at, s, e, in, s3, e3)
+			}
+		}
+	}
 }
 
 // The day after the last of a month, where midnight is in a gap: Asunción jumped from 00:00
@@ -234,5 +258,24 @@ func BenchmarkWindowAt(b *testing.B) {
 				p.WindowAt(t)
 			}
 		})
+	}
+}
+
+// WindowAt answers from the window it remembers only for instants inside it, and only for the
+// same period.
+func TestWindowAtRemembersOnlyInside(t *testing.T) {
+	hour, err := Period{Unit: UnitHour}.Normalize()
+	require.NoError(t, err)
+	berlin, err := Period{Unit: UnitHour, Count: 2, TimeZone: "Europe/Berlin"}.Normalize()
+	require.NoError(t, err)
+	at := time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC) // 01:30 in Berlin; clocks jump at 02:00 local
+	for _, in := range []time.Time{at, at.Add(30 * time.Minute), at.Add(-30*time.Minute - time.Nanosecond), at.Add(29*time.Minute + 59*time.Second), at, at.Add(90 * time.Minute)} {
+		for _, p := range []Period{hour, berlin} {
+			s, e := p.WindowAt(in)
+			ws, we := p.windowAt(in)
+			assert.Equal(t, ws, s, "%v at %v", p, in)
+			assert.Equal(t, we, e, "%v at %v", p, in)
+			assert.True(t, !in.Before(s) && in.Before(e), "%v at %v: [%v, %v)", p, in, s, e)
+		}
 	}
 }

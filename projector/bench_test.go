@@ -1,14 +1,21 @@
 package projector
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/internal/bustest"
 )
 
 // benchRated is a 5-debit usage.rated.v1 entry like the rating worker's.
@@ -93,4 +100,49 @@ func BenchmarkReplayFold(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLaneIncrements is quota increments through one process's lane group committer on
+// embedded JetStream, 16 callers over 1,000 customers, as `bench quota` sends them but
+// without HTTP: the cost of deciding, appending and folding an increment.
+func BenchmarkLaneIncrements(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	emb := bustest.Start(b)
+	js := bustest.Connect(b, emb)
+	l := NewLedger()
+	go Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
+	stream, err := js.Stream(ctx, bus.LedgerStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	qc := NewQuotaCommands(js, func(context.Context) (jetstream.Stream, error) { return stream, nil }, l)
+	scope := events.Scope{Product: "acme", Env: "live"}
+	q := []events.Quota{{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(1 << 40),
+		Period: events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}}}
+	one := []events.Decimal{events.DecimalFromInt(1)}
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for c := 0; c < 16; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if _, err := qc.Increment(ctx, scope, fmt.Sprintf("c%d", i%1000), "", q, one, now); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(qc.Requests.Load())/float64(max(qc.Entries.Load(), 1)), "increments/entry")
 }
