@@ -237,20 +237,35 @@ func decideLane(account func(customer string) *Account, reqs []*incRequest) (typ
 		data, err = encode(v)
 		return typ, r.msgID, data, false, err
 	}
-	copies := map[string]*Account{}
+	// Only a customer with more requests later in the batch needs a copy to carry each
+	// admitted increment to the next; the others (most, across many customers) are decided on
+	// the account itself, read only.
+	last := make(map[string]int, len(reqs))
+	for i, r := range reqs {
+		last[r.customer] = i
+	}
+	var copies map[string]*Account
 	var e events.QuotaIncrements
-	for _, r := range reqs {
-		a := copies[r.customer]
-		if a == nil {
-			a = account(r.customer).quotaCopy()
-			copies[r.customer] = a
+	for i, r := range reqs {
+		a, copied := copies[r.customer]
+		if !copied {
+			a = account(r.customer)
+			if last[r.customer] > i {
+				a, copied = a.quotaCopy(), true
+				if copies == nil {
+					copies = map[string]*Account{}
+				}
+				copies[r.customer] = a
+			}
 		}
 		inc, st, err := a.DecideIncrement(r.quotas, r.amounts, r.now)
 		r.statuses, r.err = st, err
 		if err != nil {
 			continue
 		}
-		a.applyIncrement(inc)
+		if copied && last[r.customer] > i {
+			a.applyIncrement(inc)
+		}
 		e.Increments = append(e.Increments, inc)
 	}
 	if len(e.Increments) == 0 {

@@ -291,3 +291,44 @@ func TestLaneWriterStartingFromASnapshot(t *testing.T) {
 		assert.Equal(t, fmt.Sprint(2+i), st[0].Used.String(), "snapshot %d", i)
 	}
 }
+
+// A batch decides each increment on the state the ones before it leave, whether its customer
+// comes once or several times, interleaved with others; the accounts themselves are untouched.
+func TestDecideLaneBatchOfSeveralCustomers(t *testing.T) {
+	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
+	calls := []events.Quota{{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(3), Period: hour}}
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	accounts := map[string]*Account{"a": newAccount("a"), "b": newAccount("b")}
+	accounts["a"].applyIncrement(events.QuotaIncremented{Customer: "a", At: now, Items: []events.QuotaUse{{Quota: "calls", Amount: events.DecimalFromInt(1), Period: hour, At: now}}})
+	account := func(c string) *Account {
+		if a := accounts[c]; a != nil {
+			return a
+		}
+		return newAccount(c)
+	}
+	// a has 2 left, b 3, c 3: a takes 1, b 2, a 1, c 3, a 1 (refused: none left), b 2 (refused).
+	var reqs []*incRequest
+	for _, r := range []struct {
+		c string
+		n int64
+	}{{"a", 1}, {"b", 2}, {"a", 1}, {"c", 3}, {"a", 1}, {"b", 2}} {
+		reqs = append(reqs, &incRequest{customer: r.c, quotas: calls, amounts: []events.Decimal{events.DecimalFromInt(r.n)}, now: now})
+	}
+	typ, _, data, _, err := decideLane(account, reqs)
+	require.NoError(t, err)
+	assert.Equal(t, events.TypeQuotaIncrements, typ)
+	var admitted []string
+	for i, r := range reqs {
+		if r.err == nil {
+			admitted = append(admitted, fmt.Sprintf("%d:%s used %s", i, r.customer, r.statuses[0].Used))
+		} else {
+			assert.ErrorIs(t, r.err, ErrQuotaExceeded, "request %d", i)
+		}
+	}
+	assert.Equal(t, []string{"0:a used 2", "1:b used 2", "2:a used 3", "3:c used 3"}, admitted)
+	e, err := events.DecodeQuotaIncrements(data)
+	require.NoError(t, err)
+	assert.Len(t, e.Increments, 4)
+	assert.Equal(t, "1", accounts["a"].QuotaStatuses(calls, []events.Decimal{events.DecimalFromInt(1)}, now)[0].Used.String(), "deciding changes no account")
+	assert.Equal(t, "0", accounts["b"].QuotaStatuses(calls, []events.Decimal{events.DecimalFromInt(1)}, now)[0].Used.String())
+}
