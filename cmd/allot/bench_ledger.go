@@ -305,6 +305,7 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 		return nil, err
 	}
 	target := info.State.LastSeq
+	var rawCPU time.Duration
 	// The baseline reads the stream as Rebuild does (an ordered consumer, the same pull
 	// size, each message's metadata parsed) and folds nothing.
 	read := func() (float64, error) {
@@ -317,7 +318,7 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 			return 0, err
 		}
 		defer it.Stop()
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU()
 		var items int
 		for {
 			m, err := it.Next()
@@ -330,6 +331,7 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 				break
 			}
 		}
+		rawCPU = processCPU() - cpu0
 		return float64(items) / time.Since(start).Seconds(), nil
 	}
 	var raws, folds []float64
@@ -344,17 +346,18 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 		// fold inherited the read's garbage and paid for collecting it.
 		l := projector.NewLedger()
 		runtime.GC()
-		start := time.Now()
+		start, cpu0 := time.Now(), processCPU()
 		folded, err := projector.Rebuild(ctx, n.js, bus.LedgerStream, l, target, nil)
 		if err != nil {
 			return nil, err
 		}
-		fold := float64(folded) / time.Since(start).Seconds()
+		fold, foldCPU := float64(folded)/time.Since(start).Seconds(), processCPU()-cpu0
 		if l.Seq() != target {
 			return nil, fmt.Errorf("replay stopped at %d of %d", l.Seq(), target)
 		}
 		raws, folds = append(raws, raw), append(folds, fold)
-		fmt.Fprintf(progress, "bench replay: round %d/%d %d ledger entries: raw ordered consumer %.0f entries/s, replay %.0f entries/s\n", round+1, o.rounds, target, raw, fold)
+		fmt.Fprintf(progress, "bench replay: round %d/%d %d ledger entries: raw ordered consumer %.0f entries/s (%.2f µs CPU each), replay %.0f entries/s (%.2f µs CPU each)\n",
+			round+1, o.rounds, target, raw, perEvent(rawCPU, int(target)), fold, perEvent(foldCPU, folded))
 	}
 	return []benchResult{{Name: "replay", Value: median(folds), Unit: "entries/s", BaselineName: "jetstream_ordered_consumer", BaselineValue: median(raws), Ratio: median(folds) / median(raws)}}, nil
 }
