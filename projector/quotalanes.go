@@ -214,6 +214,11 @@ func (in *QuotaCommands) write(ctx context.Context, scope events.Scope, lane int
 // every increment was refused. known reports that the one command of the entry was carried
 // out already.
 func decideLane(account func(customer string) *Account, reqs []*incRequest) (typ, msgID string, data []byte, known bool, err error) {
+	// Each decision starts afresh: one made again (after a lost race, or on a fresh state after
+	// a refusal on one that may have been stale) must not keep the earlier one's outcome.
+	for _, r := range reqs {
+		r.err, r.statuses = nil, nil
+	}
 	if r := reqs[0]; r.alone() {
 		a := account(r.customer)
 		if r.msgID != "" && a.HasCommand(r.msgID) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -331,4 +332,52 @@ func TestDecideLaneBatchOfSeveralCustomers(t *testing.T) {
 	assert.Len(t, e.Increments, 4)
 	assert.Equal(t, "1", accounts["a"].QuotaStatuses(calls, []events.Decimal{events.DecimalFromInt(1)}, now)[0].Used.String(), "deciding changes no account")
 	assert.Equal(t, "0", accounts["b"].QuotaStatuses(calls, []events.Decimal{events.DecimalFromInt(1)}, now)[0].Used.String())
+}
+
+// A keyed increment retried on a process that lags behind a reset: the first decision refuses
+// on the stale state, the fresh one finds the command written already, and the retry is
+// answered as the command was (admitted), not with the stale refusal.
+func TestKeyedIncrementRetriedAfterAStaleRefusal(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	js := bustest.JetStream(t)
+	stream := func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, bus.LedgerStream) }
+	scope := events.Scope{Product: "acme", Env: "live"}
+	hour := events.Period{Unit: events.UnitHour, Count: 1, Mode: events.ModeCalendar}
+	calls := events.Quota{Key: "calls", Meter: "requests", Limit: events.DecimalFromInt(1), Period: hour}
+	now := time.Date(2026, 3, 1, 10, 30, 0, 0, time.UTC)
+	subj := events.QuotaLaneSubject("acme", "live", 0)
+	pub := func(typ, cmd string, v any) uint64 {
+		b, _ := json.Marshal(v)
+		m := &nats.Msg{Subject: subj, Data: b, Header: nats.Header{events.HeaderType: []string{typ}}}
+		var opts []jetstream.PublishOpt
+		if cmd != "" {
+			m.Header.Set(events.HeaderCommand, cmd)
+			opts = append(opts, jetstream.WithMsgID(cmd))
+		}
+		ack, err := js.PublishMsg(ctx, m, opts...)
+		require.NoError(t, err)
+		return ack.Sequence
+	}
+	use := []events.QuotaUse{{Quota: "calls", Amount: events.DecimalFromInt(1), Period: hour, At: now}}
+	s1 := pub(events.TypeQuotaIncremented, "", events.QuotaIncremented{Customer: "c1", At: now, Items: use})
+	pub(events.TypeQuotaReset, "", events.QuotaReset{Customer: "c1", Quota: "calls", Period: hour, At: now})
+	const key = "acme:live:cmd:K"
+	pub(events.TypeQuotaIncremented, key, events.QuotaIncremented{Customer: "c1", At: now, Items: use}) // the first attempt of K, admitted
+
+	l := NewLedger()
+	st, _ := js.Stream(ctx, bus.LedgerStream)
+	m, err := st.GetMsg(ctx, s1)
+	require.NoError(t, err)
+	require.NoError(t, l.ApplyMsg(s1, m.Subject, m.Header, m.Data)) // lagging: used 1 of 1, the reset not folded
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		Follow(ctx, js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
+	}()
+	statuses, err := NewQuotaCommands(js, stream, l).Increment(ctx, scope, "c1", key, []events.Quota{calls}, []events.Decimal{events.DecimalFromInt(1)}, now)
+	a, _ := l.Account(scope, "c1")
+	require.NoError(t, err, "K was admitted and written once; its retry must not be told 429")
+	require.Len(t, statuses, 1)
+	assert.True(t, statuses[0].Allowed)
+	assert.Equal(t, "1", a.QuotaStatuses([]events.Quota{calls}, []events.Decimal{{}}, now)[0].Used.String(), "counted once, after the reset")
 }
