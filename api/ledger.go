@@ -168,13 +168,15 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 	subject := events.LedgerSubject(sc.Product, sc.Env, customer)
 	data := make([]ledgerEntry, 0, limit)
 	var next any
-	last, err := stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		writeJSON(w, http.StatusOK, map[string]any{"data": data, "next_cursor": next})
-		return
-	}
+	// The customer's last entry as the stream's leader knows it (any replica answers a direct
+	// get, and one that lags would end the page before an entry just acknowledged).
+	last, err := projector.LastSubjectSeq(ctx, s.o.JS, stream.CachedInfo().Config.Name, subject)
 	if err != nil {
 		problem.Write(w, unavailable(err))
+		return
+	}
+	if last == 0 {
+		writeJSON(w, http.StatusOK, map[string]any{"data": data, "next_cursor": next})
 		return
 	}
 	// Fold on from where the previous page ended when that is known, else from the first entry.
@@ -251,7 +253,7 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 						cur.Seq, cur.Item = seq+1, 0
 					}
 				}
-				if seq >= last.Sequence {
+				if seq >= last {
 					break
 				}
 			}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +48,7 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		var last uint64
 		if fresh {
 			var err error
-			if last, err = catchUp(ctx, stream, subject, l); err != nil {
+			if last, err = catchUp(ctx, js, stream, subject, l); err != nil {
 				return 0, err
 			}
 		}
@@ -130,20 +132,72 @@ func backOff(attempt int) {
 }
 
 // catchUp reads subject's true last sequence and waits for the projection to reach it.
-func catchUp(ctx context.Context, stream jetstream.Stream, subject string, l *Ledger) (uint64, error) {
-	var last uint64
-	m, err := stream.GetLastMsgForSubject(ctx, subject)
-	switch {
-	case err == nil:
-		last = m.Sequence
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-	default:
+func catchUp(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, subject string, l *Ledger) (uint64, error) {
+	last, err := LastSubjectSeq(ctx, js, stream.CachedInfo().Config.Name, subject)
+	if err != nil {
 		return 0, err
 	}
 	if !l.WaitFor(last, time.Now().Add(5*time.Second)) {
 		return 0, errors.New("the projection is behind the ledger stream")
 	}
 	return last, nil
+}
+
+// LastSubjectSeq is the sequence of subject's last message in the stream (0 for none), asked
+// of the stream's leader. The ledger stream allows direct gets, which nats.go uses for
+// GetLastMsgForSubject when it can, and which any replica of a cluster may answer — one that
+// lags may not have the entry just acknowledged (a reset, say), and a refusal decided on
+// what it says would stand. The plain message get is answered by the leader only.
+func LastSubjectSeq(ctx context.Context, js jetstream.JetStream, stream, subject string) (uint64, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+	}
+	m, err := js.Conn().RequestWithContext(ctx, jsAPIPrefix(js)+"STREAM.MSG.GET."+stream, req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the last entry of %s: %w", subject, err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("reading the last entry of %s: %w", subject, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return 0, nil
+	case resp.Error != nil:
+		return 0, fmt.Errorf("reading the last entry of %s: %s (%d)", subject, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, fmt.Errorf("reading the last entry of %s: an answer without a message", subject)
+	}
+	return resp.Message.Seq, nil
+}
+
+// jsAPIPrefix is the subject prefix of js's API requests.
+func jsAPIPrefix(js jetstream.JetStream) string {
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	return jetstream.DefaultAPIPrefix
 }
 
 // keyedLocks is a mutex per key, kept only while someone holds or waits for it.

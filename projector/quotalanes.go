@@ -141,7 +141,7 @@ func (in *QuotaCommands) write(ctx context.Context, scope events.Scope, lane int
 		backOff(attempt)
 		var last uint64 // the lane's true last sequence, when fresh
 		if fresh {
-			if last, err = catchUp(ctx, stream, subject, l); err != nil {
+			if last, err = catchUp(ctx, in.JS, stream, subject, l); err != nil {
 				return err
 			}
 		}

@@ -381,3 +381,41 @@ func TestKeyedIncrementRetriedAfterAStaleRefusal(t *testing.T) {
 	assert.True(t, statuses[0].Allowed)
 	assert.Equal(t, "1", a.QuotaStatuses([]events.Quota{calls}, []events.Decimal{{}}, now)[0].Used.String(), "counted once, after the reset")
 }
+
+// A fresh read of a subject's last sequence asks the stream's leader, never a direct get:
+// any replica answers those, and one that lags would hide an entry just acknowledged.
+func TestCatchUpAsksTheLeader(t *testing.T) {
+	ctx := context.Background()
+	js := bustest.JetStream(t)
+	stream, err := js.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	require.True(t, stream.CachedInfo().Config.AllowDirect, "the ledger allows direct gets (else this test proves nothing)")
+	var mu sync.Mutex
+	var asked []string
+	for _, subj := range []string{"$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>"} {
+		sub, err := js.Conn().Subscribe(subj, func(m *nats.Msg) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, m.Subject)
+		})
+		require.NoError(t, err)
+		defer sub.Unsubscribe()
+	}
+	subject := events.QuotaLaneSubject("acme", "live", 0)
+	l := NewLedger()
+	last, err := catchUp(ctx, js, stream, subject, l)
+	require.NoError(t, err)
+	assert.Zero(t, last, "nothing on the lane yet")
+	ack, err := js.Publish(ctx, subject, []byte(`{}`))
+	require.NoError(t, err)
+	_, err = js.Publish(ctx, events.LedgerSubject("acme", "live", "c1"), []byte(`{}`))
+	require.NoError(t, err)
+	go Follow(context.Background(), js, bus.LedgerStream, l, slog.New(slog.DiscardHandler))
+	last, err = catchUp(ctx, js, stream, subject, l)
+	require.NoError(t, err)
+	assert.Equal(t, ack.Sequence, last)
+	require.NoError(t, js.Conn().Flush())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{"$JS.API.STREAM.MSG.GET." + bus.LedgerStream, "$JS.API.STREAM.MSG.GET." + bus.LedgerStream}, asked)
+}
