@@ -124,4 +124,12 @@ func TestQuotaLanesAreFixedAtCreation(t *testing.T) {
 	n, err = QuotaLanes(ctx, js)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
+	// And keeps it: a process asking for more is refused rather than storing its own number,
+	// which another process starting at the same time could read differently.
+	err = EnsureStreams(ctx, js, StreamOptions{QuotaLanes: 4})
+	require.ErrorIs(t, err, ErrQuotaLanesFixed)
+	require.NoError(t, EnsureStreams(ctx, js, StreamOptions{}))
+	s, err = js.Stream(ctx, LedgerStream)
+	require.NoError(t, err)
+	assert.Equal(t, "1", s.CachedInfo().Config.Metadata[quotaLanesKey], "stored as one")
 }

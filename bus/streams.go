@@ -146,12 +146,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 				ErrPartitionsFixed, cfg.Name, have.SubjectTransform.Destination, cfg.SubjectTransform.Destination)
 		}
 		if cfg.Name == LedgerStream {
-			if stored, ok := have.Metadata[quotaLanesKey]; ok {
-				if o.QuotaLanes > 0 && stored != strconv.Itoa(o.QuotaLanes) {
-					return fmt.Errorf("%w: stream %s has %s; refusing to change it to %d", ErrQuotaLanesFixed, cfg.Name, stored, o.QuotaLanes)
-				}
-				cfg.Metadata[quotaLanesKey] = stored
+			// A stream from before quota lanes has one, as QuotaLanes reads it: stored here as
+			// such whatever this process asks, so that processes starting at once on it cannot
+			// each store (and read back) a number of their own, the last write winning.
+			stored, ok := have.Metadata[quotaLanesKey]
+			if !ok {
+				stored = "1"
 			}
+			if o.QuotaLanes > 0 && stored != strconv.Itoa(o.QuotaLanes) {
+				return fmt.Errorf("%w: stream %s has %s; refusing to change it to %d", ErrQuotaLanesFixed, cfg.Name, stored, o.QuotaLanes)
+			}
+			cfg.Metadata[quotaLanesKey] = stored
 			for k, v := range have.Metadata {
 				if _, ours := cfg.Metadata[k]; !ours {
 					cfg.Metadata[k] = v // the server's own entries, and anyone else's
