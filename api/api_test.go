@@ -41,9 +41,9 @@ type harness struct {
 	t       testing.TB
 	url     string
 	handler http.Handler
-	js   jetstream.JetStream
-	cat  *catalog.Catalog
-	idem jetstream.KeyValue
+	js      jetstream.JetStream
+	cat     *catalog.Catalog
+	idem    jetstream.KeyValue
 }
 
 // newHarness runs the API on a real embedded NATS server (in-process connection).

@@ -353,7 +353,7 @@ func (s *Server) appendGrant(r *http.Request, customer string, g projector.Grant
 	var view *blockView
 	s.o.Ledger.View(scopeFrom(r), customer, func(a *projector.Account, _ uint64) {
 		for _, bl := range a.Blocks {
-			if bl.ID == granted.Block {
+			if bl.ID == block { // not granted.Block: a retry of a grant written already decides nothing
 				v := viewBlock(bl, now)
 				view = &v
 			}
@@ -485,28 +485,37 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 }
 
 // reservationCustomer finds who holds a reservation, catching up with the ledger stream when
-// this process has not seen it yet (it may have been created through another process).
-func (s *Server) reservationCustomer(r *http.Request, id string) (string, bool) {
+// this process has not seen it yet (it may have been created through another process). Not
+// known yet is not unknown: when this process cannot catch up, it writes a 503 (retryable, and
+// not stored for an Idempotency-Key) and reports false; a reservation still unknown once it
+// has caught up is a 404 naming what, written here too.
+func (s *Server) reservationCustomer(w http.ResponseWriter, r *http.Request, id, what string) (string, bool) {
 	if c, ok := s.o.Ledger.ReservationCustomer(scopeFrom(r), id); ok {
 		return c, true
 	}
 	stream, err := s.ledgerStream(r.Context())
+	var info *jetstream.StreamInfo
+	if err == nil {
+		info, err = stream.Info(r.Context())
+	}
+	if err == nil && !s.o.Ledger.WaitFor(info.State.LastSeq, time.Now().Add(5*time.Second)) {
+		err = errors.New("the ledger projection is behind the stream")
+	}
 	if err != nil {
+		problem.Write(w, unavailable(err))
 		return "", false
 	}
-	info, err := stream.Info(r.Context())
-	if err != nil {
-		return "", false
+	if c, ok := s.o.Ledger.ReservationCustomer(scopeFrom(r), id); ok {
+		return c, true
 	}
-	s.o.Ledger.WaitFor(info.State.LastSeq, time.Now().Add(5*time.Second))
-	return s.o.Ledger.ReservationCustomer(scopeFrom(r), id)
+	problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such "+what))
+	return "", false
 }
 
 func (s *Server) getReservation(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
+	customer, ok := s.reservationCustomer(w, r, id, "reservation")
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
 		return
 	}
 	s.reservation(w, r, customer, id)
@@ -523,9 +532,8 @@ func (s *Server) ownedCommand(w http.ResponseWriter, r *http.Request, what strin
 		return
 	}
 	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
+	customer, ok := s.reservationCustomer(w, r, id, what)
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such "+what))
 		return
 	}
 	now := s.o.Now()

@@ -116,9 +116,8 @@ func (s *Server) postCancel(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	customer, ok := s.reservationCustomer(r, id)
+	customer, ok := s.reservationCustomer(w, r, id, "subscription")
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such subscription"))
 		return
 	}
 	s.subscription(w, r, customer, id, http.StatusOK)
