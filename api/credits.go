@@ -295,6 +295,13 @@ func (s *Server) commandProblem(err error) *problem.Problem {
 	case errors.Is(err, projector.ErrSubscriptionCanceled):
 		return problem.New("subscription-canceled", http.StatusConflict, "Subscription canceled", "a canceled subscription is not renewed")
 	}
+	if errors.Is(err, projector.ErrNotVisibleYet) {
+		// Written: a retry is safe only as a retry of the same command.
+		p := unavailable(err)
+		p.Title = "Written, not visible yet"
+		p.Detail = "the command was written, but this process cannot show it yet: retry with the same Idempotency-Key to get its answer (a retry without one would carry it out again)"
+		return p
+	}
 	s.o.Log.Error("ledger command", "err", err)
 	p := unavailable(err)
 	p.Title = "Try again"
