@@ -479,7 +479,11 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 		err = s.resvs.Reserve(r.Context(), scopeFrom(r), b.Customer, id, *b.Amount, ttl, now)
 	} else {
 		// With an Idempotency-Key the entry carries the command's id, so it is written alone.
+		cmd := commandID(r.Context(), scopeFrom(r), b.Customer)
 		_, err = s.appendDecided(r.Context(), scopeFrom(r), b.Customer, func(a *projector.Account) (string, any, error) {
+			if a.CarriedOut(cmd, id, false) { // the hold this key made, however long ago
+				return "", nil, projector.ErrCarriedOut
+			}
 			e, err := a.DecideReserve(id, *b.Amount, ttl, now)
 			return events.TypeReservationCreated, e, err
 		})
@@ -543,8 +547,11 @@ func (s *Server) ownedCommand(w http.ResponseWriter, r *http.Request, what strin
 	if !ok {
 		return
 	}
-	now := s.o.Now()
+	now, cmd := s.o.Now(), commandID(r.Context(), scopeFrom(r), customer)
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
+		if a.CarriedOut(cmd, id, true) { // this key's commit or release, however long ago
+			return "", nil, projector.ErrCarriedOut
+		}
 		return decide(a, id, now)
 	})
 	if err != nil && (tolerated == nil || !errors.Is(err, tolerated)) {

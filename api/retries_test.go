@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,4 +98,47 @@ func TestTakenOverGrantAnswersTheBlock(t *testing.T) {
 	assert.Equal(t, first.body["id"], r.body["id"], r.raw)
 	r = h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, grant, "Idempotency-Key", "g-1")
 	assert.Equal(t, first.body["id"], r.body["id"], "replayed: %s", r.raw)
+}
+
+// A keyed commit whose answer was not stored is retried after the customer's account has
+// remembered 32 newer keyed commands (so its recent command ids no longer name it): the hold
+// remembers what ended it, and the retry is answered as the commit was (it was a 409
+// reservation-ended, stored). The same for a keyed reservation.
+func TestRetriedCommitAfterTheCommandWindow(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, `{"amount":"100","source":"wallet"}`).status)
+	res := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"c","amount":"5"}`)
+	require.Equal(t, 201, res.status, res.raw)
+	id := res.body["id"].(string)
+	first := h.do("POST", "/v1/reservations/"+id+"/commit", keyAcme, jsonCT, `{}`, "Idempotency-Key", "commit-1")
+	require.Equal(t, 200, first.status, first.raw)
+	sum := sha256.Sum256([]byte("acme/test\x00commit-1"))
+	require.NoError(t, h.idem.Delete(context.Background(), hex.EncodeToString(sum[:]))) // as a 5xx answer leaves it
+	for i := 0; i < 32; i++ {
+		r := h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, `{"amount":"1","source":"wallet"}`, "Idempotency-Key", fmt.Sprint("g-", i))
+		require.Equal(t, 201, r.status, r.raw)
+	}
+	again := h.do("POST", "/v1/reservations/"+id+"/commit", keyAcme, jsonCT, `{}`, "Idempotency-Key", "commit-1")
+	assert.Equal(t, first.status, again.status, again.raw)
+	assert.Equal(t, "committed", again.body["status"], again.raw)
+	// Another key's commit of the ended hold is still refused.
+	other := h.do("POST", "/v1/reservations/"+id+"/commit", keyAcme, jsonCT, `{}`, "Idempotency-Key", "commit-2")
+	assert.Equal(t, 409, other.status, other.raw)
+
+	// A keyed reservation of more than half the balance, its answer lost, retried after 32
+	// newer commands: the same hold, not a refusal for want of credits (its own hold counted)
+	// nor a second one.
+	hold := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"c","amount":"100"}`, "Idempotency-Key", "hold-1")
+	require.Equal(t, 201, hold.status, hold.raw)
+	sum = sha256.Sum256([]byte("acme/test\x00hold-1"))
+	require.NoError(t, h.idem.Delete(context.Background(), hex.EncodeToString(sum[:])))
+	for i := 0; i < 32; i++ {
+		r := h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, `{"amount":"1","source":"wallet"}`, "Idempotency-Key", fmt.Sprint("h-", i))
+		require.Equal(t, 201, r.status, r.raw)
+	}
+	balance := h.do("GET", "/v1/customers/c/balance", keyAcme, "", "").body["reserved"]
+	again = h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"c","amount":"100"}`, "Idempotency-Key", "hold-1")
+	require.Equal(t, 201, again.status, again.raw)
+	assert.Equal(t, hold.body["id"], again.body["id"])
+	assert.Equal(t, balance, h.do("GET", "/v1/customers/c/balance", keyAcme, "", "").body["reserved"], "held once")
 }

@@ -82,6 +82,9 @@ type Reservation struct {
 	Status    string         `json:"status"`
 	Committed events.Credits `json:"committed,omitempty"`
 	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+	// EndedBy is the FNV-1a hash of the command id (Idempotency-Key) of the commit or release
+	// that ended it, if it had one: a retry of it is recognised for as long as the hold is kept.
+	EndedBy uint64 `json:"ended_by,omitempty"`
 }
 
 // An account remembers every active reservation, and the most recent ended ones so that

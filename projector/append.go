@@ -75,7 +75,7 @@ func AppendDecided(ctx context.Context, js jetstream.JetStream, stream jetstream
 		if !fresh {
 			last = lastSeq
 		}
-		if known != "" {
+		if known != "" || errors.Is(refused, ErrCarriedOut) {
 			return lastSeq, nil // a retry of a command already written: its effect stands
 		}
 		if refused != nil {

@@ -14,7 +14,25 @@ var (
 	ErrReservationNotFound = errors.New("reservation not found")
 	ErrReservationExpired  = errors.New("reservation expired")
 	ErrReservationEnded    = errors.New("reservation already committed or released")
+	// ErrCarriedOut is what a decision returns for a command the account shows was carried
+	// out already by the same command id (a retry the account's recent command ids no longer
+	// name): AppendDecided answers it as written, and writes nothing.
+	ErrCarriedOut = errors.New("carried out already")
 )
+
+// CarriedOut reports whether the command cmd (an entry's command id) is the one that created
+// reservation id, or ended it — remembered on the reservation for as long as the account
+// keeps it, past the recentCommands ids the account remembers.
+func (a *Account) CarriedOut(cmd, id string, ended bool) bool {
+	r := a.Reservations[id]
+	if cmd == "" || r == nil {
+		return false
+	}
+	if !ended {
+		return true // the reservation's id is derived from the command's key
+	}
+	return r.EndedBy != 0 && r.EndedBy == fnv1a(cmd)
+}
 
 // FieldError names the offending field of a command.
 type FieldError struct{ Field, Msg string }

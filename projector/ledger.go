@@ -526,6 +526,16 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []b
 	}
 	if cmd != "" {
 		a.rememberCommand(cmd)
+		if (typ == events.TypeReservationCommitted || typ == events.TypeReservationReleased) && len(applied) == 1 && !applied[0].Skipped {
+			var e struct {
+				Reservation string `json:"reservation"`
+			}
+			if json.Unmarshal(data, &e) == nil {
+				if r := a.Reservations[e.Reservation]; r != nil {
+					r.EndedBy = fnv1a(cmd)
+				}
+			}
+		}
 	}
 	if typ == events.TypeReservationCreated || typ == events.TypeReservationsCreated || typ == events.TypeSubscriptionStarted {
 		var ids []string
