@@ -401,12 +401,14 @@ func (s *Server) writeQuotaError(w http.ResponseWriter, quotas []events.Quota, e
 	}
 	now := s.o.Now()
 	setRateLimitHeaders(w, quotas, qe.Statuses, now)
+	// The figures are the violated quota whose window resets last: the request cannot be
+	// admitted before every violated one has room, so that reset is when to retry.
 	var violated []string
 	var first *projector.QuotaStatus
 	for i := range qe.Statuses {
 		if !qe.Statuses[i].Allowed {
 			violated = append(violated, qe.Statuses[i].Quota)
-			if first == nil {
+			if first == nil || qe.Statuses[i].ResetsAt.After(first.ResetsAt) {
 				first = &qe.Statuses[i]
 			}
 		}

@@ -8,8 +8,15 @@
 // exhausted); when the handler's status is not a counted one (default: anything but 2xx) the
 // use is given back, so failed calls never use quota. Counting first keeps it exact under
 // concurrency: N requests at once against limit L reach the handler min(N, L) times. When
-// allot cannot be reached, requests go through uncounted if every policy fails open, and are
+// allot cannot be reached (or refuses the middleware's own key: allot's per-key request limit
+// is not the caller's quota), requests go through uncounted if every policy fails open, and are
 // refused with 503 otherwise.
 //
-// Invariant: a refused request never reaches the handler and counts nowhere.
+// The answer that decides is the final one: interim 1xx responses (100 Continue, 103 Early
+// Hints) pass through, a connection taken over for a protocol switch answers 101, a handler
+// that panics answers nothing and gives its use back, and so does a caller that hangs up while
+// it is being counted. Route prefixes match the cleaned path whatever its letter case.
+//
+// Invariant: a refused request never reaches the handler and counts nowhere (but for a call
+// to allot that times out after allot counted it: the middleware cannot know it did).
 package gateway

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -57,8 +58,8 @@ func ByJWTClaim(claim string, key JWTKey, now func() time.Time) Identify {
 		now = time.Now
 	}
 	return func(r *http.Request) (string, bool) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
+		scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") { // schemes are case-insensitive (RFC 9110 §11.1)
 			return "", false
 		}
 		claims, err := VerifyJWT(strings.TrimSpace(tok), key, now())
@@ -119,15 +120,39 @@ func VerifyJWT(token string, key JWTKey, now time.Time) (map[string]any, error) 
 	if err := dec.Decode(&claims); err != nil {
 		return nil, fmt.Errorf("%w: payload: %v", ErrJWT, err)
 	}
-	if exp, ok := claims["exp"].(json.Number); ok {
-		if v, err := exp.Int64(); err != nil || !now.Before(time.Unix(v, 0)) {
+	// exp and nbf are NumericDates (RFC 7519 §2: seconds, fractions allowed); anything else
+	// there is refused, never ignored — a token whose expiry cannot be read does not last.
+	if v, ok := claims["exp"]; ok {
+		exp, err := numericDate(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: exp: %v", ErrJWT, err)
+		}
+		if !now.Before(exp) {
 			return nil, fmt.Errorf("%w: expired", ErrJWT)
 		}
 	}
-	if nbf, ok := claims["nbf"].(json.Number); ok {
-		if v, err := nbf.Int64(); err != nil || now.Before(time.Unix(v, 0)) {
+	if v, ok := claims["nbf"]; ok {
+		nbf, err := numericDate(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: nbf: %v", ErrJWT, err)
+		}
+		if now.Before(nbf) {
 			return nil, fmt.Errorf("%w: not valid yet", ErrJWT)
 		}
 	}
 	return claims, nil
+}
+
+// numericDate reads a JWT NumericDate: seconds since the epoch, fractions allowed.
+func numericDate(v any) (time.Time, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return time.Time{}, fmt.Errorf("%v is not a number of seconds", v)
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e15 {
+		return time.Time{}, fmt.Errorf("%s is not a number of seconds", n)
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
 }

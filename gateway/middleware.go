@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +75,20 @@ func (c *Client) IncrementAll(ctx context.Context, customer string, quotas []str
 		}
 		return d, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnprocessableEntity:
+		// A refusal names the quotas it refused on. One that names none of these is not about
+		// the caller: allot's own per-key request limit refusing this client's key, which the
+		// caller must not hear as its quota (and which fails open or closed like an outage).
+		var refused struct {
+			Violated []string `json:"violated-policies"`
+		}
+		if json.Unmarshal(b, &refused) != nil || !slices.ContainsFunc(refused.Violated, func(v string) bool { return slices.Contains(quotas, v) }) {
+			return d, fmt.Errorf("%w: %s not about quotas %v (allot's own request limit for this key?): %s", ErrUnavailable, resp.Status, quotas, b)
+		}
 		d.Problem = b
-		if d.RetryAfter, err = strconv.Atoi(resp.Header.Get("Retry-After")); err != nil {
-			d.RetryAfter = 1
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if d.RetryAfter, err = strconv.Atoi(resp.Header.Get("Retry-After")); err != nil {
+				d.RetryAfter = 1
+			}
 		}
 		return d, nil
 	case resp.StatusCode >= 500:
@@ -174,7 +188,10 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 			counted := false
 			if len(quotas) > 0 {
 				var err error
-				d, err = o.Client.IncrementAll(r.Context(), caller, quotas)
+				// Not cancelled when the caller hangs up: a cancelled call reads as allot being
+				// unavailable, and a fail-open policy would then let the request through
+				// uncounted. A caller gone by the answer gets its use back below.
+				d, err = o.Client.IncrementAll(context.WithoutCancel(r.Context()), caller, quotas)
 				switch {
 				case err != nil:
 					report(err)
@@ -185,7 +202,9 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 					d = Decision{} // every policy fails open: through, uncounted, no headers
 				case !d.Allowed:
 					setRateLimit(w.Header(), d.Policy, d.State)
-					w.Header().Set("Retry-After", strconv.Itoa(max(d.RetryAfter, 1)))
+					if d.Status == http.StatusTooManyRequests { // a 422 can never be admitted: no time to wait
+						w.Header().Set("Retry-After", strconv.Itoa(max(d.RetryAfter, 1)))
+					}
 					w.Header().Set("Content-Type", "application/problem+json")
 					w.WriteHeader(d.Status)
 					w.Write(d.Problem)
@@ -193,6 +212,29 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				default:
 					counted = true
 				}
+			}
+			// Given back before the response completes, so the caller's next request sees it;
+			// in the window it was counted in, even if a new one began.
+			giveBack := func() {
+				ctx := context.WithoutCancel(r.Context())
+				for _, q := range quotas {
+					if err := o.Client.Adjust(ctx, q, caller, "-1", d.Windows[q]); err != nil {
+						report(err)
+					}
+				}
+			}
+			if counted && r.Context().Err() != nil {
+				giveBack() // the caller hung up while it was counted: nothing is served
+				return
+			}
+			if counted {
+				// A handler that panics answers nothing (net/http aborts the connection).
+				defer func() {
+					if p := recover(); p != nil {
+						giveBack()
+						panic(p)
+					}
+				}()
 			}
 			rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			if d.Policy != "" {
@@ -213,13 +255,7 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 			if !counted || count(rec.status) {
 				return
 			}
-			// Given back before the response completes, so the caller's next request sees it.
-			ctx := context.WithoutCancel(r.Context())
-			for _, q := range quotas { // in the window it was counted in, even if a new one began
-				if err := o.Client.Adjust(ctx, q, caller, "-1", d.Windows[q]); err != nil {
-					report(err)
-				}
-			}
+			giveBack()
 		})
 	}
 }
@@ -261,6 +297,10 @@ type statusWriter struct {
 }
 
 func (s *statusWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		s.ResponseWriter.WriteHeader(code) // interim (100 Continue, 103 Early Hints): the answer is still to come
+		return
+	}
 	if !s.wrote {
 		s.status, s.wrote = code, true
 		if s.beforeHeader != nil {
@@ -283,6 +323,19 @@ func (s *statusWriter) Flush() {
 		f.Flush()
 	}
 }
+
+// Hijack lets a handler take the connection over (a protocol upgrade, a WebSocket): its answer
+// is then the switch of protocols, whatever it writes on the connection.
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err == nil && !s.wrote {
+		s.status, s.wrote = http.StatusSwitchingProtocols, true
+	}
+	return conn, rw, err
+}
+
+// Unwrap gives http.ResponseController the writer underneath (deadlines, full duplex).
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func writeProblem(w http.ResponseWriter, status int, kind, title, detail string, retryAfter int, extra ...any) {
 	m := map[string]any{"type": "https://allot.dev/problems/" + kind, "title": title, "status": status, "detail": detail}

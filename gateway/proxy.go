@@ -196,13 +196,24 @@ func Proxy(c Config, onError func(error)) (http.Handler, error) {
 			r.URL.Path, r.URL.RawPath = p, ""
 		}
 		for _, rt := range routes {
-			if strings.HasPrefix(r.URL.Path, rt.prefix) {
+			if routeMatches(r.URL.Path, rt.prefix) {
 				rt.h.ServeHTTP(w, r)
 				return
 			}
 		}
 		rp.ServeHTTP(w, r) // no policy covers the path
 	}), nil
+}
+
+// routeMatches reports whether a route's prefix covers path. Letter case is ignored (many
+// upstreams route case-insensitively, and /API/x must not skip /api/'s policies: a policy
+// applied to a path an upstream tells apart by case is the safe mistake), and a prefix ending
+// in a slash covers the path without it (/api for /api/).
+func routeMatches(path, prefix string) bool {
+	if len(path) >= len(prefix) && strings.EqualFold(path[:len(prefix)], prefix) {
+		return true
+	}
+	return strings.HasSuffix(prefix, "/") && len(prefix) > 1 && strings.EqualFold(path, prefix[:len(prefix)-1])
 }
 
 // cleanPath is p without empty, "." and ".." elements, rooted, keeping a trailing slash (as
