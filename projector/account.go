@@ -423,7 +423,10 @@ func (a *Account) clone() *Account {
 	c.QuotaCommands = slices.Clone(a.QuotaCommands)
 	c.UsageRules = slices.Clone(a.UsageRules)
 	c.Forgotten = slices.Clone(a.Forgotten)
-	c.Blocks = make([]*Block, len(a.Blocks))
+	c.Blocks = nil // as it was when nil: a copy must encode as the original does ("blocks":null)
+	if a.Blocks != nil {
+		c.Blocks = make([]*Block, len(a.Blocks))
+	}
 	for i, b := range a.Blocks {
 		bb := *b
 		c.Blocks[i] = &bb
