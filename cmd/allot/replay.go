@@ -138,6 +138,11 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 				return res, err
 			}
 			seq, digest, _ := snap.Digest()
+			if seq == 0 && info.State.LastSeq > 0 {
+				// Folding nothing and comparing it with nothing would say OK over a ledger
+				// never read.
+				return res, exitWith(4, fmt.Errorf("nothing to verify against: no live allot answered on %s and no snapshot is stored; run it with allot serving, or without --verify to rebuild and print the digest", DigestSubject))
+			}
 			against = []digestReply{{Process: "stored snapshot", Seq: seq, Digest: digest}}
 			res.Against = "snapshot"
 			log.Info("no live allot answered; verifying against the stored snapshot", "seq", seq)
@@ -193,8 +198,9 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 
 // liveDigests asks every live allot process for its projection's sequence and digest and
 // returns the answers by ascending sequence; none when no process listens. Processes answer
-// once their projection has settled (up to 5 s), so after the first answer the others are
-// given a moment longer.
+// once their projection has settled (up to 5 s), so every answer is waited for that long
+// after the one before: a process slower to settle than the first must not drop out of the
+// comparison unseen (each one compared is printed).
 func liveDigests(nc *nats.Conn) ([]digestReply, error) {
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
@@ -220,7 +226,6 @@ func liveDigests(nc *nats.Conn) ([]digestReply, error) {
 			return nil, fmt.Errorf("reading a live digest: %w", err)
 		}
 		out = append(out, d)
-		wait = time.Second
 	}
 	slices.SortFunc(out, func(a, b digestReply) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
