@@ -2,7 +2,9 @@ package api
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,10 +106,20 @@ type ledgerEntry struct {
 	Entry json.RawMessage `json:"entry"`
 }
 
-// ledgerCursor is where a page ends: the stream sequence and item to continue from.
+// ledgerCursor is where a page ends: the stream sequence and item to continue from, and whose
+// ledger it pages (a cursor given for one customer, used on another's ledger, would skip that
+// ledger's entries before the sequence).
 type ledgerCursor struct {
-	Seq  uint64 `json:"s"`
-	Item int    `json:"i"`
+	Seq   uint64 `json:"s"`
+	Item  int    `json:"i"`
+	Owner string `json:"o"`
+}
+
+// cursorOwner names a customer's ledger in its cursors: a short hash of product, env and
+// customer.
+func cursorOwner(sc events.Scope, customer string) string {
+	sum := sha256.Sum256([]byte(sc.String() + "\x00" + customer))
+	return hex.EncodeToString(sum[:8])
 }
 
 func (c ledgerCursor) String() string {
@@ -151,11 +163,16 @@ func (s *Server) getLedger(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	cur := ledgerCursor{Seq: 1}
+	owner := cursorOwner(sc, customer)
+	cur := ledgerCursor{Seq: 1, Owner: owner}
 	if c := r.URL.Query().Get("cursor"); c != "" {
 		var ok bool
 		if cur, ok = parseLedgerCursor(c); !ok {
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "cursor", "cursor is not one this API gave out"))
+			return
+		}
+		if cur.Owner != owner {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "cursor", "cursor pages another customer's ledger (or another product's or env's)"))
 			return
 		}
 	}
