@@ -197,9 +197,11 @@ func SaveSnapshots(ctx context.Context, store jetstream.ObjectStore, l *Ledger, 
 		if seq == saved {
 			return
 		}
+		// The encoding is what takes a core; the store's round trips do not, and counting
+		// them pushed the next snapshot out (20× a slow put) for nothing.
 		start := time.Now()
-		defer func() { wait = snapshotWait(every, time.Since(start)) }()
 		b, err := json.Marshal(l)
+		wait = snapshotWait(every, time.Since(start))
 		if err != nil {
 			log.Error("encoding ledger snapshot", "err", err)
 			return
