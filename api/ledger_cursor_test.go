@@ -52,4 +52,3 @@ func TestLedgerCursorIsBoundToItsCustomer(t *testing.T) {
 	require.Len(t, r.body["data"], 1)
 	assert.Equal(t, "blk_a2", r.body["data"].([]any)[0].(map[string]any)["entry"].(map[string]any)["block"])
 }
-
