@@ -295,4 +295,3 @@ func TestWeightOverLimitHasNoRetryAfter(t *testing.T) {
 	assert.Equal(t, 422, rec.Code)
 	assert.Empty(t, rec.Header().Get("Retry-After"), "a request that can never be admitted gets no Retry-After")
 }
-

@@ -41,7 +41,10 @@ func TestSnapshotCapLeavesOutStoreLatency(t *testing.T) {
 	st := &slowStore{lag: 300 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = SaveSnapshots(ctx, st, l, 50*time.Millisecond, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		defer close(done)
+		_ = SaveSnapshots(ctx, st, l, 50*time.Millisecond, slog.New(slog.DiscardHandler))
+	}()
 	stop := time.After(3 * time.Second)
 loop:
 	for {
