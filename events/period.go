@@ -214,10 +214,12 @@ var dayStart = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 func (p Period) Boundary(anchor time.Time, k int64) time.Time {
 	n := k * int64(max(p.Count, 1))
 	switch p.Unit {
+	// In seconds, not a time.Duration: a Duration holds ±292 years, and a boundary further
+	// from its anchor (an anchor in 1700, an event dated in it) wrapped around.
 	case UnitMinute:
-		return anchor.Add(time.Duration(n) * time.Minute).UTC()
+		return time.Unix(anchor.Unix()+n*60, int64(anchor.Nanosecond())).UTC()
 	case UnitHour:
-		return anchor.Add(time.Duration(n) * time.Hour).UTC()
+		return time.Unix(anchor.Unix()+n*3600, int64(anchor.Nanosecond())).UTC()
 	case UnitDay, UnitWeek:
 		days := n
 		if p.Unit == UnitWeek {
@@ -268,16 +270,19 @@ func localTime(y int, m time.Month, d int, a time.Time, loc *time.Location) time
 // index returns k such that Boundary(k) <= t < Boundary(k+1).
 func (p Period) index(anchor, t time.Time) int64 {
 	count := int64(max(p.Count, 1))
+	// Seconds between them, not t.Sub: a Duration saturates past ±292 years, and the steps
+	// below from so bad an estimate would take about forever.
+	secs := t.Unix() - anchor.Unix()
 	var k int64
 	switch p.Unit {
 	case UnitMinute:
-		k = floorDiv(int64(t.Sub(anchor)/time.Minute), count)
+		k = floorDiv(floorDiv(secs, 60), count)
 	case UnitHour:
-		k = floorDiv(int64(t.Sub(anchor)/time.Hour), count)
+		k = floorDiv(floorDiv(secs, 3600), count)
 	case UnitDay:
-		k = floorDiv(int64(t.Sub(anchor)/(24*time.Hour)), count)
+		k = floorDiv(floorDiv(secs, 86400), count)
 	case UnitWeek:
-		k = floorDiv(int64(t.Sub(anchor)/(7*24*time.Hour)), count)
+		k = floorDiv(floorDiv(secs, 7*86400), count)
 	case UnitMonth, UnitYear:
 		a, tl := anchor.In(p.location()), t.In(p.location())
 		months := int64(tl.Year()-a.Year())*12 + int64(tl.Month()-a.Month())

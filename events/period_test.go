@@ -279,3 +279,44 @@ func TestWindowAtRemembersOnlyInside(t *testing.T) {
 		}
 	}
 }
+
+// Windows far from their anchor (more than the ±292 years a time.Duration holds) are computed,
+// and hold their instant: an hourly period anchored in 1700, a use dated in 1700 against a
+// first_use anchor of today, calendar days in year 1. Boundaries were computed with Durations
+// that wrapped around, and the steps to the exact window never ended.
+func TestWindowsFarFromTheirAnchor(t *testing.T) {
+	far, now := time.Date(1700, 1, 1, 0, 30, 0, 0, time.UTC), time.Date(2026, 6, 1, 12, 30, 0, 0, time.UTC)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, c := range []struct {
+			p          Period
+			anchor, at time.Time
+		}{
+			{Period{Unit: UnitHour, Mode: ModeFixed, Anchor: far}, far, now},
+			{Period{Unit: UnitMinute, Count: 5, Mode: ModeFixed, Anchor: far}, far, now},
+			{Period{Unit: UnitHour, Mode: ModeFirstUse}, now, far},
+			{Period{Unit: UnitDay, Mode: ModeFirstUse, TimeZone: "Europe/Berlin"}, now, time.Date(1, 1, 2, 12, 0, 0, 0, time.UTC)},
+			{Period{Unit: UnitWeek, Mode: ModeFirstUse}, now, time.Date(1, 1, 2, 12, 0, 0, 0, time.UTC)},
+			{Period{Unit: UnitDay, TimeZone: "Europe/Berlin"}, time.Time{}, time.Date(1, 1, 2, 12, 0, 0, 0, time.UTC)},
+			{Period{Unit: UnitHour}, time.Time{}, time.Date(9000, 1, 2, 12, 0, 0, 0, time.UTC)},
+		} {
+			p, err := c.p.Normalize()
+			if !assert.NoError(t, err) {
+				continue
+			}
+			var s, e time.Time
+			if p.Mode == ModeFirstUse {
+				s, e = p.Window(c.anchor, c.at)
+			} else {
+				s, e = p.WindowAt(c.at)
+			}
+			assert.True(t, !c.at.Before(s) && c.at.Before(e), "%+v: [%v, %v) does not hold %v", p, s, e, c.at)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("window math did not finish: it loops on instants far from the anchor")
+	}
+}
