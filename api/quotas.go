@@ -466,7 +466,14 @@ func (s *Server) postQuotaAdjust(w http.ResponseWriter, r *http.Request) {
 		}
 		when = at.UTC()
 	}
-	err := s.quotaCommand(r, customer, events.TypeQuotaAdjusted, events.QuotaAdjusted{Customer: customer, Quota: q.Key, Amount: amt, Period: q.Period, At: when})
+	sc := scopeFrom(r)
+	e := events.QuotaAdjusted{Customer: customer, Quota: q.Key, Amount: amt, Period: q.Period, At: when}
+	err := s.incs.Command(r.Context(), sc, customer, commandID(r.Context(), sc, customer), func(a *projector.Account) (string, any, error) {
+		if amt.Sign() > 0 && !a.CountLands(q.Key, q.Period, when) {
+			return "", nil, &projector.FieldError{Field: "at", Msg: "at is in a window older than every window kept for this customer's quota: the adjustment would count nowhere"}
+		}
+		return events.TypeQuotaAdjusted, e, nil
+	})
 	if err != nil {
 		problem.Write(w, s.commandProblem(err))
 		return

@@ -31,3 +31,24 @@ func TestRetryAfterCoversEveryViolatedQuota(t *testing.T) {
 	now = midnight
 	assert.Equal(t, 200, h.do("POST", "/v1/customers/c1/quotas/increment", keyAcme, jsonCT, both).status)
 }
+
+// An adjustment dated in a window older than every window kept for the customer's quota is a
+// 400 naming at: it would count nowhere (it was answered 200 and lost). One dated in a kept
+// window counts there.
+func TestAdjustOutsideTheKeptWindows(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 30, 0, 0, time.UTC)
+	h := newHarnessWith(t, func(o *api.Options) { o.Now = func() time.Time { return now } })
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/api", keyAcme, jsonCT, `{"meter":"requests","limit":"100","period":{"unit":"hour"}}`).status)
+	for _, at := range []string{"2026-05-01T09:10:00Z", "2026-05-01T10:10:00Z", "2026-05-01T11:10:00Z"} {
+		r := h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"5","at":"`+at+`"}`)
+		require.Equal(t, 200, r.status, r.raw)
+	}
+	require.Equal(t, 200, h.do("POST", "/v1/quotas/api/increment", keyAcme, jsonCT, `{"customer":"c"}`).status)
+	r := h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"5","at":"2026-05-01T07:10:00Z"}`)
+	requireProblem(t, r, 400, "invalid-field")
+	assert.Equal(t, "at", r.body["field"])
+	r = h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"5","at":"2026-05-01T11:20:00Z"}`)
+	require.Equal(t, 200, r.status, r.raw)
+	r = h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"-1","at":"2026-05-01T07:10:00Z"}`)
+	assert.Equal(t, 200, r.status, "giving back into a forgotten window changes nothing, and says so as any give-back with nothing to give: %s", r.raw)
+}

@@ -96,6 +96,26 @@ func (a *Account) quota(key string) *QuotaState {
 	return q
 }
 
+// CountLands reports whether a use of quota key (under period p) dated at would be counted in a
+// window this account keeps. One dated before every kept window, when as many as are kept
+// already exist, is counted nowhere (the window is forgotten as it is made), so an adjustment
+// dated there would change nothing.
+func (a *Account) CountLands(key string, p events.Period, at time.Time) bool {
+	q := a.Quotas[key]
+	if q == nil || len(q.Windows) < maxQuotaWindows {
+		return true
+	}
+	c := QuotaState{Anchor: q.Anchor, Windows: slices.Clone(q.Windows)}
+	start, end := c.window(p, at.UTC(), false)
+	w := c.use(start, end)
+	for i := range c.Windows {
+		if w == &c.Windows[i] {
+			return true
+		}
+	}
+	return false
+}
+
 // quotaWindowAt is the customer's window of quota key, under period p, that holds at. With
 // count, at is a counted use: the window is created if need be and a first_use period without
 // an anchor takes at as its anchor. Without, only an existing window is returned (or nil):
@@ -126,6 +146,9 @@ func (a *Account) applyQuotaUse(u events.QuotaUse) bool {
 			return false
 		}
 		q.UsageSeq = u.UsageSeq
+		if u.Amount.Sign() <= 0 {
+			return true // counts nothing (rating writes none since; an older entry's stays out)
+		}
 	}
 	start, end := q.window(u.Period, u.At.UTC(), true)
 	w := q.use(start, end)

@@ -73,3 +73,19 @@ func TestFirstUseAnchorIsTheFirstCountedUse(t *testing.T) {
 	require.NotNil(t, b.Quotas["calls"].Anchor)
 	assert.Equal(t, reset, *b.Quotas["calls"].Anchor)
 }
+
+// A usage entry carrying a negative quota use (rating wrote them for negative sums) counts
+// nothing: the window's use never goes below zero nor admits past its limit.
+func TestNegativeUsageCountsNothing(t *testing.T) {
+	month := events.Period{Unit: events.UnitMonth, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	q := events.Quota{Key: "tok", Meter: "tokens", Limit: events.MustDecimal("1000"), Period: month}
+	now := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	a := newAccount("c")
+	a.applyQuotaUse(events.QuotaUse{Quota: "tok", Amount: events.MustDecimal("-5000"), Period: month, At: now, UsageSeq: 1})
+	a.applyQuotaUse(events.QuotaUse{Quota: "tok", Amount: events.MustDecimal("300"), Period: month, At: now, UsageSeq: 2})
+	st := a.QuotaStatuses([]events.Quota{q}, []events.Decimal{events.MustDecimal("1000")}, now)
+	assert.Equal(t, "300", st[0].Used.String())
+	assert.Equal(t, "700", st[0].Remaining.String())
+	_, _, err := a.DecideIncrement([]events.Quota{q}, []events.Decimal{events.MustDecimal("1000")}, now)
+	assert.ErrorIs(t, err, ErrQuotaExceeded)
+}

@@ -112,7 +112,10 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 			out.Reasons = append(out.Reasons, ReasonBadValue)
 			continue
 		}
-		if m.Aggregation == events.AggCount || m.Aggregation == events.AggSum {
+		// A quota counts what was used: a negative (or zero) quantity of a sum meter counts
+		// nothing, as an increment's weight must be above 0 — it would otherwise take a
+		// window's use below zero and admit past its limit.
+		if (m.Aggregation == events.AggCount || m.Aggregation == events.AggSum) && qty.Sign() > 0 {
 			for _, q := range cfg.QuotasForMeter(scope, m.Key) {
 				out.Quotas = append(out.Quotas, events.QuotaUse{Quota: q.Key, Amount: qty, Period: q.Period, At: ev.Time, UsageSeq: seq})
 			}

@@ -391,3 +391,21 @@ func TestRateEventOlderThanTheKeptWindows(t *testing.T) {
 		})
 	}
 }
+
+// A negative (or zero) quantity of a sum meter counts nothing against a quota: it took a
+// window's use below zero, and the window then admitted past its limit.
+func TestNegativeSumCountsNothingAgainstAQuota(t *testing.T) {
+	cfg := fakeConfig{
+		meters: []events.Meter{{Key: "tokens", EventType: "llm", Aggregation: events.AggSum, ValueProperty: "tokens"}},
+		quotas: []events.Quota{{Key: "tok", Meter: "tokens", Limit: events.MustDecimal("1000"), Period: *mth}},
+	}
+	for i, q := range []string{"-5000", "0"} {
+		out, err := NewState().Rate(uint64(i+1), sc, usage(fmt.Sprint("e", i), "c", t0, tokens(q)), cfg)
+		require.NoError(t, err)
+		assert.Empty(t, out.Quotas, "tokens %s", q)
+	}
+	out, err := NewState().Rate(3, sc, usage("e3", "c", t0, tokens("7")), cfg)
+	require.NoError(t, err)
+	require.Len(t, out.Quotas, 1)
+	assert.Equal(t, "7", out.Quotas[0].Amount.String())
+}
