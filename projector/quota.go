@@ -44,7 +44,8 @@ func (q *QuotaState) window(p events.Period, at time.Time, create bool) (start, 
 	}
 }
 
-// use returns the window at [start, end), created empty if need be.
+// use returns the window at [start, end), created if need be with what the kept windows
+// inside it used (see usedIn).
 //
 // Beyond maxQuotaWindows the oldest windows are forgotten, but only those that have surely
 // ended: no event is dated more than events.MaxFutureSkew ahead of the clock, so the clock is
@@ -52,9 +53,14 @@ func (q *QuotaState) window(p events.Period, at time.Time, create bool) (start, 
 // (Forgetting by count alone, a few uses dated in windows ahead pushed the current window out
 // and its count back to zero.) The fold stays deterministic: it compares event times only.
 func (q *QuotaState) use(start, end time.Time) *QuotaWindow {
-	i, found := slices.BinarySearchFunc(q.Windows, start, func(w QuotaWindow, t time.Time) int { return w.Start.Compare(t) })
+	i, found := slices.BinarySearchFunc(q.Windows, start, func(w QuotaWindow, t time.Time) int {
+		if c := w.Start.Compare(t); c != 0 {
+			return c
+		}
+		return w.End.Compare(end)
+	})
 	if !found {
-		q.Windows = slices.Insert(q.Windows, i, QuotaWindow{Start: start, End: end})
+		q.Windows = slices.Insert(q.Windows, i, QuotaWindow{Start: start, End: end, Used: q.usedIn(start, end)})
 		ended := q.Windows[len(q.Windows)-1].Start.Add(-events.MaxFutureSkew)
 		drop := 0
 		for len(q.Windows)-drop > maxQuotaWindows && !q.Windows[drop].End.After(ended) {
@@ -70,18 +76,43 @@ func (q *QuotaState) use(start, end time.Time) *QuotaWindow {
 	return &q.Windows[i]
 }
 
+// usedIn is what the window [start, end) has used: the window's own count when it is kept, and
+// otherwise what the kept windows inside it used. Windows of one period tile time, so only
+// windows of another period — the quota's before a change of its period — can lie inside
+// another: a daily quota made weekly on a Tuesday starts the week with Monday's and Tuesday's
+// use (a window partly outside, as a month's in a new week, counts nothing: it cannot be
+// split). Windows are matched by start and end alike, so one of another period that starts at
+// the same instant is never taken for this one.
+func (q *QuotaState) usedIn(start, end time.Time) events.Decimal {
+	var sum events.Decimal
+	for _, w := range q.Windows {
+		if w.Start.Equal(start) && w.End.Equal(end) {
+			return w.Used
+		}
+		if !w.Start.Before(start) && !w.End.After(end) {
+			sum = sum.Add(w.Used)
+		}
+	}
+	return sum
+}
+
+// holdsInside reports whether a kept window lies inside [start, end) without being it.
+func (q *QuotaState) holdsInside(start, end time.Time) bool {
+	for _, w := range q.Windows {
+		if !w.Start.Before(start) && !w.End.After(end) && !(w.Start.Equal(start) && w.End.Equal(end)) {
+			return true
+		}
+	}
+	return false
+}
+
 // Used is what the window holding at has used.
 func (q *QuotaState) Used(p events.Period, at time.Time) (used events.Decimal, start, end time.Time) {
 	if q == nil {
 		q = &QuotaState{}
 	}
 	start, end = q.window(p, at, false)
-	for _, w := range q.Windows {
-		if w.Start.Equal(start) {
-			return w.Used, start, end
-		}
-	}
-	return events.Decimal{}, start, end
+	return q.usedIn(start, end), start, end
 }
 
 func (a *Account) quota(key string) *QuotaState {
@@ -126,11 +157,14 @@ func (a *Account) quotaWindowAt(key string, p events.Period, at time.Time, count
 		if q == nil || (p.Mode == events.ModeFirstUse && q.Anchor == nil) {
 			return nil
 		}
-		start, _ := q.window(p, at.UTC(), false)
+		start, end := q.window(p, at.UTC(), false)
 		for i := range q.Windows {
-			if q.Windows[i].Start.Equal(start) {
+			if q.Windows[i].Start.Equal(start) && q.Windows[i].End.Equal(end) {
 				return &q.Windows[i]
 			}
+		}
+		if q.holdsInside(start, end) {
+			return q.use(start, end) // what it holds (usedIn) is what a reset or give-back changes
 		}
 		return nil
 	}

@@ -89,3 +89,38 @@ func TestNegativeUsageCountsNothing(t *testing.T) {
 	_, _, err := a.DecideIncrement([]events.Quota{q}, []events.Decimal{events.MustDecimal("1000")}, now)
 	assert.ErrorIs(t, err, ErrQuotaExceeded)
 }
+
+// A quota's period changed while windows exist: the new window starts with what the kept
+// windows inside it used (a daily quota made weekly on a Tuesday has this week's Monday and
+// Tuesday), whichever day the change is made, before and after its first use; a reset clears
+// it; and a window of the old period that starts at the same instant is never taken for it
+// (the week took Monday's day window alone, and dropped Tuesday's).
+func TestPeriodChangeCarriesTheUseInside(t *testing.T) {
+	day := events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	week := events.Period{Unit: events.UnitWeek, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	qWeek := events.Quota{Key: "calls", Meter: "requests", Limit: events.MustDecimal("100"), Period: week}
+	qDay := events.Quota{Key: "calls", Meter: "requests", Limit: events.MustDecimal("100"), Period: day}
+	monday := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	tuesday := monday.Add(24 * time.Hour)
+	a := newAccount("c1")
+	use := func(p events.Period, at time.Time, n string) {
+		a.applyIncrement(events.QuotaIncremented{Customer: "c1", At: at, Items: []events.QuotaUse{{Quota: "calls", Amount: events.MustDecimal(n), Period: p, At: at}}})
+	}
+	used := func(q events.Quota, at time.Time) string {
+		return a.QuotaStatuses([]events.Quota{q}, []events.Decimal{events.MustDecimal("1")}, at)[0].Used.String()
+	}
+	use(day, monday, "40")
+	use(day, tuesday, "50")
+	assert.Equal(t, "90", used(qWeek, tuesday.Add(time.Hour)), "this week: 40 on Monday and 50 on Tuesday")
+	use(week, tuesday.Add(time.Hour), "5")
+	assert.Equal(t, "95", used(qWeek, tuesday.Add(2*time.Hour)))
+	_, _, err := a.DecideIncrement([]events.Quota{qWeek}, []events.Decimal{events.MustDecimal("6")}, tuesday.Add(2*time.Hour))
+	assert.ErrorIs(t, err, ErrQuotaExceeded, "95 + 6 > 100")
+	assert.Equal(t, "50", used(qDay, tuesday.Add(2*time.Hour)), "Tuesday's day window is its own")
+
+	// A reset of the week after the change clears what it carries.
+	b := newAccount("c2")
+	b.applyIncrement(events.QuotaIncremented{Customer: "c2", At: monday, Items: []events.QuotaUse{{Quota: "calls", Amount: events.MustDecimal("40"), Period: day, At: monday}}})
+	b.applyReset(events.QuotaReset{Customer: "c2", Quota: "calls", Period: week, At: tuesday})
+	assert.Equal(t, "0", b.QuotaStatuses([]events.Quota{qWeek}, []events.Decimal{events.MustDecimal("1")}, tuesday)[0].Used.String())
+}
