@@ -212,6 +212,9 @@ var dayStart = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Boundary returns boundary k: anchor + k×(Count×Unit).
 func (p Period) Boundary(anchor time.Time, k int64) time.Time {
+	if k == 0 {
+		return anchor.UTC() // the anchor itself, even at the second of a wall time that happens twice
+	}
 	n := k * int64(max(p.Count, 1))
 	switch p.Unit {
 	// In seconds, not a time.Duration: a Duration holds ±292 years, and a boundary further
@@ -260,9 +263,13 @@ func localTime(y int, m time.Month, d int, a time.Time, loc *time.Location) time
 		}
 		return t.UTC()
 	}
-	// In an overlap the same wall time happens twice; prefer the earlier instant.
-	if earlier := t.Add(-time.Hour); earlier.In(loc).Hour() == t.Hour() && earlier.In(loc).Minute() == t.Minute() && earlier.In(loc).Day() == t.Day() {
-		return earlier.UTC()
+	// In an overlap the same wall time happens twice; prefer the earlier instant. Clocks go
+	// back by an hour in most zones, by 30 minutes on Lord Howe Island and by two hours at
+	// Troll: the earliest of those that shows the same wall time is the first.
+	for _, back := range [...]time.Duration{2 * time.Hour, time.Hour, 30 * time.Minute} {
+		if e := t.Add(-back).In(loc); e.Hour() == t.Hour() && e.Minute() == t.Minute() && e.Second() == t.Second() && e.Day() == t.Day() {
+			return t.Add(-back).UTC()
+		}
 	}
 	return t.UTC()
 }

@@ -320,3 +320,48 @@ func TestWindowsFarFromTheirAnchor(t *testing.T) {
 		t.Fatal("window math did not finish: it loops on instants far from the anchor")
 	}
 }
+
+// A boundary at a wall time that happens twice (clocks going back) is its first instant, also
+// where they go back by 30 minutes (Lord Howe Island) or two hours (Troll): only a one-hour
+// shift was looked for, and these got the later instant.
+func TestOverlapBoundaryIsTheFirstInstant(t *testing.T) {
+	for _, c := range []struct {
+		zone       string
+		y, m, d, h, min int
+	}{
+		{"Australia/Lord_Howe", 2024, 4, 7, 1, 45}, // 02:00 -> 01:30: 01:30-02:00 twice
+		{"Antarctica/Troll", 2024, 10, 27, 2, 0},   // 03:00 -> 01:00: 01:00-03:00 twice
+	} {
+		loc, _ := time.LoadLocation(c.zone)
+		anchor := time.Date(c.y, time.Month(c.m), c.d-10, c.h, c.min, 0, 0, loc)
+		p, _ := Period{Unit: UnitDay, Mode: ModeFixed, Anchor: anchor, TimeZone: c.zone}.Normalize()
+		b := p.Boundary(p.Anchor, 10)
+		// every instant with that local wall time on that date
+		var first time.Time
+		for x := b.Add(-4 * time.Hour); x.Before(b.Add(4 * time.Hour)); x = x.Add(time.Minute) {
+			l := x.In(loc)
+			if l.Day() == c.d && l.Hour() == c.h && l.Minute() == c.min {
+				first = x
+				break
+			}
+		}
+		if !b.Equal(first) {
+			t.Errorf("%s: boundary at local %02d:%02d on the overlap day is %v (%v local); the first instant is %v", c.zone, c.h, c.min, b.UTC(), b.In(loc), first.UTC())
+		}
+	}
+}
+
+// Boundary 0 is the anchor itself, even when the anchor is the second instant of a wall time
+// that happens twice (01:30 after New York's clocks went back): it was the first, an hour
+// before the anchor, and the window of a first use at that instant began before it.
+func TestBoundaryZeroIsTheAnchor(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	second := time.Date(2025, 11, 2, 6, 30, 0, 0, time.UTC) // 01:30 EST, after 01:30 EDT
+	require.Equal(t, 1, second.In(ny).Hour())
+	p, err := Period{Unit: UnitDay, Mode: ModeFirstUse, TimeZone: "America/New_York"}.Normalize()
+	require.NoError(t, err)
+	s, e := p.Window(second, second)
+	assert.Equal(t, second, s)
+	assert.Equal(t, time.Date(2025, 11, 3, 6, 30, 0, 0, time.UTC), e, "01:30 EST the next day")
+}
