@@ -7,8 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,7 +41,36 @@ type idemRecord struct {
 	Incarnation string          `json:"incarnation,omitempty"`
 	Status      int             `json:"status,omitempty"`
 	ContentType string          `json:"content_type,omitempty"`
+	Headers     http.Header     `json:"headers,omitempty"` // replayedHeaders the answer had
 	Body        json.RawMessage `json:"body,omitempty"`
+}
+
+// replayedHeaders are the response headers a replay gives back besides Content-Type: what a
+// client acts on (where the object is, how much quota is left, how long to wait).
+var replayedHeaders = []string{"Location", "Retry-After", "RateLimit", "RateLimit-Policy", "Cache-Control"}
+
+// requestHash is what makes two requests with one Idempotency-Key the same request: method,
+// path, media type (parameters such as charset left out), the CloudEvents attributes a
+// binary-mode event carries in ce-* headers (its id, type, subject…), and the body.
+func requestHash(r *http.Request, body []byte) string {
+	h := sha256.New()
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		mt = r.Header.Get("Content-Type")
+	}
+	fmt.Fprintf(h, "%s %s\x00%s\x00", r.Method, r.URL.Path, strings.ToLower(mt))
+	var ce []string
+	for name := range r.Header {
+		if strings.HasPrefix(strings.ToLower(name), "ce-") {
+			ce = append(ce, name)
+		}
+	}
+	slices.Sort(ce)
+	for _, name := range ce {
+		fmt.Fprintf(h, "%s:%q\x00", strings.ToLower(name), r.Header.Values(name))
+	}
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 type idemKeyCtx struct{}
@@ -69,8 +102,8 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 // idempotent implements Idempotency-Key (DESIGN.md, Idempotency) for a POST handler: the key
 // is scoped by product and env; a retry with the same request gets the stored response with
 // Idempotent-Replayed: true; the same key with another request is 422; while the first is in
-// flight, 409 with Retry-After. 5xx answers are not stored. Without the header the handler
-// runs as is.
+// flight, 409 with Retry-After. 5xx and 429 answers are not stored. Without the header the
+// handler runs as is.
 func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
@@ -87,8 +120,7 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 			problem.Write(w, p)
 			return
 		}
-		sum := sha256.Sum256([]byte(r.Method + " " + r.URL.Path + "\x00" + r.Header.Get("Content-Type") + "\x00" + string(body)))
-		reqHash := hex.EncodeToString(sum[:])
+		reqHash := requestHash(r, body)
 		ks := sha256.Sum256([]byte(scopeFrom(r).String() + "\x00" + key))
 		kvKey := hex.EncodeToString(ks[:])
 		ctx := r.Context()
@@ -110,15 +142,29 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		cw := &captureWriter{ResponseWriter: w}
 		h(cw, r.WithContext(context.WithValue(ctx, idemKeyCtx{}, key)))
-		if cw.status >= 500 || cw.status == 0 {
+		// Not stored: a 5xx (nothing is known to have happened) and a 429 (nothing happened,
+		// and the same request is worth sending again once Retry-After has passed). A retry
+		// runs the request again, which the command ids in the ledger keep from applying twice.
+		if cw.status >= 500 || cw.status == 0 || cw.status == http.StatusTooManyRequests {
 			s.o.Idempotency.Delete(context.WithoutCancel(ctx), kvKey, jetstream.LastRevision(rev))
 			return
 		}
 		done := idemRecord{State: "done", RequestHash: reqHash, Started: rec.Started, Status: cw.status,
 			ContentType: cw.Header().Get("Content-Type"), Body: json.RawMessage(bytes.TrimSpace(cw.buf.Bytes()))}
+		for _, name := range replayedHeaders {
+			if v := cw.Header().Values(name); len(v) > 0 {
+				if done.Headers == nil {
+					done.Headers = http.Header{}
+				}
+				done.Headers[name] = v
+			}
+		}
 		db, _ := json.Marshal(done)
 		if _, err := s.o.Idempotency.Update(context.WithoutCancel(ctx), kvKey, db, rev); err != nil {
-			s.o.Log.Warn("storing idempotent response", "err", err)
+			// Not stored (an answer over the bucket's value limit, say): the key must not stay
+			// in flight, answering 409 to every retry for a minute; a retry runs again.
+			s.o.Log.Warn("storing idempotent response; the key is released", "err", err, "bytes", len(db))
+			s.o.Idempotency.Delete(context.WithoutCancel(ctx), kvKey, jetstream.LastRevision(rev))
 		}
 	}
 }
@@ -145,6 +191,9 @@ func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kv
 		w.Header().Set("Idempotent-Replayed", "true")
 		if rec.ContentType != "" {
 			w.Header().Set("Content-Type", rec.ContentType)
+		}
+		for name, v := range rec.Headers {
+			w.Header()[http.CanonicalHeaderKey(name)] = v
 		}
 		w.WriteHeader(rec.Status)
 		w.Write(rec.Body)

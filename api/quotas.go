@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/allot-dev/allot/api/problem"
+	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/internal/plainjson"
@@ -86,8 +90,13 @@ func (s *Server) readQuotaRequestAt(w http.ResponseWriter, r *http.Request, def 
 	}
 	q, ok := s.o.Catalog.Quota(scopeFrom(r), r.PathValue("key"))
 	if !ok {
-		problem.Write(w, notFound("quota", r.PathValue("key")))
-		return q, "", events.Decimal{}, nil, false
+		if !s.catalogCaughtUp(w, r) {
+			return q, "", events.Decimal{}, nil, false
+		}
+		if q, ok = s.o.Catalog.Quota(scopeFrom(r), r.PathValue("key")); !ok {
+			problem.Write(w, notFound("quota", r.PathValue("key")))
+			return q, "", events.Decimal{}, nil, false
+		}
 	}
 	if b.Customer == "" {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "customer", "customer is required"))
@@ -340,8 +349,13 @@ func (s *Server) postCustomerQuotasIncrement(w http.ResponseWriter, r *http.Requ
 		field := fmt.Sprintf("quotas[%d]", i)
 		q, found := s.o.Catalog.Quota(sc, qb.Key)
 		if !found {
-			problem.Write(w, problem.Fieldf(problem.NotFound, http.StatusNotFound, field+".key", "no quota %q in this product and env", qb.Key))
-			return
+			if !s.catalogCaughtUp(w, r) {
+				return
+			}
+			if q, found = s.o.Catalog.Quota(sc, qb.Key); !found {
+				problem.Write(w, problem.Fieldf(problem.NotFound, http.StatusNotFound, field+".key", "no quota %q in this product and env", qb.Key))
+				return
+			}
 		}
 		for _, seen := range quotas[:i] {
 			if seen.Key == q.Key {
@@ -508,4 +522,26 @@ func (s *Server) getCustomerQuotas(w http.ResponseWriter, r *http.Request) {
 		data = append(data, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"customer": customer, "data": data, "version": s.o.Ledger.Seq()})
+}
+
+// catalogCaughtUp makes sure this process's catalog holds every configuration change written so
+// far, before a lookup that missed is answered as a miss: a quota or plan just created through
+// another process is not yet here, and a 404 (stored for an Idempotency-Key) would outlive the
+// moment. When it cannot catch up it writes a 503 — retryable, never stored — and says false.
+func (s *Server) catalogCaughtUp(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	stream, err := s.o.JS.Stream(ctx, bus.ConfigStream)
+	var info *jetstream.StreamInfo
+	if err == nil {
+		info, err = stream.Info(ctx)
+	}
+	if err == nil {
+		err = s.o.Catalog.WaitFor(ctx, info.State.LastSeq)
+	}
+	if err != nil {
+		problem.Write(w, unavailable(fmt.Errorf("the configuration here is behind the config stream: %w", err)))
+		return false
+	}
+	return true
 }

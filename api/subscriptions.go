@@ -75,8 +75,13 @@ func (s *Server) postSubscription(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	plan, ok := s.o.Catalog.Plan(sc, b.Plan)
 	if !ok {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, "plan", "no plan %q in this product and env", b.Plan))
-		return
+		if !s.catalogCaughtUp(w, r) {
+			return
+		}
+		if plan, ok = s.o.Catalog.Plan(sc, b.Plan); !ok {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, "plan", "no plan %q in this product and env", b.Plan))
+			return
+		}
 	}
 	customer, ok := s.resolveCustomer(w, r, b.Customer, "customer")
 	if !ok {
