@@ -3,6 +3,9 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -160,4 +163,26 @@ func TestDocsCoverGatewayProblemsAndEventsKey(t *testing.T) {
 	i := strings.Index(s, "\n  /v1/events:")
 	j := strings.Index(s[i+1:], "\n  /v1/")
 	assert.Contains(t, s[i:i+1+j], "IdempotencyKey", "POST /v1/events takes Idempotency-Key (server.go:166) but the OpenAPI operation does not list it")
+}
+
+// A keyed increment whose answer was lost (a 5xx deletes the key's record) is retried after 32
+// newer keyed commands of the customer, so its account no longer names it: JetStream's dedup
+// window keeps it from counting twice, and the answer is the use as it stands (it said the
+// retry counted once more).
+func TestRetriedIncrementAnswersTheUseAsItStands(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/api", keyAcme, jsonCT, `{"meter":"requests","limit":"1000","period":{"unit":"day"}}`).status)
+	first := h.do("POST", "/v1/quotas/api/increment", keyAcme, jsonCT, `{"customer":"c"}`, "Idempotency-Key", "inc-1")
+	require.Equal(t, 200, first.status, first.raw)
+	sum := sha256.Sum256([]byte("acme/test\x00inc-1"))
+	require.NoError(t, h.idem.Delete(context.Background(), hex.EncodeToString(sum[:]))) // as a 5xx answer leaves it
+	for i := 0; i < 32; i++ {
+		r := h.do("POST", "/v1/quotas/api/increment", keyAcme, jsonCT, `{"customer":"c"}`, "Idempotency-Key", fmt.Sprint("other-", i))
+		require.Equal(t, 200, r.status, r.raw)
+	}
+	again := h.do("POST", "/v1/quotas/api/increment", keyAcme, jsonCT, `{"customer":"c"}`, "Idempotency-Key", "inc-1")
+	require.Equal(t, 200, again.status, again.raw)
+	q := h.do("GET", "/v1/customers/c/quotas", keyAcme, "", "")
+	assert.Equal(t, "33", q.body["data"].([]any)[0].(map[string]any)["used"], q.raw)
+	assert.Equal(t, "33", again.body["used"], again.raw)
 }

@@ -202,6 +202,17 @@ func (in *QuotaCommands) write(ctx context.Context, scope events.Scope, lane int
 			// Idempotency-Key and is answered once the projection catches up.
 			return ErrNotVisibleYet
 		}
+		if ack.Duplicate {
+			// The command was written before (a retry the account's recent command ids no
+			// longer name): its effect is the first attempt's, and the answer is the state as
+			// it stands, not this attempt's decision counted once more.
+			for _, r := range reqs {
+				if r.decide == nil {
+					a, _ := l.Account(scope, r.customer)
+					r.statuses = a.QuotaStatuses(r.quotas, make([]events.Decimal, len(r.quotas)), r.now)
+				}
+			}
+		}
 		return nil
 	}
 	return errors.New("too much contention on this quota lane; retry")
