@@ -109,6 +109,10 @@ func (s *Server) readQuotaRequestAt(w http.ResponseWriter, r *http.Request, def 
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount must be a decimal number"))
 			return q, "", events.Decimal{}, nil, false
 		}
+		if !amt.SaneQuantity() {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount may have at most %d digits before the point and %d after it", events.MaxQuantityDigits, events.MaxQuantityDigits))
+			return q, "", events.Decimal{}, nil, false
+		}
 	case def != nil:
 		amt = *def
 	default:
@@ -369,6 +373,10 @@ func (s *Server) postCustomerQuotasIncrement(w http.ResponseWriter, r *http.Requ
 		}
 		if amounts[i].Sign() <= 0 {
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field+".amount", "amount must be greater than 0"))
+			return
+		}
+		if !amounts[i].SaneQuantity() {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field+".amount", "amount may have at most %d digits before the point and %d after it", events.MaxQuantityDigits, events.MaxQuantityDigits))
 			return
 		}
 	}

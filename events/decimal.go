@@ -125,19 +125,85 @@ func plainDecimal(s string) bool {
 	return i == n
 }
 
+// maxDecimalText bounds a decimal's text, read or written. allot writes decimals in plain
+// form, so it bounds the value's plain form too: a short input ("1e-130", "1e999") must not
+// become a value whose text — a quantity in a ledger entry, a sum in a snapshot — allot could
+// not read back (an entry it cannot read is a whole customer's batch of debits lost, a rating
+// snapshot it cannot read stops a partition). Values from outside are held far below it
+// (SaneQuantity), so sums of them never reach it.
+const maxDecimalText = 1024
+
 // ParseDecimal reads s exactly.
 func ParseDecimal(s string) (Decimal, error) {
-	if len(s) > 128 || !plainDecimal(s) {
+	if len(s) > maxDecimalText || !plainDecimal(s) {
 		return Decimal{}, fmt.Errorf("%q: %w", truncate(s, 40), ErrNotDecimal)
 	}
-	if d, ok := parseSmall(s); ok {
-		return d, nil
+	d, ok := parseSmall(s)
+	if !ok {
+		b, err := decimal.NewFromString(s)
+		if err != nil {
+			return Decimal{}, fmt.Errorf("%q: %w", truncate(s, 40), ErrNotDecimal)
+		}
+		d = fromBig(b)
 	}
-	d, err := decimal.NewFromString(s)
-	if err != nil {
-		return Decimal{}, fmt.Errorf("%q: %w", truncate(s, 40), ErrNotDecimal)
+	if d.plainLen() > maxDecimalText {
+		return Decimal{}, fmt.Errorf("%q: %w (its plain form is longer than %d characters)", truncate(s, 40), ErrNotDecimal, maxDecimalText)
 	}
-	return fromBig(d), nil
+	return d, nil
+}
+
+// plainLen is (at least) the length of d's plain text, without writing it for the common form.
+func (a Decimal) plainLen() int {
+	if a.Sign() == 0 {
+		return 1
+	}
+	if a.big != nil {
+		e := int(a.big.Exponent())
+		n := len(a.big.Coefficient().String())
+		if e >= 0 {
+			return n + e
+		}
+		return max(n, -e+1) + 1
+	}
+	c, e := a.coef, int(a.exp)
+	for e < 0 && c != 0 && c%10 == 0 {
+		c, e = c/10, e+1
+	}
+	n := len(strconv.FormatUint(uabs(c), 10))
+	if e >= 0 {
+		return n + e
+	}
+	return max(n, -e+1) + 1
+}
+
+// MaxQuantityDigits bounds the digits a quantity from outside may have on either side of the
+// point (SaneQuantity).
+const MaxQuantityDigits = 40
+
+// SaneQuantity reports whether d has at most MaxQuantityDigits digits before the point and as
+// many after it: what allot accepts as a usage quantity or a quota weight, whose sums it keeps.
+// (Sums of 2^63 of them stay far inside maxDecimalText.)
+func (a Decimal) SaneQuantity() bool {
+	var e, n int
+	if a.big != nil {
+		e, n = int(a.big.Exponent()), len(a.big.Coefficient().String())
+		if a.big.Sign() == 0 {
+			return true
+		}
+		coef := a.big.Coefficient().String()
+		for e < 0 && len(coef) > 1 && coef[len(coef)-1] == '0' {
+			coef, e = coef[:len(coef)-1], e+1
+		}
+		n = len(coef)
+	} else {
+		c := a.coef
+		e = int(a.exp)
+		for e < 0 && c != 0 && c%10 == 0 {
+			c, e = c/10, e+1
+		}
+		n = len(strconv.FormatUint(uabs(c), 10))
+	}
+	return -e <= MaxQuantityDigits && n+e <= MaxQuantityDigits
 }
 
 // parseSmall reads a plain decimal (plainDecimal holds) of at most 18 significant digits.

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/shopspring/decimal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // arbitraryOnly is d held in shopspring's form, so every operation on it takes the
@@ -25,7 +27,7 @@ func FuzzDecimalMatchesArbitraryPrecision(f *testing.F) {
 		{"1", "2"}, {"0", "-0"}, {"12.50", "0.0015"}, {"-3", "0.25"}, {"1000000", "0.000001"},
 		{"9223372036854775807", "1"}, {"-9223372036854775808", "-1"}, {"922337203685477580.7", "10"},
 		{"999999999999999999", "999999999999999999"}, {"0.0000005", "-0.0000005"}, {"0.0000015", "1e-7"},
-		{"1e4", "1e-9999"}, {"123456789012345678", "0.000000000000000001"}, {"-0.5e-6", "2.5e-6"},
+		{"1e4", "1e-999"}, {"123456789012345678", "0.000000000000000001"}, {"-0.5e-6", "2.5e-6"},
 		{"4611686018427387904", "2"}, {"3037000500", "3037000500"}, {"100000000000000000000.5", "0.000001"},
 		{"00000000000000000000001.5", "1.000000000000000000000"}, {".5", "5."}, {"+7", "-7E+2"},
 		{"999999999999999999", "9e18"}, {"-999999999999999999", "9e18"}, {"-999999999999999999", "-9e18"},
@@ -36,15 +38,21 @@ func FuzzDecimalMatchesArbitraryPrecision(f *testing.F) {
 		if len(x) > 60 || len(y) > 60 || !plainDecimal(x) || !plainDecimal(y) {
 			return
 		}
+		A, B := arbitraryOnly(t, x), arbitraryOnly(t, y)
 		a, err := ParseDecimal(x)
 		if err != nil {
+			if len(A.String()) > maxDecimalText {
+				return // refused for its plain form's length, as it must be
+			}
 			t.Fatal(err)
 		}
 		b, err := ParseDecimal(y)
 		if err != nil {
+			if len(B.String()) > maxDecimalText {
+				return
+			}
 			t.Fatal(err)
 		}
-		A, B := arbitraryOnly(t, x), arbitraryOnly(t, y)
 		same := func(op string, got, want Decimal) {
 			t.Helper()
 			if got.String() != want.String() || got.Cmp(want) != 0 || !got.Underlying().Equal(want.Underlying()) {
@@ -102,5 +110,28 @@ func TestDecimalStringForms(t *testing.T) {
 	}
 	if got := Credits(-1_500_000).Decimal().String(); got != "-1.5" {
 		t.Errorf("Credits(-1.5).Decimal() = %s", got)
+	}
+}
+
+// A value whose plain form allot could not read back is refused on the way in, however short
+// its text ("1e-130" is 132 characters written out, "1e9999" ten thousand); one just inside
+// is read, written and read back. Quantities from outside are held to 40 digits either side of
+// the point.
+func TestDecimalsAllotCanReadBack(t *testing.T) {
+	for _, s := range []string{"1e-1023", "1e9999", "-1e-2000"} {
+		_, err := ParseDecimal(s)
+		assert.ErrorIs(t, err, ErrNotDecimal, s)
+	}
+	d, err := ParseDecimal("1e-1000")
+	require.NoError(t, err)
+	text := d.String()
+	back, err := ParseDecimal(text)
+	require.NoError(t, err, "%d characters", len(text))
+	assert.Zero(t, back.Cmp(d))
+	for s, sane := range map[string]bool{"1e-130": false, "1e41": false, "1e39": true, "0.1234567890123456789012345678901234567890": true,
+		"0.12345678901234567890123456789012345678901": false, "123.4500000000000000000000000000000000000000000": true, "-5000": true, "0": true} {
+		d, err := ParseDecimal(s)
+		require.NoError(t, err, s)
+		assert.Equal(t, sane, d.SaneQuantity(), s)
 	}
 }

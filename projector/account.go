@@ -2,6 +2,7 @@ package projector
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -317,7 +318,7 @@ func (a *Account) allocate(t time.Time, amount events.Credits, record bool) []ev
 		}
 	}
 	if left > 0 {
-		a.Overage += left
+		a.Overage = addCredits(a.Overage, left)
 		if record {
 			out = append(out, events.Allocation{Amount: left})
 		}
@@ -372,7 +373,7 @@ func (a *Account) applyAllocations(t time.Time, amount events.Credits, allocs []
 	var out []events.Allocation
 	for _, al := range allocs {
 		if al.Block == "" {
-			a.Overage += al.Amount
+			a.Overage = addCredits(a.Overage, al.Amount)
 			out = append(out, al)
 			continue
 		}
@@ -468,4 +469,18 @@ func cloneQuotas(m map[string]*QuotaState) map[string]*QuotaState {
 // changes (QuotaCommands decides a batch of them one after another on it).
 func (a *Account) quotaCopy() *Account {
 	return &Account{Customer: a.Customer, Quotas: cloneQuotas(a.Quotas)}
+}
+
+// addCredits is a + b held at the ends of the int64 range instead of wrapping: each debit fits
+// (rating checks it), but a customer's totals of enormous ones need not, and a wrapped overage
+// would turn a debt of 10^13 credits into a balance of as much.
+func addCredits(a, b events.Credits) events.Credits {
+	s := a + b
+	switch {
+	case b > 0 && s < a:
+		return math.MaxInt64
+	case b < 0 && s > a:
+		return math.MinInt64
+	}
+	return s
 }

@@ -151,7 +151,7 @@ func (a *Account) Apply(seq uint64, typ string, data []byte) ([]Applied, error) 
 		at := e.At.UTC()
 		r.Status, r.Committed, r.EndedAt = StatusCommitted, e.Amount, &at
 		a.holdEnded(r)
-		a.Committed += e.Amount
+		a.Committed = addCredits(a.Committed, e.Amount)
 		var allocs []events.Allocation
 		if e.Amount > 0 {
 			allocs = a.applyAllocations(at, e.Amount, e.Allocations)
@@ -246,7 +246,7 @@ func (a *Account) applyDebit(usageSeq uint64, ruleIndex int, rule ruleKey, amoun
 	var allocs []events.Allocation
 	switch {
 	case amount > 0:
-		a.Debited += amount
+		a.Debited = addCredits(a.Debited, amount)
 		allocs = a.allocate(eventTime.UTC(), amount, record)
 	case amount < 0:
 		a.CreditedBack -= amount

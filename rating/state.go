@@ -173,7 +173,9 @@ func eventQuantity(m events.Meter, ev events.Usage) (q events.Decimal, unique st
 		return one, events.PropertyText(v), true
 	default:
 		d, err := events.DecimalFromJSON(ev.Data[m.ValueProperty])
-		if err != nil {
+		if err != nil || !d.SaneQuantity() {
+			// More than 40 digits either side of the point is no quantity allot keeps sums
+			// of: unrated as a bad value, like text that is no number.
 			return q, "", false
 		}
 		return d, "", true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -408,4 +409,34 @@ func TestNegativeSumCountsNothingAgainstAQuota(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, out.Quotas, 1)
 	assert.Equal(t, "7", out.Quotas[0].Amount.String())
+}
+
+// A quantity with more than 40 digits on either side of the point ("1e-130": 6 characters of
+// input, 132 written out) is unrated as a bad value, and the state snapshots and loads again:
+// such quantities were rated, and their window totals made the rating snapshot unreadable
+// (every restart of the partition failed) and their entries undecodable.
+func TestQuantitiesBeyondFortyDigitsAreBadValues(t *testing.T) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers})
+	st := NewState()
+	for i, q := range []string{"1e-130", "0." + strings.Repeat("1", 124), "1e41"} {
+		out, err := st.Rate(uint64(i+1), sc, usage(fmt.Sprint("e", i), "c1", t0, tokens(q)), cfg)
+		require.NoError(t, err)
+		assert.Empty(t, out.Debits, q)
+		assert.Contains(t, out.Reasons, ReasonBadValue, q)
+	}
+	// Forty digits after the point, then a whole number: the period's total has both.
+	cfg = config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
+	for i, q := range []string{"0." + strings.Repeat("1", 40), "1000"} {
+		out, err := st.Rate(uint64(10+i), sc, usage(fmt.Sprint("f", i), "c1", t0, tokens(q)), cfg)
+		require.NoError(t, err)
+		require.Len(t, out.Debits, 1, q)
+		entry := events.UsageRated{ID: "rtd_x", Customer: "c1", FirstSeq: 1, LastSeq: 1, Debits: out.Debits}
+		data, err := entry.AppendJSON(nil)
+		require.NoError(t, err)
+		_, err = events.DecodeUsageRated(data)
+		require.NoError(t, err)
+	}
+	b, err := json.Marshal(st)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, NewState()), "a snapshot rating wrote loads again")
 }
