@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/allot-dev/allot/api/problem"
 )
@@ -27,7 +29,15 @@ func BinaryToStructured(h http.Header, body []byte) ([]byte, *problem.Problem) {
 		if !ok || len(vals) == 0 {
 			continue
 		}
-		b, _ := json.Marshal(vals[0])
+		// Senders percent-encode attribute values (space, '"', '%' and anything not printable
+		// ASCII), and a receiver decodes them once (HTTP binding 1.0.2, 3.1.3.2): the subject
+		// "user 42 café" arrives as user%2042%20caf%C3%A9.
+		v, err := url.PathUnescape(vals[0])
+		if err != nil || !utf8.ValidString(v) {
+			return nil, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, attr,
+				"the ce-%s header is not a percent-encoded UTF-8 value", attr)
+		}
+		b, _ := json.Marshal(v)
 		ev[attr] = b
 	}
 	if b := bytes.TrimSpace(body); len(b) > 0 {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -189,7 +190,12 @@ func parseOne(scope events.Scope, item any, cloud bool, meters MeterSource, now 
 		if p != nil {
 			return Candidate{}, p
 		}
-		t, err := time.Parse(time.RFC3339Nano, sent)
+		// RFC 3339 allows "t" and "z" in lower case (§5.6) and no comma before the fraction
+		// (Go's parser takes one).
+		t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(sent))
+		if err == nil && strings.Contains(sent, ",") {
+			err = errors.New("a comma is no RFC 3339 fraction separator")
+		}
 		if err != nil {
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time", "time must be RFC 3339, e.g. 2026-01-02T15:04:05Z; got %q", truncate(sent, 40))
 		}
