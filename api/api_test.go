@@ -86,7 +86,9 @@ func newHarnessWith(t testing.TB, tweak func(*api.Options)) *harness {
 	go projector.Follow(ctx, js, bus.LedgerStream, ledger, slog.New(slog.DiscardHandler))
 	idem, err := bus.EnsureIdempotencyStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
-	opts := api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, Idempotency: idem, MaxBody: maxBodyBytes}
+	notified, err := bus.EnsureNotifiedStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+	opts := api.Options{Catalog: cat, NC: nc, JS: js, Ingester: in, Ledger: ledger, Idempotency: idem, Notified: notified, MaxBody: maxBodyBytes}
 	if tweak != nil {
 		tweak(&opts)
 	}

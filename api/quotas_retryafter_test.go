@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-dev/allot/api"
+	"github.com/allot-dev/allot/bus"
 )
 
 // Two quotas violated at once (a per-minute burst limit and a daily cap): Retry-After and the
@@ -51,4 +53,33 @@ func TestAdjustOutsideTheKeptWindows(t *testing.T) {
 	require.Equal(t, 200, r.status, r.raw)
 	r = h.do("POST", "/v1/quotas/api/adjust", keyAcme, jsonCT, `{"customer":"c","amount":"-1","at":"2026-05-01T07:10:00Z"}`)
 	assert.Equal(t, 200, r.status, "giving back into a forgotten window changes nothing, and says so as any give-back with nothing to give: %s", r.raw)
+}
+
+// quota.exceeded goes out once per window however far apart the refusals: the outbox's
+// duplicate window (an hour by default; a second here) alone let a daily quota's refusals an
+// hour apart notify twice.
+func TestQuotaExceededOncePerWindow(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	s, err := h.js.Stream(ctx, bus.OutboxStream)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = time.Second
+	_, err = h.js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	require.Equal(t, 200, h.do("PUT", "/v1/quotas/daily", keyAcme, jsonCT, `{"meter":"requests","limit":"1","period":{"unit":"day"}}`).status)
+	require.Equal(t, 200, h.do("POST", "/v1/quotas/daily/increment", keyAcme, jsonCT, `{"customer":"c"}`).status)
+	for i := 0; i < 2; i++ {
+		requireProblem(t, h.do("POST", "/v1/quotas/daily/increment", keyAcme, jsonCT, `{"customer":"c"}`), 429, "quota-exceeded")
+		time.Sleep(1500 * time.Millisecond) // past the outbox's duplicate window
+	}
+	info, err := s.Info(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, info.State.Msgs, "one quota.exceeded for the day's window")
+	// Another customer's window is its own.
+	require.Equal(t, 200, h.do("POST", "/v1/quotas/daily/increment", keyAcme, jsonCT, `{"customer":"d"}`).status)
+	requireProblem(t, h.do("POST", "/v1/quotas/daily/increment", keyAcme, jsonCT, `{"customer":"d"}`), 429, "quota-exceeded")
+	info, err = s.Info(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, info.State.Msgs)
 }

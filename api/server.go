@@ -40,6 +40,9 @@ type Options struct {
 	Ledger               *projector.Ledger
 	// Idempotency stores Idempotency-Key records; nil disables the header.
 	Idempotency jetstream.KeyValue
+	// Notified remembers quota.exceeded notifications until their window ends (bus.NotifiedBucket),
+	// so each goes out once per window; nil leaves it to the outbox's duplicate window.
+	Notified jetstream.KeyValue
 	// Node names this process across restarts, uniquely (allot serve with embedded NATS: host
 	// and locked data directory), so a restarted process takes over the Idempotency-Keys its
 	// previous run left in flight; "" waits for their timeout instead.

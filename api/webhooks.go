@@ -178,7 +178,20 @@ func (s *Server) notifyQuotaExceeded(ctx context.Context, scope events.Scope, cu
 			continue
 		}
 		sum := sha256.Sum256([]byte(scope.String() + "\x00" + customer + "\x00" + q.Quota + "\x00" + q.WindowStart.String()))
-		note := events.Notification{ID: "msg_q" + hex.EncodeToString(sum[:12]), Type: events.HookQuotaExceeded, Customer: customer, At: s.o.Now().UTC(),
+		id := "msg_q" + hex.EncodeToString(sum[:12])
+		if s.o.Notified != nil {
+			// Claimed until the window ends: the outbox's duplicate window alone let a daily
+			// quota's refusals an hour apart notify twice.
+			ttl := max(q.ResetsAt.Sub(s.o.Now())+time.Minute, time.Second)
+			_, err := s.o.Notified.Create(ctx, id, []byte{'1'}, jetstream.KeyTTL(ttl))
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // notified already in this window
+			}
+			if err != nil {
+				s.o.Log.Warn("claiming quota.exceeded", "err", err) // the outbox's dedup still applies
+			}
+		}
+		note := events.Notification{ID: id, Type: events.HookQuotaExceeded, Customer: customer, At: s.o.Now().UTC(),
 			Data: map[string]any{"quota": q.Quota, "limit": q.Limit, "used": q.Used, "requested": q.Requested, "window_start": q.WindowStart, "resets_at": q.ResetsAt}}
 		if err := webhooks.Publish(ctx, s.o.JS, scope, note); err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			s.o.Log.Warn("queueing quota.exceeded", "err", err)

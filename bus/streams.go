@@ -263,6 +263,27 @@ func EnsureIdempotencyStore(ctx context.Context, js jetstream.JetStream, o Strea
 	return kv, nil
 }
 
+// NotifiedBucket remembers the notifications that must go out once per quota window
+// (quota.exceeded), each key until its window ends: the outbox's duplicate window (the dedup
+// window, an hour by default) is shorter than a day's, a week's or a month's.
+const NotifiedBucket = "ALLOT_NOTIFIED"
+
+// EnsureNotifiedStore creates or opens the NotifiedBucket (per-key time to live).
+func EnsureNotifiedStore(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
+	o = o.withDefaults()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         NotifiedBucket,
+		Description:    "allot notifications sent once per quota window, each kept until its window ends",
+		Storage:        jetstream.FileStorage,
+		Replicas:       keptReplicas(ctx, js, "KV_"+NotifiedBucket, o.Replicas),
+		LimitMarkerTTL: time.Minute, // what lets keys carry a time to live of their own
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the notified-once store: %w", err)
+	}
+	return kv, nil
+}
+
 // WebhookStateBucket keeps the dispatcher's progress: attempts per delivery, done markers,
 // per-customer delivery sequences.
 const WebhookStateBucket = "ALLOT_WEBHOOKS"

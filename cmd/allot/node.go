@@ -253,6 +253,14 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(4, err)
 	}
+	var notified jetstream.KeyValue
+	err = retrying(sctx, log, "opening the notified-once store", func(c context.Context) (err error) {
+		notified, err = bus.EnsureNotifiedStore(c, n.js, bus.StreamOptions{Replicas: cfg.Replicas})
+		return err
+	})
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
 	n.ingester.Customers = n.ledger
 
 	// Webhooks: the notifier turns ledger entries into outbox notifications, the dispatcher
@@ -327,7 +335,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Node: n.nodeName(cfg.DataDir), QuotaLanes: n.quotaLanes, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Notified: notified, Node: n.nodeName(cfg.DataDir), QuotaLanes: n.quotaLanes, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
