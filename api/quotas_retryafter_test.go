@@ -83,3 +83,18 @@ func TestQuotaExceededOncePerWindow(t *testing.T) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, info.State.Msgs)
 }
+
+// A webhook endpoint on loopback, a private network or the cloud metadata address is refused
+// (422 naming url) unless the operator allows private addresses: deliveries would reach into
+// the operator's network, and the deliveries log would map it.
+func TestWebhookEndpointsOnPrivateAddresses(t *testing.T) {
+	h := newHarness(t)
+	for _, u := range []string{"http://127.0.0.1:8080/hook", "http://169.254.169.254/latest", "http://10.0.0.5/x", "http://[::1]/x", "http://localhost:9/x"} {
+		r := h.do("POST", "/v1/webhook-endpoints", keyAcme, jsonCT, `{"url":"`+u+`","events":["*"]}`)
+		requireProblem(t, r, 422, "invalid-field")
+		assert.Equal(t, "url", r.body["field"], u)
+	}
+	open := newHarnessWith(t, func(o *api.Options) { o.WebhooksAllowPrivate = true })
+	r := open.do("POST", "/v1/webhook-endpoints", keyAcme, jsonCT, `{"url":"http://127.0.0.1:8080/hook","events":["*"]}`)
+	assert.Equal(t, 201, r.status, r.raw)
+}

@@ -43,6 +43,9 @@ type Options struct {
 	// Notified remembers quota.exceeded notifications until their window ends (bus.NotifiedBucket),
 	// so each goes out once per window; nil leaves it to the outbox's duplicate window.
 	Notified jetstream.KeyValue
+	// WebhooksAllowPrivate lets webhook endpoints be on addresses that are not public
+	// (webhooks.PublicAddress); off, registering one is a 422 naming url.
+	WebhooksAllowPrivate bool
 	// Node names this process across restarts, uniquely (allot serve with embedded NATS: host
 	// and locked data directory), so a restarted process takes over the Idempotency-Keys its
 	// previous run left in flight; "" waits for their timeout instead.

@@ -48,6 +48,15 @@ func (s *Server) postWebhookEndpoint(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, "url", "url must be an absolute http(s) URL"))
 		return
 	}
+	if !s.o.WebhooksAllowPrivate {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		err := webhooks.CheckHost(ctx, u.Hostname())
+		cancel()
+		if err != nil {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, "url", "url: %v", err))
+			return
+		}
+	}
 	if len(b.Events) == 0 {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusUnprocessableEntity, "events", "list the event types to receive (or \"*\")"))
 		return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -42,6 +43,9 @@ type Dispatcher struct {
 	OutboxStream string
 	Schedule     []time.Duration // default DefaultSchedule
 	Timeout      time.Duration   // default DefaultTimeout
+	// AllowPrivate lets deliveries reach addresses that are not public (PublicAddress):
+	// loopback, private networks, link-local. Off, such connections are refused.
+	AllowPrivate bool
 	Log          *slog.Logger
 
 	Delivered, Failed, DeadLettered atomic.Int64
@@ -81,7 +85,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if d.Timeout <= 0 {
 		d.Timeout = DefaultTimeout
 	}
-	d.client = &http.Client{Timeout: d.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // the address checked is the endpoint's own
+	if !d.AllowPrivate {
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: publicOnly}).DialContext
+	}
+	d.client = &http.Client{Timeout: d.Timeout, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
 		rctx, cancel := context.WithCancel(ctx)

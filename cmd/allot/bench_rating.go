@@ -50,7 +50,7 @@ func benchNodeOn(ctx context.Context, noRating bool, clickhouseDSN, natsURL stri
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	n, err := startNode(ctx, nodeConfig{DataDir: dir + "/data", NATSListen: "off", HTTPAddr: "127.0.0.1:0", DedupWindow: time.Hour,
-		UsagePartitions: 8, Replicas: replicas, MaxBody: 64 << 20, ConfigFile: cfgPath, NoRating: noRating, ClickHouseDSN: clickhouseDSN, NATSURL: natsURL, Log: log})
+		UsagePartitions: 8, Replicas: replicas, WebhooksAllowPrivate: true, MaxBody: 64 << 20, ConfigFile: cfgPath, NoRating: noRating, ClickHouseDSN: clickhouseDSN, NATSURL: natsURL, Log: log})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err

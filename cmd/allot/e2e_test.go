@@ -127,7 +127,8 @@ func startServe(t *testing.T, dataDir string, extra ...string) *proc {
 func startServeNoWait(t *testing.T, dataDir string, extra ...string) *proc {
 	t.Helper()
 	hp, np := freePort(t), freePort(t)
-	args := []string{"serve", "--data", dataDir, "--http", fmt.Sprintf("127.0.0.1:%d", hp), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", np)}
+	args := []string{"serve", "--data", dataDir, "--http", fmt.Sprintf("127.0.0.1:%d", hp), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", np),
+		"--webhooks-allow-private"} // the tests' endpoints listen on loopback
 	args = append(args, extra...)
 	cmd := exec.Command(allotBin, args...)
 	p := &proc{t: t, cmd: cmd, httpURL: fmt.Sprintf("http://127.0.0.1:%d", hp), natsURL: fmt.Sprintf("nats://127.0.0.1:%d", np), exited: make(chan struct{})}

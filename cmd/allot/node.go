@@ -52,6 +52,7 @@ type nodeConfig struct {
 	KeyRequestsPerMinute    int64           // allot's own API: requests per key per minute per process
 	WebhookRetryScale       float64         // multiplies the retry schedule (tests shrink it); default 1
 	WebhookTimeout          time.Duration   // one delivery attempt; default 15 s
+	WebhooksAllowPrivate    bool            // endpoints on loopback or private addresses allowed
 	Roles                   map[string]bool // nil: every role
 	Log                     *slog.Logger
 }
@@ -292,7 +293,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		schedule[i] = time.Duration(float64(d) * cfg.WebhookRetryScale)
 	}
 	n.dispatcher = &webhooks.Dispatcher{JS: wjs, KV: whState, Endpoints: catalog.Writer{JS: n.js, Cat: n.cat}, OutboxStream: bus.OutboxStream,
-		Schedule: schedule, Timeout: cfg.WebhookTimeout, Log: log.With("component", "webhooks")}
+		Schedule: schedule, Timeout: cfg.WebhookTimeout, AllowPrivate: cfg.WebhooksAllowPrivate, Log: log.With("component", "webhooks")}
 	if cfg.has(roleWebhooks) {
 		// One notifier and one dispatcher in the whole deployment: they run under leases.
 		n.goBackground(func() error { return leases.Holding(bgctx, "webhooks.notifier", log, n.notifier.Run) })
@@ -335,7 +336,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		})
 	}
 	n.registerMetrics()
-	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Notified: notified, Node: n.nodeName(cfg.DataDir), QuotaLanes: n.quotaLanes, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
+	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Notified: notified, WebhooksAllowPrivate: cfg.WebhooksAllowPrivate, Node: n.nodeName(cfg.DataDir), QuotaLanes: n.quotaLanes, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
 		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
