@@ -326,7 +326,7 @@ func TestWindowsFarFromTheirAnchor(t *testing.T) {
 // shift was looked for, and these got the later instant.
 func TestOverlapBoundaryIsTheFirstInstant(t *testing.T) {
 	for _, c := range []struct {
-		zone       string
+		zone            string
 		y, m, d, h, min int
 	}{
 		{"Australia/Lord_Howe", 2024, 4, 7, 1, 45}, // 02:00 -> 01:30: 01:30-02:00 twice
