@@ -121,17 +121,13 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_daily WHERE product = ? AND env = ? AND meter = ? AND day >= toDate(?) AND day <= toDate(?)" +
 			customerFilter + " GROUP BY w, g ORDER BY w, g"
 	}
-	// Windows that overlap [from, to), whole: from goes back to its window's start (rollup
-	// rows are keyed by it).
-	switch q.Window {
-	case "minute":
-		from = from.Truncate(time.Minute)
-	case "hour":
-		from = from.Truncate(time.Hour)
-	case "day":
-		from = time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, time.UTC)
-	case "month":
-		from = time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
+	// Windows that overlap [from, to), whole, whichever table answers: from goes back to its
+	// window's start (rollup rows are keyed by it) and to forward to the end of the window it
+	// ends in (the raw events were cut at to, the rollups took the whole hour or day: one query
+	// gave two totals for one window_end depending on its grouping or aggregation).
+	from = windowStart(from, q.Window)
+	if to.After(from) {
+		to = windowEnd(windowStart(to.Add(-time.Nanosecond), q.Window), q.Window)
 	}
 	if rawEvents || q.Window == "hour" {
 		// DateTime has whole seconds: widen [from, to) to the seconds that overlap it, or an
@@ -170,6 +166,21 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// windowStart is the start of the window (UTC) holding t.
+func windowStart(t time.Time, window string) time.Time {
+	switch window {
+	case "minute":
+		return t.Truncate(time.Minute)
+	case "hour":
+		return t.Truncate(time.Hour)
+	case "day":
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	case "month":
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	return t
 }
 
 func windowEnd(start time.Time, window string) time.Time {
