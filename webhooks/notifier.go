@@ -164,8 +164,15 @@ func (n *Notifier) run(ctx context.Context) error {
 			continue
 		}
 		notes := n.derive(scope, addr.Customer, typ, m.Data(), balBefore, fold.BalanceAt(scope, addr.Customer, at), at)
-		for i, note := range notes {
-			note.ID = "msg_" + shortID(scope.Product, scope.Env, strconv.FormatUint(seq, 10), strconv.Itoa(i))
+		nth := map[string]int{}
+		for _, note := range notes {
+			// Named by what it is, not by its place in the list: the list holds a credits.low
+			// per endpoint with a threshold, so an endpoint added before a re-fold (after a
+			// crash between publishing and saving the position) moved the others, and the
+			// re-fold delivered them again under new ids.
+			kind := note.Type + "\x00" + note.Endpoint
+			note.ID = "msg_" + shortID(scope.Product, scope.Env, strconv.FormatUint(seq, 10), kind, strconv.Itoa(nth[kind]))
+			nth[kind]++
 			f, err := publish(n.JS, scope, note)
 			if err != nil {
 				return err
