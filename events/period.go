@@ -133,7 +133,7 @@ func (p Period) CalendarAnchor() time.Time {
 // period's own for fixed mode, CalendarAnchor for calendar mode, the customer's first use for
 // first_use). t may be before the anchor: windows extend backwards the same way.
 func (p Period) Window(anchor, t time.Time) (start, end time.Time) {
-	k := p.index(anchor, t)
+	k := p.Index(anchor, t)
 	return p.Boundary(anchor, k), p.Boundary(anchor, k+1)
 }
 
@@ -274,8 +274,8 @@ func localTime(y int, m time.Month, d int, a time.Time, loc *time.Location) time
 	return t.UTC()
 }
 
-// index returns k such that Boundary(k) <= t < Boundary(k+1).
-func (p Period) index(anchor, t time.Time) int64 {
+// Index returns k such that Boundary(anchor, k) <= t < Boundary(anchor, k+1).
+func (p Period) Index(anchor, t time.Time) int64 {
 	count := int64(max(p.Count, 1))
 	// Seconds between them, not t.Sub: a Duration saturates past ±292 years, and the steps
 	// below from so bad an estimate would take about forever.

@@ -75,6 +75,11 @@ func (a *Account) DecideSubscribe(id string, plan events.Plan, start, now time.T
 // DecideRenew grants the cycle that holds now, once: when it is granted already the answer is
 // ErrAlreadyRenewed. Rollover carries RolloverPercent of what the previous cycle's block has
 // left (at most RolloverCap) into a rollover block, when the previous cycle is the one renewed.
+//
+// A postpaid subscription advances one cycle at a time, each renewal carrying the usage summary
+// (whoever asks: a renewal without it left the cycle unbilled): after downtime every cycle
+// missed is granted in turn, where jumping to the cycle of now skipped the ones between — their
+// plan blocks never granted, their usage made overage.
 func (a *Account) DecideRenew(id string, now time.Time, withUsage bool) (events.SubscriptionRenewed, error) {
 	sub := a.Subscriptions[id]
 	switch {
@@ -83,9 +88,11 @@ func (a *Account) DecideRenew(id string, now time.Time, withUsage bool) (events.
 	case sub.Canceled != nil:
 		return events.SubscriptionRenewed{}, ErrSubscriptionCanceled
 	}
-	k := sub.Cycle
-	for !now.Before(sub.Plan.Period.Boundary(sub.Start, k+1)) {
-		k++
+	// The cycle holding now, found by the period's window math (stepping from the start took
+	// about forever for a minute plan started long ago).
+	k := max(sub.Cycle, sub.Plan.Period.Index(sub.Start, now))
+	if sub.Plan.Mode == events.PlanPostpaid {
+		k, withUsage = min(k, sub.Cycle+1), true
 	}
 	if k <= sub.Cycle {
 		return events.SubscriptionRenewed{}, ErrAlreadyRenewed

@@ -53,6 +53,7 @@ type nodeConfig struct {
 	WebhookRetryScale       float64         // multiplies the retry schedule (tests shrink it); default 1
 	WebhookTimeout          time.Duration   // one delivery attempt; default 15 s
 	WebhooksAllowPrivate    bool            // endpoints on loopback or private addresses allowed
+	ExpiryGrace             time.Duration   // after a block's expiry or a postpaid cycle's end; default 1 min
 	Roles                   map[string]bool // nil: every role
 	Log                     *slog.Logger
 }
@@ -242,7 +243,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		return nil, exitWith(4, err)
 	}
 	_ = digestSub
-	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Grace: projector.DefaultExpiryGrace, Log: log.With("component", "expirer")}
+	grace := cfg.ExpiryGrace
+	if grace <= 0 {
+		grace = projector.DefaultExpiryGrace
+	}
+	n.expirer = &projector.Expirer{JS: n.js, Ledger: n.ledger, Grace: grace, Log: log.With("component", "expirer")}
 	if cfg.has(roleProjector) {
 		n.goBackground(func() error { return n.expirer.Run(bgctx) })
 	}
