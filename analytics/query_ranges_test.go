@@ -61,5 +61,3 @@ func TestUsageWindowsAgreeAcrossPaths(t *testing.T) {
 		assert.Equal(t, "3", plain, w)
 	}
 }
-
-
