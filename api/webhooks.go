@@ -204,6 +204,11 @@ func (s *Server) notifyQuotaExceeded(ctx context.Context, scope events.Scope, cu
 			Data: map[string]any{"quota": q.Quota, "limit": q.Limit, "used": q.Used, "requested": q.Requested, "window_start": q.WindowStart, "resets_at": q.ResetsAt}}
 		if err := webhooks.Publish(ctx, s.o.JS, scope, note); err != nil && !errors.Is(err, nats.ErrNoResponders) {
 			s.o.Log.Warn("queueing quota.exceeded", "err", err)
+			if s.o.Notified != nil {
+				// Not queued: the claim goes, so the next refusal in the window tries again
+				// (kept, it silenced the window, up to a month, for a notification never sent).
+				_ = s.o.Notified.Delete(context.WithoutCancel(ctx), id)
+			}
 		}
 	}
 }

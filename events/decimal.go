@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 
 	"github.com/shopspring/decimal"
 )
@@ -190,7 +191,7 @@ func (a Decimal) SaneQuantity() bool {
 		if a.big.Sign() == 0 {
 			return true
 		}
-		coef := a.big.Coefficient().String()
+		coef := strings.TrimPrefix(a.big.Coefficient().String(), "-")
 		for e < 0 && len(coef) > 1 && coef[len(coef)-1] == '0' {
 			coef, e = coef[:len(coef)-1], e+1
 		}

@@ -148,7 +148,7 @@ type Options struct {
 	Client   *Client
 	Identify Identify
 	Policies []Policy // counted together before the handler, all or nothing; headers in this order
-	// Count says which handler statuses use quota; default 200–299.
+	// Count says which handler statuses use quota; default 200–299 and 101 (an upgrade).
 	Count func(status int) bool
 	// Unidentified callers get 401 unless AllowAnonymous.
 	AllowAnonymous bool
@@ -159,7 +159,9 @@ type Options struct {
 func Middleware(o Options) func(http.Handler) http.Handler {
 	count := o.Count
 	if count == nil {
-		count = func(s int) bool { return s >= 200 && s < 300 }
+		// 2xx, and a switch of protocols: an upgraded connection (a WebSocket session) is
+		// served, and would otherwise be free however many a caller opened.
+		count = func(s int) bool { return s >= 200 && s < 300 || s == http.StatusSwitchingProtocols }
 	}
 	report := o.OnError
 	if report == nil {
@@ -227,16 +229,20 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				giveBack() // the caller hung up while it was counted: nothing is served
 				return
 			}
+			rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			if counted {
-				// A handler that panics answers nothing (net/http aborts the connection).
+				// A handler that panics before it answers answers nothing (net/http aborts the
+				// connection): the use is given back. One that had answered (a proxy whose caller
+				// hung up mid-body panics with http.ErrAbortHandler) served it, and keeps it.
 				defer func() {
 					if p := recover(); p != nil {
-						giveBack()
+						if !rec.wrote {
+							giveBack()
+						}
 						panic(p)
 					}
 				}()
 			}
-			rec := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 			if d.Policy != "" {
 				// Set as the handler's status is written: an answer that is not counted tells
 				// the caller the use it gives back.

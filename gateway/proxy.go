@@ -75,7 +75,7 @@ func LoadConfig(path string) (Config, error) {
 // CountFunc turns count_status into a predicate (default 200–299).
 func CountFunc(specs []string) (func(int) bool, error) {
 	if len(specs) == 0 {
-		return func(s int) bool { return s >= 200 && s < 300 }, nil
+		return func(s int) bool { return s >= 200 && s < 300 || s == 101 }, nil // as Middleware's default
 	}
 	type rng struct{ lo, hi int }
 	var rs []rng

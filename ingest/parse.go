@@ -249,8 +249,12 @@ func checkMeters(ev events.Usage, ms []events.Meter) *problem.Problem {
 			return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "meter %q needs property %q on %q events", m.Key, m.ValueProperty, m.EventType)
 		}
 		if m.NumericValue() {
-			if _, err := events.DecimalFromJSON(v); err != nil {
+			d, err := events.DecimalFromJSON(v)
+			if err != nil {
 				return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "meter %q needs a decimal number (a JSON number or a string like \"12.5\"): %v", m.Key, err)
+			}
+			if !d.SaneQuantity() { // what rating would leave unrated: refused here, where the caller hears it
+				return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "meter %q: a quantity may have at most %d digits before the point and %d after it", m.Key, events.MaxQuantityDigits, events.MaxQuantityDigits)
 			}
 			continue
 		}

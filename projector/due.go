@@ -140,13 +140,6 @@ func (l *Ledger) takeDue(now time.Time, grace time.Duration) []accountKey {
 	return keys
 }
 
-// remindDueAt puts an account in the index at t.
-func (l *Ledger) remindDueAt(k accountKey, t time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.dueIdx.push(dueItem{t, dueHold, k})
-}
-
 // remindDue puts an account back in the index at now: its expiry could not be written.
 func (l *Ledger) remindDue(k accountKey, now time.Time) {
 	l.mu.Lock()

@@ -89,25 +89,14 @@ func (x *Expirer) due(now time.Time) ([]expiry, []renewal) {
 	var renews []renewal
 	for _, k := range x.Ledger.takeDue(now, x.Grace) {
 		sc := k.Scope
-		var later []time.Time
-		defer func() {
-			for _, t := range later {
-				x.Ledger.remindDueAt(k, t)
-			}
-		}()
 		x.Ledger.View(sc, k.Customer, func(a *Account, _ uint64) {
 			for id, sub := range a.Subscriptions {
-				if sub.Plan.Mode != events.PlanPostpaid || sub.Canceled != nil || now.Before(sub.CycleEnd) {
-					continue
+				// Renewed at the cycle's end, not a grace after it as blocks expire: the next
+				// cycle's block must exist when its first usage is priced, or that usage is
+				// overage (usage of the ended cycle priced late lands in the next: see README).
+				if sub.Plan.Mode == events.PlanPostpaid && sub.Canceled == nil && !now.Before(sub.CycleEnd) {
+					renews = append(renews, renewal{k, id})
 				}
-				// Renewed a grace after the cycle's end, as blocks expire: usage dated in the
-				// ended cycle that rating is still pricing goes into its summary and burns its
-				// block, not the next cycle's.
-				if due := sub.CycleEnd.Add(x.Grace); now.Before(due) {
-					later = append(later, due) // reminded after the view (the ledger's lock)
-					continue
-				}
-				renews = append(renews, renewal{k, id})
 			}
 			subject := events.LedgerSubject(sc.Product, sc.Env, a.Customer)
 			for _, b := range a.Blocks {

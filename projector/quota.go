@@ -85,11 +85,24 @@ func (q *QuotaState) use(start, end time.Time) *QuotaWindow {
 // the same instant is never taken for this one.
 func (q *QuotaState) usedIn(start, end time.Time) events.Decimal {
 	var sum events.Decimal
-	for _, w := range q.Windows {
+	inside := func(w QuotaWindow, s, e time.Time) bool { return !w.Start.Before(s) && !w.End.After(e) }
+	for i, w := range q.Windows {
 		if w.Start.Equal(start) && w.End.Equal(end) {
 			return w.Used
 		}
-		if !w.Start.Before(start) && !w.End.After(end) {
+		if !inside(w, start, end) {
+			continue
+		}
+		// Only the outermost: a window made by an earlier change of period already carries
+		// the ones inside it (day → week → month must not count the days twice).
+		nested := false
+		for j, o := range q.Windows {
+			if j != i && inside(o, start, end) && inside(w, o.Start, o.End) && !(o.Start.Equal(w.Start) && o.End.Equal(w.End)) {
+				nested = true
+				break
+			}
+		}
+		if !nested {
 			sum = sum.Add(w.Used)
 		}
 	}

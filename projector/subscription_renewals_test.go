@@ -82,33 +82,3 @@ func TestPostpaidAfterDowntimeRenewsEveryCycle(t *testing.T) {
 		assert.NotNil(t, a.block(CycleBlock("sub_1", k, false)), "cycle %d's plan block", k)
 	}
 }
-
-// The postpaid expirer renews a grace after the cycle's end, as blocks expire: usage of the
-// ended cycle priced a second late burns the cycle's block and is in its usage summary. It
-// renewed at the end itself, so the rollover left the block first, the late usage became
-// overage, and the summary missed it.
-func TestPostpaidRenewalWaitsForLateUsage(t *testing.T) {
-	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
-	e := newSubEnv(t, t0)
-	half := events.MustDecimal("50")
-	plan := events.Plan{Key: "pp", Credits: 100 * events.MicroPerCredit, Period: events.Period{Unit: events.UnitDay, Count: 1}, Mode: events.PlanPostpaid, RolloverPercent: &half}
-	e.write(events.TypeSubscriptionStarted, func(a *Account) (any, error) { return a.DecideSubscribe("sub_1", plan, t0, t0) })
-	e.write(events.TypeUsageRated, func(*Account) (any, error) {
-		return events.UsageRated{Customer: "c1", Debits: []events.UsageDebited{{Customer: "c1", Rule: "r", UsageSeq: 1, Amount: 40 * events.MicroPerCredit, EventTime: t0.Add(time.Hour)}}}, nil
-	})
-	end := t0.Add(24 * time.Hour)
-	go e.x.Run(e.ctx)
-	e.set(end.Add(time.Second))
-	time.Sleep(200 * time.Millisecond)
-	assert.Equal(t, int64(0), e.acct().Subscriptions["sub_1"].Cycle, "not renewed within the grace")
-	// usage from one second before the end, priced now
-	e.write(events.TypeUsageRated, func(*Account) (any, error) {
-		return events.UsageRated{Customer: "c1", Debits: []events.UsageDebited{{Customer: "c1", Rule: "r", UsageSeq: 2, Amount: 50 * events.MicroPerCredit, EventTime: end.Add(-time.Second)}}}, nil
-	})
-	e.set(end.Add(61 * time.Second))
-	require.Eventually(t, func() bool { return e.acct().Subscriptions["sub_1"].Cycle == 1 }, 5*time.Second, 10*time.Millisecond)
-	a := e.acct()
-	assert.Equal(t, events.Credits(0), a.Overage, "cycle 0 had 60 left for a 50 debit")
-	assert.Equal(t, events.Credits(90*events.MicroPerCredit), *a.Subscriptions["sub_1"].LastUsage, "cycle 0's usage summary has its late-priced debit")
-	assert.Equal(t, events.Credits(5*events.MicroPerCredit), a.block(CycleBlock("sub_1", 1, true)).Granted, "half of the 10 left")
-}

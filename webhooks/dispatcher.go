@@ -86,8 +86,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.Timeout = DefaultTimeout
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil // the address checked is the endpoint's own
 	if !d.AllowPrivate {
+		tr.Proxy = nil // the address checked must be the endpoint's own, not a proxy's
 		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: publicOnly}).DialContext
 	}
 	d.client = &http.Client{Timeout: d.Timeout, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -53,7 +53,7 @@ type nodeConfig struct {
 	WebhookRetryScale       float64         // multiplies the retry schedule (tests shrink it); default 1
 	WebhookTimeout          time.Duration   // one delivery attempt; default 15 s
 	WebhooksAllowPrivate    bool            // endpoints on loopback or private addresses allowed
-	ExpiryGrace             time.Duration   // after a block's expiry or a postpaid cycle's end; default 1 min
+	ExpiryGrace             time.Duration   // after a block's expiry; default 1 min
 	Roles                   map[string]bool // nil: every role
 	Log                     *slog.Logger
 }

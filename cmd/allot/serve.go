@@ -59,7 +59,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&cfg.KeyRequestsPerMinute, "key-requests-per-minute", 600000, "allot's own API: requests per API key per minute in each process (0: unlimited)")
 	fs.Float64Var(&cfg.WebhookRetryScale, "webhook-retry-scale", 1, "multiply the webhook retry schedule (5s, 5m, 30m, 2h, 5h, 10h, 10h) by this")
 	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", 15*time.Second, "time limit of one webhook delivery attempt")
-	fs.DurationVar(&cfg.ExpiryGrace, "expiry-grace", projector.DefaultExpiryGrace, "how long after a credit block's expiry, or a postpaid cycle's end, allot waits for usage rating is still pricing before it writes the expiry or the renewal")
+	fs.DurationVar(&cfg.ExpiryGrace, "expiry-grace", projector.DefaultExpiryGrace, "how long after a credit block's expiry allot waits for usage rating is still pricing before it writes the expiry entry")
 	fs.BoolVar(&cfg.WebhooksAllowPrivate, "webhooks-allow-private", false, "let webhook endpoints be on loopback, private or link-local addresses (refused by default: deliveries would reach into the operator's network)")
 	fs.DurationVar(&cfg.SnapshotEvery, "snapshot-every", 2*time.Second, "how often rating saves its state (a restart re-rates at most this much)")
 	fs.DurationVar(&cfg.RatingLinger, "rating-linger", 100*time.Millisecond, "while usage flows, how long a rating fetch may wait to fill: longer means bigger batches, fewer ledger entries and less CPU per event, and balances that trail usage by up to this much")

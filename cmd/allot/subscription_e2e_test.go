@@ -91,7 +91,7 @@ func TestRenewalRaceAcrossProcesses(t *testing.T) {
 // allot, with the usage of the cycle that ended.
 func TestPostpaidAdvancesByItself(t *testing.T) {
 	cfg := writeConfigText(t, subsConfig)
-	p := startServe(t, t.TempDir(), "--config", cfg, "--expiry-grace", "2s")
+	p := startServe(t, t.TempDir(), "--config", cfg)
 	status, body, _ := p.request("PUT", "/v1/plans/metered", `{"credits":"10","period":{"unit":"minute"},"mode":"postpaid"}`)
 	require.Equal(t, 200, status, body)
 	start := time.Now().UTC().Add(-57 * time.Second).Truncate(time.Second) // the cycle ends in ~3 s: time for the usage to be rated
