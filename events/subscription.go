@@ -75,7 +75,10 @@ type SubscriptionRenewed struct {
 
 // SubscriptionCanceled ends renewals; granted blocks run to their expiry.
 type SubscriptionCanceled struct {
-	Subscription string    `json:"subscription"`
-	Customer     string    `json:"customer"`
-	At           time.Time `json:"at"`
+	Subscription string `json:"subscription"`
+	Customer     string `json:"customer"`
+	// Usage is a postpaid subscription's final summary: what was used since its last renewal
+	// (the cycle canceled in, and one that ended without being renewed yet).
+	Usage *Credits  `json:"usage,omitempty"`
+	At    time.Time `json:"at"`
 }

@@ -141,7 +141,14 @@ func (a *Account) DecideCancel(id string, now time.Time) (events.SubscriptionCan
 	case sub.Canceled != nil:
 		return events.SubscriptionCanceled{}, ErrSubscriptionCanceled
 	}
-	return events.SubscriptionCanceled{Subscription: id, Customer: a.Customer, At: now.UTC()}, nil
+	e := events.SubscriptionCanceled{Subscription: id, Customer: a.Customer, At: now.UTC()}
+	if sub.Plan.Mode == events.PlanPostpaid {
+		// The last summary: without it the usage since the last renewal was never billed
+		// (the expirer does not renew a canceled subscription).
+		used := a.Debited + a.Committed - sub.UsedBefore
+		e.Usage = &used
+	}
+	return e, nil
 }
 
 func (a *Account) grantCycle(c events.Cycle, at time.Time) {
@@ -206,6 +213,9 @@ func (a *Account) applySubscription(typ string, data []byte) (bool, error) {
 		}
 		at := e.At.UTC()
 		sub.Canceled = &at
+		if e.Usage != nil {
+			sub.LastUsage = e.Usage
+		}
 		return true, nil
 	}
 	return false, nil

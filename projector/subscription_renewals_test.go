@@ -82,3 +82,28 @@ func TestPostpaidAfterDowntimeRenewsEveryCycle(t *testing.T) {
 		assert.NotNil(t, a.block(CycleBlock("sub_1", k, false)), "cycle %d's plan block", k)
 	}
 }
+
+// Canceling a postpaid subscription writes its last usage summary: what was used since the last
+// renewal, here a cycle that ended before the expirer renewed it (the expirer skips canceled
+// subscriptions, and the cancel carried no usage, so that cycle was never billed).
+func TestCancelingPostpaidWritesTheLastSummary(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	e := newSubEnv(t, t0)
+	plan := events.Plan{Key: "pp", Credits: 100 * events.MicroPerCredit, Period: events.Period{Unit: events.UnitDay, Count: 1}, Mode: events.PlanPostpaid}
+	e.write(events.TypeSubscriptionStarted, func(a *Account) (any, error) { return a.DecideSubscribe("sub_1", plan, t0, t0) })
+	e.write(events.TypeUsageRated, func(*Account) (any, error) {
+		return events.UsageRated{Customer: "c1", Debits: []events.UsageDebited{{Customer: "c1", Rule: "r", UsageSeq: 1, Amount: 40 * events.MicroPerCredit, EventTime: t0.Add(time.Hour)}}}, nil
+	})
+	var canceled events.SubscriptionCanceled
+	e.write(events.TypeSubscriptionCanceled, func(a *Account) (any, error) {
+		c, err := a.DecideCancel("sub_1", t0.Add(24*time.Hour+time.Second))
+		canceled = c
+		return c, err
+	})
+	require.NotNil(t, canceled.Usage)
+	assert.Equal(t, events.Credits(40*events.MicroPerCredit), *canceled.Usage)
+	require.Eventually(t, func() bool { return e.acct().Subscriptions["sub_1"].Canceled != nil }, 5*time.Second, 10*time.Millisecond)
+	if u := e.acct().Subscriptions["sub_1"].LastUsage; assert.NotNil(t, u) {
+		assert.Equal(t, events.Credits(40*events.MicroPerCredit), *u)
+	}
+}

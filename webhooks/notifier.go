@@ -285,7 +285,11 @@ func (n *Notifier) derive(scope events.Scope, customer, typ string, data []byte,
 	case events.TypeSubscriptionCanceled:
 		var e events.SubscriptionCanceled
 		if json.Unmarshal(data, &e) == nil {
-			note(events.HookSubscriptionCanceled, map[string]any{"subscription": e.Subscription})
+			d := map[string]any{"subscription": e.Subscription}
+			if e.Usage != nil {
+				d["usage"] = *e.Usage // postpaid: what was used since the last renewal
+			}
+			note(events.HookSubscriptionCanceled, d)
 		}
 	}
 	// Crossings: credits.low per endpoint threshold (re-armed once the balance is back above
