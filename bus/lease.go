@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -19,26 +21,63 @@ const LeaseTTL = 6 * time.Second
 
 // Leases grants exclusive ownership of named work to one process at a time.
 type Leases struct {
-	KV    jetstream.KeyValue
 	Owner string // this process
+
+	js   jetstream.JetStream
+	opts StreamOptions
+	mu   sync.Mutex
+	kv   jetstream.KeyValue
 }
 
 // EnsureLeases creates or opens the lease bucket.
 func EnsureLeases(ctx context.Context, js jetstream.JetStream, o StreamOptions, owner string) (*Leases, error) {
-	o = o.withDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket, Description: "allot work ownership",
-		TTL: LeaseTTL, Storage: jetstream.MemoryStorage, Replicas: keptReplicas(ctx, js, "KV_"+LeaseBucket, o.Replicas)})
+	l := &Leases{Owner: owner, js: js, opts: o.withDefaults()}
+	kv, err := l.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.kv = kv
+	return l, nil
+}
+
+func (l *Leases) open(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := l.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket, Description: "allot work ownership",
+		TTL: LeaseTTL, Storage: jetstream.MemoryStorage, Replicas: keptReplicas(ctx, l.js, "KV_"+LeaseBucket, l.opts.Replicas)})
 	if err != nil {
 		return nil, fmt.Errorf("opening leases: %w", err)
 	}
-	return &Leases{KV: kv, Owner: owner}, nil
+	return kv, nil
+}
+
+// Bucket is the lease bucket as it stands (membership keys live there too).
+func (l *Leases) Bucket() jetstream.KeyValue {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.kv
+}
+
+// Heal opens the bucket again when err says it is gone: it is kept in memory, and a NATS
+// server that restarts (a standalone one, R1) forgets it, configuration and all — every
+// lease, and so every rating partition, the sink and the webhooks, stopped for good.
+func (l *Leases) Heal(ctx context.Context, err error) {
+	if err == nil || !(errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)) {
+		return
+	}
+	if kv, oerr := l.open(ctx); oerr == nil {
+		l.mu.Lock()
+		l.kv = kv
+		l.mu.Unlock()
+	}
 }
 
 // Acquire takes name if nobody holds it; ok is false when someone does.
 func (l *Leases) Acquire(ctx context.Context, name string) (rev uint64, ok bool, err error) {
-	rev, err = l.KV.Create(ctx, name, []byte(l.Owner))
+	defer func() { l.Heal(ctx, err) }()
+	kv := l.Bucket()
+	rev, err = kv.Create(ctx, name, []byte(l.Owner))
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		e, gerr := l.KV.Get(ctx, name)
+		e, gerr := kv.Get(ctx, name)
 		if gerr == nil && string(e.Value()) == l.Owner {
 			return e.Revision(), true, nil // ours already (a restart of the same owner id)
 		}
@@ -52,12 +91,14 @@ func (l *Leases) Acquire(ctx context.Context, name string) (rev uint64, ok bool,
 
 // Renew keeps name; it fails when the lease was lost (expired and taken by someone else).
 func (l *Leases) Renew(ctx context.Context, name string, rev uint64) (uint64, error) {
-	return l.KV.Update(ctx, name, []byte(l.Owner), rev)
+	r, err := l.Bucket().Update(ctx, name, []byte(l.Owner), rev)
+	l.Heal(ctx, err)
+	return r, err
 }
 
 // Release gives name up.
 func (l *Leases) Release(ctx context.Context, name string, rev uint64) {
-	l.KV.Delete(ctx, name, jetstream.LastRevision(rev))
+	l.Bucket().Delete(ctx, name, jetstream.LastRevision(rev))
 }
 
 // Holding runs fn while this process holds name, for as long as ctx lasts: it waits for the

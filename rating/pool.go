@@ -25,7 +25,7 @@ type Leaser interface {
 type Pool struct {
 	Partitions int
 	Leases     Leaser
-	KV         jetstream.KeyValue // the lease bucket, for membership
+	KV         jetstream.KeyValue // the lease bucket, for membership (when Leases has none of its own)
 	Member     string
 	NewWorker  func(partition int) *Worker
 	Log        *slog.Logger
@@ -67,23 +67,31 @@ func (p *Pool) Run(ctx context.Context) error {
 	for {
 		// Heartbeat: membership is how others compute their fair share.
 		if memberRev == 0 {
-			memberRev, _ = p.KV.Put(ctx, memberPrefix+p.Member, []byte(p.Member))
-		} else if rev, err := p.KV.Put(ctx, memberPrefix+p.Member, []byte(p.Member)); err == nil {
+			memberRev, _ = p.kv().Put(ctx, memberPrefix+p.Member, []byte(p.Member))
+		} else if rev, err := p.kv().Put(ctx, memberPrefix+p.Member, []byte(p.Member)); err == nil {
 			memberRev = rev
 		}
 		p.rebalance(ctx)
 		select {
 		case <-ctx.Done():
 			p.releaseAll()
-			p.KV.Delete(context.WithoutCancel(ctx), memberPrefix+p.Member)
+			p.kv().Delete(context.WithoutCancel(ctx), memberPrefix+p.Member)
 			return nil
 		case <-tick.C:
 		}
 	}
 }
 
+// kv is the lease bucket as the leases have it now (they open it again when NATS lost it).
+func (p *Pool) kv() jetstream.KeyValue {
+	if b, ok := p.Leases.(interface{ Bucket() jetstream.KeyValue }); ok {
+		return b.Bucket()
+	}
+	return p.KV
+}
+
 func (p *Pool) members(ctx context.Context) int {
-	lister, err := p.KV.ListKeys(ctx)
+	lister, err := p.kv().ListKeys(ctx)
 	if err != nil {
 		return 1
 	}

@@ -203,7 +203,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 			SnapshotEvery: cfg.SnapshotEvery, Linger: cfg.RatingLinger, Log: log.With("component", "rating", "partition", p)})
 	}
 	if cfg.has(roleRating) && !cfg.NoRating {
-		pool := &rating.Pool{Partitions: parts, Leases: leases, KV: leases.KV, Member: n.memberID(), Log: log.With("component", "rating"),
+		pool := &rating.Pool{Partitions: parts, Leases: leases, KV: leases.Bucket(), Member: n.memberID(), Log: log.With("component", "rating"),
 			NewWorker: func(p int) *rating.Worker { return n.raters[p] }}
 		n.goBackground(func() error { return pool.Run(bgctx) })
 	}
@@ -303,6 +303,10 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		// One notifier and one dispatcher in the whole deployment: they run under leases.
 		n.goBackground(func() error { return leases.Holding(bgctx, "webhooks.notifier", log, n.notifier.Run) })
 		n.goBackground(func() error { return leases.Holding(bgctx, "webhooks.dispatcher", log, n.dispatcher.Run) })
+	}
+	if cfg.ClickHouseDSN == "" && cfg.Roles != nil && cfg.Roles[roleSink] && len(cfg.Roles) < len(allRoles) {
+		// Asked for by name, the sink without a ClickHouse would run nothing, silently.
+		log.Warn("the sink role does nothing without --clickhouse")
 	}
 	if cfg.ClickHouseDSN != "" {
 		// ClickHouse being down must not stop the rest: connect, migrate and sink in the
