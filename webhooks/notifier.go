@@ -100,6 +100,7 @@ func (n *Notifier) run(ctx context.Context) error {
 	defer it.Stop()
 	var pending []jetstream.PubAckFuture
 	var last uint64
+	lastBalance := map[string]events.Credits{} // by scope and customer: the balance after its last entry
 	flush := func() error {
 		if err := waitAcks(ctx, pending); err != nil {
 			return err
@@ -156,14 +157,24 @@ func (n *Notifier) run(ctx context.Context) error {
 			}
 		}
 		balBefore := fold.BalanceAt(scope, addr.Customer, before)
+		key := scope.String() + "\x00" + addr.Customer
+		if b, ok := lastBalance[key]; ok && b > balBefore {
+			// The balance the last entry left, when it was higher: a drop between entries
+			// crossed too. A block expires at its expires_at, a minute before its expiry
+			// entry; usage priced in that minute saw the block gone already (before 0), and
+			// the expiry entry saw that usage's overage (before 0): 10 → −10 notified nothing.
+			balBefore = b
+		}
 		if err := fold.Apply(seq, m.Subject(), typ, m.Data()); err != nil {
 			n.Log.Warn("unreadable ledger entry", "seq", seq, "err", err)
 			continue
 		}
+		balAfter := fold.BalanceAt(scope, addr.Customer, at)
+		lastBalance[key] = balAfter
 		if seq <= pos {
 			continue
 		}
-		notes := n.derive(scope, addr.Customer, typ, m.Data(), balBefore, fold.BalanceAt(scope, addr.Customer, at), at)
+		notes := n.derive(scope, addr.Customer, typ, m.Data(), balBefore, balAfter, at)
 		nth := map[string]int{}
 		for _, note := range notes {
 			// Named by what it is, not by its place in the list: the list holds a credits.low
