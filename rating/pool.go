@@ -2,6 +2,7 @@ package rating
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -34,9 +35,13 @@ type Pool struct {
 	owned map[int]*owned
 }
 
+// ErrLeaseLost is why a worker is stopped when its partition's lease could not be renewed:
+// another process may be rating the partition already.
+var ErrLeaseLost = errors.New("the partition's lease was lost")
+
 type owned struct {
 	rev    uint64
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 	worker *Worker
 }
@@ -113,7 +118,7 @@ func (p *Pool) rebalance(ctx context.Context) {
 		rev, err := p.Leases.Renew(ctx, partitionLease(part), o.rev)
 		if err != nil {
 			p.Log.Warn("rating partition lease lost", "partition", part, "err", err)
-			o.cancel()
+			o.cancel(ErrLeaseLost)
 			<-o.done
 			delete(p.owned, part)
 			continue
@@ -127,7 +132,7 @@ func (p *Pool) rebalance(ctx context.Context) {
 			hi = max(hi, part)
 		}
 		o := p.owned[hi]
-		o.cancel()
+		o.cancel(nil)
 		<-o.done
 		p.Leases.Release(ctx, partitionLease(hi), o.rev)
 		delete(p.owned, hi)
@@ -145,7 +150,7 @@ func (p *Pool) rebalance(ctx context.Context) {
 			continue
 		}
 		w := p.NewWorker(part)
-		wctx, cancel := context.WithCancel(ctx)
+		wctx, cancel := context.WithCancelCause(ctx)
 		o := &owned{rev: rev, cancel: cancel, done: make(chan struct{}), worker: w}
 		go func() {
 			defer close(o.done)
@@ -160,7 +165,7 @@ func (p *Pool) releaseAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for part, o := range p.owned {
-		o.cancel()
+		o.cancel(nil)
 		<-o.done
 		p.Leases.Release(context.Background(), partitionLease(part), o.rev)
 		delete(p.owned, part)

@@ -136,6 +136,11 @@ func (w *Worker) run(ctx context.Context) error {
 	// state be saved, or a restart would skip debits that were never stored.
 	consistent := true
 	defer func() {
+		if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+			// Another process may own the partition now and have saved a newer state: an
+			// older one written over it would make its next restart re-rate what it rated.
+			return
+		}
 		if consistent && st.Seq != savedSeq {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
