@@ -248,17 +248,23 @@ const IdempotencyTTL = 24 * time.Hour
 
 // EnsureIdempotencyStore creates or opens the idempotency key-value bucket.
 func EnsureIdempotencyStore(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
-	o = o.withDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return ensureBucket(ctx, js, o, "idempotency store", jetstream.KeyValueConfig{
 		Bucket:       IdempotencyBucket,
 		Description:  "allot Idempotency-Key records (request hash and stored response)",
 		TTL:          IdempotencyTTL,
-		Storage:      jetstream.FileStorage,
-		Replicas:     keptReplicas(ctx, js, "KV_"+IdempotencyBucket, o.Replicas),
 		MaxValueSize: 1 << 20,
 	})
+}
+
+// ensureBucket creates or updates a file-backed key-value bucket, never with fewer replicas
+// than it has (EnsureStreams); what names it in the error.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, o StreamOptions, what string, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	o = o.withDefaults()
+	cfg.Storage = jetstream.FileStorage
+	cfg.Replicas = keptReplicas(ctx, js, "KV_"+cfg.Bucket, o.Replicas)
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("opening idempotency store: %w", err)
+		return nil, fmt.Errorf("opening the %s: %w", what, err)
 	}
 	return kv, nil
 }
@@ -270,18 +276,11 @@ const NotifiedBucket = "ALLOT_NOTIFIED"
 
 // EnsureNotifiedStore creates or opens the NotifiedBucket (per-key time to live).
 func EnsureNotifiedStore(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
-	o = o.withDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	return ensureBucket(ctx, js, o, "notified-once store", jetstream.KeyValueConfig{
 		Bucket:         NotifiedBucket,
 		Description:    "allot notifications sent once per quota window, each kept until its window ends",
-		Storage:        jetstream.FileStorage,
-		Replicas:       keptReplicas(ctx, js, "KV_"+NotifiedBucket, o.Replicas),
 		LimitMarkerTTL: time.Minute, // what lets keys carry a time to live of their own
 	})
-	if err != nil {
-		return nil, fmt.Errorf("opening the notified-once store: %w", err)
-	}
-	return kv, nil
 }
 
 // WebhookStateBucket keeps the dispatcher's progress: attempts per delivery, done markers,
@@ -290,13 +289,5 @@ const WebhookStateBucket = "ALLOT_WEBHOOKS"
 
 // EnsureWebhookState creates or opens the dispatcher's key-value bucket.
 func EnsureWebhookState(ctx context.Context, js jetstream.JetStream, o StreamOptions) (jetstream.KeyValue, error) {
-	o = o.withDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: WebhookStateBucket, Description: "allot webhook dispatcher state", Storage: jetstream.FileStorage,
-		Replicas: keptReplicas(ctx, js, "KV_"+WebhookStateBucket, o.Replicas),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening webhook state: %w", err)
-	}
-	return kv, nil
+	return ensureBucket(ctx, js, o, "webhook state", jetstream.KeyValueConfig{Bucket: WebhookStateBucket, Description: "allot webhook dispatcher state"})
 }

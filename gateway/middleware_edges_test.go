@@ -149,10 +149,10 @@ func TestPanicGivesBack(t *testing.T) {
 	assert.EqualValues(t, 1, f.adjusts.Load(), "the use of a request that got no counted status is given back")
 }
 
-// A protocol upgrade (WebSocket) through `allot gateway` switches protocols: the middleware's
-// writer lets the proxy hijack the connection (it answered 502).
-func TestProxyUpgrade(t *testing.T) {
-	_, allot := newFakeAllot(t, 100)
+// upgradeFront is `allot gateway` in front of an upstream that switches every request to the
+// "echo" protocol, with one policy (quota q) on /ws/.
+func upgradeFront(t *testing.T, allotURL string) *httptest.Server {
+	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -163,19 +163,50 @@ func TestProxyUpgrade(t *testing.T) {
 		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 		brw.Flush()
 	}))
-	defer up.Close()
-	h, err := Proxy(Config{Upstream: up.URL, Allot: AllotConfig{URL: allot.URL, Key: "k"},
+	t.Cleanup(up.Close)
+	h, err := Proxy(Config{Upstream: up.URL, Allot: AllotConfig{URL: allotURL, Key: "k"},
 		Routes: []RouteConfig{{Prefix: "/ws/", Identify: IdentifyConfig{Header: "X-API-Key"}, Policies: []PolicyConfig{{Quota: "q"}}}}}, nil)
 	require.NoError(t, err)
 	front := httptest.NewServer(h)
-	defer front.Close()
+	t.Cleanup(front.Close)
+	return front
+}
+
+// upgrade asks front for a protocol switch on a connection of its own and returns the status.
+func upgrade(t *testing.T, front *httptest.Server) int {
+	t.Helper()
 	c, err := net.Dial("tcp", front.Listener.Addr().String())
 	require.NoError(t, err)
 	defer c.Close()
 	fmt.Fprintf(c, "GET /ws/x HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	require.NoError(t, err)
-	assert.Equal(t, 101, resp.StatusCode)
+	return resp.StatusCode
+}
+
+// A protocol upgrade (WebSocket) through `allot gateway` switches protocols: the middleware's
+// writer lets the proxy hijack the connection (it answered 502).
+func TestProxyUpgrade(t *testing.T) {
+	_, allot := newFakeAllot(t, 100)
+	assert.Equal(t, 101, upgrade(t, upgradeFront(t, allot.URL)))
+}
+
+// A protocol switch the handler serves (101, a WebSocket) is a served request, counted by
+// default: with a quota of 1 the second upgrade is refused (its use was given back when the
+// session ended, so a caller could open any number one after another).
+func TestUpgradesAreCounted(t *testing.T) {
+	f, allot := newFakeAllot(t, 1)
+	front := upgradeFront(t, allot.URL)
+	var codes []int
+	for i := 0; i < 3; i++ {
+		codes = append(codes, upgrade(t, front))
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.mu.Lock()
+	used := f.used["k"]
+	f.mu.Unlock()
+	assert.Equal(t, []int{101, 429, 429}, codes, "a quota of 1 admits one upgraded session")
+	assert.Equal(t, 1, used, "the served upgrade keeps its use")
 }
 
 // A caller that hangs up while its request is being counted is not served, and its use is given

@@ -19,7 +19,11 @@
 //   - Quota windows are forgotten beyond the newest few only once they have surely ended
 //     (their end before the newest window's start less events.MaxFutureSkew), so uses dated
 //     ahead never push the current window out. A first_use period is anchored by the first
-//     counted use only.
+//     counted use only. Windows are matched by start and end; a window of a quota whose
+//     period changed starts with what the outermost kept windows inside it used. Usage with
+//     a quantity of 0 or less counts nothing.
+//   - A hold remembers the hash of the Idempotency-Key that ended it (Reservation.EndedBy),
+//     so a keyed retry is recognised past the account's recent command ids (CarriedOut).
 //   - The Expirer writes a block's expiry entry a grace period after expires_at, so usage from
 //     before it burns the block first. It finds what is due through the fold's expiry index
 //     (due.go), never by scanning every account.

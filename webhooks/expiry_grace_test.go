@@ -1,15 +1,11 @@
 package webhooks
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
-	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
 )
 
@@ -27,15 +23,7 @@ func TestDepletionWhenUsageFallsInTheExpiryGrace(t *testing.T) {
 	f.write(t, events.TypeUsageRated, events.UsageRated{Customer: "c", FirstSeq: 1, LastSeq: 1,
 		Debits: []events.UsageDebited{{Customer: "c", UsageSeq: 1, Amount: cr(10), EventTime: exp.Add(5 * time.Second)}}})
 	f.write(t, events.TypeCreditsExpired, events.CreditsExpired{Block: "blk_p", Customer: "c", Amount: cr(10), At: exp})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n := &Notifier{JS: f.js, KV: f.kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: f.snaps, Log: slog.New(slog.DiscardHandler)}
-	go n.Run(ctx)
-	require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= f.seq }, 10*time.Second, 10*time.Millisecond)
-	var types []string
-	for _, note := range f.notes(t) {
-		types = append(types, note.Type)
-	}
+	types := f.notifyAll(t)
 	depleted := 0
 	for _, ty := range types {
 		if ty == events.HookCreditsDepleted {

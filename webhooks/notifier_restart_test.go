@@ -165,15 +165,25 @@ func TestExpiryDepletionIsNotified(t *testing.T) {
 	exp := t0.Add(time.Hour)
 	f.write(t, events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_p", Customer: "c", Amount: cr(100), Source: "promo", Priority: 10, EffectiveAt: t0, ExpiresAt: &exp, At: t0})
 	f.write(t, events.TypeCreditsExpired, events.CreditsExpired{Block: "blk_p", Customer: "c", Amount: cr(100), At: exp})
+	types := f.notifyAll(t)
+	assert.Contains(t, types, events.HookCreditsExpired)
+	assert.Contains(t, types, events.HookCreditsDepleted, "%v", types)
+}
+
+// notifyAll runs a notifier over every entry written so far, stops it, and returns the types of
+// the notifications in the outbox.
+func (f *ledgerFixture) notifyAll(t *testing.T) []string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	n := &Notifier{JS: f.js, KV: f.kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: f.snaps, Log: slog.New(slog.DiscardHandler)}
-	go n.Run(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx) }()
 	require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= f.seq }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	<-done
 	var types []string
 	for _, note := range f.notes(t) {
 		types = append(types, note.Type)
 	}
-	assert.Contains(t, types, events.HookCreditsExpired)
-	assert.Contains(t, types, events.HookCreditsDepleted, "%v", types)
+	return types
 }
