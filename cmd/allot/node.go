@@ -25,6 +25,7 @@ import (
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/ingest"
+	"github.com/allot-dev/allot/internal/leanhttp"
 	"github.com/allot-dev/allot/metrics"
 	"github.com/allot-dev/allot/projector"
 	"github.com/allot-dev/allot/rating"
@@ -77,7 +78,7 @@ type node struct {
 	sink       *analytics.Sink
 	notifier   *webhooks.Notifier
 	dispatcher *webhooks.Dispatcher
-	httpSrv    *http.Server
+	httpSrv    *leanhttp.Server
 	httpLn     net.Listener
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -351,7 +352,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err != nil {
 		return nil, exitWith(1, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err))
 	}
-	n.httpSrv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	// The API's requests are served by leanhttp's fast path, and any connection it does not
+	// take by net/http (see internal/leanhttp for why and what each takes).
+	fallback := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	n.httpSrv = &leanhttp.Server{Handler: srv.Handler(), Fallback: fallback, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		Log: log.With("component", "http")}
 	n.goBackground(func() error {
 		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving HTTP: %w", err)
