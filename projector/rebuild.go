@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,6 +12,29 @@ import (
 // rebuildStall is how long Rebuild waits for the next message before giving up: the stream
 // said it holds target, so a longer silence means those messages are gone or unreachable.
 var rebuildStall = 30 * time.Second
+
+// errStalled is why a read ends that waited rebuildStall for a message.
+var errStalled = fmt.Errorf("no entry arrived for a while: the stream does not hold the entries it reported")
+
+// watchStall cancels ctx with errStalled once received has not moved for rebuildStall.
+func watchStall(ctx context.Context, received *atomic.Uint64, stalled context.CancelCauseFunc) {
+	tick := time.NewTicker(max(rebuildStall/8, time.Millisecond))
+	defer tick.Stop()
+	last, since := received.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if n := received.Load(); n != last {
+				last, since = n, now
+			} else if now.Sub(since) >= rebuildStall {
+				stalled(fmt.Errorf("%w (%s without one)", errStalled, rebuildStall))
+				return
+			}
+		}
+	}
+}
 
 // Rebuild folds the ledger stream into l from the entry after l's sequence (the first, for a
 // new projection) through target (the stream's last sequence when it was asked), as `allot
@@ -65,14 +89,26 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, l *Ledg
 		folded <- n
 	}()
 
+	// A silence of rebuildStall ends the read. Watched from a goroutine rather than given to
+	// each Next as a maximum wait: that makes a timer per message, and reading is most of what
+	// a rebuild costs.
+	readCtx, stalled := context.WithCancelCause(ctx)
+	defer stalled(nil)
+	var received atomic.Uint64
+	go watchStall(readCtx, &received, stalled)
+
 	var readErr error
 	batch := make([]entry, 0, batchSize)
 	for {
-		m, err := it.Next(jetstream.NextMaxWait(rebuildStall))
+		m, err := it.Next(jetstream.NextContext(readCtx))
 		if err != nil {
+			if cause := context.Cause(readCtx); cause != nil && ctx.Err() == nil {
+				err = cause
+			}
 			readErr = fmt.Errorf("reading %s toward sequence %d: %w", stream, target, err)
 			break
 		}
+		received.Add(1)
 		md, err := m.Metadata()
 		if err != nil {
 			continue
