@@ -58,8 +58,10 @@ type Options struct {
 	Metrics              *metrics.Registry
 	ClickHouse           driver.Conn // nil when analytics is not configured: /v1/usage answers 503
 	MaxBody              int64       // bytes; default 5 MiB
-	Log                  *slog.Logger
-	Now                  func() time.Time
+	// UsageQueryTimeout bounds one /v1/usage query in ClickHouse; default 30 s.
+	UsageQueryTimeout time.Duration
+	Log               *slog.Logger
+	Now               func() time.Time
 }
 
 // Server serves the HTTP API.
@@ -99,6 +101,9 @@ const DefaultMaxBody = 5 << 20
 
 // New builds the server and its routes.
 func New(o Options) *Server {
+	if o.UsageQueryTimeout <= 0 {
+		o.UsageQueryTimeout = 30 * time.Second
+	}
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}

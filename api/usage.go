@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -53,11 +54,19 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "meter", "no meter %q in this product and env", q.Meter))
 		return
 	}
-	rows, err := analytics.QueryUsage(r.Context(), s.o.ClickHouse, q)
+	// Bounded here: the API's HTTP fast path does not end a request's context when its caller
+	// hangs up (internal/leanhttp), so nothing else would stop a query nobody waits for.
+	qctx, cancel := context.WithTimeout(r.Context(), s.o.UsageQueryTimeout)
+	defer cancel()
+	rows, err := analytics.QueryUsage(qctx, s.o.ClickHouse, q)
 	var qe *analytics.QueryError
 	switch {
 	case errors.As(err, &qe):
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, qe.Field, "%s", qe.Msg))
+		return
+	case err != nil && qctx.Err() == context.DeadlineExceeded:
+		problem.Write(w, problem.New(problem.Unavailable, http.StatusServiceUnavailable, "Analytics query too long",
+			"the usage query ran longer than "+s.o.UsageQueryTimeout.String()+"; narrow it with from, to, meter or customer"))
 		return
 	case err != nil:
 		s.o.Log.Error("usage query", "err", err)

@@ -197,6 +197,18 @@ func creditsText(micro int64) string {
 	return s
 }
 
+// A usage query that runs past --usage-query-timeout is stopped and answered 503 saying so
+// (the API's HTTP fast path does not stop a handler whose caller hung up, so this bound is
+// what ends a query nobody waits for).
+func TestUsageQueryTimeout(t *testing.T) {
+	dsn := testDatabase(t, clickhouseDSN(t))
+	p := startServe(t, t.TempDir(), "--config", writeConfigText(t, analyticsConfig), "--clickhouse", dsn, "--usage-query-timeout", "1ns")
+	status, body, err := p.request("GET", "/v1/usage?meter=tokens", "")
+	require.NoError(t, err)
+	assert.Equal(t, 503, status, body)
+	assert.Equal(t, "Analytics query too long", body["title"], body)
+}
+
 func TestUsageWithoutClickHouseIs503(t *testing.T) {
 	p := startServe(t, t.TempDir(), "--config", writeConfig(t))
 	status, body, err := p.request("GET", "/v1/usage?meter=tokens", "")

@@ -46,6 +46,7 @@ type nodeConfig struct {
 	Replicas                int
 	FsyncAlways             bool
 	MaxBody                 int64
+	UsageQueryTimeout       time.Duration
 	SnapshotEvery           time.Duration   // rating snapshots; default 2s
 	RatingLinger            time.Duration   // how long a rating fetch may wait to fill; default 100ms
 	ProjectionSnapshotEvery time.Duration   // ledger projection snapshots; default 10s
@@ -347,7 +348,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 	n.registerMetrics()
 	srv := api.New(api.Options{Ingest: cfg.has(roleIngest), API: cfg.has(roleAPI), Workers: !cfg.has(roleIngest) && !cfg.has(roleAPI), Catalog: n.cat, NC: n.nc, JS: n.js, Ingester: n.ingester, Ledger: n.ledger, Idempotency: idem, Notified: notified, WebhooksAllowPrivate: cfg.WebhooksAllowPrivate, Node: n.nodeName(cfg.DataDir), QuotaLanes: n.quotaLanes, KeyRequestsPerMinute: cfg.KeyRequestsPerMinute, Metrics: n.metrics,
-		ClickHouse: n.ch, MaxBody: cfg.MaxBody, Log: log.With("component", "api")})
+		ClickHouse: n.ch, MaxBody: cfg.MaxBody, UsageQueryTimeout: cfg.UsageQueryTimeout, Log: log.With("component", "api")})
 	n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, exitWith(1, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err))

@@ -56,6 +56,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 on a NATS cluster)")
 	fs.BoolVar(&cfg.FsyncAlways, "fsync-always", false, "embedded NATS: fsync every write instead of every second")
 	fs.Int64Var(&cfg.MaxBody, "max-body", 5<<20, "largest request body in bytes")
+	fs.DurationVar(&cfg.UsageQueryTimeout, "usage-query-timeout", 30*time.Second, "longest a /v1/usage query may run in ClickHouse")
 	fs.Int64Var(&cfg.KeyRequestsPerMinute, "key-requests-per-minute", 600000, "allot's own API: requests per API key per minute in each process (0: unlimited)")
 	fs.Float64Var(&cfg.WebhookRetryScale, "webhook-retry-scale", 1, "multiply the webhook retry schedule (5s, 5m, 30m, 2h, 5h, 10h, 10h) by this")
 	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", 15*time.Second, "time limit of one webhook delivery attempt")
