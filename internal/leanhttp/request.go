@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -19,15 +20,19 @@ const maxDiscard = 256 << 10
 // answer goes out with its Content-Length in one write.
 const streamAt = 64 << 10
 
+// sniffLen is how much of a body http.DetectContentType looks at.
+const sniffLen = 512
+
 // serveRequest serves the request whose head is buffered and says whether to keep the
-// connection for another.
-func (c *conn) serveRequest(h head, u *url.URL) (keep bool) {
+// connection for another; linger means the connection is closed with request bytes unread
+// (see closeWriteAndWait).
+func (c *conn) serveRequest(h head, u *url.URL) (keep, linger bool) {
 	c.r.Discard(h.size)
 	hdr := make(http.Header, len(h.fields))
 	for _, f := range h.fields {
 		hdr[f.name] = append(hdr[f.name], f.value)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	req := (&http.Request{
 		Method:     h.method,
@@ -48,18 +53,27 @@ func (c *conn) serveRequest(h head, u *url.URL) (keep bool) {
 	} else {
 		req.Body = http.NoBody
 	}
-	w := &response{c: c, req: req, reqBody: b, header: make(http.Header, 4), head: h.method == http.MethodHead, body: c.body[:0]}
+	w := &response{c: c, req: req, reqBody: b, header: make(http.Header, 4), head: h.method == http.MethodHead,
+		body: c.body[:0], fields: c.fields[:0], declared: -1}
 	if !c.run(w, req) {
-		return false
+		return false, false
 	}
 	w.finish()
 	if cap(w.body) <= streamAt {
 		c.body = w.body[:0]
 	}
-	if w.err != nil || w.close || h.close || c.s.closing.Load() {
-		return false
+	if cap(w.fields) <= 4096 {
+		c.fields = w.fields[:0]
 	}
-	return true
+	if b != nil {
+		b.mu.Lock()
+		b.ended = true // the handler has returned: its body is closed to late readers
+		b.mu.Unlock()
+	}
+	if w.err != nil || w.close || h.close || c.s.closing.Load() {
+		return false, w.unread
+	}
+	return true, false
 }
 
 // run calls the handler; false if it panicked (the connection is then closed unanswered, as
@@ -77,15 +91,21 @@ func (c *conn) run(w *response, req *http.Request) (ok bool) {
 	return true
 }
 
-// body is a request body of known length read from the connection's buffer.
+// body is a request body of known length read from the connection's buffer. Its lock lets
+// a handler read it on another goroutine while the answer (which may skip what is left) is
+// written, as net/http's body does.
 type body struct {
+	mu     sync.Mutex
 	r      *bufio.Reader
 	left   int64
-	closed bool
+	closed bool // closed by the handler
+	ended  bool // the handler returned
 }
 
 func (b *body) Read(p []byte) (int, error) {
-	if b.closed {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.ended {
 		return 0, http.ErrBodyReadAfterClose
 	}
 	if b.left <= 0 {
@@ -106,8 +126,28 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 func (b *body) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
+}
+
+// skip reads past what is left, before the answer goes out, as net/http does; false means
+// the connection cannot be kept: too much was left, the handler closed the body before its
+// end, or the caller stopped sending.
+func (b *body) skip() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left == 0 {
+		return true
+	}
+	if b.closed || b.left >= maxDiscard {
+		return false
+	}
+	n := int(b.left)
+	b.left = 0
+	_, err := b.r.Discard(n)
+	return err == nil
 }
 
 // response is the http.ResponseWriter of a fast-path request. It buffers the answer so that
@@ -120,12 +160,21 @@ type response struct {
 	header  http.Header
 	head    bool // a HEAD request: the body is counted, not sent
 
-	status  int
+	// Set by WriteHeader from the header as it then was (net/http snapshots it there too):
+	status     int
+	fields     []byte // the handler's fields, formatted; Content-Length, Transfer-Encoding and Connection apart
+	declared   int64  // the handler's valid Content-Length, -1 for none
+	chunk      bool   // the handler asked for chunked transfer coding
+	hasType    bool   // Content-Type given (or Content-Encoding, which rules out sniffing)
+	hasDate    bool
+	connection string // the handler's Connection value
+
 	body    []byte // body buffered, before the head is sent
 	sent    bool   // the head has been written
 	chunked bool   // streaming with chunked transfer coding
 	written int64  // body bytes the handler wrote in all
 	close   bool   // close the connection after this answer
+	unread  bool   // closing with request body bytes unread
 	err     error  // a write to the connection failed
 }
 
@@ -141,12 +190,32 @@ func (w *response) WriteHeader(code int) {
 	if code <= 199 && code != http.StatusSwitchingProtocols {
 		// An informational answer goes out at once and the handler answers again.
 		b := appendStatusLine(nil, code)
-		b = appendHeader(b, w.header)
+		b = appendHeader(b, w.header, nil)
 		w.write(append(b, "\r\n"...))
 		return
 	}
 	w.status = code
+	h := w.header
+	if v := h["Content-Length"]; len(v) > 0 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 && isDigits([]byte(v[0])) {
+			w.declared = n
+		}
+	}
+	if v := h["Transfer-Encoding"]; len(v) > 0 && v[0] == "chunked" {
+		w.chunk = true
+	}
+	if v := h["Connection"]; len(v) > 0 {
+		w.connection = v[0]
+	}
+	_, w.hasDate = h["Date"]
+	_, ct := h["Content-Type"]
+	_, ce := h["Content-Encoding"]
+	w.hasType = ct || ce
+	w.fields = appendHeader(w.fields, h, framingFields)
 }
+
+// framingFields are the handler's fields the writer sets itself.
+var framingFields = []string{"Connection", "Content-Length", "Transfer-Encoding"}
 
 func (w *response) Write(p []byte) (int, error) {
 	if w.status == 0 {
@@ -158,6 +227,9 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		return 0, http.ErrContentLength // past the length the handler declared: never sent
+	}
 	w.written += int64(len(p))
 	if w.head { // counted for the Content-Length; the start kept to sniff a Content-Type from
 		if n := min(len(p), sniffLen-len(w.body)); n > 0 {
@@ -165,12 +237,15 @@ func (w *response) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	if !w.sent && len(w.body)+len(p) <= streamAt {
+	if !w.sent && !w.chunk && len(w.body)+len(p) <= streamAt {
 		w.body = append(w.body, p...)
 		return len(p), nil
 	}
 	w.stream(p)
-	return len(p), w.err
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
 }
 
 // Flush sends the head and what is buffered; the rest of the body streams.
@@ -181,8 +256,8 @@ func (w *response) Flush() {
 	w.stream(nil)
 }
 
-// stream writes the head if not yet sent, then what is buffered and p, as chunks unless the
-// handler set a Content-Length.
+// stream writes the head if not yet sent, then what is buffered and p: chunked unless the
+// handler declared a Content-Length.
 func (w *response) stream(p []byte) {
 	var out []byte
 	if !w.sent {
@@ -190,9 +265,8 @@ func (w *response) stream(p []byte) {
 		if len(sniff) == 0 {
 			sniff = p
 		}
-		_, hasLength := w.header["Content-Length"]
-		w.chunked = !hasLength && bodyAllowed(w.status) && !w.head
-		out = w.appendHead(w.c.takeOut(len(w.body)+len(p)+512), -1, sniff)
+		w.chunked = w.declared < 0 && bodyAllowed(w.status) && !w.head
+		out = w.appendHead(w.c.takeOut(len(w.body)+len(p)+len(w.fields)+256), w.declared, sniff)
 		w.sent = true
 		out = w.appendChunk(out, w.body)
 		w.body = w.body[:0]
@@ -232,20 +306,29 @@ func (w *response) finish() {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	if w.chunk && !w.sent && !w.head && bodyAllowed(w.status) {
+		w.stream(nil) // the handler asked for chunks
+	}
+	if w.declared >= 0 && w.written != w.declared && !w.head && bodyAllowed(w.status) {
+		w.close = true // short of its declared length: the caller cannot find the next answer
+	}
 	if w.sent {
 		if w.chunked {
 			w.write([]byte("0\r\n\r\n"))
 		}
 		return
 	}
-	length := int64(len(w.body))
-	if w.head {
-		length = w.written
-		if length == 0 {
-			length = -1 // a HEAD handler that wrote nothing: no length, as net/http
+	length := w.declared
+	if length < 0 {
+		length = int64(len(w.body))
+		if w.head {
+			length = w.written
+			if length == 0 {
+				length = -1 // a HEAD handler that wrote nothing: no length, as net/http
+			}
 		}
 	}
-	out := w.appendHead(w.c.takeOut(len(w.body)+512), length, w.body)
+	out := w.appendHead(w.c.takeOut(len(w.body)+len(w.fields)+256), length, w.body)
 	if !w.head && bodyAllowed(w.status) {
 		out = append(out, w.body...)
 	}
@@ -256,60 +339,44 @@ func (w *response) finish() {
 // appendHead appends the status line and header fields. length is the body's length to
 // declare (-1: none); sniff is the start of the body, to guess a missing Content-Type from.
 func (w *response) appendHead(b []byte, length int64, sniff []byte) []byte {
-	h := w.header
+	if w.req.Close || w.c.s.closing.Load() || asciiEqualFold([]byte(w.connection), "close") {
+		w.close = true
+	}
+	if w.reqBody != nil && !w.reqBody.skip() {
+		w.close, w.unread = true, true
+	}
 	b = appendStatusLine(b, w.status)
-	if v := h["Connection"]; len(v) > 0 && asciiEqualFold([]byte(v[0]), "close") {
-		w.close = true
-	}
-	if w.req.Close || w.c.s.closing.Load() || !w.skipUnreadBody() {
-		w.close = true
-	}
-	b = appendHeader(b, h)
-	if _, ok := h["Date"]; !ok {
+	b = append(b, w.fields...)
+	if !w.hasDate {
 		b = append(b, "Date: "...)
 		b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 		b = append(b, "\r\n"...)
 	}
 	if bodyAllowed(w.status) {
-		if _, ok := h["Content-Type"]; !ok && len(sniff) > 0 {
+		if !w.hasType && len(sniff) > 0 {
 			b = append(b, "Content-Type: "...)
 			b = append(b, http.DetectContentType(sniff)...)
 			b = append(b, "\r\n"...)
 		}
-		if _, ok := h["Content-Length"]; !ok && length >= 0 {
+		switch {
+		case w.chunked:
+			b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		case length >= 0:
 			b = append(b, "Content-Length: "...)
 			b = strconv.AppendInt(b, length, 10)
 			b = append(b, "\r\n"...)
 		}
-		if w.chunked {
-			b = append(b, "Transfer-Encoding: chunked\r\n"...)
-		}
 	}
-	if _, ok := h["Connection"]; w.close && !ok {
+	switch {
+	case w.close:
 		b = append(b, "Connection: close\r\n"...)
+	case w.connection != "" && isFieldValue([]byte(w.connection)):
+		b = append(b, "Connection: "...)
+		b = append(b, w.connection...)
+		b = append(b, "\r\n"...)
 	}
 	return append(b, "\r\n"...)
 }
-
-// skipUnreadBody reads past what the handler left of the request's body, before the answer
-// goes out, as net/http does; false means the connection cannot be kept: too much was left,
-// the handler closed the body before its end, or the caller stopped sending.
-func (w *response) skipUnreadBody() bool {
-	b := w.reqBody
-	if b == nil || b.left == 0 {
-		return true
-	}
-	if b.closed || b.left >= maxDiscard {
-		return false
-	}
-	n := int(b.left)
-	b.left = 0
-	_, err := w.c.r.Discard(n)
-	return err == nil
-}
-
-// sniffLen is how much of a body http.DetectContentType looks at.
-const sniffLen = 512
 
 // takeOut returns an empty buffer of at least n bytes: the connection's own when it is big
 // enough.
@@ -345,13 +412,15 @@ func appendStatusLine(b []byte, code int) []byte {
 	return append(b, "\r\n"...)
 }
 
-// appendHeader writes h's fields sorted by name, leaving out invalid names and turning line
-// breaks in values into spaces, as net/http does.
-func appendHeader(b []byte, h http.Header) []byte {
+// appendHeader writes h's fields sorted by name, but those named in skip, leaving out
+// invalid names and turning line breaks in values into spaces, as net/http does.
+func appendHeader(b []byte, h http.Header, skip []string) []byte {
 	var small [16]string
 	keys := small[:0]
 	for k := range h {
-		keys = append(keys, k)
+		if !slices.Contains(skip, k) {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {

@@ -24,8 +24,9 @@
 //
 // So chunked uploads, 100-continue, HTTP/1.0, upgrades, h2c and malformed requests all get
 // net/http's behaviour exactly. What the fast path gives up is detecting a caller's hang-up
-// while its handler runs (the request's context ends when the handler returns or the server
-// shuts down): allot's handlers are short and bounded by their own timeouts.
+// while its handler runs: the request's context ends when the handler returns (as with
+// net/http, Shutdown does not end it). allot's handlers are short and bounded by their own
+// timeouts. Trailers are not supported.
 package leanhttp
 
 import (
@@ -57,11 +58,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	ln       net.Listener
+	base     context.Context // requests' contexts derive from it, with net/http's values
 	conns    map[*conn]struct{}
 	handoff  *handoffListener
 	closing  atomic.Bool
 	wg       sync.WaitGroup // connection goroutines
-	fallback chan error     // the fallback server's Serve result
+	shutOnce sync.Once
+	leanDone chan struct{} // closed once every fast-path connection has ended, after Shutdown
+	// The fallback server's Serve result, set before fallbackDone is closed.
+	fallbackErr  error
+	fallbackDone chan struct{}
 }
 
 // ErrServerClosed is what Serve returns after Shutdown.
@@ -77,9 +83,17 @@ func (s *Server) Serve(l net.Listener) error {
 	s.ln = l
 	s.conns = map[*conn]struct{}{}
 	s.handoff = newHandoffListener(l.Addr())
-	s.fallback = make(chan error, 1)
+	s.fallbackDone = make(chan struct{})
+	s.base = context.Background()
+	if s.Fallback.BaseContext != nil {
+		s.base = s.Fallback.BaseContext(l)
+	}
+	s.base = context.WithValue(s.base, http.ServerContextKey, s.Fallback)
 	s.mu.Unlock()
-	go func() { s.fallback <- s.Fallback.Serve(s.handoff) }()
+	go func() {
+		s.fallbackErr = s.Fallback.Serve(s.handoff)
+		close(s.fallbackDone)
+	}()
 
 	var delay time.Duration
 	for {
@@ -112,45 +126,53 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Shutdown stops accepting, closes connections as they become idle and waits for the
-// requests in flight, or for ctx; the fallback server shuts down the same way alongside.
+// requests in flight, or for ctx. The fallback server stops keeping connections alive at
+// once and is shut down once the fast path's connections have ended, so that a request
+// handed over meanwhile is still served. It may be called again.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.mu.Lock()
+		s.closing.Store(true)
+		ln := s.ln
+		s.leanDone = make(chan struct{})
+		s.mu.Unlock()
+		if ln != nil {
+			ln.Close()
+			s.Fallback.SetKeepAlivesEnabled(false) // closes its idle connections now
+		}
+		go func() { s.wg.Wait(); close(s.leanDone) }()
+	})
 	s.mu.Lock()
-	s.closing.Store(true)
-	ln := s.ln
+	served := s.ln != nil
 	s.mu.Unlock()
-	if ln == nil {
+	if !served {
 		return nil
 	}
-	ln.Close()
-	fallbackDone := make(chan error, 1)
-	go func() {
-		err := s.Fallback.Shutdown(ctx)
-		if serr := <-s.fallback; err == nil && serr != nil && !errors.Is(serr, http.ErrServerClosed) {
-			err = serr
-		}
-		fallbackDone <- err
-	}()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	var err error
 wait:
 	for {
 		s.closeIdle()
 		select {
-		case <-done:
+		case <-s.leanDone:
 			break wait
 		case <-ctx.Done():
-			err = ctx.Err()
-			break wait
+			return ctx.Err()
 		case <-tick.C:
 		}
 	}
-	if ferr := <-fallbackDone; err == nil {
-		err = ferr
+	if err := s.Fallback.Shutdown(ctx); err != nil {
+		return err
 	}
-	return err
+	select {
+	case <-s.fallbackDone:
+		if s.fallbackErr != nil && !errors.Is(s.fallbackErr, http.ErrServerClosed) {
+			return s.fallbackErr
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // closeIdle wakes every connection waiting for a request: it sees the server closing and
@@ -180,12 +202,14 @@ func (s *Server) logPanic(v any, remote string) {
 
 // conn is one accepted connection served by the fast path.
 type conn struct {
-	s    *Server
-	rwc  net.Conn
-	r    *bufio.Reader
-	out  []byte // the answer being written, reused
-	body []byte // the answer's body being buffered, reused
-	idle atomic.Bool
+	s      *Server
+	rwc    net.Conn
+	r      *bufio.Reader
+	ctx    context.Context // requests' contexts derive from it
+	out    []byte          // the answer being written, reused
+	body   []byte          // the answer's body being buffered, reused
+	fields []byte          // the answer's header fields, formatted, reused
+	idle   atomic.Bool
 	// remote is rwc.RemoteAddr().String(), computed once.
 	remote string
 }
@@ -195,23 +219,35 @@ type conn struct {
 const bufSize = 8 << 10
 
 func newConn(s *Server, rwc net.Conn) *conn {
-	return &conn{s: s, rwc: rwc, r: bufio.NewReaderSize(rwc, bufSize), remote: rwc.RemoteAddr().String()}
+	ctx := context.WithValue(s.base, http.LocalAddrContextKey, rwc.LocalAddr())
+	if s.Fallback.ConnContext != nil {
+		ctx = s.Fallback.ConnContext(ctx, rwc)
+	}
+	return &conn{s: s, rwc: rwc, ctx: ctx, r: bufio.NewReaderSize(rwc, bufSize), remote: rwc.RemoteAddr().String()}
 }
 
 func (c *conn) serve() {
-	handedOff := false
+	handedOff, linger := false, false
 	defer func() {
+		if linger {
+			c.closeWriteAndWait()
+		}
 		if !handedOff {
 			c.rwc.Close()
 		}
 		c.s.forget(c)
 	}()
-	for {
+	for first := true; ; first = false {
 		c.idle.Store(true)
 		if c.s.closing.Load() {
 			return
 		}
-		if d := c.s.IdleTimeout; d > 0 {
+		// The first request's head, from the first byte, within ReadHeaderTimeout (as with
+		// net/http: a connection that sends nothing does not stay); later ones after up to
+		// IdleTimeout of quiet.
+		if d := c.s.IdleTimeout; !first && d > 0 {
+			c.rwc.SetReadDeadline(time.Now().Add(d))
+		} else if d := c.s.ReadHeaderTimeout; first && d > 0 {
 			c.rwc.SetReadDeadline(time.Now().Add(d))
 		}
 		if _, err := c.r.Peek(1); err != nil {
@@ -235,7 +271,8 @@ func (c *conn) serve() {
 			return
 		}
 		c.rwc.SetReadDeadline(time.Time{})
-		if !c.serveRequest(head, u) {
+		var keep bool
+		if keep, linger = c.serveRequest(head, u); !keep {
 			return
 		}
 	}
@@ -267,6 +304,19 @@ func (c *conn) readHead() (h head, ok bool, err error) {
 			return head{}, false, err
 		}
 	}
+}
+
+// rstAvoidanceDelay is how long a connection closed with request bytes unread stays
+// half-open (net/http's figure): closing it at once makes the kernel answer the caller's
+// next bytes with a reset, which can destroy the answer (say a 413) before it is read.
+const rstAvoidanceDelay = 500 * time.Millisecond
+
+// closeWriteAndWait ends the answer stream and gives the caller time to read it.
+func (c *conn) closeWriteAndWait() {
+	if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	time.Sleep(rstAvoidanceDelay)
 }
 
 // handOff gives the connection, with what it has buffered, to the fallback server.
@@ -314,6 +364,11 @@ func (l *handoffListener) give(c net.Conn) bool {
 }
 
 func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case <-l.closed: // first: never a connection after Close
+		return nil, net.ErrClosed
+	default:
+	}
 	select {
 	case c := <-l.conns:
 		return c, nil
