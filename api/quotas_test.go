@@ -127,6 +127,7 @@ func TestAPIKeyRequestLimit(t *testing.T) {
 	}
 	requireProblem(t, last, 429, "quota-exceeded")
 	assert.Equal(t, []any{"api"}, last.body["violated-policies"])
+	assert.Equal(t, "api-key", last.body["limit-scope"], "told apart from a quota named api")
 	assert.Regexp(t, `^"api";q=5;w=60$`, last.header.Get("RateLimit-Policy"))
 	assert.Regexp(t, `^"api";r=0;t=\d+$`, last.header.Get("RateLimit"))
 	assert.NotEmpty(t, last.header.Get("Retry-After"))

@@ -75,13 +75,15 @@ func (c *Client) IncrementAll(ctx context.Context, customer string, quotas []str
 		}
 		return d, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusUnprocessableEntity:
-		// A refusal names the quotas it refused on. One that names none of these is not about
-		// the caller: allot's own per-key request limit refusing this client's key, which the
-		// caller must not hear as its quota (and which fails open or closed like an outage).
+		// A refusal names the quotas it refused on. One from allot's own per-key request limit
+		// (limit-scope "api-key"), or naming none of these, is not about the caller: the
+		// caller must not hear it as its quota, and it fails open or closed like an outage.
 		var refused struct {
 			Violated []string `json:"violated-policies"`
+			Scope    string   `json:"limit-scope"`
 		}
-		if json.Unmarshal(b, &refused) != nil || !slices.ContainsFunc(refused.Violated, func(v string) bool { return slices.Contains(quotas, v) }) {
+		if json.Unmarshal(b, &refused) != nil || refused.Scope == "api-key" ||
+			!slices.ContainsFunc(refused.Violated, func(v string) bool { return slices.Contains(quotas, v) }) {
 			return d, fmt.Errorf("%w: %s not about quotas %v (allot's own request limit for this key?): %s", ErrUnavailable, resp.Status, quotas, b)
 		}
 		d.Problem = b

@@ -247,17 +247,43 @@ func TestAllotOwnLimitIsNotTheCallersQuota(t *testing.T) {
 		w.Header().Set("Retry-After", "20")
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(429)
-		w.Write([]byte(`{"type":"https://allot.dev/problems/quota-exceeded","title":"Quota exceeded","status":429,"detail":"this API key made more than 600000 requests this minute","violated-policies":["api"]}`))
+		w.Write([]byte(`{"type":"https://allot.dev/problems/quota-exceeded","title":"Quota exceeded","status":429,"detail":"this API key made more than 600000 requests this minute","violated-policies":["api"],"limit-scope":"api-key"}`))
 		return true
 	}
+	// Whatever the route's quota is called, "api" included: the refusal says it is allot's
+	// limit on the gateway's key.
+	for _, quota := range []string{"q", "api"} {
+		var ran atomic.Int64
+		mw := Middleware(Options{Client: &Client{BaseURL: allot.URL}, Identify: ByHeader("X-API-Key"), Policies: []Policy{{Quota: quota, FailOpen: true}}})
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("X-API-Key", "end-user")
+		mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ran.Add(1) })).ServeHTTP(rec, req)
+		t.Logf("status %d RateLimit-Policy %q body %s", rec.Code, rec.Header().Get("RateLimit-Policy"), rec.Body)
+		assert.EqualValues(t, 1, ran.Load(), "quota %q: allot refusing the gateway's key is allot unavailable: fail open", quota)
+	}
+}
+
+// A quota named "api" refusing the caller is the caller's quota (it was taken for allot's
+// own per-key limit, which has the same name, and failed open: unlimited use).
+func TestQuotaNamedAPIRefusesTheCaller(t *testing.T) {
+	real := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("RateLimit-Policy", `"api";q=1;w=60`)
+		w.Header().Set("RateLimit", `"api";r=0;t=20`)
+		w.Header().Set("Retry-After", "20")
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(429)
+		w.Write([]byte(`{"type":"https://allot.dev/problems/quota-exceeded","title":"Quota exceeded","status":429,"violated-policies":["api"],"limit":"1","used":"1","requested":"1"}`))
+	}))
+	defer real.Close()
 	var ran atomic.Int64
-	mw := Middleware(Options{Client: &Client{BaseURL: allot.URL}, Identify: ByHeader("X-API-Key"), Policies: []Policy{{Quota: "q", FailOpen: true}}})
+	mw := Middleware(Options{Client: &Client{BaseURL: real.URL}, Identify: ByHeader("X-API-Key"), Policies: []Policy{{Quota: "api", FailOpen: true}}})
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/", nil)
 	req.Header.Set("X-API-Key", "end-user")
 	mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ran.Add(1) })).ServeHTTP(rec, req)
-	t.Logf("status %d RateLimit-Policy %q body %s", rec.Code, rec.Header().Get("RateLimit-Policy"), rec.Body)
-	assert.EqualValues(t, 1, ran.Load(), "allot refusing the gateway's key is allot unavailable: fail open")
+	assert.Zero(t, ran.Load(), "the caller's quota api is used up: not served")
+	assert.Equal(t, 429, rec.Code)
 }
 
 // Route prefixes match whatever the letter case (an upstream that routes case-insensitively
