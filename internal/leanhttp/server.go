@@ -63,6 +63,7 @@ type Server struct {
 	handoff  *handoffListener
 	closing  atomic.Bool
 	wg       sync.WaitGroup // connection goroutines
+	handed   sync.WaitGroup // connections handed to the fallback and not closed yet
 	shutOnce sync.Once
 	leanDone chan struct{} // closed once every fast-path connection has ended, after Shutdown
 	// The fallback server's Serve result, set before fallbackDone is closed.
@@ -161,6 +162,15 @@ wait:
 		case <-tick.C:
 		}
 	}
+	// net/http drops a request it reads once its Shutdown has begun: let the connections
+	// handed over finish theirs first (they close after it, keep-alives being off).
+	handedDone := make(chan struct{})
+	go func() { s.handed.Wait(); close(handedDone) }()
+	select {
+	case <-handedDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	if err := s.Fallback.Shutdown(ctx); err != nil {
 		return err
 	}
@@ -176,16 +186,20 @@ wait:
 }
 
 // closeIdle wakes every connection waiting for a request: it sees the server closing and
-// ends. A connection inside a request finishes it first.
+// ends. A connection inside a request finishes it first, and a new one is given newConnGrace
+// to send its first request (as net/http does: its caller may have sent it just now).
 func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.idle.Load() {
+		if c.idle.Load() && (!c.fresh.Load() || time.Since(c.accepted) > newConnGrace) {
 			c.rwc.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
 }
+
+// newConnGrace is how long Shutdown waits for a new connection's first request.
+const newConnGrace = 5 * time.Second
 
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
@@ -210,6 +224,9 @@ type conn struct {
 	body   []byte          // the answer's body being buffered, reused
 	fields []byte          // the answer's header fields, formatted, reused
 	idle   atomic.Bool
+	fresh  atomic.Bool // no request read yet since accepted
+	// accepted is when.
+	accepted time.Time
 	// remote is rwc.RemoteAddr().String(), computed once.
 	remote string
 }
@@ -223,7 +240,9 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	if s.Fallback.ConnContext != nil {
 		ctx = s.Fallback.ConnContext(ctx, rwc)
 	}
-	return &conn{s: s, rwc: rwc, ctx: ctx, r: bufio.NewReaderSize(rwc, bufSize), remote: rwc.RemoteAddr().String()}
+	c := &conn{s: s, rwc: rwc, ctx: ctx, r: bufio.NewReaderSize(rwc, bufSize), remote: rwc.RemoteAddr().String(), accepted: time.Now()}
+	c.fresh.Store(true)
+	return c
 }
 
 func (c *conn) serve() {
@@ -239,7 +258,7 @@ func (c *conn) serve() {
 	}()
 	for first := true; ; first = false {
 		c.idle.Store(true)
-		if c.s.closing.Load() {
+		if c.s.closing.Load() && !first {
 			return
 		}
 		// The first request's head, from the first byte, within ReadHeaderTimeout (as with
@@ -258,6 +277,7 @@ func (c *conn) serve() {
 			c.rwc.SetReadDeadline(time.Now().Add(d))
 		}
 		head, ok, err := c.readHead()
+		c.fresh.Store(false)
 		if err != nil {
 			return // the caller went away or stalled mid-head
 		}
@@ -322,13 +342,36 @@ func (c *conn) closeWriteAndWait() {
 // handOff gives the connection, with what it has buffered, to the fallback server.
 func (c *conn) handOff() bool {
 	c.rwc.SetReadDeadline(time.Time{})
-	return c.s.handoff.give(&handedConn{Conn: c.rwc, r: c.r})
+	c.s.handed.Add(1)
+	if !c.s.handoff.give(&handedConn{Conn: c.rwc, r: c.r, closed: c.s.handed.Done}) {
+		c.s.handed.Done()
+		return false
+	}
+	return true
 }
 
-// handedConn reads what the fast path buffered before reading the connection again.
+// handedConn reads what the fast path buffered before reading the connection again, and
+// reports its closing.
 type handedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r      *bufio.Reader
+	once   sync.Once
+	closed func()
+}
+
+// CloseWrite lets net/http half-close a handed connection, as it does a TCP one, before
+// closing it with request bytes unread.
+func (h *handedConn) CloseWrite() error {
+	if cw, ok := h.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (h *handedConn) Close() error {
+	err := h.Conn.Close()
+	h.once.Do(h.closed)
+	return err
 }
 
 func (h *handedConn) Read(p []byte) (int, error) {
