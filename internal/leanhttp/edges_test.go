@@ -264,9 +264,11 @@ func TestHandOffDuringShutdownIsServed(t *testing.T) {
 		busy := false
 		s.mu.Lock()
 		for cn := range s.conns {
-			if !cn.idle.Load() {
+			cn.mu.Lock()
+			if cn.state == reading {
 				busy = true
 			}
+			cn.mu.Unlock()
 		}
 		s.mu.Unlock()
 		if busy {

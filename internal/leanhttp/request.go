@@ -190,7 +190,7 @@ func (w *response) WriteHeader(code int) {
 	if code <= 199 && code != http.StatusSwitchingProtocols {
 		// An informational answer goes out at once and the handler answers again.
 		b := appendStatusLine(nil, code)
-		b = appendHeader(b, w.header, nil)
+		b = appendHeader(b, w.header, framingFields[1:]) // no Content-Length, no Transfer-Encoding
 		w.write(append(b, "\r\n"...))
 		return
 	}
@@ -201,7 +201,8 @@ func (w *response) WriteHeader(code int) {
 			w.declared = n
 		}
 	}
-	if v := h["Transfer-Encoding"]; len(v) > 0 && v[0] == "chunked" {
+	te := h.Get("Transfer-Encoding")
+	if te == "chunked" {
 		w.chunk = true
 	}
 	if v := h["Connection"]; len(v) > 0 {
@@ -209,13 +210,20 @@ func (w *response) WriteHeader(code int) {
 	}
 	_, w.hasDate = h["Date"]
 	_, ct := h["Content-Type"]
-	_, ce := h["Content-Encoding"]
-	w.hasType = ct || ce
-	w.fields = appendHeader(w.fields, h, framingFields)
+	// As net/http: no type is guessed for an encoded body, nor one the handler frames itself.
+	w.hasType = ct || h.Get("Content-Encoding") != "" || te != ""
+	skip := framingFields
+	if code == http.StatusNotModified {
+		skip = notModifiedFields // as net/http: a 304 describes no body of its own
+	}
+	w.fields = appendHeader(w.fields, h, skip)
 }
 
 // framingFields are the handler's fields the writer sets itself.
 var framingFields = []string{"Connection", "Content-Length", "Transfer-Encoding"}
+
+// notModifiedFields are left out of a 304.
+var notModifiedFields = []string{"Connection", "Content-Length", "Transfer-Encoding", "Content-Type"}
 
 func (w *response) Write(p []byte) (int, error) {
 	if w.status == 0 {
@@ -268,12 +276,16 @@ func (w *response) stream(p []byte) {
 		w.chunked = w.declared < 0 && bodyAllowed(w.status) && !w.head
 		out = w.appendHead(w.c.takeOut(len(w.body)+len(p)+len(w.fields)+256), w.declared, sniff)
 		w.sent = true
-		out = w.appendChunk(out, w.body)
+		if !w.head { // a HEAD's buffer is only the start kept for sniffing
+			out = w.appendChunk(out, w.body)
+		}
 		w.body = w.body[:0]
 	} else {
 		out = w.c.takeOut(len(p) + 32)
 	}
-	out = w.appendChunk(out, p)
+	if !w.head {
+		out = w.appendChunk(out, p)
+	}
 	w.write(out)
 	w.c.putOut(out)
 }
@@ -319,7 +331,10 @@ func (w *response) finish() {
 		return
 	}
 	length := w.declared
-	if length < 0 {
+	if w.head && w.chunk {
+		length = -1 // as net/http: a HEAD the handler framed as chunked declares no length
+	}
+	if length < 0 && !(w.head && w.chunk) {
 		length = int64(len(w.body))
 		if w.head {
 			length = w.written

@@ -63,7 +63,7 @@ type Server struct {
 	handoff  *handoffListener
 	closing  atomic.Bool
 	wg       sync.WaitGroup // connection goroutines
-	handed   sync.WaitGroup // connections handed to the fallback and not closed yet
+	handed   sync.WaitGroup // connections handed to the fallback whose first request it has not served
 	shutOnce sync.Once
 	leanDone chan struct{} // closed once every fast-path connection has ended, after Shutdown
 	// The fallback server's Serve result, set before fallbackDone is closed.
@@ -90,6 +90,17 @@ func (s *Server) Serve(l net.Listener) error {
 		s.base = s.Fallback.BaseContext(l)
 	}
 	s.base = context.WithValue(s.base, http.ServerContextKey, s.Fallback)
+	// A handed connection stops counting for Shutdown once net/http has served its first
+	// request (idle), or let it go (hijacked, closed): see Shutdown.
+	connState := s.Fallback.ConnState
+	s.Fallback.ConnState = func(c net.Conn, st http.ConnState) {
+		if h, ok := c.(*handedConn); ok && (st == http.StateIdle || st == http.StateHijacked || st == http.StateClosed) {
+			h.once.Do(h.served)
+		}
+		if connState != nil {
+			connState(c, st)
+		}
+	}
 	s.mu.Unlock()
 	go func() {
 		s.fallbackErr = s.Fallback.Serve(s.handoff)
@@ -162,12 +173,16 @@ wait:
 		case <-tick.C:
 		}
 	}
-	// net/http drops a request it reads once its Shutdown has begun: let the connections
-	// handed over finish theirs first (they close after it, keep-alives being off).
+	// net/http drops a request it reads once its Shutdown has begun: let it serve the first
+	// request of every connection handed over first — for newConnGrace at most, as for a
+	// new connection of the fast path's own.
 	handedDone := make(chan struct{})
 	go func() { s.handed.Wait(); close(handedDone) }()
+	grace := time.NewTimer(newConnGrace)
+	defer grace.Stop()
 	select {
 	case <-handedDone:
+	case <-grace.C:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -185,18 +200,31 @@ wait:
 	}
 }
 
-// closeIdle wakes every connection waiting for a request: it sees the server closing and
-// ends. A connection inside a request finishes it first, and a new one is given newConnGrace
-// to send its first request (as net/http does: its caller may have sent it just now).
+// closeIdle wakes every connection waiting for a request or still reading its head, as
+// net/http closes its idle ones: it sees the server closing and ends. A connection inside a
+// request finishes it first, and a new one is given newConnGrace to send its first request
+// (its caller may have sent it just now).
 func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		if c.idle.Load() && (!c.fresh.Load() || time.Since(c.accepted) > newConnGrace) {
+		c.mu.Lock()
+		if c.state != busy && (!c.fresh || time.Since(c.accepted) > newConnGrace) {
 			c.rwc.SetReadDeadline(time.Unix(1, 0))
+			c.woken = true
 		}
+		c.mu.Unlock()
 	}
 }
+
+// connState is where a fast-path connection is.
+type connState uint8
+
+const (
+	idle    connState = iota // waiting for a request
+	reading                  // reading a request's head
+	busy                     // serving a request
+)
 
 // newConnGrace is how long Shutdown waits for a new connection's first request.
 const newConnGrace = 5 * time.Second
@@ -223,9 +251,12 @@ type conn struct {
 	out    []byte          // the answer being written, reused
 	body   []byte          // the answer's body being buffered, reused
 	fields []byte          // the answer's header fields, formatted, reused
-	idle   atomic.Bool
-	fresh  atomic.Bool // no request read yet since accepted
-	// accepted is when.
+	// mu orders state changes with Shutdown's closeIdle, so that a deadline it sets to wake
+	// a connection is never overwritten, nor set on a request being served.
+	mu       sync.Mutex
+	state    connState
+	fresh    bool // no request read yet since accepted
+	woken    bool // closeIdle set a past deadline
 	accepted time.Time
 	// remote is rwc.RemoteAddr().String(), computed once.
 	remote string
@@ -240,9 +271,8 @@ func newConn(s *Server, rwc net.Conn) *conn {
 	if s.Fallback.ConnContext != nil {
 		ctx = s.Fallback.ConnContext(ctx, rwc)
 	}
-	c := &conn{s: s, rwc: rwc, ctx: ctx, r: bufio.NewReaderSize(rwc, bufSize), remote: rwc.RemoteAddr().String(), accepted: time.Now()}
-	c.fresh.Store(true)
-	return c
+	return &conn{s: s, rwc: rwc, ctx: ctx, r: bufio.NewReaderSize(rwc, bufSize), remote: rwc.RemoteAddr().String(),
+		accepted: time.Now(), fresh: true}
 }
 
 func (c *conn) serve() {
@@ -257,29 +287,31 @@ func (c *conn) serve() {
 		c.s.forget(c)
 	}()
 	for first := true; ; first = false {
-		c.idle.Store(true)
-		if c.s.closing.Load() && !first {
-			return
-		}
 		// The first request's head, from the first byte, within ReadHeaderTimeout (as with
 		// net/http: a connection that sends nothing does not stay); later ones after up to
 		// IdleTimeout of quiet.
+		var deadline time.Time
 		if d := c.s.IdleTimeout; !first && d > 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(d))
+			deadline = time.Now().Add(d)
 		} else if d := c.s.ReadHeaderTimeout; first && d > 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(d))
+			deadline = time.Now().Add(d)
+		}
+		if !c.enter(idle, deadline) {
+			return
 		}
 		if _, err := c.r.Peek(1); err != nil {
 			return // closed, timed out idle, or woken by Shutdown
 		}
-		c.idle.Store(false)
+		deadline = time.Time{}
 		if d := c.s.ReadHeaderTimeout; d > 0 {
-			c.rwc.SetReadDeadline(time.Now().Add(d))
+			deadline = time.Now().Add(d)
+		}
+		if !c.enter(reading, deadline) {
+			return
 		}
 		head, ok, err := c.readHead()
-		c.fresh.Store(false)
 		if err != nil {
-			return // the caller went away or stalled mid-head
+			return // the caller went away, stalled mid-head, or was woken by Shutdown
 		}
 		if !ok {
 			handedOff = c.handOff()
@@ -290,12 +322,30 @@ func (c *conn) serve() {
 			handedOff = c.handOff()
 			return
 		}
-		c.rwc.SetReadDeadline(time.Time{})
+		if !c.enter(busy, time.Time{}) {
+			return
+		}
 		var keep bool
 		if keep, linger = c.serveRequest(head, u); !keep {
 			return
 		}
 	}
+}
+
+// enter moves the connection to state with the read deadline given (zero: none), and says
+// false when Shutdown has woken it or, between requests, is under way: the connection ends.
+func (c *conn) enter(state connState, deadline time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.woken || (state == idle && !c.fresh && c.s.closing.Load()) {
+		return false
+	}
+	if state == busy {
+		c.fresh = false
+	}
+	c.state = state
+	c.rwc.SetReadDeadline(deadline)
+	return true
 }
 
 // readHead waits until the buffer holds a whole request head and parses it. ok false means
@@ -341,22 +391,23 @@ func (c *conn) closeWriteAndWait() {
 
 // handOff gives the connection, with what it has buffered, to the fallback server.
 func (c *conn) handOff() bool {
-	c.rwc.SetReadDeadline(time.Time{})
-	c.s.handed.Add(1)
-	if !c.s.handoff.give(&handedConn{Conn: c.rwc, r: c.r, closed: c.s.handed.Done}) {
+	if !c.enter(busy, time.Time{}) {
+		return false
+	}
+	c.s.handed.Add(1) // Shutdown waits a while for them (see there)
+	if !c.s.handoff.give(&handedConn{Conn: c.rwc, r: c.r, served: c.s.handed.Done}) {
 		c.s.handed.Done()
 		return false
 	}
 	return true
 }
 
-// handedConn reads what the fast path buffered before reading the connection again, and
-// reports its closing.
+// handedConn reads what the fast path buffered before reading the connection again.
 type handedConn struct {
 	net.Conn
 	r      *bufio.Reader
 	once   sync.Once
-	closed func()
+	served func() // called once, when net/http has served its first request or let it go
 }
 
 // CloseWrite lets net/http half-close a handed connection, as it does a TCP one, before
@@ -370,7 +421,7 @@ func (h *handedConn) CloseWrite() error {
 
 func (h *handedConn) Close() error {
 	err := h.Conn.Close()
-	h.once.Do(h.closed)
+	h.once.Do(h.served)
 	return err
 }
 
