@@ -67,18 +67,7 @@ func TestContentLengthOverrun(t *testing.T) {
 		io.WriteString(w, "second")
 	})
 	addr, _ := leanOnly(t, h, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "GET /over HTTP/1.1\r\nHost: h\r\n\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n")
-	r := bufio.NewReader(c)
-	res, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, res := pipelined(t, addr, "/over", "/second")
 	io.ReadAll(res.Body)
 	if err := <-writeErr; !errors.Is(err, http.ErrContentLength) {
 		t.Errorf("Write past the declared Content-Length returned %v, want http.ErrContentLength", err)
@@ -94,6 +83,27 @@ func TestContentLengthOverrun(t *testing.T) {
 	}
 }
 
+// pipelined sends GETs for paths on one connection at once and returns the reader of their
+// answers with the first answer read.
+func pipelined(t *testing.T, addr string, paths ...string) (*bufio.Reader, *http.Response) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	for _, p := range paths {
+		io.WriteString(c, "GET "+p+" HTTP/1.1\r\nHost: h\r\n\r\n")
+	}
+	r := bufio.NewReader(c)
+	res, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, res
+}
+
 // A handler that declares more than it writes: the connection is kept alive, so the
 // client takes the next response's bytes as the rest of this body. net/http closes the
 // connection.
@@ -107,18 +117,7 @@ func TestContentLengthShortfall(t *testing.T) {
 		io.WriteString(w, "second")
 	})
 	addr, _ := leanOnly(t, h, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "GET /short HTTP/1.1\r\nHost: h\r\n\r\nGET /second HTTP/1.1\r\nHost: h\r\n\r\n")
-	r := bufio.NewReader(c)
-	res, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, res := pipelined(t, addr, "/short", "/second")
 	b, err := io.ReadAll(res.Body)
 	if err == nil || strings.Contains(string(b), "HTTP/1.1") {
 		t.Errorf("body read as %q (err %v): the next response was taken as the rest of the short body; want the connection closed", b, err)
