@@ -14,15 +14,23 @@ import (
 	"time"
 )
 
-// leanOnly starts a lean server with h and returns its address; cleanup shuts it down
-// without insisting on a clean result.
+// leanOnly starts a lean server with h (net/http serving h as its fallback) and returns its
+// address; cleanup shuts it down without insisting on a clean result.
 func leanOnly(t *testing.T, h http.Handler, tune func(*Server)) (string, *Server) {
+	return leanWithFallback(t, h, nil, tune)
+}
+
+// leanWithFallback is leanOnly with another handler for the fallback (nil: h).
+func leanWithFallback(t *testing.T, h, fallback http.Handler, tune func(*Server)) (string, *Server) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: h, Fallback: &http.Server{Handler: h}}
+	if fallback == nil {
+		fallback = h
+	}
+	s := &Server{Handler: h, Fallback: &http.Server{Handler: fallback}}
 	if tune != nil {
 		tune(s)
 	}
@@ -30,14 +38,25 @@ func leanOnly(t *testing.T, h http.Handler, tune func(*Server)) (string, *Server
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		done := make(chan struct{})
-		go func() { s.Shutdown(ctx); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(4 * time.Second):
-		}
+		s.Shutdown(ctx)
+		s.Fallback.Close()
 	})
 	return ln.Addr().String(), s
+}
+
+// sendRaw writes raw on a new connection to addr and returns the reader of its answers.
+func sendRaw(t *testing.T, addr, raw string) *bufio.Reader {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	return bufio.NewReader(c)
 }
 
 func stdOnly(t *testing.T, h http.Handler) string {

@@ -1,38 +1,11 @@
 package leanhttp
 
 import (
-	"bufio"
-	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
-
-func leanWithFallback(t *testing.T, h http.Handler, fallback http.Handler, tune func(*Server)) (string, *Server) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fallback == nil {
-		fallback = h
-	}
-	s := &Server{Handler: h, Fallback: &http.Server{Handler: fallback}}
-	if tune != nil {
-		tune(s)
-	}
-	go s.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		s.Shutdown(ctx)
-		s.Fallback.Close()
-	})
-	return ln.Addr().String(), s
-}
 
 // A HEAD handler that writes and then flushes: the bytes kept to sniff a Content-Type from
 // must not follow the head as if they were a body (a kept-alive client read them as the
@@ -43,14 +16,7 @@ func TestHeadFlushSendsNoBody(t *testing.T) {
 		w.(http.Flusher).Flush()
 	})
 	addr, _ := leanWithFallback(t, h, nil, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	io.WriteString(c, "HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
-	br := bufio.NewReader(c)
+	br := sendRaw(t, addr, "HEAD / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	res, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +43,7 @@ func TestInformationalOmitsFraming(t *testing.T) {
 		io.WriteString(w, "hello")
 	})
 	addr, _ := leanWithFallback(t, h, nil, nil)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
-	br := bufio.NewReader(c)
+	br := sendRaw(t, addr, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
 	var early []string
 	for {
 		line, err := br.ReadString('\n')
