@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,16 +142,11 @@ func pacedElsewhere(ctx context.Context, spec loadSpec) ([]time.Duration, float6
 // with each round's p99 (ms) to show how much one round's tail moved.
 func alternatePaced(ctx context.Context, rounds int, baseline, figure loadSpec) (bl, fl []time.Duration, bp99, fp99 []float64, err error) {
 	for r := 0; r < max(rounds, 1); r++ {
-		// Each round from a fresh collection: the bench's process hosts allot's node and, for
-		// `quota`, the Redis service too, and one side's garbage was collected in the other's
-		// round.
-		runtime.GC()
 		lat, _, err := pacedElsewhere(ctx, baseline)
 		if err != nil {
 			return nil, nil, nil, nil, err
 		}
 		bl, bp99 = append(bl, lat...), append(bp99, pct(lat, .99))
-		runtime.GC()
 		if lat, _, err = pacedElsewhere(ctx, figure); err != nil {
 			return nil, nil, nil, nil, err
 		}
