@@ -64,7 +64,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &qe):
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, qe.Field, "%s", qe.Msg))
 		return
-	case err != nil && qctx.Err() == context.DeadlineExceeded:
+	case err != nil && errors.Is(qctx.Err(), context.DeadlineExceeded):
 		problem.Write(w, problem.New(problem.Unavailable, http.StatusServiceUnavailable, "Analytics query too long",
 			"the usage query ran longer than "+s.o.UsageQueryTimeout.String()+"; narrow it with from, to, meter or customer"))
 		return

@@ -9,8 +9,8 @@
 // 101, an upgrade served) the
 // use is given back, so failed calls never use quota. Counting first keeps it exact under
 // concurrency: N requests at once against limit L reach the handler min(N, L) times. When
-// allot cannot be reached (or refuses the middleware's own key: allot's per-key request limit
-// is not the caller's quota), requests go through uncounted if every policy fails open, and are
+// allot cannot be reached (or refuses the middleware's own key: allot's per-key request limit,
+// a 429 marked "limit-scope": "api-key", is not the caller's quota), requests go through uncounted if every policy fails open, and are
 // refused with 503 otherwise.
 //
 // The answer that decides is the final one: interim 1xx responses (100 Continue, 103 Early

@@ -190,7 +190,7 @@ func (w *response) WriteHeader(code int) {
 	if code <= 199 && code != http.StatusSwitchingProtocols {
 		// An informational answer goes out at once and the handler answers again.
 		b := appendStatusLine(nil, code)
-		b = appendHeader(b, w.header, framingFields[1:]) // no Content-Length, no Transfer-Encoding
+		b = appendHeader(b, w.header, lengthFields)
 		w.write(append(b, "\r\n"...))
 		return
 	}
@@ -221,6 +221,9 @@ func (w *response) WriteHeader(code int) {
 
 // framingFields are the handler's fields the writer sets itself.
 var framingFields = []string{"Connection", "Content-Length", "Transfer-Encoding"}
+
+// lengthFields are left out of a 1xx, which has no body (RFC 9110).
+var lengthFields = []string{"Content-Length", "Transfer-Encoding"}
 
 // notModifiedFields are left out of a 304.
 var notModifiedFields = []string{"Connection", "Content-Length", "Transfer-Encoding", "Content-Type"}
