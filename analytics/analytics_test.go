@@ -69,6 +69,7 @@ func TestUsageQueryValidation(t *testing.T) {
 		"to":       func(q *UsageQuery) { q.To = q.From.Add(-time.Second) },
 		"window":   func(q *UsageQuery) { q.Window = "week" },
 		"group_by": func(q *UsageQuery) { q.GroupBy = "bad name!" },
+		"limit":    func(q *UsageQuery) { q.Limit = MaxUsageRows + 1 },
 	}
 	for field, mutate := range tests {
 		q := base

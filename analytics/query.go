@@ -25,7 +25,25 @@ type UsageQuery struct {
 	// last by event time, and unique_count counts distinct values of ValueProperty — those read
 	// the raw events. Empty is sum.
 	Aggregation, ValueProperty string
+	// Limit is the most rows one answer holds: 0 is DefaultUsageRows. After, when set, is the
+	// last row of the page before: rows come in (window_start, customer or group) order and
+	// this page starts after it, so paging neither repeats nor skips a row.
+	Limit int
+	After *UsagePosition
 }
+
+// UsagePosition is a row's place in a usage answer's order.
+type UsagePosition struct {
+	WindowStart time.Time
+	Group       string // the row's customer or group; empty when not grouped
+}
+
+// DefaultUsageRows and MaxUsageRows bound one answer: a month of minute windows grouped by
+// customer can be millions of rows, more than anyone should build in memory and send at once.
+const (
+	DefaultUsageRows = 10_000
+	MaxUsageRows     = 100_000
+)
 
 // UsageRow is one window's value (for one customer or group when grouped).
 type UsageRow struct {
@@ -64,14 +82,22 @@ func (q UsageQuery) Check() *QueryError {
 	if q.GroupBy != "" && q.GroupBy != "customer" && !propertyName.MatchString(q.GroupBy) {
 		return &QueryError{"group_by", "group_by is customer or an event property name"}
 	}
+	if q.Limit < 0 || q.Limit > MaxUsageRows {
+		return &QueryError{"limit", fmt.Sprintf("limit must be a whole number from 1 to %d", MaxUsageRows)}
+	}
 	return nil
 }
 
 // QueryUsage answers a usage query from the rollups (hour, day, month) or the raw events
-// (minute windows, or grouping by an event property).
-func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow, error) {
+// (minute windows, or grouping by an event property): at most q.Limit rows, and whether more
+// follow them.
+func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) (rows []UsageRow, more bool, err error) {
 	if qe := q.Check(); qe != nil {
-		return nil, qe
+		return nil, false, qe
+	}
+	limit := q.Limit
+	if limit == 0 {
+		limit = DefaultUsageRows
 	}
 	from, to := q.From.UTC(), q.To.UTC()
 	args := []any{q.Scope.Product, q.Scope.Env, q.Meter}
@@ -109,17 +135,17 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 		// Placeholders in the order the SELECT names them: the group, the value, then WHERE.
 		args = append(append(groupArgs, valueArgs...), args...)
 		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, " + value + " AS v FROM usage_events ARRAY JOIN meters AS m, quantities AS qty " +
-			"WHERE product = ? AND env = ? AND m = ? AND event_time >= ? AND event_time < ?" + customerFilter + " GROUP BY w, g ORDER BY w, g"
+			"WHERE product = ? AND env = ? AND m = ? AND event_time >= ? AND event_time < ?" + customerFilter + " GROUP BY w, g"
 	case q.Window == "hour":
 		sql = "SELECT hour AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_hourly WHERE product = ? AND env = ? AND meter = ? AND hour >= ? AND hour < ?" +
-			customerFilter + " GROUP BY w, g ORDER BY w, g"
+			customerFilter + " GROUP BY w, g"
 	default:
 		win := "toDateTime(day)"
 		if q.Window == "month" {
 			win = "toDateTime(toStartOfMonth(day))"
 		}
 		sql = "SELECT " + win + " AS w, " + groupCol + " AS g, sum(quantity) AS v FROM usage_daily WHERE product = ? AND env = ? AND meter = ? AND day >= toDate(?) AND day <= toDate(?)" +
-			customerFilter + " GROUP BY w, g ORDER BY w, g"
+			customerFilter + " GROUP BY w, g"
 	}
 	// Windows that overlap [from, to), whole, whichever table answers: from goes back to its
 	// window's start (rollup rows are keyed by it) and to forward to the end of the window it
@@ -142,18 +168,29 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 	if q.Customer != "" {
 		args = append(args, q.Customer)
 	}
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("querying usage: %w", err)
+	if q.After != nil {
+		// Keyset paging on the answer's own order: a page costs the same wherever it starts.
+		after := q.After.WindowStart.UTC().Truncate(time.Second)
+		sql += " HAVING w > ? OR (w = ? AND g > ?)"
+		args = append(args, after, after, q.After.Group)
 	}
-	defer rows.Close()
+	// One row past the page says whether another page follows.
+	sql += fmt.Sprintf(" ORDER BY w, g LIMIT %d", limit+1)
+	res, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("querying usage: %w", err)
+	}
+	defer res.Close()
 	var out []UsageRow
-	for rows.Next() {
+	for res.Next() {
+		if len(out) == limit {
+			return out, true, nil
+		}
 		var w time.Time
 		var g string
 		var v decimal.Decimal
-		if err := rows.Scan(&w, &g, &v); err != nil {
-			return nil, err
+		if err := res.Scan(&w, &g, &v); err != nil {
+			return nil, false, err
 		}
 		r := UsageRow{WindowStart: w.UTC(), WindowEnd: windowEnd(w.UTC(), q.Window)}
 		val, _ := events.ParseDecimal(v.String())
@@ -165,7 +202,7 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) ([]UsageRow
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, false, res.Err()
 }
 
 // windowStart is the start of the window (UTC) holding t.

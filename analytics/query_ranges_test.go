@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func TestUsageWindowsAgreeAcrossPaths(t *testing.T) {
 
 	q := UsageQuery{Scope: events.Scope{Product: "acme", Env: "test"}, Meter: "tokens", From: at(10, 0), To: at(10, 30), Window: "hour", Aggregation: events.AggSum}
 	total := func(q UsageQuery) string {
-		rows, err := QueryUsage(ctx, conn, q)
+		rows, _, err := QueryUsage(ctx, conn, q)
 		require.NoError(t, err)
 		sum := events.DecimalFromInt(0)
 		for _, r := range rows {
@@ -59,5 +60,64 @@ func TestUsageWindowsAgreeAcrossPaths(t *testing.T) {
 		q.GroupBy = "model"
 		assert.Equal(t, plain, total(q), w)
 		assert.Equal(t, "3", plain, w)
+	}
+}
+
+// A usage answer pages in its own order: limit rows at a time, each page starting after the
+// last row of the one before, until none is left; the pages together are the whole answer,
+// with no row twice and none missing, through the rollups and the raw events alike.
+func TestUsagePages(t *testing.T) {
+	ctx := context.Background()
+	conn, err := Open(ctx, dsn(t))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = Migrate(ctx, conn, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	s := &Sink{CH: conn}
+	at := func(h, m int) time.Time { return time.Date(2026, 6, 1, h, m, 0, 0, time.UTC) }
+	var rows [][]any
+	seq := uint64(0)
+	for h := 10; h < 13; h++ {
+		for _, c := range []string{"c1", "c2", "c3"} {
+			seq++
+			rows = append(rows, []any{seq, uint16(0), "pages", "test", c, "e" + strconv.FormatUint(seq, 10), "llm", "", at(h, 5), uint32(0), at(h, 5),
+				[]string{"tokens"}, []decimal.Decimal{decimal.NewFromInt(int64(seq))}, `{"model":"m` + strconv.Itoa(h%2) + `"}`})
+		}
+	}
+	var st Stats
+	require.NoError(t, s.insert(ctx, "usage_events", usageColumns, "event_time", []run{{first: 1, last: seq, month: 202606, rows: rows}}, &st, time.Time{}))
+
+	for _, q := range []UsageQuery{
+		{Window: "hour", GroupBy: "customer"}, // the hourly rollup
+		{Window: "day", GroupBy: "customer"},  // the daily rollup
+		{Window: "minute", GroupBy: "model"},  // the raw events
+		{Window: "hour"},                      // not grouped
+	} {
+		q.Scope, q.Meter, q.Aggregation = events.Scope{Product: "pages", Env: "test"}, "tokens", events.AggSum
+		q.From, q.To = at(0, 0), at(23, 0)
+		name := q.Window + "/" + q.GroupBy
+		whole, more, err := QueryUsage(ctx, conn, q)
+		require.NoError(t, err, name)
+		require.False(t, more, name)
+		require.NotEmpty(t, whole, name)
+		for _, limit := range []int{1, 2, len(whole)} {
+			var paged []UsageRow
+			q := q
+			q.Limit, q.After = limit, nil
+			for pages := 0; ; pages++ {
+				require.Less(t, pages, len(whole)+1, "%s limit %d: paging does not end", name, limit)
+				page, more, err := QueryUsage(ctx, conn, q)
+				require.NoError(t, err, name)
+				require.LessOrEqual(t, len(page), limit, name)
+				paged = append(paged, page...)
+				if !more {
+					break
+				}
+				require.Len(t, page, limit, "%s: a page before the last is full", name)
+				last := page[len(page)-1]
+				q.After = &UsagePosition{WindowStart: last.WindowStart, Group: last.Customer + last.Group}
+			}
+			assert.Equal(t, whole, paged, "%s limit %d", name, limit)
+		}
 	}
 }
