@@ -65,10 +65,18 @@ type Sink struct {
 // Run sinks both streams until ctx ends, retrying with backoff whenever ClickHouse or NATS
 // fails; it always resumes from what ClickHouse holds.
 func (s *Sink) Run(ctx context.Context) error {
+	return s.RunConfirmed(ctx, nil)
+}
+
+// RunConfirmed is Run for a sink that runs under a lease: confirm, when not nil, is called
+// right before every insert (bus.Hold.Confirm), and an error from it stops the sink before the
+// insert. Another sink that took the lease over may be inserting the same rows: reading what
+// ClickHouse holds and inserting the rest is safe from one sink at a time, not from two.
+func (s *Sink) RunConfirmed(ctx context.Context, confirm func(context.Context) error) error {
 	var wg sync.WaitGroup
 	for _, part := range []struct {
 		name string
-		run  func(context.Context) error
+		run  func(context.Context, func(context.Context) error) error
 		st   *Stats
 	}{{"usage", s.runUsage, &s.Usage}, {"ledger", s.runLedger, &s.Ledger}} {
 		wg.Add(1)
@@ -76,8 +84,12 @@ func (s *Sink) Run(ctx context.Context) error {
 			defer wg.Done()
 			backoff := 200 * time.Millisecond
 			for ctx.Err() == nil {
-				err := part.run(ctx)
+				err := part.run(ctx, confirm)
 				if ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, errNotHolder) {
+					s.Log.Warn("clickhouse sink stopped: another process may hold its lease", "stream", part.name, "err", err)
 					return
 				}
 				part.st.Errors.Add(1)
@@ -261,12 +273,15 @@ func (s *Sink) insert(ctx context.Context, table, columns, partitionColumn strin
 
 const usageColumns = "seq, partition, product, env, customer, event_id, type, source, event_time, event_time_ns, ingest_time, meters, quantities, properties"
 
-func (s *Sink) runUsage(ctx context.Context) error {
+// errNotHolder is why a sink stops whose lease could not be confirmed before an insert.
+var errNotHolder = errors.New("the sink's lease could not be confirmed")
+
+func (s *Sink) runUsage(ctx context.Context, confirm func(context.Context) error) error {
 	held, err := s.maxSeq(ctx, "usage_events")
 	if err != nil {
 		return err
 	}
-	return s.copyStream(ctx, s.UsageStream, held+1, "usage_events", usageColumns, "event_time", &s.Usage, held,
+	return s.copyStream(ctx, s.UsageStream, held+1, "usage_events", usageColumns, "event_time", &s.Usage, held, confirm,
 		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
 			if row, evTime, ok := s.usageRow(md, m); ok {
 				b.add(md.Sequence.Stream, evTime, md.Timestamp, row)
@@ -276,9 +291,9 @@ func (s *Sink) runUsage(ctx context.Context) error {
 
 // copyStream reads stream from sequence from and, batch by batch, turns messages into rows
 // (rowsOf adds them to the batch's runs) and inserts them into table. held is what the table
-// already holds, for the counters.
+// already holds, for the counters; confirm, when not nil, is called before each insert.
 func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table, columns, partitionColumn string, st *Stats, held uint64,
-	rowsOf func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs)) error {
+	confirm func(context.Context) error, rowsOf func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs)) error {
 	st.Seq.Store(held)
 	rd, err := s.open(ctx, stream, from)
 	if err != nil {
@@ -303,6 +318,11 @@ func (s *Sink) copyStream(ctx context.Context, stream string, from uint64, table
 		}
 		if !b.firstTime.IsZero() && st.PendingSince.Load() == 0 {
 			st.PendingSince.Store(b.firstTime.UnixNano()) // kept through a failed insert and the restart
+		}
+		if confirm != nil {
+			if err := confirm(ctx); err != nil {
+				return fmt.Errorf("%w: %w", errNotHolder, err)
+			}
 		}
 		if err := s.insert(ctx, table, columns, partitionColumn, b.runs, st, b.firstTime); err != nil {
 			return err
@@ -383,7 +403,7 @@ func (s *Sink) usageRow(md *jetstream.MsgMetadata, m jetstream.Msg) ([]any, time
 
 const ledgerColumns = "seq, item, product, env, customer, type, kind, entry_time, recorded_time, amount_micro, rule, rule_version, event_id, quantity, block, source, reservation, quota"
 
-func (s *Sink) runLedger(ctx context.Context) error {
+func (s *Sink) runLedger(ctx context.Context, confirm func(context.Context) error) error {
 	held, err := s.maxSeq(ctx, "ledger_entries")
 	if err != nil {
 		return err
@@ -394,7 +414,7 @@ func (s *Sink) runLedger(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.copyStream(ctx, s.LedgerStream, from, "ledger_entries", ledgerColumns, "recorded_time", &s.Ledger, held,
+	return s.copyStream(ctx, s.LedgerStream, from, "ledger_entries", ledgerColumns, "recorded_time", &s.Ledger, held, confirm,
 		func(m jetstream.Msg, md *jetstream.MsgMetadata, b *runs) {
 			seq := md.Sequence.Stream
 			typ := m.Headers().Get(events.HeaderType)

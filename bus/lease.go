@@ -103,8 +103,56 @@ func (l *Leases) Release(ctx context.Context, name string, rev uint64) {
 
 // Holding runs fn while this process holds name, for as long as ctx lasts: it waits for the
 // lease, runs fn with a context that ends when the lease is lost, and tries again. Work that
-// only one process may do at a time (the ClickHouse sink, the webhook dispatcher) runs so.
+// only one process may do at a time (the webhook dispatcher) runs so.
 func (l *Leases) Holding(ctx context.Context, name string, log *slog.Logger, fn func(context.Context) error) error {
+	return l.HoldingConfirmed(ctx, name, log, func(ctx context.Context, _ *Hold) error { return fn(ctx) })
+}
+
+// Hold is a lease that HoldingConfirmed holds for its work.
+type Hold struct {
+	l    *Leases
+	name string
+	mu   sync.Mutex // one renewal at a time: each expects the revision the last one left
+	rev  uint64
+	lost error
+}
+
+// Confirm renews the lease now. nil means it is this process's and stays so for LeaseTTL from
+// the call (no other process can take it before the key expires); an error means it was lost,
+// and the work must stop before doing anything only the holder may do.
+//
+// The context Holding gives its work ends when a renewal fails, but only at the next renewal,
+// up to LeaseTTL/3 later — and a process that was stopped (a long pause, a frozen VM) longer
+// than LeaseTTL wakes with its context still live while another process holds the lease. Work
+// whose effects two holders must never both make (the sink's inserts) confirms right before
+// each one: the other process cannot hold the lease until LeaseTTL after the confirmation.
+func (h *Hold) Confirm(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost != nil {
+		return h.lost
+	}
+	rev, err := h.l.Renew(ctx, h.name, h.rev)
+	if err != nil {
+		if ctx.Err() == nil {
+			h.lost = fmt.Errorf("lease %s lost: %w", h.name, err)
+			return h.lost
+		}
+		return err
+	}
+	h.rev = rev
+	return nil
+}
+
+func (h *Hold) revision() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+// HoldingConfirmed is Holding for work that confirms the lease (Hold.Confirm) before each
+// step only the holder may take.
+func (l *Leases) HoldingConfirmed(ctx context.Context, name string, log *slog.Logger, fn func(context.Context, *Hold) error) error {
 	for ctx.Err() == nil {
 		rev, ok, err := l.Acquire(ctx, name)
 		if err != nil || !ok {
@@ -115,9 +163,10 @@ func (l *Leases) Holding(ctx context.Context, name string, log *slog.Logger, fn 
 			continue
 		}
 		log.Info("lease acquired", "lease", name)
+		h := &Hold{l: l, name: name, rev: rev}
 		wctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- fn(wctx) }()
+		go func() { done <- fn(wctx, h) }()
 		t := time.NewTicker(LeaseTTL / 3)
 	hold:
 		for {
@@ -125,7 +174,7 @@ func (l *Leases) Holding(ctx context.Context, name string, log *slog.Logger, fn 
 			case err := <-done:
 				t.Stop()
 				cancel()
-				l.Release(context.WithoutCancel(ctx), name, rev)
+				l.Release(context.WithoutCancel(ctx), name, h.revision())
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -134,7 +183,7 @@ func (l *Leases) Holding(ctx context.Context, name string, log *slog.Logger, fn 
 				}
 				break hold
 			case <-t.C:
-				if rev, err = l.Renew(ctx, name, rev); err != nil {
+				if err := h.Confirm(ctx); err != nil {
 					log.Warn("lease lost", "lease", name, "err", err)
 					t.Stop()
 					cancel()

@@ -342,8 +342,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 				}
 				break
 			}
-			// One sink in the whole deployment: two would insert the same rows.
-			return leases.Holding(bgctx, "clickhouse.sink", log, n.sink.Run)
+			// One sink in the whole deployment: two would insert the same rows. It confirms
+			// the lease before each insert, so a sink that was paused past the lease's time
+			// to live stops instead of racing the one that took over (bus.Hold.Confirm).
+			return leases.HoldingConfirmed(bgctx, "clickhouse.sink", log, func(ctx context.Context, h *bus.Hold) error {
+				return n.sink.RunConfirmed(ctx, h.Confirm)
+			})
 		})
 	}
 	n.registerMetrics()
