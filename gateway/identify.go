@@ -20,12 +20,18 @@ import (
 // Identify names the caller a request counts against; ok is false when it cannot.
 type Identify func(r *http.Request) (caller string, ok bool)
 
-// ByHeader identifies callers by a header's value (an API key, a tenant id).
+// ByHeader identifies callers by a header's value (an API key, a tenant id). From
+// Authorization (named in any case) it takes a Bearer credential without its scheme, which is
+// matched in any case as HTTP's schemes are: one key sent as "Bearer k" and "bearer k" is one
+// caller, not two with a quota each.
 func ByHeader(name string) Identify {
+	authorization := strings.EqualFold(name, "Authorization")
 	return func(r *http.Request) (string, bool) {
 		v := strings.TrimSpace(r.Header.Get(name))
-		if name == "Authorization" {
-			v = strings.TrimSpace(strings.TrimPrefix(v, "Bearer "))
+		if authorization {
+			if scheme, cred, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
+				v = strings.TrimSpace(cred)
+			}
 		}
 		return v, v != ""
 	}

@@ -235,10 +235,12 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 			if counted {
 				// A handler that panics before it answers answers nothing (net/http aborts the
 				// connection): the use is given back. One that had answered (a proxy whose caller
-				// hung up mid-body panics with http.ErrAbortHandler) served it, and keeps it.
+				// hung up mid-body panics with http.ErrAbortHandler) served what it answered: it
+				// keeps the use if that status counts, and gives it back if not (a 503 cut short
+				// is still a 503).
 				defer func() {
 					if p := recover(); p != nil {
-						if !rec.wrote {
+						if !rec.wrote || !count(rec.status) {
 							giveBack()
 						}
 						panic(p)
