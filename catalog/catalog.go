@@ -142,6 +142,7 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 		if c.quotas[sc] == nil {
 			c.quotas[sc] = map[string]events.Quota{}
 		}
+		e.Quota.Scope = sc
 		c.quotas[sc][e.Quota.Key] = e.Quota
 	case events.TypeFeatureDefined:
 		var e events.FeatureDefined

@@ -22,7 +22,7 @@ type QuotaSpec struct {
 // ValidateQuota checks a quota against the catalog. Quotas count explicit increments
 // ("requests") or a count or sum meter: a window's use must only grow with events.
 func (c *Catalog) ValidateQuota(scope events.Scope, key string, s QuotaSpec) (events.Quota, *FieldError) {
-	q := events.Quota{Key: key, Meter: s.Meter, Overrides: s.Overrides}
+	q := events.Quota{Key: key, Meter: s.Meter, Overrides: s.Overrides, Scope: scope}
 	if fe := ValidateObjectKey(key); fe != nil {
 		return q, fe
 	}
@@ -49,6 +49,11 @@ func (c *Catalog) ValidateQuota(scope events.Scope, key string, s QuotaSpec) (ev
 	for cust, l := range s.Overrides {
 		if l.Sign() < 0 {
 			return q, fieldErr("overrides."+cust, "must not be negative")
+		}
+		if id := events.CustomerID(scope, cust); id != cust {
+			if _, twice := s.Overrides[id]; twice {
+				return q, fieldErr("overrides."+cust, "names the customer overrides.%s names too (allot's id of %q): give one", id, cust)
+			}
 		}
 	}
 	if s.Period == nil {

@@ -17,12 +17,24 @@ type Quota struct {
 	Meter     string             `json:"meter"`
 	Limit     Decimal            `json:"limit"`
 	Period    Period             `json:"period"`
-	Overrides map[string]Decimal `json:"overrides,omitempty"` // customer external id → limit
+	// Overrides are per-customer limits, keyed by the customer's own id or by allot's (the
+	// UUID CustomerID derives), as customers are addressed everywhere.
+	Overrides map[string]Decimal `json:"overrides,omitempty"`
+	// Scope is the product and env the quota belongs to, which allot's customer ids derive
+	// from. The catalog sets it (it is the config event's, not part of the quota's JSON).
+	Scope Scope `json:"-"`
 }
 
-// LimitFor is the customer's limit: an override, or the quota's.
+// LimitFor is the customer's limit (customer is its own id): an override under that id or
+// under allot's id of it, or the quota's.
 func (q Quota) LimitFor(customer string) Decimal {
+	if len(q.Overrides) == 0 {
+		return q.Limit
+	}
 	if l, ok := q.Overrides[customer]; ok {
+		return l
+	}
+	if l, ok := q.Overrides[CustomerID(q.Scope, customer)]; ok {
 		return l
 	}
 	return q.Limit
