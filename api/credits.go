@@ -186,6 +186,10 @@ func (s *Server) customerParam(w http.ResponseWriter, r *http.Request) (string, 
 // ledger's end and looks again. A UUID still unknown names no customer — granting to it would
 // credit a customer called by the UUID — so the answer is a 404 naming field.
 func (s *Server) resolveCustomer(w http.ResponseWriter, r *http.Request, id, field string) (string, bool) {
+	if len(id) > events.MaxCustomerLen {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, field, "a customer id is at most %d bytes; this one is %d", events.MaxCustomerLen, len(id)))
+		return "", false
+	}
 	sc := scopeFrom(r)
 	c := s.o.Ledger.ResolveCustomer(sc, id)
 	if c != id || !projector.LooksLikeCustomerID(id) || s.o.Ledger.Known(sc, id) {

@@ -257,6 +257,13 @@ func ParseLedgerSubject(subject string) (LedgerAddress, error) {
 	return LedgerAddress{Product: product, Env: env, Customer: cust}, nil
 }
 
+// MaxCustomerLen is the longest customer id allot takes, in bytes, wherever one comes in (an
+// event, a path, a body). A customer's id is a token of its ledger and usage subjects — up to
+// three bytes a byte once escaped (Token) — and NATS closes a connection that publishes a
+// subject past its control line (4 KiB by default): for the embedded server's in-process
+// connection, for good.
+const MaxCustomerLen = 256
+
 // customerNamespace is the UUIDv5 namespace of allot customer ids. A contract: changing it
 // would change every customer's id.
 var customerNamespace = [16]byte{0x6b, 0xa7, 0xb8, 0x14, 0x9d, 0xad, 0x41, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8}

@@ -30,7 +30,7 @@ const (
 const (
 	maxIDLen       = 256
 	maxTypeLen     = 256
-	maxCustomerLen = 256
+	maxCustomerLen = events.MaxCustomerLen
 	maxSourceLen   = 1024
 )
 
