@@ -13,10 +13,10 @@ const MeterRequests = "requests"
 
 // Quota limits a meter (or explicit increments, Meter "requests") per window per customer.
 type Quota struct {
-	Key       string             `json:"key"`
-	Meter     string             `json:"meter"`
-	Limit     Decimal            `json:"limit"`
-	Period    Period             `json:"period"`
+	Key    string  `json:"key"`
+	Meter  string  `json:"meter"`
+	Limit  Decimal `json:"limit"`
+	Period Period  `json:"period"`
 	// Overrides are per-customer limits, keyed by the customer's own id or by allot's (the
 	// UUID CustomerID derives), as customers are addressed everywhere.
 	Overrides map[string]Decimal `json:"overrides,omitempty"`
