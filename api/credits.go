@@ -170,7 +170,7 @@ func viewBalance(scope events.Scope, a *projector.Account, now time.Time, versio
 	}
 	bal, res := a.Balance(now), a.Reserved(now)
 	return balanceView{Customer: a.Customer, CustomerID: events.CustomerID(scope, a.Customer), Balance: bal, Reserved: res,
-		EffectiveBalance: bal - res, Overage: a.Overage, Blocks: blocks, Debited: a.Debited, CreditedBack: a.CreditedBack,
+		EffectiveBalance: projector.SubCredits(bal, res), Overage: a.Overage, Blocks: blocks, Debited: a.Debited, CreditedBack: a.CreditedBack,
 		Committed: a.Committed, Expired: a.Expired, UnratedEvents: a.Unrated, Version: version}
 }
 
@@ -354,7 +354,7 @@ func (s *Server) appendGrant(r *http.Request, customer string, g projector.Grant
 	now, block := s.o.Now(), newID("blk_", r)
 	var granted events.CreditsGranted
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
-		e, err := projector.DecideGrant(customer, block, g, now)
+		e, err := a.DecideGrant(block, g, now)
 		granted = e
 		return events.TypeCreditsGranted, e, err
 	})
@@ -639,7 +639,7 @@ func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
 	var version uint64
 	s.o.Ledger.View(sc, b.Customer, func(a *projector.Account, seq uint64) { bal, res, version = a.Balance(now), a.Reserved(now), seq })
 	out := entitlementView{Customer: b.Customer, Feature: b.Feature, Balance: bal, Reserved: res,
-		EffectiveBalance: bal - res, Version: version}
+		EffectiveBalance: projector.SubCredits(bal, res), Version: version}
 	f, ok := s.o.Catalog.Feature(sc, b.Feature)
 	switch {
 	case !ok:
@@ -664,7 +664,7 @@ func (s *Server) postEntitlementCheck(w http.ResponseWriter, r *http.Request) {
 		}
 		out.EstimatedCost = cost
 		out.OverdraftLimit = &f.OverdraftLimit
-		if bal-res-cost >= -f.OverdraftLimit {
+		if projector.SubCredits(projector.SubCredits(bal, res), cost) >= -f.OverdraftLimit {
 			out.Allowed, out.Reason = true, "ok"
 		} else {
 			out.Allowed, out.Reason = false, "insufficient_credits"

@@ -119,6 +119,10 @@ func (s *Server) readQuotaRequestAt(w http.ResponseWriter, r *http.Request, def 
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount is required"))
 		return q, "", events.Decimal{}, nil, false
 	}
+	if b.At != nil && !events.TimeInRange(*b.At) {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "at", "at %s", events.TimeRangeMsg))
+		return q, "", events.Decimal{}, nil, false
+	}
 	customer, ok := s.resolveCustomer(w, r, b.Customer, "customer")
 	return q, customer, amt, b.At, ok
 }

@@ -90,6 +90,10 @@ func (s *Server) postSubscription(w http.ResponseWriter, r *http.Request) {
 	now := s.o.Now()
 	start := now
 	if b.Start != nil {
+		if !events.TimeInRange(*b.Start) {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "start", "start %s", events.TimeRangeMsg))
+			return
+		}
 		start = *b.Start
 	}
 	id := newID("sub_", r)

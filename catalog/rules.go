@@ -130,6 +130,9 @@ func (c *Catalog) ValidateRule(scope events.Scope, key string, s RuleSpec, now t
 	}
 	r.EffectiveFrom = now.UTC()
 	if s.EffectiveFrom != nil {
+		if !events.TimeInRange(*s.EffectiveFrom) {
+			return r, fieldErr("effective_from", "%s", events.TimeRangeMsg)
+		}
 		r.EffectiveFrom = s.EffectiveFrom.UTC()
 	}
 	return r, nil

@@ -154,3 +154,14 @@ func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 
 // AppendJSONTime appends t as encoding/json writes a time.Time.
 func AppendJSONTime(b []byte, t time.Time) ([]byte, error) { return appendTime(b, t) }
+
+// TimeInRange reports whether t can be written: JSON (RFC 3339) holds years 0 to 9999 in UTC,
+// and allot takes years from 1. A time past it — 9999-12-31T23:00:00-05:00 is in 10000 in
+// UTC — could not be encoded into its ledger entry, and the command failed as a 503.
+func TimeInRange(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
+}
+
+// TimeRangeMsg says what TimeInRange takes.
+const TimeRangeMsg = "must be between years 1 and 9999 in UTC"

@@ -84,6 +84,9 @@ func (p Period) Normalize() (Period, error) {
 		if p.Anchor.IsZero() {
 			return p, &PeriodError{"anchor", "fixed mode needs an anchor"}
 		}
+		if !TimeInRange(p.Anchor) {
+			return p, &PeriodError{"anchor", TimeRangeMsg}
+		}
 		p.Anchor = p.Anchor.UTC()
 	default:
 		return p, &PeriodError{"mode", fmt.Sprintf("%q is not one of calendar, fixed, first_use", p.Mode)}

@@ -260,14 +260,16 @@ func newAccount(customer string) *Account {
 }
 
 // Balance is what is left in the blocks eligible at now, plus stray credit, minus overage.
+// Sums saturate (addCredits): many grants near the largest amount must not wrap to a negative
+// balance.
 func (a *Account) Balance(now time.Time) events.Credits {
 	var sum events.Credits
 	for _, b := range a.Blocks {
 		if b.eligible(now) {
-			sum += b.Remaining
+			sum = addCredits(sum, b.Remaining)
 		}
 	}
-	return sum + a.Credit - a.Overage
+	return subCredits(addCredits(sum, a.Credit), a.Overage)
 }
 
 // Reserved is what active, unexpired reservations hold at now.
@@ -278,14 +280,16 @@ func (a *Account) Reserved(now time.Time) events.Credits {
 	var sum events.Credits
 	for _, r := range a.Reservations {
 		if r.StatusAt(now) == StatusActive {
-			sum += r.Amount
+			sum = addCredits(sum, r.Amount)
 		}
 	}
 	return sum
 }
 
 // Effective is the balance less what is reserved.
-func (a *Account) Effective(now time.Time) events.Credits { return a.Balance(now) - a.Reserved(now) }
+func (a *Account) Effective(now time.Time) events.Credits {
+	return subCredits(a.Balance(now), a.Reserved(now))
+}
 
 // block finds a block by id.
 func (a *Account) block(id string) *Block {
@@ -474,6 +478,23 @@ func (a *Account) quotaCopy() *Account {
 // addCredits is a + b held at the ends of the int64 range instead of wrapping: each debit fits
 // (rating checks it), but a customer's totals of enormous ones need not, and a wrapped overage
 // would turn a debt of 10^13 credits into a balance of as much.
+// subCredits is a − b, saturating like addCredits.
+func subCredits(a, b events.Credits) events.Credits {
+	s := a - b
+	switch {
+	case b < 0 && s < a:
+		return math.MaxInt64
+	case b > 0 && s > a:
+		return math.MinInt64
+	}
+	return s
+}
+
+// SubCredits is a − b, saturating at the int64 micro-credits' ends rather than wrapping
+// around to the other sign: a balance, its holds and a price are each in range, and the
+// differences the API reports and decides on must keep their sign.
+func SubCredits(a, b events.Credits) events.Credits { return subCredits(a, b) }
+
 func addCredits(a, b events.Credits) events.Credits {
 	s := a + b
 	switch {

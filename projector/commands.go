@@ -3,6 +3,7 @@ package projector
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/allot-dev/allot/events"
@@ -72,7 +73,13 @@ func DecideGrant(customer, block string, g Grant, now time.Time) (events.Credits
 	}
 	eff := now.UTC()
 	if g.EffectiveAt != nil {
+		if !events.TimeInRange(*g.EffectiveAt) {
+			return events.CreditsGranted{}, &FieldError{"effective_at", events.TimeRangeMsg}
+		}
 		eff = g.EffectiveAt.UTC()
+	}
+	if g.ExpiresAt != nil && !events.TimeInRange(*g.ExpiresAt) {
+		return events.CreditsGranted{}, &FieldError{"expires_at", events.TimeRangeMsg}
 	}
 	var exp *time.Time
 	if g.ExpiresAt != nil {
@@ -89,6 +96,25 @@ func DecideGrant(customer, block string, g Grant, now time.Time) (events.Credits
 		EffectiveAt: eff, ExpiresAt: exp, CostBasis: g.CostBasis, At: now.UTC()}, nil
 }
 
+// DecideGrant is the package's DecideGrant on the account: a grant that would take the
+// customer's credits past the most allot keeps (the int64 micro-credits' end,
+// 9,223,372,036,854.775807 credits) is refused, rather than summed into a balance that
+// saturates.
+func (a *Account) DecideGrant(block string, g Grant, now time.Time) (events.CreditsGranted, error) {
+	e, err := DecideGrant(a.Customer, block, g, now)
+	if err != nil {
+		return e, err
+	}
+	total := a.Credit
+	for _, b := range a.Blocks {
+		total = addCredits(total, b.Remaining)
+	}
+	if addCredits(total, g.Amount) == math.MaxInt64 {
+		return events.CreditsGranted{}, &FieldError{"amount", fmt.Sprintf("would take the customer's credits past the most allot keeps (%s); the customer holds %s", events.Credits(math.MaxInt64), total)}
+	}
+	return e, nil
+}
+
 // DecideReserve holds amount for ttl if the effective balance covers it.
 func (a *Account) DecideReserve(id string, amount events.Credits, ttl time.Duration, now time.Time) (events.ReservationCreated, error) {
 	return a.DecideReserveAfter(id, amount, ttl, now, 0)
@@ -103,7 +129,7 @@ func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.
 	if ttl <= 0 || ttl > MaxReservationTTL {
 		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
 	}
-	if eff := a.Effective(now) - pending; eff < amount {
+	if eff := subCredits(a.Effective(now), pending); eff < amount {
 		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, eff, amount)
 	}
 	return events.ReservationCreated{Reservation: id, Customer: a.Customer, Amount: amount, ExpiresAt: now.UTC().Add(ttl), At: now.UTC()}, nil
@@ -143,6 +169,12 @@ func (a *Account) DecideCommit(id string, amount *events.Credits, now time.Time)
 			return events.ReservationCommitted{}, &FieldError{"amount", "must not be negative"}
 		}
 		amt = *amount
+	}
+	// More than held debits the extra, without bound but this one: what the customer has
+	// committed, and any debt the extra makes, must stay amounts allot can record (they
+	// saturated, and a second huge commit's debt vanished).
+	if amt > r.Amount && (addCredits(a.Committed, amt) == math.MaxInt64 || addCredits(a.Overage, amt) == math.MaxInt64) {
+		return events.ReservationCommitted{}, &FieldError{"amount", fmt.Sprintf("is more than allot can record for this customer: its committed total or its debt would pass %s", events.Credits(math.MaxInt64))}
 	}
 	var allocs []events.Allocation
 	if amt > 0 {
