@@ -1,10 +1,14 @@
 package api_test
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/api"
 )
 
 // Credits are int64 micro-credits. Two grants of 5,000,000,000,000 summed past the end and
@@ -81,4 +85,33 @@ func TestTimesPastYear9999AreBadInput(t *testing.T) {
 	}
 	r := h.do("PUT", "/v1/quotas/far", keyAcme, jsonCT, `{"meter":"requests","limit":1,"period":{"unit":"day","mode":"fixed","anchor":"9999-12-31T23:00:00-05:00"}}`)
 	assert.Equal(t, "period.anchor", r.body["field"], r.raw)
+}
+
+// A hold counts only credits that last as long as it does: 10 promo credits expiring in a
+// minute do not fund a 5-minute hold of 10 (at the promo's expiry the hold would be more than
+// the balance, and its commit went into overage), but fund a 30-second one; a block granted
+// ahead, effective when the promo ends, funds the long hold from then on.
+func TestHoldCountsOnlyCreditsThatOutlastIt(t *testing.T) {
+	var clock atomic.Int64
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock.Store(t0.UnixNano())
+	h := newHarnessWith(t, func(o *api.Options) { o.Now = func() time.Time { return time.Unix(0, clock.Load()).UTC() } })
+	require.Equal(t, 201, h.do("POST", "/v1/customers/o/grants", keyAcme, jsonCT, `{"amount":"10","source":"promo","expires_at":"2030-01-01T00:01:00Z"}`).status)
+	r := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"o","amount":"10","ttl_seconds":300}`)
+	assert.Equal(t, 409, r.status, r.raw)
+	assert.Contains(t, r.body["detail"], "lasts the hold", r.raw)
+
+	short := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"o","amount":"10","ttl_seconds":30}`)
+	require.Equal(t, 201, short.status, short.raw)
+	require.Equal(t, 200, h.do("POST", "/v1/reservations/"+short.body["id"].(string)+"/release", keyAcme, jsonCT, `{}`).status)
+
+	require.Equal(t, 201, h.do("POST", "/v1/customers/o/grants", keyAcme, jsonCT, `{"amount":"10","source":"plan","effective_at":"2030-01-01T00:01:00Z"}`).status)
+	long := h.do("POST", "/v1/reservations", keyAcme, jsonCT, `{"customer":"o","amount":"10","ttl_seconds":300}`)
+	require.Equal(t, 201, long.status, long.raw)
+	clock.Store(t0.Add(2 * time.Minute).UnixNano())
+	r = h.do("POST", "/v1/reservations/"+long.body["id"].(string)+"/commit", keyAcme, jsonCT, `{}`)
+	require.Equal(t, 200, r.status, r.raw)
+	bal := h.do("GET", "/v1/customers/o/balance", keyAcme, "", "")
+	assert.Equal(t, "0", bal.body["overage"], "the commit found the credits the hold counted on: %s", bal.raw)
+	assert.Equal(t, "0", bal.body["balance"], bal.raw)
 }

@@ -115,7 +115,24 @@ func (a *Account) DecideGrant(block string, g Grant, now time.Time) (events.Cred
 	return e, nil
 }
 
-// DecideReserve holds amount for ttl if the effective balance covers it.
+// Fundable is what a hold from now until until can take: the least, over [now, until), of the
+// balance less the holds active then. Within that time the balance falls only where a block
+// expires (usage aside), so the instants to look at are now and each expiry in between. A hold
+// that counted credits expiring before it does would, from that expiry on, hold more than the
+// balance (DESIGN.md: concurrent reservations never do), and its commit would debit into
+// overage credits the reservation had promised. A block effective later counts from then.
+func (a *Account) Fundable(now, until time.Time) events.Credits {
+	least := a.Effective(now)
+	for _, b := range a.Blocks {
+		if b.ExpiresAt != nil && b.ExpiresAt.After(now) && b.ExpiresAt.Before(until) && !b.Expired && b.Remaining > 0 {
+			least = min(least, a.Effective(*b.ExpiresAt))
+		}
+	}
+	return least
+}
+
+// DecideReserve holds amount for ttl if the effective balance covers it, now and until the
+// hold expires (Fundable).
 func (a *Account) DecideReserve(id string, amount events.Credits, ttl time.Duration, now time.Time) (events.ReservationCreated, error) {
 	return a.DecideReserveAfter(id, amount, ttl, now, 0)
 }
@@ -129,7 +146,10 @@ func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.
 	if ttl <= 0 || ttl > MaxReservationTTL {
 		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
 	}
-	if eff := subCredits(a.Effective(now), pending); eff < amount {
+	if eff := subCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount {
+		if e := subCredits(a.Effective(now), pending); e >= amount {
+			return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, but only %s of it lasts the hold's %s (blocks expire before it would)", ErrInsufficientCredits, e, eff, ttl)
+		}
 		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, eff, amount)
 	}
 	return events.ReservationCreated{Reservation: id, Customer: a.Customer, Amount: amount, ExpiresAt: now.UTC().Add(ttl), At: now.UTC()}, nil
