@@ -72,7 +72,9 @@ func (p Period) Normalize() (Period, error) {
 	if p.TimeZone == "" {
 		p.TimeZone = "UTC"
 	}
-	if _, err := loadLocation(p.TimeZone); err != nil {
+	// "Local" is Go's name for the process's own zone, not an IANA one: two processes, or a
+	// replay on another machine, would put one use in different windows.
+	if _, err := loadLocation(p.TimeZone); err != nil || p.TimeZone == "Local" {
 		return p, &PeriodError{"time_zone", fmt.Sprintf("%q is not an IANA time zone", p.TimeZone)}
 	}
 	switch p.Mode {

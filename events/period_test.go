@@ -126,6 +126,12 @@ func TestNormalizePeriod(t *testing.T) {
 		assert.Equal(t, field, pe.Field)
 		assert.ErrorIs(t, err, ErrBadPeriod)
 	}
+	// Go's "Local" loads (the process's own zone) but is no IANA zone: windows would depend on
+	// the machine.
+	_, err = Period{Unit: UnitDay, TimeZone: "Local"}.Normalize()
+	var pe *PeriodError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "time_zone", pe.Field)
 }
 
 // FuzzWindowsTile: consecutive windows share their boundary (no gap, no overlap), every
