@@ -206,6 +206,9 @@ func (a *Account) applyAdjusted(e events.QuotaAdjusted) {
 		if w.Used.Sign() < 0 {
 			w.Used = events.Decimal{}
 		}
+		if e.Amount.Sign() < 0 && e.Period.Mode == events.ModeFirstUse {
+			a.Quotas[e.Quota].unanchorIfUnused()
+		}
 	}
 }
 

@@ -44,6 +44,22 @@ func (q *QuotaState) window(p events.Period, at time.Time, create bool) (start, 
 	}
 }
 
+// unanchorIfUnused forgets a first_use anchor when every use since it was given back — the
+// gateway's give-back of a request whose answer did not count (a 5xx) — so that the first use
+// that does count anchors the windows. Only while the anchor's own window is still kept: once
+// older windows are forgotten, uses before the kept ones may have counted.
+func (q *QuotaState) unanchorIfUnused() {
+	if q == nil || q.Anchor == nil || len(q.Windows) == 0 || !q.Windows[0].Start.Equal(*q.Anchor) {
+		return
+	}
+	for _, w := range q.Windows {
+		if w.Used.Sign() != 0 {
+			return
+		}
+	}
+	q.Anchor, q.Windows = nil, nil
+}
+
 // use returns the window at [start, end), created if need be with what the kept windows
 // inside it used (see usedIn).
 //
