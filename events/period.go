@@ -146,8 +146,9 @@ func (p Period) Window(anchor, t time.Time) (start, end time.Time) {
 // customer's anchor and must call Window.
 //
 // Calendar minutes and hours are aligned to the local clock of t's day (zones have changed
-// their offset by odd amounts over the years, so a 1970 origin would not stay aligned); a
-// count that does not divide the day restarts at local midnight.
+// their offset by odd amounts over the years, so a 1970 origin would not stay aligned), on
+// the days clocks change too (subdayWindow); a count that does not divide the day restarts at
+// local midnight.
 //
 // Windows tile time, so every instant of [start, end) has that same window: WindowAt remembers
 // the last window it gave for each of a few periods and answers from it while t is inside. The
@@ -201,21 +202,94 @@ func (p Period) windowAt(t time.Time) (start, end time.Time) {
 	case p.Mode == ModeFixed:
 		return p.Window(p.Anchor, t)
 	case p.Unit == UnitMinute || p.Unit == UnitHour:
-		loc := p.location()
-		lt := t.In(loc)
-		// The day's first instant, resolved like every boundary (localTime): where clocks
-		// jump forward at midnight (America/Havana, America/Santiago, Asia/Beirut) 00:00 does
-		// not exist, and time.Date's guess for it can land on the day before.
-		midnight := localTime(lt.Year(), lt.Month(), lt.Day(), dayStart, loc)
-		next := localTime(lt.Year(), lt.Month(), lt.Day()+1, dayStart, loc)
-		start, end = p.Window(midnight, t)
-		if end.After(next) {
-			end = next.UTC()
+		step := int64(max(p.Count, 1)) * 60
+		if p.Unit == UnitHour {
+			step *= 60
 		}
-		return start, end
+		return subdayWindow(t, p.location(), step)
 	default:
 		return p.Window(p.CalendarAnchor(), t)
 	}
+}
+
+// subdayWindow is the calendar window of step seconds (whole minutes) that holds t: the
+// boundaries of t's local day are its first instant, its last's end, and every instant whose
+// wall clock shows a time of day that is a multiple of step — in both runs of an hour that
+// happens twice, and, where clocks jump forward over such a time, the instant of the jump. So
+// windows keep to the wall clock after a change of offset (an hour, or Lord Howe's half hour),
+// as on any other day, and a step that does not divide the day restarts at midnight.
+//
+// Offsets are constant between transitions (time.ZoneBounds), so within t's zone period the
+// boundaries are a multiple of step away on the wall clock; only when that period starts or
+// ends before the candidate does the answer come from the transition, or from the period next
+// to it.
+func subdayWindow(t time.Time, loc *time.Location, step int64) (start, end time.Time) {
+	lt := t.In(loc)
+	y, mo, d := lt.Date()
+	// The day's first instant, resolved like every boundary (localTime): where clocks jump
+	// forward at midnight (America/Havana, America/Santiago, Asia/Beirut) 00:00 does not
+	// exist, and time.Date's guess for it can land on the day before.
+	first := localTime(y, mo, d, dayStart, loc)
+	last := localTime(y, mo, d+1, dayStart, loc)
+	midnight := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC).Unix()
+	wall := func(u time.Time) int64 { // seconds since 00:00 of t's date, as u's clock shows it
+		_, off := u.In(loc).Zone()
+		return u.Unix() + int64(off) - midnight
+	}
+	// period is the zone period holding u, clipped to the day.
+	period := func(u time.Time) (time.Time, time.Time) {
+		ps, pe := u.In(loc).ZoneBounds()
+		if ps.IsZero() || ps.Before(first) {
+			ps = first
+		}
+		if pe.IsZero() || pe.After(last) {
+			pe = last
+		}
+		return ps, pe
+	}
+	// jumpBoundary reports whether the transition at u (inside the day) is a boundary: the
+	// clock jumps over a multiple of step, or onto one.
+	jumpBoundary := func(u time.Time) bool {
+		before, after := wall(u.Add(-time.Nanosecond))+1, wall(u) // before: the wall the old offset would show at u
+		if after < before {
+			return after%step == 0 // clocks went back: u is a boundary when it shows one
+		}
+		return floorDiv(after, step)*step >= before
+	}
+
+	// start: the latest boundary at or before t.
+	for u := t; ; {
+		ps, _ := period(u)
+		w := wall(u)
+		if cand := time.Unix(u.Unix()-(w-floorDiv(w, step)*step), 0); !cand.Before(ps) {
+			start = cand
+			break
+		}
+		if ps.Equal(first) || jumpBoundary(ps) {
+			start = ps
+			break
+		}
+		u = ps.Add(-time.Nanosecond)
+	}
+	// end: the earliest boundary after t.
+	for u := t; ; {
+		_, pe := period(u)
+		w := wall(u)
+		if cand := time.Unix(u.Unix()+(floorDiv(w, step)+1)*step-w, 0); cand.Before(pe) {
+			end = cand
+			break
+		}
+		if pe.Equal(last) || jumpBoundary(pe) {
+			end = pe
+			break
+		}
+		u = pe
+		if w := wall(u); w == floorDiv(w, step)*step {
+			end = u
+			break
+		}
+	}
+	return start.UTC(), end.UTC()
 }
 
 // dayStart is a time of day of 00:00, for localTime.

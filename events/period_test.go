@@ -371,3 +371,38 @@ func TestBoundaryZeroIsTheAnchor(t *testing.T) {
 	assert.Equal(t, second, s)
 	assert.Equal(t, time.Date(2025, 11, 3, 6, 30, 0, 0, time.UTC), e, "01:30 EST the next day")
 }
+
+// Calendar hours and minutes keep to the wall clock on the days clocks change, as on any other
+// day: after Lord Howe's half-hour shift the hour still starts at :00 (it ran :30 to :30 for
+// the rest of the day), 2-hour windows in New York still start at even hours (they ran 11:00
+// to 13:00), and the hour that happens twice is two windows.
+func TestCalendarHoursKeepToTheWallClockAcrossDST(t *testing.T) {
+	for _, c := range []struct {
+		zone           string
+		unit           string
+		count          int
+		at, start, end string
+	}{
+		{"Australia/Lord_Howe", UnitHour, 1, "2024-10-06T05:10:00+11:00", "2024-10-06T05:00:00+11:00", "2024-10-06T06:00:00+11:00"},
+		{"Australia/Lord_Howe", UnitHour, 1, "2024-04-07T05:10:00+10:30", "2024-04-07T05:00:00+10:30", "2024-04-07T06:00:00+10:30"},
+		// Lord Howe goes from 02:00 +10:30 to 02:30 +11:00: the 02:00 hour is half an hour long.
+		{"Australia/Lord_Howe", UnitHour, 1, "2024-10-06T02:40:00+11:00", "2024-10-06T02:30:00+11:00", "2024-10-06T03:00:00+11:00"},
+		{"Australia/Lord_Howe", UnitHour, 1, "2024-10-06T01:40:00+10:30", "2024-10-06T01:00:00+10:30", "2024-10-06T02:30:00+11:00"},
+		{"America/New_York", UnitHour, 2, "2024-03-10T12:30:00-04:00", "2024-03-10T12:00:00-04:00", "2024-03-10T14:00:00-04:00"},
+		{"America/New_York", UnitHour, 2, "2024-11-03T12:30:00-05:00", "2024-11-03T12:00:00-05:00", "2024-11-03T14:00:00-05:00"},
+		// Spring forward at 02:00: the 00:00-02:00 window ends at the jump, and 03:00 EDT starts the next.
+		{"America/New_York", UnitHour, 2, "2024-03-10T01:30:00-05:00", "2024-03-10T00:00:00-05:00", "2024-03-10T03:00:00-04:00"},
+		{"America/New_York", UnitHour, 2, "2024-03-10T03:30:00-04:00", "2024-03-10T03:00:00-04:00", "2024-03-10T04:00:00-04:00"},
+		// Fall back: 01:00-02:00 happens twice, each its own window.
+		{"America/New_York", UnitHour, 1, "2024-11-03T01:30:00-04:00", "2024-11-03T01:00:00-04:00", "2024-11-03T01:00:00-05:00"},
+		{"America/New_York", UnitHour, 1, "2024-11-03T01:30:00-05:00", "2024-11-03T01:00:00-05:00", "2024-11-03T02:00:00-05:00"},
+		{"America/New_York", UnitMinute, 30, "2024-11-03T01:40:00-05:00", "2024-11-03T01:30:00-05:00", "2024-11-03T02:00:00-05:00"},
+		{"Europe/Berlin", UnitMinute, 45, "2024-03-31T03:20:00+02:00", "2024-03-31T03:00:00+02:00", "2024-03-31T03:45:00+02:00"},
+	} {
+		p, err := Period{Unit: c.unit, Count: c.count, TimeZone: c.zone}.Normalize()
+		require.NoError(t, err)
+		s, e := p.WindowAt(ts(c.at))
+		assert.Equal(t, ts(c.start), s, "%s %d %s at %s", c.zone, c.count, c.unit, c.at)
+		assert.Equal(t, ts(c.end), e, "%s %d %s at %s", c.zone, c.count, c.unit, c.at)
+	}
+}
