@@ -77,6 +77,11 @@ func Parse(scope events.Scope, media string, body []byte, meters MeterSource, no
 	if len(body) == 0 {
 		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the request body is empty")
 	}
+	// JSON text is UTF-8 (RFC 8259 §8.1). The decoders would replace invalid bytes with U+FFFD,
+	// and two events whose ids (or customers) differ only there would become one.
+	if !utf8.Valid(body) {
+		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the body is not valid UTF-8 (JSON text is UTF-8)")
+	}
 	top, plain := plainjson.Decode(body) // most bodies; the same values encoding/json gives
 	if !plain {
 		dec := json.NewDecoder(bytes.NewReader(body))
@@ -200,6 +205,13 @@ func parseOne(scope events.Scope, item any, cloud bool, meters MeterSource, now 
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time", "time must be RFC 3339, e.g. 2026-01-02T15:04:05Z; got %q", truncate(sent, 40))
 		}
 		ev.Time = t.UTC()
+		// Years 1 to 9999 in UTC, as the stored event's RFC 3339 can hold them (a time in year
+		// 0 in UTC was accepted, then unreadable to rating, and dropped), and not the first
+		// instant of year 1: that is Go's zero time, which means "no time sent".
+		if !events.TimeInRange(ev.Time) || ev.Time.IsZero() {
+			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time",
+				"time %s is out of range: it must be after 0001-01-01T00:00:00Z and before year 10000, in UTC", truncate(sent, 40))
+		}
 		if ahead := ev.Time.Sub(now); ahead > events.MaxFutureSkew {
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time",
 				"time %s is %s ahead of the server clock; events may be dated at most %s ahead", truncate(sent, 40), ahead.Round(time.Second), events.MaxFutureSkew)

@@ -53,6 +53,10 @@ func TestParseRejectsPerEvent(t *testing.T) {
 		{"bad time", `{"id":"e","type":"x","customer":"c","time":"yesterday"}`, "time", 400},
 		{"time is a number", `{"id":"e","type":"x","customer":"c","time":1700000000}`, "time", 400},
 		{"time too far ahead", `{"id":"e","type":"x","customer":"c","time":"2026-05-01T10:05:01Z"}`, "time", 400},
+		// Year 0 in UTC: stored as "-0001-12-31T23:00:00Z", which nothing can read back.
+		{"time before year 1 in UTC", `{"id":"e","type":"x","customer":"c","time":"0001-01-01T00:00:00+01:00"}`, "time", 400},
+		// Go's zero time means "no time sent": it was replaced by the receive time.
+		{"the zero time", `{"id":"e","type":"x","customer":"c","time":"0001-01-01T00:00:00Z"}`, "time", 400},
 		{"data is an array", `{"id":"e","type":"x","customer":"c","data":[1]}`, "data", 400},
 		{"non-decimal quantity", `{"id":"e","type":"llm","customer":"c","data":{"tokens":"lots"}}`, "data.tokens", 400},
 		{"quantity is a bool", `{"id":"e","type":"llm","customer":"c","data":{"tokens":true}}`, "data.tokens", 400},
@@ -124,6 +128,8 @@ func TestParseRequestLevelProblems(t *testing.T) {
 		{"scalar", MediaJSON, `42`},
 		{"batch as single CloudEvent", MediaCloudEvent, `[{"id":"a"}]`},
 		{"object as CloudEvents batch", MediaCloudEventBatch, `{"id":"a"}`},
+		// Decoded, both ids would read "ev-\uFFFD": two events, one id, one of them lost.
+		{"invalid UTF-8", MediaJSON, "[{\"id\":\"ev-\xff\",\"type\":\"x\",\"customer\":\"c\"},{\"id\":\"ev-\xfe\",\"type\":\"x\",\"customer\":\"c\"}]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
