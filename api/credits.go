@@ -296,6 +296,8 @@ func (s *Server) commandProblem(err error) *problem.Problem {
 		return problem.New(probReservationEnded, http.StatusConflict, "Reservation ended", err.Error())
 	case errors.Is(err, projector.ErrSubscriptionNotFound):
 		return problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such subscription")
+	case errors.Is(err, projector.ErrPostpaidExists):
+		return problem.New("postpaid-subscription-exists", http.StatusConflict, "Postpaid subscription exists", err.Error())
 	case errors.Is(err, projector.ErrSubscriptionCanceled):
 		return problem.New("subscription-canceled", http.StatusConflict, "Subscription canceled", "a canceled subscription is not renewed")
 	}

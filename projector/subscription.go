@@ -26,7 +26,7 @@ type Subscription struct {
 	CycleStart time.Time       `json:"cycle_start"`
 	CycleEnd   time.Time       `json:"cycle_end"`
 	Canceled   *time.Time      `json:"canceled_at,omitempty"`
-	UsedBefore events.Credits  `json:"used_before"` // debited+committed when the cycle began
+	UsedBefore events.Credits  `json:"used_before"` // usedTotal when the cycle began
 	LastUsage  *events.Credits `json:"last_cycle_usage,omitempty"`
 }
 
@@ -47,7 +47,10 @@ func (s *Subscription) StatusAt(now time.Time) string {
 var (
 	ErrSubscriptionNotFound = errors.New("subscription not found")
 	ErrSubscriptionCanceled = errors.New("subscription canceled")
-	ErrAlreadyRenewed       = errors.New("the current cycle is already granted")
+	// ErrPostpaidExists: a customer has one postpaid subscription at a time (each bills all of the
+	// customer's usage).
+	ErrPostpaidExists = errors.New("a postpaid subscription exists")
+	ErrAlreadyRenewed = errors.New("the current cycle is already granted")
 )
 
 // CycleBlock is the id of a subscription's plan block for cycle k (rollover: its rollover block).
@@ -62,10 +65,27 @@ func cycleWindow(p events.Plan, start time.Time, k int64) (time.Time, time.Time)
 	return p.Period.Boundary(start, k), p.Period.Boundary(start, k+1)
 }
 
+// usedTotal is what the customer has used, net: usage debited less what was credited back
+// (volume pricing lowers a period's total as usage grows), plus reservations committed. A
+// postpaid cycle's usage summary is its difference across the cycle — without the
+// credit-backs, a cycle whose volume-priced total was 50.50 was billed 100.
+func (a *Account) usedTotal() events.Credits {
+	return subCredits(addCredits(a.Debited, a.Committed), a.CreditedBack)
+}
+
 // DecideSubscribe starts a subscription on plan at start, granting cycle 0.
 func (a *Account) DecideSubscribe(id string, plan events.Plan, start, now time.Time) (events.SubscriptionStarted, error) {
 	if _, ok := a.Subscriptions[id]; ok {
 		return events.SubscriptionStarted{}, fmt.Errorf("%w: subscription %s exists", ErrAlreadyRenewed, id)
+	}
+	if plan.Mode == events.PlanPostpaid {
+		// A postpaid cycle bills the customer's usage over it, all of it: a second postpaid
+		// subscription would bill the same usage again.
+		for _, other := range a.Subscriptions {
+			if other.Plan.Mode == events.PlanPostpaid && other.Canceled == nil {
+				return events.SubscriptionStarted{}, fmt.Errorf("%w: %s bills this customer's usage already; cancel it first", ErrPostpaidExists, other.ID)
+			}
+		}
 	}
 	s, e := cycleWindow(plan, start, 0)
 	return events.SubscriptionStarted{Subscription: id, Customer: a.Customer, Plan: plan, Start: start.UTC(), At: now.UTC(),
@@ -126,7 +146,7 @@ func (a *Account) DecideRenew(id string, now time.Time, withUsage bool) (events.
 	}
 	out := events.SubscriptionRenewed{Subscription: id, Customer: a.Customer, Grant: c, At: now.UTC()}
 	if withUsage {
-		used := a.Debited + a.Committed - sub.UsedBefore
+		used := subCredits(a.usedTotal(), sub.UsedBefore)
 		out.Usage = &used
 	}
 	return out, nil
@@ -145,7 +165,7 @@ func (a *Account) DecideCancel(id string, now time.Time) (events.SubscriptionCan
 	if sub.Plan.Mode == events.PlanPostpaid {
 		// The last summary: without it the usage since the last renewal was never billed
 		// (the expirer does not renew a canceled subscription).
-		used := a.Debited + a.Committed - sub.UsedBefore
+		used := subCredits(a.usedTotal(), sub.UsedBefore)
 		e.Usage = &used
 	}
 	return e, nil
@@ -176,7 +196,7 @@ func (a *Account) applySubscription(typ string, data []byte) (bool, error) {
 			a.Subscriptions = map[string]*Subscription{}
 		}
 		a.Subscriptions[e.Subscription] = &Subscription{ID: e.Subscription, Plan: e.Plan, Start: e.Start.UTC(), Cycle: 0,
-			CycleStart: e.Grant.Start.UTC(), CycleEnd: e.Grant.End.UTC(), UsedBefore: a.Debited + a.Committed}
+			CycleStart: e.Grant.Start.UTC(), CycleEnd: e.Grant.End.UTC(), UsedBefore: a.usedTotal()}
 		a.noteDue(e.Grant.End.UTC(), dueCycle)
 		a.grantCycle(e.Grant, e.At.UTC())
 		return true, nil
@@ -199,7 +219,7 @@ func (a *Account) applySubscription(typ string, data []byte) (bool, error) {
 		a.grantCycle(e.Grant, e.At.UTC())
 		sub.Cycle, sub.CycleStart, sub.CycleEnd = e.Grant.Index, e.Grant.Start.UTC(), e.Grant.End.UTC()
 		a.noteDue(sub.CycleEnd, dueCycle)
-		sub.UsedBefore = a.Debited + a.Committed
+		sub.UsedBefore = a.usedTotal()
 		sub.LastUsage = e.Usage
 		return true, nil
 	case events.TypeSubscriptionCanceled:
