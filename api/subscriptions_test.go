@@ -21,6 +21,7 @@ func TestPlanValidation(t *testing.T) {
 		{`{"credits":"10","period":{"unit":"month"},"mode":"weekly"}`, "mode"},
 		{`{"credits":"10","period":{"unit":"month"},"mode":"prepaid","rollover_percent":"101"}`, "rollover_percent"},
 		{`{"credits":"10","period":{"unit":"month"},"mode":"prepaid","rollover_cap":"-1"}`, "rollover_cap"},
+		{`{"credits":"10","period":{"unit":"month"},"mode":"prepaid","grace_seconds":10000000000}`, "grace_seconds"},
 	} {
 		r := h.do("PUT", "/v1/plans/p", keyAcme, jsonCT, tt.body)
 		requireProblem(t, r, 422, "invalid-field")

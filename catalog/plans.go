@@ -61,11 +61,15 @@ func ValidatePlan(key string, s PlanSpec) (events.Plan, *FieldError) {
 	if s.RolloverCap != nil && *s.RolloverCap < 0 {
 		return p, fieldErr("rollover_cap", "must not be negative")
 	}
-	if s.GraceSeconds < 0 {
-		return p, fieldErr("grace_seconds", "must not be negative")
+	// At most a year: the grace is added to times as a Duration, which a few hundred years of
+	// seconds overflow (10^10 s made a subscription an hour overdue read as lapsed).
+	if s.GraceSeconds < 0 || s.GraceSeconds > maxGraceSeconds {
+		return p, fieldErr("grace_seconds", "must be between 0 and %d (a year)", maxGraceSeconds)
 	}
 	return p, nil
 }
+
+const maxGraceSeconds = 366 * 24 * 3600
 
 // PutPlan stores a validated plan unless it is unchanged.
 func PutPlan(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc events.Scope, p events.Plan, now time.Time) (int, error) {
