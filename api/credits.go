@@ -270,10 +270,13 @@ func commandID(ctx context.Context, scope events.Scope, customer string) string 
 }
 
 // newID returns a prefixed id: derived from the Idempotency-Key when there is one (so a
-// retried command names the same object), random otherwise.
-func newID(prefix string, r *http.Request) string {
+// retried command names the same object), random otherwise. The derivation covers the
+// customer the object is made for (owner; "" for objects of no customer): a key used again
+// for another customer once its record is gone (24 h) named the same subscription or hold for
+// both, and the id's index — and renew, cancel, GET — moved to the second customer.
+func newID(prefix string, r *http.Request, owner string) string {
 	if k := idempotencyKeyFrom(r); k != "" {
-		sum := sha256.Sum256([]byte(prefix + "\x00" + scopeFrom(r).String() + "\x00" + k))
+		sum := sha256.Sum256([]byte(prefix + "\x00" + scopeFrom(r).String() + "\x00" + owner + "\x00" + k))
 		return prefix + hex.EncodeToString(sum[:12])
 	}
 	var b [12]byte
@@ -353,7 +356,7 @@ func (s *Server) postGrant(w http.ResponseWriter, r *http.Request) {
 // Idempotency-Key) and returns the block as the projection holds it now, nil when it is not
 // visible yet, with the entry written.
 func (s *Server) appendGrant(r *http.Request, customer string, g projector.Grant) (*blockView, events.CreditsGranted, error) {
-	now, block := s.o.Now(), newID("blk_", r)
+	now, block := s.o.Now(), newID("blk_", r, customer)
 	var granted events.CreditsGranted
 	_, err := s.appendDecided(r.Context(), scopeFrom(r), customer, func(a *projector.Account) (string, any, error) {
 		e, err := a.DecideGrant(block, g, now)
@@ -478,7 +481,7 @@ func (s *Server) postReservation(w http.ResponseWriter, r *http.Request) {
 			ttl = time.Duration(n) * time.Second
 		}
 	}
-	id, now := newID("res_", r), s.o.Now()
+	id, now := newID("res_", r, b.Customer), s.o.Now()
 	var err error
 	if idempotencyKeyFrom(r) == "" {
 		// Batched with the customer's other holds in flight (group commit).

@@ -96,7 +96,7 @@ func (s *Server) postSubscription(w http.ResponseWriter, r *http.Request) {
 		}
 		start = *b.Start
 	}
-	id := newID("sub_", r)
+	id := newID("sub_", r, customer)
 	_, err := s.appendDecided(r.Context(), sc, customer, func(a *projector.Account) (string, any, error) {
 		e, err := a.DecideSubscribe(id, plan, start, now)
 		return events.TypeSubscriptionStarted, e, err

@@ -68,7 +68,7 @@ func (s *Server) postWebhookEndpoint(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	secret := webhooks.NewSecret()
-	ep := events.WebhookEndpoint{ID: newID("whe_", r), URL: b.URL, Events: b.Events, LowBalanceThreshold: b.LowBalanceThreshold,
+	ep := events.WebhookEndpoint{ID: newID("whe_", r, ""), URL: b.URL, Events: b.Events, LowBalanceThreshold: b.LowBalanceThreshold,
 		Secrets: []events.WebhookSecret{{Secret: secret, CreatedAt: s.o.Now().UTC()}}}
 	if err := catalog.PutWebhookEndpoint(r.Context(), s.o.JS, s.o.Catalog, scopeFrom(r), ep, s.o.Now()); err != nil {
 		problem.Write(w, unavailable(err))
