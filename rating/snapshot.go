@@ -28,14 +28,20 @@ type snapshotAcc struct {
 }
 
 type snapshotWindow struct {
-	Start time.Time      `json:"start"`
-	Q     events.Decimal `json:"q"`
-	Seen  []string       `json:"seen,omitempty"`
+	Start    time.Time      `json:"start"`
+	End      *time.Time     `json:"end,omitempty"` // format 2
+	Q        events.Decimal `json:"q"`
+	Seen     []string       `json:"seen,omitempty"`
+	LatestAt *time.Time     `json:"latest_at,omitempty"` // format 2
 }
+
+// snapshotFormat is the format MarshalJSON writes: 2 keeps each window's end and a latest
+// meter's event time; 1 (read still) kept neither.
+const snapshotFormat = 2
 
 // MarshalJSON encodes the state deterministically.
 func (s *State) MarshalJSON() ([]byte, error) {
-	snap := snapshot{Format: 1, Seq: s.Seq, Accs: make([]snapshotAcc, 0, len(s.accs))}
+	snap := snapshot{Format: snapshotFormat, Seq: s.Seq, Accs: make([]snapshotAcc, 0, len(s.accs))}
 	for k, a := range s.accs {
 		sa := snapshotAcc{Product: k.Product, Env: k.Env, Customer: k.Customer, Rule: k.Rule}
 		if !a.Anchor.IsZero() {
@@ -44,6 +50,14 @@ func (s *State) MarshalJSON() ([]byte, error) {
 		}
 		for _, w := range a.Windows {
 			sw := snapshotWindow{Start: w.Start, Q: w.Q}
+			if !w.End.IsZero() {
+				end := w.End
+				sw.End = &end
+			}
+			if !w.LatestAt.IsZero() {
+				at := w.LatestAt
+				sw.LatestAt = &at
+			}
 			for v := range w.Seen {
 				sw.Seen = append(sw.Seen, v)
 			}
@@ -64,7 +78,7 @@ func (s *State) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &snap); err != nil {
 		return fmt.Errorf("reading rating snapshot: %w", err)
 	}
-	if snap.Format != 1 {
+	if snap.Format != 1 && snap.Format != snapshotFormat {
 		return fmt.Errorf("reading rating snapshot: unknown format %d", snap.Format)
 	}
 	s.Seq = snap.Seq
@@ -76,6 +90,12 @@ func (s *State) UnmarshalJSON(b []byte) error {
 		}
 		for _, sw := range sa.Windows {
 			w := window{Start: sw.Start, Q: sw.Q}
+			if sw.End != nil {
+				w.End = *sw.End
+			}
+			if sw.LatestAt != nil {
+				w.LatestAt = *sw.LatestAt
+			}
 			if len(sw.Seen) > 0 {
 				w.Seen = make(map[string]struct{}, len(sw.Seen))
 				for _, v := range sw.Seen {

@@ -27,6 +27,9 @@ const (
 	// ReasonTooLate: the event belongs to a period window older than the maxWindows rating
 	// keeps for its (customer, rule), and its price depends on that window's other events.
 	ReasonTooLate = "too_late"
+	// ReasonOutOfRange: the event's period window starts before year 1 (a period of several
+	// years counted back from 1970 to an event in year 2): its debit could not be written.
+	ReasonOutOfRange = "out_of_range"
 )
 
 // Output is what rating one event produced. Debits are in (meter key, rule key) order, which
@@ -44,6 +47,12 @@ type Output struct {
 // when its price does not depend on the period's other events (per-unit without packages
 // over a sum or count meter) and otherwise written as unrated, too_late — never priced as
 // if its period had been empty (that charged a graduated rule's first tiers again).
+//
+// A window is its [Start, End): the versions of a rule share the windows of their period,
+// so a new version with the same period prices on the period's quantity so far, and one with
+// another period counts its own windows from its first event (the quantity of a daily
+// version's days is not a month's). The windows kept are the ones that end last: a month
+// begun before three days of the daily version still ends after them.
 const maxWindows = 3
 
 type accKey struct {
@@ -51,9 +60,13 @@ type accKey struct {
 }
 
 type window struct {
-	Start time.Time
-	Q     events.Decimal
-	Seen  map[string]struct{} // unique_count values seen in the window
+	Start, End time.Time // End zero: read from a snapshot that did not keep it (format 1)
+	Q          events.Decimal
+	Seen       map[string]struct{} // unique_count values seen in the window
+	// LatestAt is the event time of the value Q holds, for latest meters: the latest by event
+	// time (then stream order), as analytics has it — an event arriving late with an older
+	// time does not replace it.
+	LatestAt time.Time
 
 	// The price of Q under rule version qVersion, when known: the next event's "before"
 	// price is this event's "after" price, so each event prices one quantity, not two.
@@ -64,7 +77,7 @@ type window struct {
 
 type acc struct {
 	Anchor  time.Time // first_use periods: the first counted use
-	Windows []window  // ascending by Start
+	Windows []window  // ascending by (Start, End)
 
 	// The window the last event fell in, for the period it was computed with: consecutive
 	// events of a customer mostly share one. Not saved.
@@ -197,32 +210,24 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 		d.Amount = c
 		return d, ""
 	}
-	if r.Model == events.ModelFlat || r.TierScope == events.TierScopeEvent {
-		return alone()
-	}
 	p := rulePeriod(r)
-	k := accKey{scope.Product, scope.Env, ev.Customer, r.Key}
-	a := s.accs[k]
-	if a == nil {
-		a = &acc{}
-		s.accs[k] = a
-	}
-	if p.Mode == events.ModeFirstUse && a.Anchor.IsZero() {
-		a.Anchor = ev.Time
-	}
-	var start time.Time
-	if l := &a.last; l.period == p && !l.start.IsZero() && !ev.Time.Before(l.start) && ev.Time.Before(l.end) {
-		start = l.start
-	} else {
-		var end time.Time
-		if p.Mode == events.ModeFirstUse {
-			start, end = p.Window(a.Anchor, ev.Time)
-		} else {
-			start, end = p.WindowAt(ev.Time)
+	if r.Model == events.ModelFlat || r.TierScope == events.TierScopeEvent {
+		// Priced alone, but still counted in its period's quantity: a later version that
+		// prices on the period (tier scope period) must see the whole period's use.
+		d, reason := alone()
+		if reason == "" {
+			if w := s.periodWindow(scope, ev, r, p); w != nil {
+				w.Q = aggregate(m.Aggregation, w.Q, qty, uniq, ev.Time, w)
+				w.qVersion = 0 // the cached price is of the old quantity
+			}
 		}
-		a.last.period, a.last.start, a.last.end = p, start, end
+		return d, reason
 	}
-	w := a.window(start)
+	w := s.periodWindow(scope, ev, r, p)
+	if w != nil && !events.TimeInRange(w.Start) {
+		// Its entry could not be encoded, and the partition would stop at it for good.
+		return d, ReasonOutOfRange
+	}
 	if w == nil {
 		if r.Model == events.ModelPerUnit && (r.PackageSize == nil || r.PackageSize.Sign() <= 0) &&
 			(m.Aggregation == events.AggSum || m.Aggregation == events.AggCount) {
@@ -231,7 +236,7 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 		return d, ReasonTooLate
 	}
 	before := w.Q
-	after := aggregate(m.Aggregation, before, qty, uniq, w)
+	after := aggregate(m.Aggregation, before, qty, uniq, ev.Time, w)
 	cb, ok1 := w.qCost, w.qVersion == r.Version && w.qVersion != 0
 	if !ok1 {
 		cb, ok1 = Round(Cost(r, before))
@@ -245,13 +250,40 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 	if d.Amount < 0 {
 		d.Kind = events.KindCreditBack
 	}
+	start := w.Start
 	d.PeriodStart = &start
 	d.PeriodQuantity = &after
 	return d, ""
 }
 
-// aggregate returns the window's quantity after one more event.
-func aggregate(agg string, before, qty events.Decimal, uniq string, w *window) events.Decimal {
+// periodWindow is the window of period p holding the event, for its customer and rule; nil
+// when it is older than every window kept.
+func (s *State) periodWindow(scope events.Scope, ev events.Usage, r events.Rule, p events.Period) *window {
+	k := accKey{scope.Product, scope.Env, ev.Customer, r.Key}
+	a := s.accs[k]
+	if a == nil {
+		a = &acc{}
+		s.accs[k] = a
+	}
+	if p.Mode == events.ModeFirstUse && a.Anchor.IsZero() {
+		a.Anchor = ev.Time
+	}
+	var start, end time.Time
+	if l := &a.last; l.period == p && !l.start.IsZero() && !ev.Time.Before(l.start) && ev.Time.Before(l.end) {
+		start, end = l.start, l.end
+	} else {
+		if p.Mode == events.ModeFirstUse {
+			start, end = p.Window(a.Anchor, ev.Time)
+		} else {
+			start, end = p.WindowAt(ev.Time)
+		}
+		a.last.period, a.last.start, a.last.end = p, start, end
+	}
+	return a.window(start, end)
+}
+
+// aggregate returns the window's quantity after one more event, at event time at.
+func aggregate(agg string, before, qty events.Decimal, uniq string, at time.Time, w *window) events.Decimal {
 	switch agg {
 	case events.AggMax:
 		if qty.Cmp(before) > 0 {
@@ -259,6 +291,10 @@ func aggregate(agg string, before, qty events.Decimal, uniq string, w *window) e
 		}
 		return before
 	case events.AggLatest:
+		if at.Before(w.LatestAt) {
+			return before // an older value arriving late: the window's latest stays
+		}
+		w.LatestAt = at
 		return qty
 	case events.AggUniqueCount:
 		if _, seen := w.Seen[uniq]; seen {
@@ -274,20 +310,40 @@ func aggregate(agg string, before, qty events.Decimal, uniq string, w *window) e
 	}
 }
 
-// window finds or creates the window starting at start, keeping the newest maxWindows; nil
-// when start is older than every window kept.
-func (a *acc) window(start time.Time) *window {
-	i, found := slices.BinarySearchFunc(a.Windows, start, func(w window, t time.Time) int { return w.Start.Compare(t) })
-	if !found {
-		a.Windows = slices.Insert(a.Windows, i, window{Start: start})
-		if len(a.Windows) > maxWindows {
-			drop := len(a.Windows) - maxWindows
-			a.Windows = a.Windows[drop:]
-			i -= drop
-			if i < 0 { // older than every kept window
-				return nil
-			}
+// window finds or creates the window [start, end), keeping the maxWindows that end last; nil
+// when it would end before every window kept.
+func (a *acc) window(start, end time.Time) *window {
+	for i := range a.Windows {
+		if w := &a.Windows[i]; w.Start.Equal(start) && w.End.IsZero() {
+			w.End = end // restored from a snapshot that did not keep ends: its period's end
 		}
+	}
+	i, found := slices.BinarySearchFunc(a.Windows, window{Start: start, End: end}, func(w, t window) int {
+		if c := w.Start.Compare(t.Start); c != 0 {
+			return c
+		}
+		return w.End.Compare(t.End)
+	})
+	if found {
+		return &a.Windows[i]
+	}
+	a.Windows = slices.Insert(a.Windows, i, window{Start: start, End: end})
+	if len(a.Windows) <= maxWindows {
+		return &a.Windows[i]
+	}
+	// Forget the window that ended first (the earliest start among those).
+	drop := 0
+	for j := 1; j < len(a.Windows); j++ {
+		if c := a.Windows[j].End.Compare(a.Windows[drop].End); c < 0 || c == 0 && a.Windows[j].Start.Before(a.Windows[drop].Start) {
+			drop = j
+		}
+	}
+	a.Windows = slices.Delete(a.Windows, drop, drop+1)
+	switch {
+	case drop == i:
+		return nil // older than every kept window
+	case drop < i:
+		i--
 	}
 	return &a.Windows[i]
 }

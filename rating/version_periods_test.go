@@ -1,0 +1,82 @@
+package rating
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-dev/allot/events"
+)
+
+// A rule version with another period counts its own windows. v1 is daily, v2 monthly from the
+// 10th: the month began before the daily windows kept, and every v2 event was unrated
+// too_late (windows were found by start alone and the oldest start dropped), or v2 priced on
+// v1's window for the 1st. The month's window now starts from v2's first event, and is kept
+// because it ends after the days.
+func TestVersionWithAnotherPeriodCountsItsOwnWindows(t *testing.T) {
+	day := &events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	change := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	cfg := config(events.AggSum,
+		events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: day, EffectiveFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: mth, EffectiveFrom: change},
+	)
+	for _, before := range [][]int{{6, 7, 8, 9}, {1, 5}} {
+		st := NewState()
+		for _, d := range before {
+			amounts(t, st, cfg, usage(fmt.Sprint("d", d), "c1", time.Date(2026, 3, d, 12, 0, 0, 0, time.UTC), tokens("150")))
+		}
+		for i := 0; i < 3; i++ {
+			o, err := st.Rate(st.Seq+1, sc, usage(fmt.Sprint("n", i), "c1", change.Add(time.Duration(i+1)*time.Hour), tokens("10")), cfg)
+			require.NoError(t, err)
+			require.Nil(t, o.Unrated, "days %v, event %d under v2: %+v", before, i, o.Unrated)
+			require.Len(t, o.Debits, 1)
+			assert.Equal(t, fmt.Sprint(10*(i+1)), o.Debits[0].PeriodQuantity.String(), "days %v, event %d: the month's quantity under v2", before, i)
+		}
+	}
+}
+
+// A version priced per event (tier scope event) still counts in its period's quantity: a later
+// period-scope version prices on all of the period's use (v1 150, v2 100, then v3's 10 is at
+// 260, not 160).
+func TestEventScopeVersionCountsInThePeriod(t *testing.T) {
+	d := func(day int) time.Time { return time.Date(2026, 3, day, 12, 0, 0, 0, time.UTC) }
+	cfg := config(events.AggSum,
+		events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: mth, EffectiveFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, TierScope: events.TierScopeEvent, EffectiveFrom: d(10)},
+		events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: mth, EffectiveFrom: d(20)},
+	)
+	cfg.rules["tokens"][0].Versions[1].Period = nil
+	st := NewState()
+	amounts(t, st, cfg, usage("a", "c1", d(5), tokens("150")), usage("b", "c1", d(15), tokens("100")))
+	o, err := st.Rate(st.Seq+1, sc, usage("c", "c1", d(25), tokens("10")), cfg)
+	require.NoError(t, err)
+	require.Len(t, o.Debits, 1)
+	assert.Equal(t, "260", o.Debits[0].PeriodQuantity.String())
+}
+
+// A latest meter's period value is the latest by event time (then stream order), as analytics
+// has it: the bill does not depend on the order events arrive in. An older value arriving late
+// changes nothing — also after a snapshot, which keeps the value's event time.
+func TestLatestIsByEventTime(t *testing.T) {
+	cfg := config(events.AggLatest, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
+	sum := func(cs []events.Credits) (s events.Credits) {
+		for _, c := range cs {
+			s += c
+		}
+		return s
+	}
+	inOrder := amounts(t, NewState(), cfg, usage("old", "c", t0, tokens("10")), usage("new", "c", t0.Add(time.Hour), tokens("100")))
+	st := NewState()
+	first := amounts(t, st, cfg, usage("new", "c", t0.Add(time.Hour), tokens("100")))
+	b, err := json.Marshal(st)
+	require.NoError(t, err)
+	restored := NewState()
+	require.NoError(t, json.Unmarshal(b, restored))
+	late := amounts(t, restored, cfg, usage("old", "c", t0, tokens("10")))
+	assert.Equal(t, sum(inOrder), sum(first)+sum(late), "in order %v, late %v then %v", inOrder, first, late)
+	assert.Equal(t, events.Credits(0), sum(late), "the older value arriving late changes nothing")
+}
