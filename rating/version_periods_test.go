@@ -80,3 +80,18 @@ func TestLatestIsByEventTime(t *testing.T) {
 	assert.Equal(t, sum(inOrder), sum(first)+sum(late), "in order %v, late %v then %v", inOrder, first, late)
 	assert.Equal(t, events.Credits(0), sum(late), "the older value arriving late changes nothing")
 }
+
+// A period window that starts before year 1 (seven-year periods counted from 1970, an event in
+// year 2) is unrated out_of_range: its debit's period_start could not be written, and the
+// partition's worker failed on that entry for ever.
+func TestWindowBeforeYearOneIsUnrated(t *testing.T) {
+	p := &events.Period{Unit: events.UnitYear, Count: 7, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: p, EffectiveFrom: time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)})
+	o, err := NewState().Rate(1, sc, usage("y2", "c1", time.Date(2, 1, 1, 0, 0, 0, 0, time.UTC), tokens("5")), cfg)
+	require.NoError(t, err)
+	require.Empty(t, o.Debits)
+	require.NotNil(t, o.Unrated)
+	assert.Equal(t, []string{ReasonOutOfRange}, o.Reasons)
+	_, err = events.UsageRated{ID: "rtd_x", Customer: "c1", FirstSeq: 1, LastSeq: 1, Unrated: []events.UsageUnrated{*o.Unrated}}.AppendJSON(nil)
+	assert.NoError(t, err, "the entry can be written")
+}
