@@ -105,25 +105,29 @@ func (s *Server) postRotate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc, now := scopeFrom(r), s.o.Now().UTC()
-	ep, ok := s.o.Catalog.WebhookEndpoint(sc, r.PathValue("id"))
-	if !ok {
+	secret := webhooks.NewSecret()
+	until := now.Add(24 * time.Hour)
+	// Decided on the endpoint's latest state (a concurrent rotation's secret, a 410's disable
+	// are kept), again after a lost race.
+	ep, ok, err := catalog.UpdateWebhookEndpoint(r.Context(), s.o.JS, s.o.Catalog, sc, r.PathValue("id"), now, func(ep *events.WebhookEndpoint) bool {
+		var keep []events.WebhookSecret
+		for _, sec := range ep.Secrets {
+			if sec.ExpiresAt != nil && !now.Before(*sec.ExpiresAt) {
+				continue
+			}
+			if sec.ExpiresAt == nil || sec.ExpiresAt.After(until) {
+				sec.ExpiresAt = &until
+			}
+			keep = append(keep, sec)
+		}
+		ep.Secrets = append(keep, events.WebhookSecret{Secret: secret, CreatedAt: now})
+		return true
+	})
+	switch {
+	case !ok:
 		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such webhook endpoint"))
 		return
-	}
-	var keep []events.WebhookSecret
-	until := now.Add(24 * time.Hour)
-	for _, sec := range ep.Secrets {
-		if sec.ExpiresAt != nil && !now.Before(*sec.ExpiresAt) {
-			continue
-		}
-		if sec.ExpiresAt == nil || sec.ExpiresAt.After(until) {
-			sec.ExpiresAt = &until
-		}
-		keep = append(keep, sec)
-	}
-	secret := webhooks.NewSecret()
-	ep.Secrets = append(keep, events.WebhookSecret{Secret: secret, CreatedAt: now})
-	if err := catalog.PutWebhookEndpoint(r.Context(), s.o.JS, s.o.Catalog, sc, ep, now); err != nil {
+	case err != nil:
 		problem.Write(w, unavailable(err))
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -123,6 +124,7 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 			c.hooks[sc] = map[string]events.WebhookEndpoint{}
 		}
 		c.hooks[sc][e.Endpoint.ID] = e.Endpoint
+		c.subjSeq[events.ConfigSubject(e.Product, e.Env, events.KindWebhook, e.Endpoint.ID)] = seq
 	case events.TypePlanDefined:
 		var e events.PlanDefined
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -423,6 +425,37 @@ func PutWebhookEndpoint(ctx context.Context, js jetstream.JetStream, cat *Catalo
 	return err
 }
 
+// UpdateWebhookEndpoint changes endpoint id by change, decided on its latest state: the write
+// expects the endpoint's last config sequence, and when another write came first (a rotation
+// and a 410's disable at once, or two rotations) the catalog catches up and change decides
+// again. Written whole and unconditionally, the last write won: a rotation re-enabled an
+// endpoint a 410 had just disabled, and of two rotations' secrets one was lost. change reports
+// whether there is anything to write; ok is false when no such endpoint exists.
+func UpdateWebhookEndpoint(ctx context.Context, js jetstream.JetStream, cat *Catalog, sc events.Scope, id string, now time.Time,
+	change func(ep *events.WebhookEndpoint) bool) (ep events.WebhookEndpoint, ok bool, err error) {
+	subject := events.ConfigSubject(sc.Product, sc.Env, events.KindWebhook, id)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cat.mu.RLock()
+		ep, ok = cat.hooks[sc][id]
+		lastSeq := cat.subjSeq[subject]
+		cat.mu.RUnlock()
+		if !ok || !change(&ep) {
+			return ep, ok, nil
+		}
+		e := events.WebhookEndpointChanged{Product: sc.Product, Env: sc.Env, Endpoint: ep, At: now.UTC()}
+		_, err = publishExpect(ctx, js, cat, subject, events.TypeWebhookEndpoint, e, lastSeq)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence && time.Now().Before(deadline) {
+			if err := cat.syncTo(ctx, js); err != nil {
+				return ep, true, err
+			}
+			continue
+		}
+		return ep, true, err
+	}
+}
+
 // Writer lets packages below the API change configuration: it publishes through the catalog so
 // the change is applied here before the call returns.
 type Writer struct {
@@ -442,10 +475,12 @@ func (w Writer) WebhookEndpoints(scope events.Scope) []events.WebhookEndpoint {
 
 // DisableEndpoint records that an endpoint is disabled, and why.
 func (w Writer) DisableEndpoint(ctx context.Context, scope events.Scope, id, reason string) error {
-	ep, ok := w.Cat.WebhookEndpoint(scope, id)
-	if !ok || ep.Disabled {
-		return nil
-	}
-	ep.Disabled, ep.DisabledReason = true, reason
-	return PutWebhookEndpoint(ctx, w.JS, w.Cat, scope, ep, time.Now())
+	_, _, err := UpdateWebhookEndpoint(ctx, w.JS, w.Cat, scope, id, time.Now(), func(ep *events.WebhookEndpoint) bool {
+		if ep.Disabled {
+			return false
+		}
+		ep.Disabled, ep.DisabledReason = true, reason
+		return true
+	})
+	return err
 }
