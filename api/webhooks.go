@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -153,6 +154,17 @@ func (s *Server) getDeliveries(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	// Pages go back in time: the first is the newest attempts, and next_cursor (the stream
+	// sequence of a page's oldest) asks for the ones before it.
+	before := uint64(math.MaxUint64)
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		n, err := strconv.ParseUint(c, 10, 64)
+		if err != nil || n == 0 {
+			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "cursor", "cursor is not one this API gave out"))
+			return
+		}
+		before = n
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	cons, err := s.o.JS.OrderedConsumer(ctx, bus.WebhookLogStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"allot.whlog." + id}})
@@ -160,7 +172,9 @@ func (s *Server) getDeliveries(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, unavailable(err))
 		return
 	}
+	// Read whole: the log keeps at most 1,000 attempts an endpoint (bus.WebhookLogStream).
 	var all []json.RawMessage
+	var seqs []uint64
 	for {
 		batch, err := cons.FetchNoWait(500)
 		if err != nil {
@@ -168,20 +182,26 @@ func (s *Server) getDeliveries(w http.ResponseWriter, r *http.Request) {
 		}
 		n := 0
 		for m := range batch.Messages() {
-			all = append(all, json.RawMessage(m.Data()))
 			n++
+			md, err := m.Metadata()
+			if err != nil || md.Sequence.Stream >= before {
+				continue
+			}
+			all, seqs = append(all, json.RawMessage(m.Data())), append(seqs, md.Sequence.Stream)
 		}
 		if n == 0 {
 			break
 		}
 	}
+	var next any
 	if len(all) > limit {
-		all = all[len(all)-limit:]
+		all, seqs = all[len(all)-limit:], seqs[len(seqs)-limit:]
+		next = strconv.FormatUint(seqs[0], 10)
 	}
 	if all == nil {
 		all = []json.RawMessage{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": all, "next_cursor": nil})
+	writeJSON(w, http.StatusOK, map[string]any{"data": all, "next_cursor": next})
 }
 
 // notifyQuotaExceeded queues quota.exceeded once per (customer, quota, window).
