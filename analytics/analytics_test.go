@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +102,7 @@ func TestQuotaUsedRowsOncePerUse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, row := range ledgerRows(seq, subj, events.TypeUsageRated, data, at, applied) {
+		for _, row := range ledgerRows(seq, subj, events.TypeUsageRated, data, at, applied, new(atomic.Int64)) {
 			if row[5] == "quota.used" {
 				quotaRows++
 			}
@@ -125,14 +126,14 @@ func TestQuotaLaneRowsNameTheirCustomers(t *testing.T) {
 	require.NoError(t, err)
 	lane := events.QuotaLaneSubject("acme", "live", 0)
 	var got []string
-	for _, row := range ledgerRows(9, lane, events.TypeQuotaIncrements, data, at, nil) {
+	for _, row := range ledgerRows(9, lane, events.TypeQuotaIncrements, data, at, nil, new(atomic.Int64)) {
 		got = append(got, fmt.Sprint(row[4], " ", row[5], " ", row[17], " ", row[13]))
 	}
 	assert.Equal(t, []string{"c1 quota.incremented.v1 calls 1", "c1 quota.incremented.v1 tokens 30", "c2 quota.incremented.v1 calls 2"}, got)
 
 	reset, err := json.Marshal(events.QuotaReset{Customer: "c3", Quota: "calls", Period: hour, At: at})
 	require.NoError(t, err)
-	rows := ledgerRows(10, lane, events.TypeQuotaReset, reset, at, nil)
+	rows := ledgerRows(10, lane, events.TypeQuotaReset, reset, at, nil, new(atomic.Int64))
 	require.Len(t, rows, 1)
 	assert.Equal(t, "c3", rows[0][4])
 }

@@ -33,6 +33,27 @@ type Stats struct {
 	// PendingSince is the stream timestamp (Unix nanoseconds) of the oldest message read but
 	// not yet in ClickHouse, 0 when none: while inserts fail, the lag keeps growing from it.
 	PendingSince atomic.Int64
+	// Unstorable counts what ClickHouse's columns cannot hold and the sink left out: an event
+	// time outside DateTime's 1970-2106 (the row), a quantity of 10^29 or more (that value).
+	// Written as they were, the driver refused the batch and the sink retried it for ever,
+	// and nothing after it reached ClickHouse.
+	Unstorable atomic.Int64
+}
+
+// DateTime holds [1970-01-01 00:00:00, 2106-02-07 06:28:16) UTC; Decimal128(9) holds 29
+// digits before the point.
+var (
+	maxDateTime   = time.Unix(1<<32, 0).UTC()
+	maxChQuantity = decimal.New(1, 29)
+)
+
+// storableTime reports whether a DateTime column can hold t.
+func storableTime(t time.Time) bool { return t.Unix() >= 0 && t.Before(maxDateTime) }
+
+// storableQuantity is q for a Decimal128(9) column, and whether it fits.
+func storableQuantity(q events.Decimal) (decimal.Decimal, bool) {
+	d := q.Underlying()
+	return d, d.Abs().LessThan(maxChQuantity)
 }
 
 // Lag is how far ClickHouse is behind: since the oldest message waiting to be inserted, or —
@@ -389,16 +410,55 @@ func (s *Sink) usageRow(md *jetstream.MsgMetadata, m jetstream.Msg) ([]any, time
 			}
 			q = d
 		}
-		meters, qs = append(meters, mt.Key), append(qs, q.Underlying())
+		cq, ok := storableQuantity(q)
+		if !ok {
+			s.Usage.Unstorable.Add(1)
+			s.Log.Warn("usage quantity too large for ClickHouse; left out of the row", "seq", md.Sequence.Stream, "event", ev.ID, "meter", mt.Key)
+			continue
+		}
+		meters, qs = append(meters, mt.Key), append(qs, cq)
+	}
+	if !storableTime(ev.Time) {
+		s.Usage.Unstorable.Add(1)
+		s.Log.Warn("usage event time outside ClickHouse's DateTime range; row left out", "seq", md.Sequence.Stream, "event", ev.ID, "time", ev.Time)
+		return nil, time.Time{}, false
 	}
 	props := []byte("{}")
 	if len(ev.Data) > 0 {
-		if b, err := json.Marshal(ev.Data); err == nil {
+		if b, err := json.Marshal(topLevelProperties(ev.Data)); err == nil {
 			props = b
 		}
 	}
 	return []any{md.Sequence.Stream, uint16(max(addr.Partition, 0)), addr.Product, addr.Env, ev.Customer, ev.ID, ev.Type, ev.Source,
 		ev.Time.Truncate(time.Second), uint32(ev.Time.Nanosecond()), md.Timestamp.UTC().Truncate(time.Second), meters, qs, string(props)}, ev.Time, true
+}
+
+// topLevelProperties is data with each nested object or array replaced by its JSON text, as a
+// string. ClickHouse 18.16 reads properties with visitParamExtract*, which take the first
+// member of the name at any depth: {"a":{"user":"q"},"user":"x"} read "q" for user, so
+// unique_count and group_by disagreed with rating, which reads the top level only.
+func topLevelProperties(data map[string]any) map[string]any {
+	nested := false
+	for _, v := range data {
+		switch v.(type) {
+		case map[string]any, []any:
+			nested = true
+		}
+	}
+	if !nested {
+		return data
+	}
+	out := make(map[string]any, len(data))
+	for k, v := range data {
+		switch v.(type) {
+		case map[string]any, []any:
+			if b, err := json.Marshal(v); err == nil {
+				v = string(b)
+			}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 const ledgerColumns = "seq, item, product, env, customer, type, kind, entry_time, recorded_time, amount_micro, rule, rule_version, event_id, quantity, block, source, reservation, quota"
@@ -426,7 +486,7 @@ func (s *Sink) runLedger(ctx context.Context, confirm func(context.Context) erro
 			if seq <= s.Ledger.Seq.Load() {
 				return // ClickHouse has it
 			}
-			b.add(seq, md.Timestamp, md.Timestamp, ledgerRows(seq, m.Subject(), typ, m.Data(), md.Timestamp.UTC(), applied)...)
+			b.add(seq, md.Timestamp, md.Timestamp, ledgerRows(seq, m.Subject(), typ, m.Data(), md.Timestamp.UTC(), applied, &s.Ledger.Unstorable)...)
 		})
 }
 
@@ -440,12 +500,24 @@ type ledgerRow struct {
 	quantity                                                    events.Decimal
 }
 
-func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time, applied []projector.Applied) [][]any {
+func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time, applied []projector.Applied, unstorable *atomic.Int64) [][]any {
 	addr, err := events.ParseLedgerSubject(subject)
 	if err != nil {
 		return nil
 	}
 	var rs []ledgerRow
+	// An item the projection passed over (a retried grant whose block exists, a second expiry,
+	// a release of a hold that had ended) moved nothing: no row, or the balance sheet and
+	// reservation queries counted it twice.
+	skipped := func(i int) bool { return i < len(applied) && applied[i].Skipped }
+	switch typ {
+	case events.TypeCreditsGranted, events.TypeCreditsExpired, events.TypeReservationCreated, events.TypeReservationCommitted,
+		events.TypeReservationReleased, events.TypeReservationExpired,
+		events.TypeSubscriptionStarted, events.TypeSubscriptionRenewed, events.TypeSubscriptionCanceled:
+		if len(applied) == 1 && skipped(0) {
+			return nil
+		}
+	}
 	allocs := func(i int, at time.Time) {
 		if i >= len(applied) {
 			return
@@ -507,7 +579,10 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 		if err != nil {
 			return nil
 		}
-		for _, r := range e.Reservations {
+		for i, r := range e.Reservations {
+			if skipped(i) {
+				continue
+			}
 			rs = append(rs, ledgerRow{typ: events.TypeReservationCreated, reservation: r.Reservation, amount: r.Amount, entry: r.At})
 		}
 	case events.TypeReservationCommitted:
@@ -552,18 +627,23 @@ func ledgerRows(seq uint64, subject, typ string, data []byte, recorded time.Time
 	default:
 		rs = append(rs, ledgerRow{typ: typ, entry: recorded})
 	}
-	out := make([][]any, len(rs))
+	out := make([][]any, 0, len(rs))
 	for i, r := range rs {
 		entry := r.entry.UTC()
 		if entry.IsZero() {
 			entry = recorded
 		}
+		q, ok := storableQuantity(r.quantity)
+		if !ok || !storableTime(entry) {
+			unstorable.Add(1)
+			continue // what ClickHouse cannot hold (see Stats.Unstorable)
+		}
 		customer := addr.Customer
 		if addr.Lane != "" {
 			customer = r.customer // on a customer's own subject, the subject says who
 		}
-		out[i] = []any{seq, uint32(i), addr.Product, addr.Env, customer, r.typ, r.kind, entry.Truncate(time.Second), recorded.Truncate(time.Second),
-			int64(r.amount), r.rule, r.version, r.eventID, r.quantity.Underlying(), r.block, r.source, r.reservation, r.quota}
+		out = append(out, []any{seq, uint32(i), addr.Product, addr.Env, customer, r.typ, r.kind, entry.Truncate(time.Second), recorded.Truncate(time.Second),
+			int64(r.amount), r.rule, r.version, r.eventID, q, r.block, r.source, r.reservation, r.quota})
 	}
 	return out
 }

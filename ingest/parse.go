@@ -26,6 +26,8 @@ const (
 	MediaCloudEventBatch = "application/cloudevents-batch+json"
 )
 
+var unixEpoch = time.Unix(0, 0).UTC()
+
 // Limits on one event's identifiers.
 const (
 	maxIDLen       = 256
@@ -205,12 +207,12 @@ func parseOne(scope events.Scope, item any, cloud bool, meters MeterSource, now 
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time", "time must be RFC 3339, e.g. 2026-01-02T15:04:05Z; got %q", truncate(sent, 40))
 		}
 		ev.Time = t.UTC()
-		// Years 1 to 9999 in UTC, as the stored event's RFC 3339 can hold them (a time in year
-		// 0 in UTC was accepted, then unreadable to rating, and dropped), and not the first
-		// instant of year 1: that is Go's zero time, which means "no time sent".
-		if !events.TimeInRange(ev.Time) || ev.Time.IsZero() {
+		// From 1970 in UTC: ClickHouse's DateTime holds no earlier time (a 1969 event was
+		// stored as 1970-01-01 05:28:16), and before year 1 the stored event could not even be
+		// read back (accepted, then dropped by rating).
+		if ev.Time.Before(unixEpoch) {
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time",
-				"time %s is out of range: it must be after 0001-01-01T00:00:00Z and before year 10000, in UTC", truncate(sent, 40))
+				"time %s is before 1970-01-01T00:00:00Z, the earliest usage allot keeps", truncate(sent, 40))
 		}
 		if ahead := ev.Time.Sub(now); ahead > events.MaxFutureSkew {
 			return Candidate{}, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "time",

@@ -57,6 +57,8 @@ func TestParseRejectsPerEvent(t *testing.T) {
 		{"time before year 1 in UTC", `{"id":"e","type":"x","customer":"c","time":"0001-01-01T00:00:00+01:00"}`, "time", 400},
 		// Go's zero time means "no time sent": it was replaced by the receive time.
 		{"the zero time", `{"id":"e","type":"x","customer":"c","time":"0001-01-01T00:00:00Z"}`, "time", 400},
+		// ClickHouse's DateTime starts in 1970.
+		{"time before 1970", `{"id":"e","type":"x","customer":"c","time":"1969-12-31T23:59:59Z"}`, "time", 400},
 		{"data is an array", `{"id":"e","type":"x","customer":"c","data":[1]}`, "data", 400},
 		{"non-decimal quantity", `{"id":"e","type":"llm","customer":"c","data":{"tokens":"lots"}}`, "data.tokens", 400},
 		{"quantity is a bool", `{"id":"e","type":"llm","customer":"c","data":{"tokens":true}}`, "data.tokens", 400},

@@ -375,3 +375,31 @@ func TestSinkCatchesUpAfterClickHouseOutage(t *testing.T) {
 	assert.Equal(t, uint64(500), chUint(t, c2, "SELECT uniqExact(event_id) FROM usage_events"))
 	assert.Contains(t, p.logs(), "clickhouse sink restarting")
 }
+
+// What ClickHouse's columns cannot hold is left out and counted, and everything after it still
+// arrives: a quantity of 10^30 (ingest takes 40 digits, Decimal128(9) holds 29) made the
+// driver refuse the batch, and the sink retried it for ever — no row of any product reached
+// ClickHouse after it. Nested members of data do not shadow top-level ones in properties.
+func TestSinkLeavesOutWhatClickHouseCannotHold(t *testing.T) {
+	dsn := testDatabase(t, clickhouseDSN(t))
+	p := startServe(t, t.TempDir(), "--config", writeConfigText(t, analyticsConfig), "--clickhouse", dsn)
+	status, res := p.post("/v1/events", "application/json", `[
+		{"id":"big","type":"llm","customer":"c1","data":{"tokens":"1000000000000000000000000000000"}},
+		{"id":"ok","type":"llm","customer":"c2","data":{"tokens":5}},
+		{"id":"s1","type":"signin","customer":"c3","data":{"a":{"user":"q"},"user":"x"}},
+		{"id":"s2","type":"signin","customer":"c3","data":{"a":{"user":"q"},"user":"y"}}]`)
+	require.Equal(t, 202, status, res)
+	require.EqualValues(t, 4, res["accepted"], res)
+	c := chConn(t, dsn)
+	waitFor(t, 30*time.Second, "every event's row", func() bool { return chUintSoon(c, "SELECT count() FROM usage_events") == 4 })
+	assert.EqualValues(t, 1, chUint(t, c, "SELECT count() FROM usage_events WHERE event_id = 'big' AND length(meters) = 1"),
+		"the big event's row, with its calls but not its tokens")
+	assert.EqualValues(t, 3, metricSum(t, p.httpURL, "allot_sink_unstorable_total"), "its tokens, peak and last values")
+	waitFor(t, 30*time.Second, "the ledger's rows", func() bool {
+		return chUintSoon(c, "SELECT count() FROM ledger_entries WHERE event_id = 'ok'") > 0
+	})
+	status, body, _ := p.request("GET", "/v1/usage?meter=users&window=day", "")
+	require.Equal(t, 200, status, body)
+	require.Len(t, body["data"], 1, body)
+	assert.Equal(t, "2", fmt.Sprint(body["data"].([]any)[0].(map[string]any)["value"]), "x and y, not the nested q")
+}
