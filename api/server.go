@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -294,18 +296,26 @@ func keyFrom(r *http.Request) catalog.Key {
 
 func scopeFrom(r *http.Request) events.Scope { return keyFrom(r).Scope }
 
+// presentedKey is the API key of a request: a Bearer credential (the scheme in any case, as
+// HTTP's schemes are), else X-API-Key — also behind a proxy that sets Authorization to a
+// scheme of its own.
 func presentedKey(r *http.Request) string {
-	if a := r.Header.Get("Authorization"); a != "" {
-		if k, ok := strings.CutPrefix(a, "Bearer "); ok {
-			return strings.TrimSpace(k)
-		}
-		return ""
+	if scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(cred)
 	}
 	return strings.TrimSpace(r.Header.Get("X-API-Key"))
 }
 
-// readBody reads a bounded body; the problem says 413 or 400.
+// readBody reads a bounded body; the problem says 413 or 400, or 415 for a Content-Type that
+// is not JSON (a body sent as text/plain or a form was read as JSON all the same). A request
+// without one is read as JSON.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *problem.Problem) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
+				fmt.Sprintf("Content-Type %q is not accepted here; send application/json", ct))
+		}
+	}
 	if n := r.ContentLength; n >= 0 && n <= s.o.MaxBody {
 		// The length is known and allowed, and net/http's body gives exactly that many bytes:
 		// read them into a slice of that size. io.ReadAll starts at 512 bytes and grows, more
