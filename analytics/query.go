@@ -99,7 +99,12 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) (rows []Usa
 	if limit == 0 {
 		limit = DefaultUsageRows
 	}
-	from, to := q.From.UTC(), q.To.UTC()
+	// Within what DateTime holds (1970 through 2105): bound past it, ClickHouse 18.16 read the time
+	// as 0000-00-00, and a query to 2200 answered nothing.
+	from, to := maxTime(q.From.UTC(), time.Unix(0, 0).UTC()), minTime(q.To.UTC(), maxDateTime.Add(-time.Second))
+	if !from.Before(to) {
+		return nil, false, nil
+	}
 	args := []any{q.Scope.Product, q.Scope.Env, q.Meter}
 	var sql string
 	byProperty := q.GroupBy != "" && q.GroupBy != "customer"
@@ -161,7 +166,8 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) (rows []Usa
 		if t := to.Truncate(time.Second); !t.Equal(to) {
 			to = t.Add(time.Second)
 		}
-		args = append(args, from, to)
+		// The last window may end past DateTime's last second; nothing is stored there.
+		args = append(args, from, minTime(to, maxDateTime.Add(-time.Second)))
 	} else {
 		args = append(args, from.Format("2006-01-02"), to.Add(-time.Nanosecond).Format("2006-01-02"))
 	}
@@ -203,6 +209,20 @@ func QueryUsage(ctx context.Context, conn driver.Conn, q UsageQuery) (rows []Usa
 		out = append(out, r)
 	}
 	return out, false, res.Err()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // windowStart is the start of the window (UTC) holding t.

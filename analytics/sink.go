@@ -34,16 +34,17 @@ type Stats struct {
 	// not yet in ClickHouse, 0 when none: while inserts fail, the lag keeps growing from it.
 	PendingSince atomic.Int64
 	// Unstorable counts what ClickHouse's columns cannot hold and the sink left out: an event
-	// time outside DateTime's 1970-2106 (the row), a quantity of 10^29 or more (that value).
+	// time outside DateTime's 1970-2105 (the row), a quantity of 10^29 or more (that value).
 	// Written as they were, the driver refused the batch and the sink retried it for ever,
 	// and nothing after it reached ClickHouse.
 	Unstorable atomic.Int64
 }
 
-// DateTime holds [1970-01-01 00:00:00, 2106-02-07 06:28:16) UTC; Decimal128(9) holds 29
-// digits before the point.
+// DateTime holds [1970-01-01 00:00:00, 2106-01-01 00:00:00) UTC — its 32 bits reach 2106-02-07,
+// but ClickHouse 18.16's date tables end with 2105, and a later time read back wrapped to 1970 —
+// and Decimal128(9) holds 29 digits before the point.
 var (
-	maxDateTime   = time.Unix(1<<32, 0).UTC()
+	maxDateTime   = time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
 	maxChQuantity = decimal.New(1, 29)
 )
 

@@ -447,7 +447,7 @@ func (n *node) registerMetrics() {
 			n.metrics.CounterFunc("allot_sink_rows_total", "Rows inserted into ClickHouse.", func() float64 { return float64(st.Rows.Load()) }, "stream", part.name)
 			n.metrics.CounterFunc("allot_sink_batches_total", "INSERTs into ClickHouse.", func() float64 { return float64(st.Batches.Load()) }, "stream", part.name)
 			n.metrics.CounterFunc("allot_sink_errors_total", "Sink restarts after a ClickHouse or NATS error.", func() float64 { return float64(st.Errors.Load()) }, "stream", part.name)
-			n.metrics.CounterFunc("allot_sink_unstorable_total", "Rows or values left out because ClickHouse's columns cannot hold them (a time outside 1970-2106, a quantity of 10^29 or more).", func() float64 { return float64(st.Unstorable.Load()) }, "stream", part.name)
+			n.metrics.CounterFunc("allot_sink_unstorable_total", "Rows or values left out because ClickHouse's columns cannot hold them (a time outside 1970-2105, a quantity of 10^29 or more).", func() float64 { return float64(st.Unstorable.Load()) }, "stream", part.name)
 			n.metrics.GaugeFunc("allot_sink_sequence", "Last stream sequence held by ClickHouse.", func() float64 { return float64(st.Seq.Load()) }, "stream", part.name)
 			n.metrics.GaugeFunc("allot_sink_lag_seconds", "How far ClickHouse is behind: since the oldest message not yet inserted (it grows through an outage), else what the last batch took.", func() float64 { return st.Lag(time.Now()).Seconds() }, "stream", part.name)
 			n.metrics.GaugeFunc("allot_sink_rows_per_batch", "Average rows per INSERT so far.", func() float64 {
