@@ -101,6 +101,30 @@ func (n *Notifier) run(ctx context.Context) error {
 	var pending []jetstream.PubAckFuture
 	var last uint64
 	lastBalance := map[string]events.Credits{} // by scope and customer: the balance after its last entry
+	// leftBy is the balance the customer's last entry before this run's first left, when the
+	// fold began at the projection's snapshot: that entry was folded into the snapshot, not
+	// here, so lastBalance does not have it (a notifier restarted from a snapshot missed a
+	// crossing by a block that expired since, which one folding from the first entry saw). The
+	// account has not changed since that entry, so its balance at that entry's time is it.
+	leftBy := func(scope events.Scope, customer string) (events.Credits, bool) {
+		if from <= 1 {
+			return 0, false
+		}
+		var lastSeq uint64
+		fold.View(scope, customer, func(a *projector.Account, _ uint64) { lastSeq = a.LastSeq })
+		if lastSeq == 0 || lastSeq >= from {
+			return 0, false
+		}
+		s, err := n.JS.Stream(ctx, n.LedgerStream)
+		if err != nil {
+			return 0, false
+		}
+		raw, err := s.GetMsg(ctx, lastSeq)
+		if err != nil {
+			return 0, false
+		}
+		return fold.BalanceAt(scope, customer, raw.Time.UTC()), true
+	}
 	flush := func() error {
 		if err := waitAcks(ctx, pending); err != nil {
 			return err
@@ -158,7 +182,11 @@ func (n *Notifier) run(ctx context.Context) error {
 		}
 		balBefore := fold.BalanceAt(scope, addr.Customer, before)
 		key := scope.String() + "\x00" + addr.Customer
-		if b, ok := lastBalance[key]; ok && b > balBefore {
+		b, ok := lastBalance[key]
+		if !ok {
+			b, ok = leftBy(scope, addr.Customer)
+		}
+		if ok && b > balBefore {
 			// The balance the last entry left, when it was higher: a drop between entries
 			// crossed too. A block expires at its expires_at, a minute before its expiry
 			// entry; usage priced in that minute saw the block gone already (before 0), and

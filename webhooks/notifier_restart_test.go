@@ -187,3 +187,47 @@ func (f *ledgerFixture) notifyAll(t *testing.T) []string {
 	}
 	return types
 }
+
+// A notifier restarted from the projection's snapshot sees the crossing of a block that expired
+// since the customer's last entry, as one folding from the first entry does: 10 promo credits
+// expire, then 5 of usage is priced (10 → −5 crossed zero). The balance that last entry left
+// was kept only by a fold that had seen the entry.
+func TestNotifierRestartedFromASnapshotSeesExpiryCrossings(t *testing.T) {
+	for _, withSnapshot := range []bool{false, true} {
+		t.Run(map[bool]string{false: "no_snapshot", true: "snapshot"}[withSnapshot], func(t *testing.T) {
+			f := newLedgerFixture(t)
+			ctx := context.Background()
+			now := time.Now().UTC()
+			exp := now.Add(1500 * time.Millisecond)
+			f.write(t, events.TypeCreditsGranted, events.CreditsGranted{Block: "blk_e", Customer: "c", Amount: cr(10), Source: "promo", Priority: 10,
+				EffectiveAt: now.Add(-time.Hour), ExpiresAt: &exp, At: now})
+			run := func(upTo uint64) {
+				t.Helper()
+				rctx, cancel := context.WithCancel(ctx)
+				n := &Notifier{JS: f.js, KV: f.kv, Endpoints: endpointList{}, LedgerStream: bus.LedgerStream, Snapshots: f.snaps, Log: slog.New(slog.DiscardHandler)}
+				done := make(chan struct{})
+				go func() { defer close(done); n.Run(rctx) }()
+				require.Eventually(t, func() bool { p, err := n.position(ctx); return err == nil && p >= upTo }, 10*time.Second, 10*time.Millisecond)
+				cancel()
+				<-done
+			}
+			run(f.seq) // credits.granted notified; the position is the grant
+			if withSnapshot {
+				b, err := json.Marshal(f.snapshot)
+				require.NoError(t, err)
+				_, err = f.snaps.PutBytes(ctx, projector.SnapshotName, b)
+				require.NoError(t, err)
+			}
+			time.Sleep(time.Until(exp) + 200*time.Millisecond)
+			at := time.Now().UTC() // priced after the block expired: overage 5
+			f.write(t, events.TypeUsageRated, events.UsageRated{Customer: "c", FirstSeq: 1, LastSeq: 1,
+				Debits: []events.UsageDebited{{Customer: "c", UsageSeq: 1, Amount: cr(5), EventTime: at}}})
+			run(f.seq)
+			var types []string
+			for _, n := range f.notes(t) {
+				types = append(types, n.Type)
+			}
+			assert.Contains(t, types, events.HookCreditsDepleted, "10 -> -5 crossed zero; got %v", types)
+		})
+	}
+}
