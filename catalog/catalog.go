@@ -40,6 +40,17 @@ type Catalog struct {
 	plans   map[events.Scope]map[string]events.Plan
 	hooks   map[events.Scope]map[string]events.WebhookEndpoint
 	changed chan struct{} // closed and replaced after every Apply, to wake WaitFor
+
+	// ratingLog is every config event rating reads (meters, rule versions, quotas), in stream
+	// order: RatingView folds it up to a sequence. They are few — a product's pricing — and
+	// kept whole.
+	ratingLog []loggedEvent
+}
+
+type loggedEvent struct {
+	seq  uint64
+	typ  string
+	data []byte
 }
 
 // New returns an empty catalog.
@@ -74,6 +85,10 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 	}
 	c.seq = seq
 	defer c.wake()
+	switch typ {
+	case events.TypeMeterDefined, events.TypeRuleVersioned, events.TypeQuotaDefined:
+		c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
+	}
 	switch typ {
 	case events.TypeAPIKeyCreated:
 		var e events.APIKeyCreated
@@ -180,6 +195,42 @@ func (c *Catalog) reindex(sc events.Scope) {
 		idx[m.EventType] = append(idx[m.EventType], m)
 	}
 	c.byType[sc] = idx
+}
+
+// RatingSeq is the config sequence of the last event rating reads (a meter, a rule version, a
+// quota), 0 when none: a configuration rating has not seen changes only when it passes it.
+func (c *Catalog) RatingSeq() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if n := len(c.ratingLog); n > 0 {
+		return c.ratingLog[n-1].seq
+	}
+	return 0
+}
+
+// RatingView is the configuration rating reads as it stood at config sequence seq: a catalog
+// of its own, folded from the meters, rule versions and quotas up to seq, that nothing changes
+// afterwards. Rating rates a batch on one view, and a restarted worker on the one its snapshot
+// names, so a configuration change takes effect at a point the worker recorded, not wherever
+// it happened to be read. The catalog must have applied seq (WaitFor).
+func (c *Catalog) RatingView(seq uint64) (*Catalog, error) {
+	c.mu.RLock()
+	if seq > c.seq {
+		c.mu.RUnlock()
+		return nil, fmt.Errorf("the catalog is at config sequence %d, not yet %d", c.seq, seq)
+	}
+	log := c.ratingLog[:len(c.ratingLog):len(c.ratingLog)]
+	c.mu.RUnlock()
+	v := New()
+	for _, e := range log {
+		if e.seq > seq {
+			break
+		}
+		if err := v.Apply(e.seq, e.typ, e.data); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // Seq is the last config stream sequence applied.

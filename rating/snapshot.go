@@ -13,9 +13,10 @@ import (
 // snapshot is the stored form of a State: every accumulator, sorted, so the same state always
 // encodes to the same bytes.
 type snapshot struct {
-	Format int           `json:"format"`
-	Seq    uint64        `json:"seq"`
-	Accs   []snapshotAcc `json:"accs"`
+	Format    int           `json:"format"`
+	Seq       uint64        `json:"seq"`
+	ConfigSeq *uint64       `json:"config_seq,omitempty"`
+	Accs      []snapshotAcc `json:"accs"`
 }
 
 type snapshotAcc struct {
@@ -42,6 +43,10 @@ const snapshotFormat = 2
 // MarshalJSON encodes the state deterministically.
 func (s *State) MarshalJSON() ([]byte, error) {
 	snap := snapshot{Format: snapshotFormat, Seq: s.Seq, Accs: make([]snapshotAcc, 0, len(s.accs))}
+	if s.ConfigKnown {
+		cs := s.ConfigSeq
+		snap.ConfigSeq = &cs
+	}
 	for k, a := range s.accs {
 		sa := snapshotAcc{Product: k.Product, Env: k.Env, Customer: k.Customer, Rule: k.Rule}
 		if !a.Anchor.IsZero() {
@@ -81,7 +86,10 @@ func (s *State) UnmarshalJSON(b []byte) error {
 	if snap.Format != 1 && snap.Format != snapshotFormat {
 		return fmt.Errorf("reading rating snapshot: unknown format %d", snap.Format)
 	}
-	s.Seq = snap.Seq
+	s.Seq, s.ConfigSeq, s.ConfigKnown = snap.Seq, 0, snap.ConfigSeq != nil
+	if snap.ConfigSeq != nil {
+		s.ConfigSeq = *snap.ConfigSeq
+	}
 	s.accs = make(map[accKey]*acc, len(snap.Accs))
 	for _, sa := range snap.Accs {
 		a := &acc{}

@@ -90,8 +90,13 @@ type acc struct {
 // State is rating's fold: per (customer, rule) the quantity of the recent period windows,
 // and the usage stream sequence it covers.
 type State struct {
-	Seq  uint64
-	accs map[accKey]*acc
+	Seq uint64
+	// ConfigSeq is the config sequence whose meters, rule versions and quotas rate the events
+	// after Seq (Worker.Source), when ConfigKnown (not with a fixed configuration, nor in a
+	// snapshot from before it was kept).
+	ConfigSeq   uint64
+	ConfigKnown bool
+	accs        map[accKey]*acc
 }
 
 // NewState returns an empty state.

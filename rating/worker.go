@@ -27,12 +27,31 @@ type Counters struct {
 	Seq         atomic.Uint64
 }
 
+// ConfigSource is the configuration by config-stream sequence: the catalog.
+type ConfigSource interface {
+	// RatingSeq is the sequence of the latest meter, rule version or quota.
+	RatingSeq() uint64
+	// RatingView is the configuration as it stood at seq, which nothing changes afterwards.
+	RatingView(seq uint64) (Config, error)
+	// WaitFor returns once the configuration has reached seq.
+	WaitFor(ctx context.Context, seq uint64) error
+}
+
 // Worker rates one partition of the usage stream.
+//
+// With a Source, the configuration a worker rates on is recorded: each batch is rated on one
+// view of it (RatingView), a newer one is taken at a batch's start, after the snapshot that
+// names it is saved, and a restarted worker rates what was pending at its start on the view
+// its snapshot names. A worker stopped between snapshots re-rates the events since the last
+// one; on the configuration in force at its restart instead, an event rated unmetered before
+// a meter was defined was charged if a kill happened in between, and not otherwise.
 type Worker struct {
-	JS            jetstream.JetStream
-	UsageStream   string
-	Snapshots     jetstream.ObjectStore
+	JS          jetstream.JetStream
+	UsageStream string
+	Snapshots   jetstream.ObjectStore
+	// Config is a fixed configuration, when Source is nil.
 	Config        Config
+	Source        ConfigSource
 	Partition     int
 	Batch         int           // messages per fetch; default 1000
 	Linger        time.Duration // how long a fetch may wait to fill while usage is flowing; default 100ms
@@ -111,6 +130,25 @@ func (w *Worker) run(ctx context.Context) error {
 		return err
 	}
 	w.Counters.Seq.Store(st.Seq)
+	config, pinned := w.Config, false
+	if w.Source != nil {
+		if st.ConfigKnown {
+			pinned = true // what was pending at the start may have been rated on the snapshot's
+		} else {
+			// No snapshot, or one from before the sequence was kept: the configuration now,
+			// recorded before anything is rated on it.
+			st.ConfigSeq, st.ConfigKnown = w.Source.RatingSeq(), true
+			if err := w.save(ctx, st); err != nil {
+				return err
+			}
+		}
+		if err := w.Source.WaitFor(ctx, st.ConfigSeq); err != nil {
+			return fmt.Errorf("waiting for config sequence %d: %w", st.ConfigSeq, err)
+		}
+		if config, err = w.Source.RatingView(st.ConfigSeq); err != nil {
+			return err
+		}
+	}
 	// The consumer always restarts right after the snapshot: acks are not durable across a
 	// crash, the snapshot is.
 	name := ConsumerName(w.Partition)
@@ -130,6 +168,12 @@ func (w *Worker) run(ctx context.Context) error {
 	cons, err := w.JS.CreateConsumer(ctx, w.UsageStream, cfg)
 	if err != nil {
 		return fmt.Errorf("creating consumer %s: %w", name, err)
+	}
+	// The messages pending now are all a worker stopped before this start can have rated: the
+	// snapshot's configuration rates them again, newer ones after them.
+	var pinnedLeft uint64
+	if pinned {
+		pinnedLeft = cons.CachedInfo().NumPending
 	}
 	lastSave, savedSeq := time.Now(), st.Seq
 	// consistent is false while a batch's debits are not all acknowledged: only then may the
@@ -155,6 +199,29 @@ func (w *Worker) run(ctx context.Context) error {
 	// following batch is on its way, so the loop does not pay both round trips in series.
 	var next jetstream.MessageBatch
 	b := newBatch()
+	// newerConfig moves to the latest configuration, if there is a newer one, when the state is
+	// consistent: at a batch's first message, so an event is rated on the configuration in
+	// force when it arrived, as a worker waiting for usage sees it.
+	newerConfig := func() error {
+		if w.Source == nil || pinnedLeft > 0 {
+			return nil
+		}
+		latest := w.Source.RatingSeq()
+		if latest <= st.ConfigSeq {
+			return nil
+		}
+		// Saved before it is used, so that a restart rates what follows on it too.
+		prev := st.ConfigSeq
+		st.ConfigSeq = latest
+		if err := w.save(ctx, st); err != nil {
+			st.ConfigSeq = prev
+			return err
+		}
+		lastSave, savedSeq = time.Now(), st.Seq
+		var err error
+		config, err = w.Source.RatingView(latest)
+		return err
+	}
 	for ctx.Err() == nil {
 		msgs := next
 		next = nil
@@ -170,13 +237,21 @@ func (w *Worker) run(ctx context.Context) error {
 		}
 		var last jetstream.Msg
 		futures = futures[:0]
-		consistent = false
 		b.reset()
 		for m := range msgs.Messages() {
-			if err := w.rate(st, m, b); err != nil {
+			if last == nil {
+				if err := newerConfig(); err != nil {
+					return err
+				}
+				consistent = false
+			}
+			if err := w.rate(st, config, m, b); err != nil {
 				return err
 			}
 			last = m
+			if pinnedLeft > 0 {
+				pinnedLeft--
+			}
 		}
 		fs, err := w.flush(b)
 		if err != nil {
@@ -267,7 +342,7 @@ func (b *batch) add(scope events.Scope, customer string, seq uint64, out Output)
 }
 
 // rate folds one message into the state and adds what it produced to the batch.
-func (w *Worker) rate(st *State, m jetstream.Msg, b *batch) error {
+func (w *Worker) rate(st *State, config Config, m jetstream.Msg, b *batch) error {
 	md, err := m.Metadata()
 	if err != nil {
 		return fmt.Errorf("message metadata: %w", err)
@@ -303,7 +378,7 @@ func (w *Worker) rate(st *State, m jetstream.Msg, b *batch) error {
 		ev.Time = md.Timestamp.UTC()
 	}
 	scope := events.Scope{Product: addr.Product, Env: addr.Env}
-	out, err := st.Rate(seq, scope, ev, w.Config)
+	out, err := st.Rate(seq, scope, ev, config)
 	if err != nil {
 		return err
 	}

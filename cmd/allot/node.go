@@ -201,7 +201,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	// other process running the rating role. Workers are kept per partition so their counters
 	// only grow.
 	for p := 0; p < parts; p++ {
-		n.raters = append(n.raters, &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Config: n.cat, Partition: p,
+		n.raters = append(n.raters, &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Source: ratingSource{n.cat}, Partition: p,
 			SnapshotEvery: cfg.SnapshotEvery, Linger: cfg.RatingLinger, Log: log.With("component", "rating", "partition", p)})
 	}
 	if cfg.has(roleRating) && !cfg.NoRating {
@@ -614,4 +614,16 @@ func (n *node) nodeName(dataDir string) string {
 		dataDir = abs
 	}
 	return host + ":" + dataDir
+}
+
+// ratingSource is the catalog as rating reads it (rating.ConfigSource): views of the meters,
+// rule versions and quotas by config sequence.
+type ratingSource struct{ *catalog.Catalog }
+
+func (s ratingSource) RatingView(seq uint64) (rating.Config, error) {
+	v, err := s.Catalog.RatingView(seq)
+	if err != nil {
+		return nil, err // not a nil *Catalog in a non-nil interface
+	}
+	return v, nil
 }
