@@ -236,13 +236,16 @@ func subdayWindow(t time.Time, loc *time.Location, step int64) (start, end time.
 		_, off := u.In(loc).Zone()
 		return u.Unix() + int64(off) - midnight
 	}
-	// period is the zone period holding u, clipped to the day.
+	// period is the zone period holding u, clipped to the day. ZoneBounds is not trusted
+	// further than it holds u: past a zone's last listed transition Go derives the bounds
+	// from its rule, and on Dec 31 of a leap year gave an end before u (golang/go#81583) —
+	// the loop below then never moved.
 	period := func(u time.Time) (time.Time, time.Time) {
 		ps, pe := u.In(loc).ZoneBounds()
-		if ps.IsZero() || ps.Before(first) {
+		if ps.IsZero() || ps.Before(first) || ps.After(u) {
 			ps = first
 		}
-		if pe.IsZero() || pe.After(last) {
+		if pe.IsZero() || pe.After(last) || !pe.After(u) {
 			pe = last
 		}
 		return ps, pe
@@ -257,37 +260,53 @@ func subdayWindow(t time.Time, loc *time.Location, step int64) (start, end time.
 		return floorDiv(after, step)*step >= before
 	}
 
-	// start: the latest boundary at or before t.
-	for u := t; ; {
+	// start: the latest boundary at or before t. A day has a few zone periods at most; the
+	// bound on the steps is for data no zone has.
+	ok := false
+	for u, steps := t, 0; steps < 16; steps++ {
 		ps, _ := period(u)
 		w := wall(u)
 		if cand := time.Unix(u.Unix()-(w-floorDiv(w, step)*step), 0); !cand.Before(ps) {
-			start = cand
+			start, ok = cand, true
 			break
 		}
 		if ps.Equal(first) || jumpBoundary(ps) {
-			start = ps
+			start, ok = ps, true
 			break
 		}
 		u = ps.Add(-time.Nanosecond)
 	}
 	// end: the earliest boundary after t.
-	for u := t; ; {
+	endOK := false
+	for u, steps := t, 0; ok && steps < 16; steps++ {
 		_, pe := period(u)
 		w := wall(u)
 		if cand := time.Unix(u.Unix()+(floorDiv(w, step)+1)*step-w, 0); cand.Before(pe) {
-			end = cand
+			end, endOK = cand, true
 			break
 		}
 		if pe.Equal(last) || jumpBoundary(pe) {
-			end = pe
+			end, endOK = pe, true
 			break
 		}
 		u = pe
 		if w := wall(u); w == floorDiv(w, step)*step {
-			end = u
+			end, endOK = u, true
 			break
 		}
+	}
+	if ok && endOK && !t.Before(start) && t.Before(end) {
+		return start.UTC(), end.UTC()
+	}
+	// Where the wall clock gives no window holding t — the day's first instant as localTime
+	// finds it is after t (Casey's three-hour fall-back across midnight, an offset of odd
+	// seconds) — steps of exact length from that first instant, as before wall-clock windows:
+	// the window must hold t whatever the zone's data.
+	k := floorDiv(t.Unix()-first.Unix(), step)
+	start = time.Unix(first.Unix()+k*step, 0)
+	end = time.Unix(start.Unix()+step, 0)
+	if end.After(last) && last.After(t) {
+		end = last
 	}
 	return start.UTC(), end.UTC()
 }

@@ -406,3 +406,36 @@ func TestCalendarHoursKeepToTheWallClockAcrossDST(t *testing.T) {
 		assert.Equal(t, ts(c.end), e, "%s %d %s at %s", c.zone, c.count, c.unit, c.at)
 	}
 }
+
+// Wall-clock windows hold their instant whatever the zone data: on Dec 31 of a leap year Go's
+// ZoneBounds gave an end before the instant past a zone's last listed transition, and the
+// window's end loop never moved (a 45-minute window in New York); Casey's three-hour fall-back
+// across midnight and Monrovia's odd-second offset gave a day's first instant after the
+// instant, and windows that did not hold it.
+func TestSubdayWindowsHoldTheirInstant(t *testing.T) {
+	for _, c := range []struct {
+		zone, unit string
+		count      int
+		at         time.Time
+	}{
+		{"America/New_York", UnitMinute, 45, time.Date(2040, 12, 31, 0, 11, 0, 0, time.UTC)},
+		{"America/New_York", UnitHour, 1, time.Date(2040, 12, 31, 12, 0, 0, 0, time.UTC)},
+		{"America/New_York", UnitMinute, 45, time.Date(2024, 12, 31, 0, 11, 0, 0, time.UTC)},
+		{"Europe/Berlin", UnitHour, 1, time.Date(2028, 12, 31, 12, 0, 0, 0, time.UTC)},
+		{"Antarctica/Casey", UnitHour, 1, time.Date(2010, 3, 4, 13, 6, 57, 0, time.UTC)},
+		{"Antarctica/Casey", UnitMinute, 45, time.Date(2010, 3, 4, 13, 6, 57, 0, time.UTC)},
+		{"Africa/Monrovia", UnitMinute, 1, time.Date(1972, 1, 7, 0, 44, 40, 0, time.UTC)},
+		{"America/Lima", UnitMinute, 1, time.Date(1908, 7, 28, 5, 8, 36, 0, time.UTC)},
+	} {
+		p, err := Period{Unit: c.unit, Count: c.count, TimeZone: c.zone}.Normalize()
+		require.NoError(t, err)
+		done := make(chan [2]time.Time, 1)
+		go func() { s, e := p.WindowAt(c.at); done <- [2]time.Time{s, e} }()
+		select {
+		case w := <-done:
+			assert.True(t, !c.at.Before(w[0]) && c.at.Before(w[1]), "%s %d %s at %s: [%s, %s)", c.zone, c.count, c.unit, c.at, w[0], w[1])
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s %d %s at %s: WindowAt does not return", c.zone, c.count, c.unit, c.at)
+		}
+	}
+}
