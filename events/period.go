@@ -42,6 +42,9 @@ type Period struct {
 	TimeZone string    `json:"time_zone,omitempty"`
 }
 
+// maxPeriodCount is the largest count of each unit (Normalize).
+var maxPeriodCount = map[string]int{UnitMinute: 10000, UnitHour: 10000, UnitDay: 10000, UnitWeek: 5000, UnitMonth: 1200, UnitYear: 100}
+
 // ErrBadPeriod wraps every period validation error.
 var ErrBadPeriod = errors.New("invalid period")
 
@@ -63,8 +66,11 @@ func (p Period) Normalize() (Period, error) {
 	if p.Count == 0 {
 		p.Count = 1
 	}
-	if p.Count < 0 || p.Count > 10000 {
-		return p, &PeriodError{"count", "count must be between 1 and 10000"}
+	// At most a century a window (10,000 of the short units): a window holding any time
+	// allot takes then ends within what RFC 3339 writes (year 9999). A 9,000-year window from
+	// 1970 ended in 10970, and the snapshots holding it could not be written.
+	if maxCount := maxPeriodCount[p.Unit]; p.Count < 0 || p.Count > maxCount {
+		return p, &PeriodError{"count", fmt.Sprintf("count must be between 1 and %d for unit %s", maxCount, p.Unit)}
 	}
 	if p.Mode == "" {
 		p.Mode = ModeCalendar

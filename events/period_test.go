@@ -126,6 +126,15 @@ func TestNormalizePeriod(t *testing.T) {
 		assert.Equal(t, field, pe.Field)
 		assert.ErrorIs(t, err, ErrBadPeriod)
 	}
+	// At most a century a window: a 9,000-year window from 1970 ends past what RFC 3339 writes.
+	for _, bad := range []Period{{Unit: UnitYear, Count: 101}, {Unit: UnitMonth, Count: 1201}, {Unit: UnitWeek, Count: 5001}, {Unit: UnitDay, Count: 10001}} {
+		_, err := bad.Normalize()
+		var pe *PeriodError
+		require.ErrorAs(t, err, &pe, "%+v", bad)
+		assert.Equal(t, "count", pe.Field)
+	}
+	_, err = Period{Unit: UnitYear, Count: 100}.Normalize()
+	require.NoError(t, err)
 	// Go's "Local" loads (the process's own zone) but is no IANA zone: windows would depend on
 	// the machine.
 	_, err = Period{Unit: UnitDay, TimeZone: "Local"}.Normalize()

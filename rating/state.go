@@ -221,16 +221,17 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 		// prices on the period (tier scope period) must see the whole period's use.
 		d, reason := alone()
 		if reason == "" {
-			if w := s.periodWindow(scope, ev, r, p); w != nil {
+			if w, _ := s.periodWindow(scope, ev, r, p); w != nil {
 				w.Q = aggregate(m.Aggregation, w.Q, qty, uniq, ev.Time, w)
 				w.qVersion = 0 // the cached price is of the old quantity
 			}
 		}
 		return d, reason
 	}
-	w := s.periodWindow(scope, ev, r, p)
-	if w != nil && !events.TimeInRange(w.Start) {
-		// Its entry could not be encoded, and the partition would stop at it for good.
+	w, inRange := s.periodWindow(scope, ev, r, p)
+	if !inRange {
+		// Its debit's period_start, and the snapshot keeping the window, could not be encoded,
+		// and the partition would stop at it for good.
 		return d, ReasonOutOfRange
 	}
 	if w == nil {
@@ -262,8 +263,9 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 }
 
 // periodWindow is the window of period p holding the event, for its customer and rule; nil
-// when it is older than every window kept.
-func (s *State) periodWindow(scope events.Scope, ev events.Usage, r events.Rule, p events.Period) *window {
+// when it is older than every window kept, or — inRange false, and nothing kept — when it
+// starts or ends outside the years RFC 3339 writes.
+func (s *State) periodWindow(scope events.Scope, ev events.Usage, r events.Rule, p events.Period) (w *window, inRange bool) {
 	k := accKey{scope.Product, scope.Env, ev.Customer, r.Key}
 	a := s.accs[k]
 	if a == nil {
@@ -284,7 +286,10 @@ func (s *State) periodWindow(scope events.Scope, ev events.Usage, r events.Rule,
 		}
 		a.last.period, a.last.start, a.last.end = p, start, end
 	}
-	return a.window(start, end)
+	if !events.TimeInRange(start) || !events.TimeInRange(end) {
+		return nil, false
+	}
+	return a.window(start, end), true
 }
 
 // aggregate returns the window's quantity after one more event, at event time at.
@@ -336,10 +341,18 @@ func (a *acc) window(start, end time.Time) *window {
 	if len(a.Windows) <= maxWindows {
 		return &a.Windows[i]
 	}
-	// Forget the window that ended first (the earliest start among those).
+	// Forget the window that ended first (the earliest start among those). A window restored
+	// without its end (format 1) counts by its start: taken as ending first, it was dropped
+	// before older windows whose ends were known, and a late event found its day empty.
+	endOf := func(w *window) time.Time {
+		if w.End.IsZero() {
+			return w.Start
+		}
+		return w.End
+	}
 	drop := 0
 	for j := 1; j < len(a.Windows); j++ {
-		if c := a.Windows[j].End.Compare(a.Windows[drop].End); c < 0 || c == 0 && a.Windows[j].Start.Before(a.Windows[drop].Start) {
+		if c := endOf(&a.Windows[j]).Compare(endOf(&a.Windows[drop])); c < 0 || c == 0 && a.Windows[j].Start.Before(a.Windows[drop].Start) {
 			drop = j
 		}
 	}

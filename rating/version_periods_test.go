@@ -94,4 +94,52 @@ func TestWindowBeforeYearOneIsUnrated(t *testing.T) {
 	assert.Equal(t, []string{ReasonOutOfRange}, o.Reasons)
 	_, err = events.UsageRated{ID: "rtd_x", Customer: "c1", FirstSeq: 1, LastSeq: 1, Unrated: []events.UsageUnrated{*o.Unrated}}.AppendJSON(nil)
 	assert.NoError(t, err, "the entry can be written")
+	st := NewState()
+	_, err = st.Rate(1, sc, usage("y2", "c1", time.Date(2, 1, 1, 0, 0, 0, 0, time.UTC), tokens("5")), cfg)
+	require.NoError(t, err)
+	_, err = json.Marshal(st)
+	assert.NoError(t, err, "and so can the state: the window is not kept")
+}
+
+// A snapshot of format 1 kept no window ends. Restored, a window counts by its start until an
+// event gives it its end: taken as ending first, the newer days were forgotten before the
+// older one a late event had touched, and later late events found their days empty (priced
+// from 10 again, where the live state had 160).
+func TestFormatOneWindowsAreForgottenOldestFirst(t *testing.T) {
+	day := &events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: day})
+	d := func(n, h int) time.Time { return time.Date(2026, 3, n, h, 0, 0, 0, time.UTC) }
+	run := func(st *State, id string, at time.Time) string {
+		o, err := st.Rate(st.Seq+1, sc, usage(id, "c1", at, tokens("10")), cfg)
+		require.NoError(t, err)
+		require.Nil(t, o.Unrated)
+		require.Len(t, o.Debits, 1)
+		return o.Debits[0].PeriodQuantity.String()
+	}
+	live := NewState()
+	for i := 1; i <= 3; i++ {
+		for j := 0; j < 15; j++ {
+			run(live, fmt.Sprintf("d%d-%d", i, j), d(i, 10))
+		}
+	}
+	b, err := json.Marshal(live)
+	require.NoError(t, err)
+	var snap snapshot
+	require.NoError(t, json.Unmarshal(b, &snap))
+	snap.Format, snap.ConfigSeq = 1, nil
+	for i := range snap.Accs {
+		for j := range snap.Accs[i].Windows {
+			snap.Accs[i].Windows[j].End = nil
+		}
+	}
+	b1, err := json.Marshal(snap)
+	require.NoError(t, err)
+	restored := NewState()
+	require.NoError(t, json.Unmarshal(b1, restored))
+	for name, st := range map[string]*State{"live": live, "restored": restored} {
+		assert.Equal(t, "160", run(st, "late1", d(1, 20)), name)
+		run(st, "d4", d(4, 10))
+		assert.Equal(t, "160", run(st, "late2", d(2, 20)), name)
+		assert.Equal(t, "160", run(st, "late3", d(3, 20)), name)
+	}
 }
