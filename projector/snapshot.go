@@ -64,7 +64,7 @@ var errNotSettled = errors.New("the ledger projection is behind commands this pr
 // p99 68-122 ms; copying the accounts under the lock instead: 12-25 ms).
 func (l *Ledger) copyLocked() ledgerSnapshot {
 	l.snapGen.Add(1)
-	snap := ledgerSnapshot{Format: 1, Seq: l.seq, Items: l.items, Accounts: make([]snapshotAccount, 0, len(l.accounts))}
+	snap := ledgerSnapshot{Format: ledgerSnapshotFormat, Seq: l.seq, Items: l.items, Accounts: make([]snapshotAccount, 0, len(l.accounts))}
 	for k, a := range l.accounts {
 		snap.Accounts = append(snap.Accounts, snapshotAccount{Product: k.Scope.Product, Env: k.Scope.Env, Account: a})
 	}
@@ -91,7 +91,10 @@ func (l *Ledger) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &snap); err != nil {
 		return fmt.Errorf("reading ledger snapshot: %w", err)
 	}
-	if snap.Format != 1 {
+	if snap.Format < ledgerSnapshotFormat {
+		return fmt.Errorf("%w (format %d)", errSnapshotFolded, snap.Format)
+	}
+	if snap.Format != ledgerSnapshotFormat {
 		return fmt.Errorf("reading ledger snapshot: unknown format %d", snap.Format)
 	}
 	l.mu.Lock()
@@ -157,7 +160,18 @@ func (l *Ledger) Customers() int {
 	return len(l.accounts)
 }
 
-// LoadLedger restores the projection from its snapshot, or returns an empty one.
+// ledgerSnapshotFormat is raised whenever the fold changes what it makes of entries: a
+// snapshot an older fold wrote is passed over, and the projection is folded from the first
+// entry again, or a restarted process and a replay would disagree. 2: postpaid usage net of
+// credit-backs (Subscription.UsedBefore), first_use anchors forgotten when every use was given
+// back.
+const ledgerSnapshotFormat = 2
+
+// errSnapshotFolded: a snapshot written by an older fold (ledgerSnapshotFormat).
+var errSnapshotFolded = errors.New("the ledger snapshot was folded by an older allot")
+
+// LoadLedger restores the projection from its snapshot, or returns an empty one (also for a
+// snapshot an older fold wrote).
 func LoadLedger(ctx context.Context, store jetstream.ObjectStore) (*Ledger, error) {
 	l := NewLedger()
 	b, err := store.GetBytes(ctx, SnapshotName)
@@ -168,6 +182,9 @@ func LoadLedger(ctx context.Context, store jetstream.ObjectStore) (*Ledger, erro
 		return nil, fmt.Errorf("loading ledger snapshot: %w", err)
 	}
 	if err := json.Unmarshal(b, l); err != nil {
+		if errors.Is(err, errSnapshotFolded) {
+			return NewLedger(), nil // folded from the first entry again
+		}
 		return nil, err
 	}
 	return l, nil
