@@ -121,11 +121,16 @@ func (a *Account) DecideGrant(block string, g Grant, now time.Time) (events.Cred
 // that counted credits expiring before it does would, from that expiry on, hold more than the
 // balance (DESIGN.md: concurrent reservations never do), and its commit would debit into
 // overage credits the reservation had promised. A block effective later counts from then.
+//
+// At a later expiry it counts every hold active now, also those that will have expired by then
+// (a little stricter than exact): counting them exactly scanned every hold for each expiry,
+// 6.7 ms a decision for a customer with 100,000 holds in the last TTL before a block expired.
 func (a *Account) Fundable(now, until time.Time) events.Credits {
-	least := a.Effective(now)
+	reserved := a.Reserved(now)
+	least := subCredits(a.Balance(now), reserved)
 	for _, b := range a.Blocks {
 		if b.ExpiresAt != nil && b.ExpiresAt.After(now) && b.ExpiresAt.Before(until) && !b.Expired && b.Remaining > 0 {
-			least = min(least, a.Effective(*b.ExpiresAt))
+			least = min(least, subCredits(a.Balance(*b.ExpiresAt), reserved))
 		}
 	}
 	return least
