@@ -159,8 +159,7 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 		if c.quotas[sc] == nil {
 			c.quotas[sc] = map[string]events.Quota{}
 		}
-		e.Quota.Scope = sc
-		c.quotas[sc][e.Quota.Key] = e.Quota
+		c.quotas[sc][e.Quota.Key] = e.Quota.WithScope(sc)
 	case events.TypeFeatureDefined:
 		var e events.FeatureDefined
 		if err := json.Unmarshal(data, &e); err != nil {

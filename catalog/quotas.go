@@ -71,7 +71,7 @@ func (c *Catalog) ValidateQuota(scope events.Scope, key string, s QuotaSpec) (ev
 	if len(q.Overrides) == 0 {
 		q.Overrides = nil
 	}
-	return q, nil
+	return q.WithScope(scope), nil
 }
 
 // PutQuota stores a validated quota unless it is unchanged. Changes apply at once.

@@ -23,6 +23,40 @@ type Quota struct {
 	// Scope is the product and env the quota belongs to, which allot's customer ids derive
 	// from. The catalog sets it (it is the config event's, not part of the quota's JSON).
 	Scope Scope `json:"-"`
+	// IDKeys says whether any override is keyed by allot's id (a UUID's form): only then does
+	// LimitFor derive the customer's (a SHA-1, on every check and increment). Set with Scope.
+	IDKeys bool `json:"-"`
+}
+
+// WithScope is q as the catalog keeps it: its scope, and whether an override names a customer
+// by allot's id.
+func (q Quota) WithScope(sc Scope) Quota {
+	q.Scope, q.IDKeys = sc, false
+	for k := range q.Overrides {
+		if looksLikeUUID(k) {
+			q.IDKeys = true
+			break
+		}
+	}
+	return q
+}
+
+// looksLikeUUID reports whether s has a UUID's form (8-4-4-4-12 hex digits).
+func looksLikeUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
+			return false
+		}
+	}
+	return true
 }
 
 // LimitFor is the customer's limit (customer is its own id): an override under that id or
@@ -33,6 +67,9 @@ func (q Quota) LimitFor(customer string) Decimal {
 	}
 	if l, ok := q.Overrides[customer]; ok {
 		return l
+	}
+	if !q.IDKeys {
+		return q.Limit
 	}
 	if l, ok := q.Overrides[CustomerID(q.Scope, customer)]; ok {
 		return l
