@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -40,17 +39,32 @@ const (
 	HeaderCommand   = "Allot-Command"    // id of the API command (from its Idempotency-Key) a ledger entry carries out
 )
 
-var scopeToken = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 // ErrBadScope is returned for product tags and env names that are not subject-safe.
 var ErrBadScope = errors.New("must match ^[a-z0-9][a-z0-9_-]{0,62}$")
 
-// ValidateScope checks a product tag or env name.
+// ValidateScope checks a product tag or env name: ^[a-z0-9][a-z0-9_-]{0,62}$, checked by hand
+// (every authenticated request checks its key's env, and the regexp was 6% of a check's CPU).
 func ValidateScope(s string) error {
-	if !scopeToken.MatchString(s) {
+	if !scopeTokenOK(s) {
 		return fmt.Errorf("%q: %w", truncate(s, 40), ErrBadScope)
 	}
 	return nil
+}
+
+func scopeTokenOK(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Token makes an arbitrary identifier (a customer's external id, a config key) safe to use as
