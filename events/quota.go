@@ -23,7 +23,7 @@ type Quota struct {
 	// Scope is the product and env the quota belongs to, which allot's customer ids derive
 	// from. The catalog sets it (it is the config event's, not part of the quota's JSON).
 	Scope Scope `json:"-"`
-	// IDKeys says whether any override is keyed by allot's id (a UUID's form): only then does
+	// IDKeys says whether any override is keyed by allot's id (LooksLikeCustomerID): only then does
 	// LimitFor derive the customer's (a SHA-1, on every check and increment). Set with Scope.
 	IDKeys bool `json:"-"`
 }
@@ -33,30 +33,12 @@ type Quota struct {
 func (q Quota) WithScope(sc Scope) Quota {
 	q.Scope, q.IDKeys = sc, false
 	for k := range q.Overrides {
-		if looksLikeUUID(k) {
+		if LooksLikeCustomerID(k) {
 			q.IDKeys = true
 			break
 		}
 	}
 	return q
-}
-
-// looksLikeUUID reports whether s has a UUID's form (8-4-4-4-12 hex digits).
-func looksLikeUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
-			return false
-		}
-	}
-	return true
 }
 
 // LimitFor is the customer's limit (customer is its own id): an override under that id or

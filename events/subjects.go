@@ -305,3 +305,23 @@ func CustomerID(scope Scope, external string) string {
 	hex.Encode(b[24:36], u[10:16])
 	return string(b[:])
 }
+
+// LooksLikeCustomerID reports whether id has the form of allot's customer UUIDs (version 5,
+// RFC 4122 variant, lower-case hex), which the ledger maps back to external ids.
+func LooksLikeCustomerID(id string) bool {
+	if len(id) != 36 || id[14] != '5' || !strings.ContainsRune("89ab", rune(id[19])) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}

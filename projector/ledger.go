@@ -2,7 +2,6 @@ package projector
 
 import (
 	"encoding/json"
-	"strings"
 
 	"fmt"
 	"github.com/nats-io/nats.go"
@@ -755,25 +754,8 @@ func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
 	return id
 }
 
-// LooksLikeCustomerID reports whether id has the form of allot's customer UUIDs (version 5,
-// RFC 4122 variant, lower-case hex), which ResolveCustomer maps back to external ids.
-func LooksLikeCustomerID(id string) bool {
-	if len(id) != 36 || id[14] != '5' || !strings.ContainsRune("89ab", rune(id[19])) {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// LooksLikeCustomerID is events.LooksLikeCustomerID.
+func LooksLikeCustomerID(id string) bool { return events.LooksLikeCustomerID(id) }
 
 // Known reports whether the ledger holds an account for the customer.
 func (l *Ledger) Known(scope events.Scope, customer string) bool {
