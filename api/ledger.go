@@ -122,21 +122,26 @@ func cursorOwner(sc events.Scope, customer string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (c ledgerCursor) String() string {
+func (c ledgerCursor) String() string { return encodeCursor(c) }
+
+func parseLedgerCursor(s string) (ledgerCursor, bool) {
+	var c ledgerCursor
+	if !decodeCursor(s, &c) || c.Seq == 0 || c.Item < 0 {
+		return ledgerCursor{}, false
+	}
+	return c, true
+}
+
+// encodeCursor is a cursor as the API gives it out: its JSON, base64url. Opaque to clients,
+// and checked when it comes back (decodeCursor, then the cursor's own checks).
+func encodeCursor(c any) string {
 	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func parseLedgerCursor(s string) (ledgerCursor, bool) {
+func decodeCursor(s string, c any) bool {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return ledgerCursor{}, false
-	}
-	var c ledgerCursor
-	if json.Unmarshal(b, &c) != nil || c.Seq == 0 || c.Item < 0 {
-		return ledgerCursor{}, false
-	}
-	return c, true
+	return err == nil && json.Unmarshal(b, c) == nil
 }
 
 const maxLedgerPage = 500

@@ -3,9 +3,7 @@ package api
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -129,18 +127,11 @@ type usageCursor struct {
 	Query  string `json:"q"`
 }
 
-func (c usageCursor) String() string {
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+func (c usageCursor) String() string { return encodeCursor(c) }
 
 func parseUsageCursor(s string) (usageCursor, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return usageCursor{}, false
-	}
 	var c usageCursor
-	if json.Unmarshal(b, &c) != nil || c.Query == "" || c.From >= c.To {
+	if !decodeCursor(s, &c) || c.Query == "" || c.From >= c.To {
 		return usageCursor{}, false
 	}
 	return c, true
