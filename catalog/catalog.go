@@ -85,10 +85,19 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 	}
 	c.seq = seq
 	defer c.wake()
-	switch typ {
-	case events.TypeMeterDefined, events.TypeRuleVersioned, events.TypeQuotaDefined:
-		c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
+	err := c.applyLocked(seq, typ, data)
+	if err == nil {
+		switch typ {
+		case events.TypeMeterDefined, events.TypeRuleVersioned, events.TypeQuotaDefined:
+			// Only what applied: one the follower skips as unreadable would fail every view
+			// folded past it, and rating with it.
+			c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
+		}
 	}
+	return err
+}
+
+func (c *Catalog) applyLocked(seq uint64, typ string, data []byte) error {
 	switch typ {
 	case events.TypeAPIKeyCreated:
 		var e events.APIKeyCreated

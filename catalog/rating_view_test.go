@@ -36,3 +36,18 @@ func TestRatingViewIsTheConfigurationAtASequence(t *testing.T) {
 	_, err = c.RatingView(4)
 	assert.Error(t, err, "a sequence the catalog has not reached")
 }
+
+// A rating config event the catalog cannot apply (the follower logs it and goes on) is not in
+// the views: kept, every view folded past it failed, and rating stopped for good.
+func TestRatingViewLeavesOutWhatDidNotApply(t *testing.T) {
+	c := New()
+	m, err := json.Marshal(events.MeterDefined{Product: "acme", Env: "test", Meter: events.Meter{Key: "tokens", EventType: "llm", Aggregation: events.AggSum, ValueProperty: "tokens"}})
+	require.NoError(t, err)
+	require.NoError(t, c.Apply(1, events.TypeMeterDefined, m))
+	bad := []byte(`{"product":"acme","env":"test","rule":{"key":"other","meter":"tokens","version":1,"model":"per_unit","price":"not-a-number"}}`)
+	require.Error(t, c.Apply(2, events.TypeRuleVersioned, bad))
+	assert.EqualValues(t, 1, c.RatingSeq())
+	v, err := c.RatingView(2)
+	require.NoError(t, err)
+	assert.Len(t, v.MetersFor(events.Scope{Product: "acme", Env: "test"}, "llm"), 1)
+}

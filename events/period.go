@@ -55,7 +55,17 @@ func (e *PeriodError) Error() string { return e.Field + ": " + e.Msg }
 func (e *PeriodError) Unwrap() error { return ErrBadPeriod }
 
 // Normalize fills defaults and checks the period.
-func (p Period) Normalize() (Period, error) {
+func (p Period) Normalize() (Period, error) { return p.normalize(maxPeriodCount) }
+
+// NormalizeStored is Normalize for a period stored before the per-unit limits on count: up to
+// 10,000 of any unit, as they were taken then. Rating reads rules' periods so; rejected, a rule
+// of 200 years was priced monthly without a word. (Rating leaves out any window that ends past
+// year 9999, see rating.ReasonOutOfRange.)
+func (p Period) NormalizeStored() (Period, error) { return p.normalize(storedPeriodCount) }
+
+var storedPeriodCount = map[string]int{UnitMinute: 10000, UnitHour: 10000, UnitDay: 10000, UnitWeek: 10000, UnitMonth: 10000, UnitYear: 10000}
+
+func (p Period) normalize(maxPeriodCount map[string]int) (Period, error) {
 	switch p.Unit {
 	case UnitMinute, UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear:
 	case "":

@@ -372,7 +372,7 @@ func rulePeriod(r events.Rule) events.Period {
 	if r.Period != nil {
 		p = *r.Period
 	}
-	n, err := p.Normalize()
+	n, err := p.NormalizeStored()
 	if err != nil {
 		return events.Period{Unit: events.UnitMonth, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
 	}

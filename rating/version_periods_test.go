@@ -143,3 +143,17 @@ func TestFormatOneWindowsAreForgottenOldestFirst(t *testing.T) {
 		assert.Equal(t, "160", run(st, "late3", d(3, 20)), name)
 	}
 }
+
+// A rule stored with a period longer than the per-unit limits new periods have (200 years: the
+// limit is now 100) keeps its period: rejected at rating, it was priced on calendar months.
+func TestStoredRuleKeepsItsLongPeriod(t *testing.T) {
+	long := &events.Period{Unit: events.UnitYear, Count: 200, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelGraduated, Tiers: exampleTiers, Period: long, EffectiveFrom: t0.Add(-24 * time.Hour)})
+	st := NewState()
+	_, err := st.Rate(1, sc, usage("a", "c1", t0, tokens("10")), cfg)
+	require.NoError(t, err)
+	o, err := st.Rate(2, sc, usage("b", "c1", t0.AddDate(0, 2, 0), tokens("10")), cfg)
+	require.NoError(t, err)
+	require.Len(t, o.Debits, 1)
+	assert.Equal(t, "20", o.Debits[0].PeriodQuantity.String())
+}
