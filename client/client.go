@@ -62,14 +62,29 @@ func (p *Problem) Error() string {
 }
 
 // Is lets errors.Is match problems by type suffix: errors.Is(err, client.ErrQuotaExceeded).
+// allot's own per-key request limit answers with a quota-exceeded problem marked
+// "limit-scope": "api-key": that is ErrKeyRateLimited, never a quota's refusal.
 func (p *Problem) Is(target error) bool {
 	t, ok := target.(*Problem)
-	return ok && t.Type != "" && strings.HasSuffix(p.Type, "/"+t.Type)
+	if !ok {
+		return false
+	}
+	if t == ErrKeyRateLimited {
+		return p.keyLimited()
+	}
+	return t.Type != "" && strings.HasSuffix(p.Type, "/"+t.Type) && !(t == ErrQuotaExceeded && p.keyLimited())
+}
+
+func (p *Problem) keyLimited() bool {
+	return p.Status == http.StatusTooManyRequests && p.Extra["limit-scope"] == "api-key"
 }
 
 // Problem kinds to match with errors.Is.
 var (
-	ErrQuotaExceeded       = &Problem{Type: "quota-exceeded"}
+	ErrQuotaExceeded = &Problem{Type: "quota-exceeded"}
+	// ErrKeyRateLimited: this client's API key made more requests this minute than allot
+	// takes (--key-requests-per-minute). Retried within Patience; what is left is this.
+	ErrKeyRateLimited      = &Problem{Type: "api-key-rate-limited"}
 	ErrInsufficientCredits = &Problem{Type: "insufficient-credits"}
 	ErrReservationExpired  = &Problem{Type: "reservation-expired"}
 	ErrNotFound            = &Problem{Type: "not-found"}
@@ -142,6 +157,15 @@ func (c *Client) do(ctx context.Context, method, path string, body any, idempote
 				backoff = time.Duration(ra) * time.Second
 			}
 			continue
+		}
+		// allot's own per-key limit: the key's minute ends within Retry-After, so the request
+		// is worth sending again then, if that is within Patience.
+		if p.keyLimited() {
+			ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+			if err == nil && ra > 0 && time.Since(start)+time.Duration(ra)*time.Second <= c.Patience {
+				backoff = time.Duration(ra) * time.Second
+				continue
+			}
 		}
 		return resp.Header, p
 	}
@@ -270,11 +294,12 @@ type Reservation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Reserve holds amount for ttl (0: the server's default).
+// Reserve holds amount for ttl (0: the server's default), in whole seconds rounded up: 500ms
+// was sent as 0 and refused, 1.9 s held for 1.
 func (c *Client) Reserve(ctx context.Context, customer, amount string, ttl time.Duration) (Reservation, error) {
 	body := map[string]any{"customer": customer, "amount": amount}
 	if ttl > 0 {
-		body["ttl_seconds"] = int(ttl.Seconds())
+		body["ttl_seconds"] = int((ttl + time.Second - 1) / time.Second)
 	}
 	var r Reservation
 	_, err := c.do(ctx, http.MethodPost, "/v1/reservations", body, true, &r)
