@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +140,15 @@ func TestCleanPath(t *testing.T) {
 		if got := cleanPath(in); got != want {
 			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A route's prefix is a path: one without its leading / matched nothing, and the requests it
+// was written for reached the upstream uncounted.
+func TestRoutePrefixMustBeAPath(t *testing.T) {
+	_, err := Proxy(Config{Upstream: "http://127.0.0.1:1", Allot: AllotConfig{URL: "http://127.0.0.1:2", Key: "k"},
+		Routes: []RouteConfig{{Prefix: "v1/chat/", Identify: IdentifyConfig{Header: "X-K"}, Policies: []PolicyConfig{{Quota: "chat"}}}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "routes[0]") {
+		t.Fatalf("a prefix without its leading / was taken: %v", err)
 	}
 }

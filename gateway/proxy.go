@@ -174,6 +174,11 @@ func Proxy(c Config, onError func(error)) (http.Handler, error) {
 	}
 	var routes []route
 	for i, rc := range c.Routes {
+		if !strings.HasPrefix(rc.Prefix, "/") {
+			// Paths start with /: "v1/chat/" matched nothing, and its requests reached the
+			// upstream uncounted.
+			return nil, fmt.Errorf("routes[%d]: prefix %q must start with /", i, rc.Prefix)
+		}
 		id, err := rc.Identify.build()
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
