@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -276,5 +277,36 @@ func TestBenchCheckAndReplayRun(t *testing.T) {
 			assert.Greater(t, r.Value, 0.0, r.Name)
 			assert.Greater(t, r.BaselineValue, 0.0, r.Name)
 		}
+	}
+}
+
+// A serve flag out of range is a mistake said so, exit 2, before anything starts: a negative
+// --max-body became 5 MiB and a negative --key-requests-per-minute no limit at all.
+func TestServeRefusesFlagsOutOfRange(t *testing.T) {
+	for _, flag := range [][]string{{"--max-body", "-5"}, {"--dedup-window", "0s"}, {"--replicas", "0"},
+		{"--key-requests-per-minute", "-1"}, {"--webhook-retry-scale", "NaN"}, {"--usage-query-timeout", "-1s"},
+		{"--expiry-grace", "-1m"}, {"--rating-linger", "-1s"}, {"--snapshot-every", "0s"}, {"--webhook-timeout", "0s"}} {
+		cmd := exec.Command(allotBin, append([]string{"serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--nats-listen", "off"}, flag...)...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "%v: %s", flag, out)
+		assert.Equal(t, 2, exit.ExitCode(), "%v: %s", flag, out)
+		assert.Contains(t, string(out), flag[0], "the message names the flag")
+	}
+}
+
+// replay, gateway and migrate take no arguments: the flag parser stops at the first plain word,
+// and "replay verify --data D" opened ./data, ignoring --data.
+func TestCommandsRefuseStrayArguments(t *testing.T) {
+	for _, args := range [][]string{{"replay", "verify", "--data", t.TempDir()}, {"gateway", "extra"}, {"migrate", "extra", "--clickhouse", "clickhouse://127.0.0.1:1/x"}} {
+		cmd := exec.Command(allotBin, args...)
+		cmd.Dir = t.TempDir()
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, "%v: %s", args, out)
+		assert.Equal(t, 2, exit.ExitCode(), "%v: %s", args, out)
+		assert.Contains(t, string(out), "takes no arguments", "%v", args)
+		_, statErr := os.Stat(filepath.Join(cmd.Dir, "data"))
+		assert.True(t, os.IsNotExist(statErr), "%v made ./data", args)
 	}
 }

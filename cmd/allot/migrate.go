@@ -16,6 +16,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := bindEnv(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// The flag parser stops at the first plain word: "replay verify --data D" read no --data.
+		return exitWith(2, fmt.Errorf("%s takes no arguments, got %q", fs.Name(), fs.Args()))
+	}
 	if *dsn == "" {
 		return exitWith(2, fmt.Errorf("migrate needs --clickhouse (or ALLOT_CLICKHOUSE)"))
 	}

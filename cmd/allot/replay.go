@@ -52,6 +52,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := bindEnv(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// The flag parser stops at the first plain word: "replay verify --data D" read no --data.
+		return exitWith(2, fmt.Errorf("%s takes no arguments, got %q", fs.Name(), fs.Args()))
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	var nc *nats.Conn
 	var err error

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -75,6 +76,27 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.QuotaLanes < 0 || cfg.UsagePartitions < 1 {
 		return exitWith(2, fmt.Errorf("--quota-lanes must be 0 or more and --usage-partitions 1 or more"))
+	}
+	// A value out of range is a mistake to say so, not to replace by a default (a negative
+	// --max-body became 5 MiB, a negative --key-requests-per-minute no limit at all).
+	for _, c := range []struct {
+		bad  bool
+		flag string
+	}{
+		{cfg.DedupWindow <= 0, "--dedup-window must be above 0"},
+		{cfg.Replicas < 1, "--replicas must be 1 or more"},
+		{cfg.MaxBody < 1, "--max-body must be 1 byte or more"},
+		{cfg.UsageQueryTimeout <= 0, "--usage-query-timeout must be above 0"},
+		{cfg.KeyRequestsPerMinute < 0, "--key-requests-per-minute must be 0 (no limit) or more"},
+		{!(cfg.WebhookRetryScale > 0) || math.IsInf(cfg.WebhookRetryScale, 0), "--webhook-retry-scale must be a number above 0"},
+		{cfg.WebhookTimeout <= 0, "--webhook-timeout must be above 0"},
+		{cfg.ExpiryGrace < 0, "--expiry-grace must be 0 or more"},
+		{cfg.SnapshotEvery <= 0, "--snapshot-every must be above 0"},
+		{cfg.RatingLinger < 0, "--rating-linger must be 0 or more"},
+	} {
+		if c.bad {
+			return exitWith(2, errors.New(c.flag))
+		}
 	}
 	var err error
 	if cfg.Roles, err = parseRoles(roles); err != nil {
