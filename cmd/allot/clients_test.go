@@ -310,3 +310,17 @@ func TestCommandsRefuseStrayArguments(t *testing.T) {
 		assert.True(t, os.IsNotExist(statErr), "%v made ./data", args)
 	}
 }
+
+// allot gateway reads ALLOT_GATEWAY_<NAME>, not ALLOT_<NAME>: beside allot serve, ALLOT_CONFIG
+// names serve's file, which the gateway read as its own and refused.
+func TestGatewayHasItsOwnEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "serve.yaml"), []byte("keys: []\n"), 0o600))
+	cmd := exec.Command(allotBin, "gateway")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ALLOT_CONFIG=serve.yaml", "ALLOT_GATEWAY_CONFIG=missing.yaml")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "missing.yaml", "the gateway's own variable names its file")
+	assert.NotContains(t, string(out), "keys", "serve's file is not read")
+}

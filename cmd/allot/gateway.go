@@ -20,7 +20,9 @@ func cmdGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	listen := fs.String("listen", "", "listen address (overrides the file; default 127.0.0.1:8081)")
 	upstream := fs.String("upstream", "", "upstream URL (overrides the file)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := bindEnv(fs, args); err != nil {
+	// ALLOT_GATEWAY_<NAME>: a gateway often runs beside allot serve, whose ALLOT_CONFIG names
+	// serve's file (read as the gateway's, it was refused).
+	if err := bindEnvPrefix(fs, args, "ALLOT_GATEWAY_"); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -16,7 +16,10 @@ import (
 
 // bindEnv gives every flag of fs an ALLOT_<NAME> environment variable, used when the flag is
 // not on the command line.
-func bindEnv(fs *flag.FlagSet, args []string) error {
+func bindEnv(fs *flag.FlagSet, args []string) error { return bindEnvPrefix(fs, args, "ALLOT_") }
+
+// bindEnvPrefix is bindEnv with prefix in place of ALLOT_.
+func bindEnvPrefix(fs *flag.FlagSet, args []string, prefix string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitWith(0, errHelp)
@@ -30,7 +33,7 @@ func bindEnv(fs *flag.FlagSet, args []string) error {
 		if set[f.Name] || err != nil {
 			return
 		}
-		env := "ALLOT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = exitWith(2, fmt.Errorf("%s=%q: %w", env, v, e))
