@@ -162,8 +162,10 @@ func (c *Client) do(ctx context.Context, method, path string, body any, idempote
 		// is worth sending again then, if that is within Patience.
 		if p.keyLimited() {
 			ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
-			if err == nil && ra > 0 && time.Since(start)+time.Duration(ra)*time.Second <= c.Patience {
-				backoff = time.Duration(ra) * time.Second
+			wait := time.Duration(ra) * time.Second
+			deadline, hasDeadline := ctx.Deadline()
+			if err == nil && ra > 0 && time.Since(start)+wait <= c.Patience && !(hasDeadline && time.Now().Add(wait).After(deadline)) {
+				backoff = wait
 				continue
 			}
 		}

@@ -81,3 +81,20 @@ func TestReserveTTLRoundsUp(t *testing.T) {
 		t.Errorf("ttl_seconds %v, want %v", got, want)
 	}
 }
+
+// A caller's deadline before the per-key limit's Retry-After: the problem at once, not a wait
+// that ends in context.DeadlineExceeded.
+func TestKeyRateLimitWithinACallersDeadline(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "20")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"type":"https://allot.dev/problems/quota-exceeded","status":429,"limit-scope":"api-key"}`))
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := New(srv.URL, "k").Balance(ctx, "c1")
+	if !errors.Is(err, ErrKeyRateLimited) {
+		t.Errorf("%v", err)
+	}
+}

@@ -285,7 +285,9 @@ func TestBenchCheckAndReplayRun(t *testing.T) {
 func TestServeRefusesFlagsOutOfRange(t *testing.T) {
 	for _, flag := range [][]string{{"--max-body", "-5"}, {"--dedup-window", "0s"}, {"--replicas", "0"},
 		{"--key-requests-per-minute", "-1"}, {"--webhook-retry-scale", "NaN"}, {"--usage-query-timeout", "-1s"},
-		{"--expiry-grace", "-1m"}, {"--rating-linger", "-1s"}, {"--snapshot-every", "0s"}, {"--webhook-timeout", "0s"}} {
+		{"--expiry-grace", "-1m"}, {"--rating-linger", "-1s"}, {"--snapshot-every", "0s"}, {"--webhook-timeout", "0s"},
+		// 0 was taken, then replaced by the default (1m, 100ms) without a word.
+		{"--expiry-grace", "0s"}, {"--rating-linger", "0s"}, {"--webhook-retry-scale", "1e10"}} {
 		cmd := exec.Command(allotBin, append([]string{"serve", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--nats-listen", "off"}, flag...)...)
 		out, err := cmd.CombinedOutput()
 		var exit *exec.ExitError

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -91,11 +90,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		{cfg.MaxBody < 1, "--max-body must be 1 byte or more"},
 		{cfg.UsageQueryTimeout <= 0, "--usage-query-timeout must be above 0"},
 		{cfg.KeyRequestsPerMinute < 0, "--key-requests-per-minute must be 0 (no limit) or more"},
-		{!(cfg.WebhookRetryScale > 0) || math.IsInf(cfg.WebhookRetryScale, 0), "--webhook-retry-scale must be a number above 0"},
+		{!(cfg.WebhookRetryScale > 0 && cfg.WebhookRetryScale <= 1000), "--webhook-retry-scale must be a number above 0 and at most 1000"},
 		{cfg.WebhookTimeout <= 0, "--webhook-timeout must be above 0"},
-		{cfg.ExpiryGrace < 0, "--expiry-grace must be 0 or more"},
+		{cfg.ExpiryGrace <= 0, "--expiry-grace must be above 0"},
 		{cfg.SnapshotEvery <= 0, "--snapshot-every must be above 0"},
-		{cfg.RatingLinger < 0, "--rating-linger must be 0 or more"},
+		{cfg.RatingLinger <= 0, "--rating-linger must be above 0"},
 	} {
 		if c.bad {
 			return exitWith(2, errors.New(c.flag))
