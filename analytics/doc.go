@@ -12,6 +12,11 @@
 //   - Rows at or below what the run's month partition holds are left out of every insert, row
 //     by row, so a retry or an overlapping hand-over never duplicates. Per partition is enough:
 //     every copy of a row falls in one partition, and every sink inserts in stream order.
+//   - Under a lease, the sink confirms the lease right before each insert (RunConfirmed), so a
+//     sink paused past the lease's time to live stops instead of racing its successor.
+//   - What a column cannot hold (a time outside 1970-2105, a quantity of 10^29 or more) is left
+//     out and counted (Stats.Unstorable), never sent: the driver would refuse the whole batch
+//     for ever.
 //   - The schema runs on Debian's ClickHouse 18.16 and on current releases: no DateTime64,
 //     INSERTs list their columns. The server must be in UTC (CheckUTC, before migrating).
 //
