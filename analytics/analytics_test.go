@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/allot-dev/allot/projector"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -13,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
 )
 
 func dsn(t *testing.T) string {
@@ -30,6 +31,18 @@ func dsn(t *testing.T) string {
 	}
 	i := strings.LastIndex(base, "/")
 	return fmt.Sprintf("%s/allot_analytics_%d", base[:i], rand.IntN(1_000_000))
+}
+
+// migratedDB is a database of the test's own on the suite's ClickHouse, migrated, closed when
+// the test ends.
+func migratedDB(t *testing.T) driver.Conn {
+	t.Helper()
+	conn, err := Open(context.Background(), dsn(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_, err = Migrate(context.Background(), conn, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	return conn
 }
 
 func TestMigrationsAreOrderedAndIdempotent(t *testing.T) {

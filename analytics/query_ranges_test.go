@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -20,11 +19,7 @@ import (
 // one window_end had two totals.
 func TestUsageWindowsAgreeAcrossPaths(t *testing.T) {
 	ctx := context.Background()
-	conn, err := Open(ctx, dsn(t))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = Migrate(ctx, conn, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	conn := migratedDB(t)
 	s := &Sink{CH: conn}
 	at := func(h, m int) time.Time { return time.Date(2026, 5, 1, h, m, 0, 0, time.UTC) }
 	row := func(seq uint64, t time.Time) []any {
@@ -68,11 +63,7 @@ func TestUsageWindowsAgreeAcrossPaths(t *testing.T) {
 // with no row twice and none missing, through the rollups and the raw events alike.
 func TestUsagePages(t *testing.T) {
 	ctx := context.Background()
-	conn, err := Open(ctx, dsn(t))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = Migrate(ctx, conn, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	conn := migratedDB(t)
 	s := &Sink{CH: conn}
 	at := func(h, m int) time.Time { return time.Date(2026, 6, 1, h, m, 0, 0, time.UTC) }
 	var rows [][]any

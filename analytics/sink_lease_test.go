@@ -35,11 +35,7 @@ func TestSinkInsertsNothingWithoutItsLease(t *testing.T) {
 		_, err = js.Publish(ctx, events.UsageSubject("acme", "test", "c1"), data)
 		require.NoError(t, err)
 	}
-	conn, err := Open(ctx, dsn(t))
-	require.NoError(t, err)
-	defer conn.Close()
-	_, err = Migrate(ctx, conn, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
+	conn := migratedDB(t)
 	s := &Sink{JS: js, CH: conn, Meters: noMeters{}, UsageStream: bus.UsageStream, LedgerStream: bus.LedgerStream, FlushEvery: 20 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
 	rows := func() uint64 {
 		var n uint64
@@ -50,7 +46,7 @@ func TestSinkInsertsNothingWithoutItsLease(t *testing.T) {
 	var asked atomic.Int64
 	lost := errors.New("lease lost")
 	runCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err = s.RunConfirmed(runCtx, func(context.Context) error { asked.Add(1); return lost })
+	err := s.RunConfirmed(runCtx, func(context.Context) error { asked.Add(1); return lost })
 	cancel()
 	require.NoError(t, err)
 	assert.Positive(t, asked.Load(), "the sink asks before inserting")

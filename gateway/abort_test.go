@@ -20,27 +20,7 @@ import (
 // recover gave it back: hanging up before the last byte made anything free).
 func TestHangUpMidBodyGivesBackAServedAnswer(t *testing.T) {
 	f, allot := newFakeAllot(t, 1)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(200)
-		for i := 0; i < 200; i++ {
-			if _, err := fmt.Fprintf(w, "data: %s\n\n", strings.Repeat("x", 4096)); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			time.Sleep(5 * time.Millisecond)
-		}
-	}))
-	defer up.Close()
-	h, err := Proxy(Config{Upstream: up.URL, Allot: AllotConfig{URL: allot.URL, Key: "k"},
-		Routes: []RouteConfig{{Prefix: "/v1/", Identify: IdentifyConfig{Header: "X-API-Key"}, Policies: []PolicyConfig{{Quota: "q"}}}}}, nil)
-	require.NoError(t, err)
-	front := httptest.NewServer(h)
-	defer front.Close()
-
-	c, err := net.Dial("tcp", front.Listener.Addr().String())
-	require.NoError(t, err)
-	fmt.Fprintf(c, "GET /v1/complete HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n\r\n")
+	c := streamThroughGateway(t, allot.URL, 200, "text/event-stream")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	require.NoError(t, err)
@@ -65,25 +45,7 @@ func TestHangUpMidBodyGivesBackAServedAnswer(t *testing.T) {
 // the use back (the recover kept it because something had been written).
 func TestHangUpMidBodyOfAnUncountedAnswerGivesItBack(t *testing.T) {
 	f, allot := newFakeAllot(t, 5)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		for i := 0; i < 200; i++ {
-			if _, err := fmt.Fprintf(w, "%s\n", strings.Repeat("x", 4096)); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-			time.Sleep(5 * time.Millisecond)
-		}
-	}))
-	defer up.Close()
-	h, err := Proxy(Config{Upstream: up.URL, Allot: AllotConfig{URL: allot.URL, Key: "k"},
-		Routes: []RouteConfig{{Prefix: "/v1/", Identify: IdentifyConfig{Header: "X-API-Key"}, Policies: []PolicyConfig{{Quota: "q"}}}}}, nil)
-	require.NoError(t, err)
-	front := httptest.NewServer(h)
-	defer front.Close()
-	c, err := net.Dial("tcp", front.Listener.Addr().String())
-	require.NoError(t, err)
-	fmt.Fprintf(c, "GET /v1/x HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n\r\n")
+	c := streamThroughGateway(t, allot.URL, http.StatusServiceUnavailable, "")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	require.NoError(t, err)
 	require.Equal(t, 503, resp.StatusCode)
@@ -130,4 +92,34 @@ func TestByHeaderBearerInAnyCase(t *testing.T) {
 			assert.Equal(t, "ak_live_x", c, "%s: %q", name, v)
 		}
 	}
+}
+
+// streamThroughGateway starts an upstream that answers status with a long body streamed in
+// 4 KiB flushes, `allot gateway` in front of it counting quota q (allot at allotURL) for
+// X-API-Key, and sends one request on a connection of its own, which it returns unread.
+func streamThroughGateway(t *testing.T, allotURL string, status int, contentType string) net.Conn {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if contentType != "" {
+			w.Header().Set("Content-Type", contentType)
+		}
+		w.WriteHeader(status)
+		for i := 0; i < 200; i++ {
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", strings.Repeat("x", 4096)); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			time.Sleep(5 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(up.Close)
+	h, err := Proxy(Config{Upstream: up.URL, Allot: AllotConfig{URL: allotURL, Key: "k"},
+		Routes: []RouteConfig{{Prefix: "/v1/", Identify: IdentifyConfig{Header: "X-API-Key"}, Policies: []PolicyConfig{{Quota: "q"}}}}}, nil)
+	require.NoError(t, err)
+	front := httptest.NewServer(h)
+	t.Cleanup(front.Close)
+	c, err := net.Dial("tcp", front.Listener.Addr().String())
+	require.NoError(t, err)
+	fmt.Fprintf(c, "GET /v1/x HTTP/1.1\r\nHost: x\r\nX-API-Key: k\r\n\r\n")
+	return c
 }
