@@ -192,7 +192,7 @@ func (s *Server) resolveCustomer(w http.ResponseWriter, r *http.Request, id, fie
 	}
 	sc := scopeFrom(r)
 	c := s.o.Ledger.ResolveCustomer(sc, id)
-	if c != id || !projector.LooksLikeCustomerID(id) || s.o.Ledger.Known(sc, id) {
+	if c != id || !events.LooksLikeCustomerID(id) || s.o.Ledger.Known(sc, id) {
 		return c, true
 	}
 	stream, err := s.ledgerStream(r.Context())

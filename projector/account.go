@@ -269,7 +269,7 @@ func (a *Account) Balance(now time.Time) events.Credits {
 			sum = addCredits(sum, b.Remaining)
 		}
 	}
-	return subCredits(addCredits(sum, a.Credit), a.Overage)
+	return SubCredits(addCredits(sum, a.Credit), a.Overage)
 }
 
 // Reserved is what active, unexpired reservations hold at now.
@@ -288,7 +288,7 @@ func (a *Account) Reserved(now time.Time) events.Credits {
 
 // Effective is the balance less what is reserved.
 func (a *Account) Effective(now time.Time) events.Credits {
-	return subCredits(a.Balance(now), a.Reserved(now))
+	return SubCredits(a.Balance(now), a.Reserved(now))
 }
 
 // block finds a block by id.
@@ -478,8 +478,10 @@ func (a *Account) quotaCopy() *Account {
 // addCredits is a + b held at the ends of the int64 range instead of wrapping: each debit fits
 // (rating checks it), but a customer's totals of enormous ones need not, and a wrapped overage
 // would turn a debt of 10^13 credits into a balance of as much.
-// subCredits is a − b, saturating like addCredits.
-func subCredits(a, b events.Credits) events.Credits {
+// SubCredits is a − b, saturating at the int64 micro-credits' ends like addCredits rather
+// than wrapping around to the other sign: a balance, its holds and a price are each in range,
+// and the differences the API reports and decides on must keep their sign.
+func SubCredits(a, b events.Credits) events.Credits {
 	s := a - b
 	switch {
 	case b < 0 && s < a:
@@ -489,11 +491,6 @@ func subCredits(a, b events.Credits) events.Credits {
 	}
 	return s
 }
-
-// SubCredits is a − b, saturating at the int64 micro-credits' ends rather than wrapping
-// around to the other sign: a balance, its holds and a price are each in range, and the
-// differences the API reports and decides on must keep their sign.
-func SubCredits(a, b events.Credits) events.Credits { return subCredits(a, b) }
 
 func addCredits(a, b events.Credits) events.Credits {
 	s := a + b

@@ -127,10 +127,10 @@ func (a *Account) DecideGrant(block string, g Grant, now time.Time) (events.Cred
 // 6.7 ms a decision for a customer with 100,000 holds in the last TTL before a block expired.
 func (a *Account) Fundable(now, until time.Time) events.Credits {
 	reserved := a.Reserved(now)
-	least := subCredits(a.Balance(now), reserved)
+	least := SubCredits(a.Balance(now), reserved)
 	for _, b := range a.Blocks {
 		if b.ExpiresAt != nil && b.ExpiresAt.After(now) && b.ExpiresAt.Before(until) && !b.Expired && b.Remaining > 0 {
-			least = min(least, subCredits(a.Balance(*b.ExpiresAt), reserved))
+			least = min(least, SubCredits(a.Balance(*b.ExpiresAt), reserved))
 		}
 	}
 	return least
@@ -151,8 +151,8 @@ func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.
 	if ttl <= 0 || ttl > MaxReservationTTL {
 		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
 	}
-	if eff := subCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount {
-		if e := subCredits(a.Effective(now), pending); e >= amount {
+	if eff := SubCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount {
+		if e := SubCredits(a.Effective(now), pending); e >= amount {
 			return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, but only %s of it lasts the hold's %s (blocks expire before it would)", ErrInsufficientCredits, e, eff, ttl)
 		}
 		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, eff, amount)

@@ -742,7 +742,7 @@ func (l *Ledger) noteForgottenLocked(k accountKey, gone []string, dropped []Forg
 // ResolveCustomer maps allot's UUID for a customer this projection knows to its external id;
 // anything else is taken as an external id already (producers may use UUIDs of their own).
 func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
-	if !LooksLikeCustomerID(id) {
+	if !events.LooksLikeCustomerID(id) {
 		return id
 	}
 	l.mu.RLock()
@@ -753,9 +753,6 @@ func (l *Ledger) ResolveCustomer(scope events.Scope, id string) string {
 	}
 	return id
 }
-
-// LooksLikeCustomerID is events.LooksLikeCustomerID.
-func LooksLikeCustomerID(id string) bool { return events.LooksLikeCustomerID(id) }
 
 // Known reports whether the ledger holds an account for the customer.
 func (l *Ledger) Known(scope events.Scope, customer string) bool {

@@ -70,7 +70,7 @@ func cycleWindow(p events.Plan, start time.Time, k int64) (time.Time, time.Time)
 // postpaid cycle's usage summary is its difference across the cycle — without the
 // credit-backs, a cycle whose volume-priced total was 50.50 was billed 100.
 func (a *Account) usedTotal() events.Credits {
-	return subCredits(addCredits(a.Debited, a.Committed), a.CreditedBack)
+	return SubCredits(addCredits(a.Debited, a.Committed), a.CreditedBack)
 }
 
 // DecideSubscribe starts a subscription on plan at start, granting cycle 0.
@@ -146,7 +146,7 @@ func (a *Account) DecideRenew(id string, now time.Time, withUsage bool) (events.
 	}
 	out := events.SubscriptionRenewed{Subscription: id, Customer: a.Customer, Grant: c, At: now.UTC()}
 	if withUsage {
-		used := subCredits(a.usedTotal(), sub.UsedBefore)
+		used := SubCredits(a.usedTotal(), sub.UsedBefore)
 		out.Usage = &used
 	}
 	return out, nil
@@ -165,7 +165,7 @@ func (a *Account) DecideCancel(id string, now time.Time) (events.SubscriptionCan
 	if sub.Plan.Mode == events.PlanPostpaid {
 		// The last summary: without it the usage since the last renewal was never billed
 		// (the expirer does not renew a canceled subscription).
-		used := subCredits(a.usedTotal(), sub.UsedBefore)
+		used := SubCredits(a.usedTotal(), sub.UsedBefore)
 		e.Usage = &used
 	}
 	return e, nil
