@@ -284,10 +284,10 @@ func (s *State) periodWindow(scope events.Scope, ev events.Usage, r events.Rule,
 		} else {
 			start, end = p.WindowAt(ev.Time)
 		}
+		if !events.TimeInRange(start) || !events.TimeInRange(end) {
+			return nil, false // not remembered either: the next event computes and checks again
+		}
 		a.last.period, a.last.start, a.last.end = p, start, end
-	}
-	if !events.TimeInRange(start) || !events.TimeInRange(end) {
-		return nil, false
 	}
 	return a.window(start, end), true
 }
