@@ -45,6 +45,11 @@ type Catalog struct {
 	// order: RatingView folds it up to a sequence. They are few — a product's pricing — and
 	// kept whole.
 	ratingLog []loggedEvent
+	// lastView is the view RatingView made last, shared: every rating worker asks for the same
+	// sequence when the configuration changes, and a view is never changed.
+	viewMu   sync.Mutex
+	lastView *Catalog
+	viewSeq  uint64
 }
 
 type loggedEvent struct {
@@ -229,6 +234,19 @@ func (c *Catalog) RatingView(seq uint64) (*Catalog, error) {
 	}
 	log := c.ratingLog[:len(c.ratingLog):len(c.ratingLog)]
 	c.mu.RUnlock()
+	// The view at seq is the view at the last rating event at or before it.
+	at := uint64(0)
+	for _, e := range log {
+		if e.seq > seq {
+			break
+		}
+		at = e.seq
+	}
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if c.lastView != nil && c.viewSeq == at {
+		return c.lastView, nil
+	}
 	v := New()
 	for _, e := range log {
 		if e.seq > seq {
@@ -238,6 +256,7 @@ func (c *Catalog) RatingView(seq uint64) (*Catalog, error) {
 			return nil, err
 		}
 	}
+	c.lastView, c.viewSeq = v, at
 	return v, nil
 }
 
