@@ -2,6 +2,7 @@ package projector
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -393,7 +394,7 @@ func (d *ratedDecoder) unrated() (seq uint64, err error) {
 }
 
 func (d *ratedDecoder) debit(x *ratedDebit) error {
-	if d.debitInOrder(x) {
+	if d.debitCanonical(x) || d.debitInOrder(x) {
 		return nil
 	}
 	if !d.next('{') {
@@ -450,6 +451,7 @@ func init() {
 // keyWords is a quoted key with its colon as little-endian 8-byte words and the masks of the
 // bytes it has in each, so matching it against the input is up to three word comparisons.
 type keyWords struct {
+	lit  string
 	n    int
 	w, m [3]uint64
 }
@@ -458,7 +460,7 @@ func keyWordsOf(lit string) keyWords {
 	if len(lit) > 24 {
 		panic("key literal longer than 24 bytes: " + lit)
 	}
-	k := keyWords{n: len(lit)}
+	k := keyWords{lit: lit, n: len(lit)}
 	for i := 0; i < len(lit); i++ {
 		k.w[i/8] |= uint64(lit[i]) << (8 * (i % 8))
 		k.m[i/8] |= 0xff << (8 * (i % 8))
@@ -593,4 +595,192 @@ func (d *ratedDecoder) debitField(key int, x *ratedDebit) error {
 		}
 	}
 	return nil
+}
+
+// The keys of a debit item as UsageDebited.appendJSON writes them, each with the byte before
+// it, for debitCanonical.
+var (
+	keyID             = keyWordsOf(`{"id":`)
+	keyKind           = keyWordsOf(`,"kind":`)
+	keyCustomer       = keyWordsOf(`,"customer":`)
+	keyEventID        = keyWordsOf(`,"event_id":`)
+	keyRule           = keyWordsOf(`,"rule":`)
+	keyRuleVersion    = keyWordsOf(`,"rule_version":`)
+	keyQuantity       = keyWordsOf(`,"quantity":`)
+	keyAmount         = keyWordsOf(`,"amount":`)
+	keyAllocations    = keyWordsOf(`,"allocations":`)
+	keyEventTime      = keyWordsOf(`,"event_time":`)
+	keyUsageSeq       = keyWordsOf(`,"usage_seq":`)
+	keyRuleIndex      = keyWordsOf(`,"rule_index":`)
+	keyPeriodStart    = keyWordsOf(`,"period_start":`)
+	keyPeriodQuantity = keyWordsOf(`,"period_quantity":`)
+)
+
+// debitCanonical reads a debit item exactly as UsageDebited.appendJSON writes it — every key
+// in its place, with the byte before it, strings without escapes, integers that fit 19 digits —
+// in one straight pass. It is debitInOrder without the search for each next key and the calls
+// per value: a replay is bound by this decode (the rest is reading the stream), and nearly every
+// item it meets has this form. Anything else reports false and leaves d as it was, for
+// debitInOrder and the general walk.
+func (d *ratedDecoder) debitCanonical(x *ratedDebit) bool {
+	b, start, i := d.b, d.i, d.i
+	var s int
+	if i = keyID.after(b, i); i < 0 {
+		return false
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	if i = keyKind.after(b, i); i < 0 {
+		return false
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	if i = keyCustomer.after(b, i); i < 0 {
+		return false
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	if i = keyEventID.after(b, i); i < 0 {
+		return false
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	if i = keyRule.after(b, i); i < 0 {
+		return false
+	}
+	if s, i = i, plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	rule := b[s+1 : i-1]
+	for _, c := range rule {
+		if c >= 0x80 {
+			return false // hashed as encoding/json decodes it, invalid UTF-8 replaced
+		}
+	}
+	if i = keyRuleVersion.after(b, i); i < 0 {
+		return false
+	}
+	if _, i = plainUint(b, i); i < 0 {
+		return false
+	}
+	if i = keyQuantity.after(b, i); i < 0 {
+		return false
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	if i = keyAmount.after(b, i); i < 0 {
+		return false
+	}
+	if s, i = i, plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	var amount events.Credits
+	if amount.UnmarshalJSON(b[s:i]) != nil {
+		return false
+	}
+	if j := keyAllocations.after(b, i); j >= 0 {
+		// Only the fold's own credit-backs carry allocations: the general skip.
+		d.i = j
+		_, err := d.value()
+		i, d.i = d.i, start
+		if err != nil {
+			return false
+		}
+	}
+	if i = keyEventTime.after(b, i); i < 0 {
+		return false
+	}
+	if s, i = i, plainStringEnd(b, i); i < 0 {
+		return false
+	}
+	at, ok := plainjson.Time(b[s:i])
+	if !ok {
+		return false
+	}
+	if i = keyUsageSeq.after(b, i); i < 0 {
+		return false
+	}
+	seq, i := plainUint(b, i)
+	if i < 0 {
+		return false
+	}
+	if i = keyRuleIndex.after(b, i); i < 0 {
+		return false
+	}
+	ruleIndex, i := plainUint(b, i)
+	if i < 0 || ruleIndex > 1<<31 {
+		return false
+	}
+	if j := keyPeriodStart.after(b, i); j >= 0 {
+		if i = plainStringEnd(b, j); i < 0 {
+			return false
+		}
+	}
+	if j := keyPeriodQuantity.after(b, i); j >= 0 {
+		if i = plainStringEnd(b, j); i < 0 {
+			return false
+		}
+	}
+	if i >= len(b) || b[i] != '}' {
+		return false
+	}
+	d.i = i + 1
+	*x = ratedDebit{UsageSeq: seq, RuleIndex: int(ruleIndex), Rule: hashRuleKey(rule), Amount: amount, EventTime: at}
+	return true
+}
+
+// after returns the index just past the key k if b continues with it at i, or -1.
+func (k *keyWords) after(b []byte, i int) int {
+	if i < 0 || len(b)-i < 24 {
+		if i >= 0 && len(b)-i >= k.n && string(b[i:i+k.n]) == k.lit {
+			return i + k.n
+		}
+		return -1
+	}
+	w := b[i : i+24]
+	if binary.LittleEndian.Uint64(w)&k.m[0] != k.w[0] || binary.LittleEndian.Uint64(w[8:])&k.m[1] != k.w[1] || binary.LittleEndian.Uint64(w[16:])&k.m[2] != k.w[2] {
+		return -1
+	}
+	return i + k.n
+}
+
+// plainStringEnd returns the index just past the JSON string that starts at b[i] if it has no
+// escape and no control byte, or -1.
+func plainStringEnd(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; len(b)-i >= 8; i += 8 {
+		if m := plainjson.StopBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			if b[i] == '"' {
+				return i + 1
+			}
+			return -1
+		}
+	}
+	if i = plainjson.SkipPlain(b, i); i < len(b) && b[i] == '"' {
+		return i + 1
+	}
+	return -1
+}
+
+// plainUint reads the JSON integer at b[i] when it is plain — digits only, no leading zero, no
+// fraction or exponent after it — and has at most 19 digits, so it cannot overflow. end is -1
+// for anything else.
+func plainUint(b []byte, i int) (n uint64, end int) {
+	j := i
+	for j < len(b) && b[j]-'0' <= 9 {
+		n = n*10 + uint64(b[j]-'0')
+		j++
+	}
+	if j == i || j-i > 19 || b[i] == '0' && j-i > 1 || j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
+		return 0, -1
+	}
+	return n, j
 }

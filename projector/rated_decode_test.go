@@ -73,6 +73,61 @@ func TestDecodeRatedFoldFastPathMatchesEncodingJSON(t *testing.T) {
 	checkSameAsEncodingJSON(t, std)
 }
 
+// canonicalRatedSample is an entry whose debits all take debitCanonical: plain strings, one
+// debit with allocations (a credit-back's), one without a period, the last near the end.
+func canonicalRatedSample() []byte {
+	t0 := time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)
+	q := events.MustDecimal("12.5")
+	ds := []events.UsageDebited{
+		{ID: "dbt_1", Kind: events.KindDebit, Customer: "cust-1", EventID: "ev-1", Rule: "tokens", RuleVersion: 3, Quantity: q, Amount: 1234567, EventTime: t0, UsageSeq: 10, RuleIndex: 1, PeriodStart: &t0, PeriodQuantity: &q},
+		{ID: "dbt_2", Kind: events.KindDebit, Customer: "cust-1", EventID: "ev-2", Rule: "", RuleVersion: 1, Quantity: q, Amount: -5, EventTime: t0.Add(1500 * time.Millisecond), UsageSeq: 11,
+			Allocations: []events.Allocation{{Block: "blk_1", Amount: 5}, {Amount: 7}}},
+		{ID: "dbt_3", Kind: events.KindDebit, Customer: "cust-1", EventID: "ev-3", Rule: "calls", RuleVersion: 1, Quantity: q, Amount: 0, EventTime: t0, UsageSeq: 9999999999999999999},
+	}
+	data, err := events.UsageRated{ID: "rtd_c", Customer: "cust-1", FirstSeq: 10, LastSeq: 12, Debits: ds}.AppendJSON(nil)
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
+
+// The rating worker's plain output takes the straight pass, debit by debit, and every change of
+// one byte of it decodes as encoding/json decodes it (or fails as it fails): where the pass
+// declines, the walk after it must start where the item did.
+func TestDebitCanonicalMatchesEncodingJSON(t *testing.T) {
+	data := canonicalRatedSample()
+	var full events.UsageRated
+	if err := json.Unmarshal(data, &full); err != nil {
+		t.Fatal(err)
+	}
+	for i, dbt := range full.Debits {
+		one, err := (&events.UsageRated{Debits: []events.UsageDebited{dbt}}).AppendJSON(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		item := one[strings.Index(string(one), "[")+1 : len(one)-2]
+		d := ratedDecoder{b: item}
+		var x ratedDebit
+		if !d.debitCanonical(&x) || d.i != len(item) {
+			t.Fatalf("debit %d (%s) did not take the straight pass", i, item)
+		}
+	}
+	checkSameAsEncodingJSON(t, data)
+	for i := range data {
+		for _, c := range []byte{'"', '\\', '0', '9', '-', '.', 'e', '}', ']', ',', ':', ' ', 'Z', 'x', 0x01, 0xc3, 0xff} {
+			if data[i] == c {
+				continue
+			}
+			mutated := append([]byte(nil), data...)
+			mutated[i] = c
+			checkSameAsEncodingJSON(t, mutated)
+		}
+	}
+	for n := range data { // every truncation
+		checkSameAsEncodingJSON(t, data[:n])
+	}
+}
+
 // Every input the fast path declines goes to encoding/json; these are the edges where the two
 // could disagree if it did not.
 func TestDecodeRatedFoldEdgeCases(t *testing.T) {
@@ -103,6 +158,7 @@ func TestDecodeRatedFoldEdgeCases(t *testing.T) {
 
 func FuzzDecodeRatedFold(f *testing.F) {
 	f.Add(ratedSample())
+	f.Add(canonicalRatedSample())
 	f.Add([]byte(`{"debits":[{"usage_seq":1,"amount":"-0.000001","event_time":"2026-01-01T00:00:00Z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkSameAsEncodingJSON(t, data)

@@ -233,12 +233,8 @@ func NumberEnd(b []byte, i int) (end int, ok bool) {
 // eight bytes at a time: "has a zero byte" and "has a byte below n" bit tricks, whose lowest
 // flagged byte is exactly the first match (a borrow only runs upwards, from a match).
 func SkipPlain(b []byte, i int) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	for i+8 <= len(b) {
-		w := binary.LittleEndian.Uint64(b[i:])
-		q := w ^ (ones * '"')
-		bs := w ^ (ones * '\\')
-		if m := ((q-ones)&^q | (bs-ones)&^bs | (w-ones*0x20)&^w) & highs; m != 0 {
+		if m := StopBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
 			return i + bits.TrailingZeros64(m)>>3
 		}
 		i += 8
@@ -247,6 +243,16 @@ func SkipPlain(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// StopBytes flags, in the high bit of each byte, the bytes of the little-endian word w that end
+// a plain run inside a JSON string ('"', '\\' or a control byte); the lowest flag is exactly the
+// first such byte (a borrow only runs upwards, from a match), the ones above it may be false.
+func StopBytes(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((q-ones)&^q | (bs-ones)&^bs | (w-ones*0x20)&^w) & highs
 }
 
 // Time parses a JSON string holding an RFC 3339 UTC time as allot writes them,
