@@ -2,9 +2,9 @@ package projector
 
 import (
 	"encoding/binary"
-	"math/bits"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"strconv"
 	"time"
 
