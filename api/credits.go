@@ -20,13 +20,6 @@ import (
 	"github.com/allot-dev/allot/rating"
 )
 
-// Problem types of the credit ledger.
-const (
-	probInsufficientCredits = "insufficient-credits"
-	probReservationExpired  = "reservation-expired"
-	probReservationEnded    = "reservation-ended"
-)
-
 type blockView struct {
 	ID          string          `json:"id"`
 	Source      string          `json:"source"`
@@ -290,19 +283,19 @@ func (s *Server) commandProblem(err error) *problem.Problem {
 	case errors.As(err, &fe):
 		return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, fe.Field, "%s", fe.Msg)
 	case errors.Is(err, projector.ErrInsufficientCredits):
-		return problem.New(probInsufficientCredits, http.StatusConflict, "Insufficient credits", err.Error())
+		return problem.New(problem.InsufficientCredits, http.StatusConflict, err.Error())
 	case errors.Is(err, projector.ErrReservationNotFound):
-		return problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation")
+		return problem.New(problem.NotFound, http.StatusNotFound, "no such reservation")
 	case errors.Is(err, projector.ErrReservationExpired):
-		return problem.New(probReservationExpired, http.StatusConflict, "Reservation expired", "the reservation's TTL has passed; its credits were released")
+		return problem.New(problem.ReservationExpired, http.StatusConflict, "the reservation's TTL has passed; its credits were released")
 	case errors.Is(err, projector.ErrReservationEnded):
-		return problem.New(probReservationEnded, http.StatusConflict, "Reservation ended", err.Error())
+		return problem.New(problem.ReservationEnded, http.StatusConflict, err.Error())
 	case errors.Is(err, projector.ErrSubscriptionNotFound):
-		return problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such subscription")
+		return problem.New(problem.NotFound, http.StatusNotFound, "no such subscription")
 	case errors.Is(err, projector.ErrPostpaidExists):
-		return problem.New("postpaid-subscription-exists", http.StatusConflict, "Postpaid subscription exists", err.Error())
+		return problem.New(problem.PostpaidSubscription, http.StatusConflict, err.Error())
 	case errors.Is(err, projector.ErrSubscriptionCanceled):
-		return problem.New("subscription-canceled", http.StatusConflict, "Subscription canceled", "a canceled subscription is not renewed")
+		return problem.New(problem.SubscriptionCanceled, http.StatusConflict, "a canceled subscription is not renewed")
 	}
 	if errors.Is(err, projector.ErrNotVisibleYet) {
 		// Written: a retry is safe only as a retry of the same command.
@@ -440,7 +433,7 @@ func (s *Server) reservation(w http.ResponseWriter, r *http.Request, customer, i
 		}
 	})
 	if v == nil {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such reservation"))
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such reservation"))
 		return
 	}
 	status := http.StatusOK
@@ -528,7 +521,7 @@ func (s *Server) reservationCustomer(w http.ResponseWriter, r *http.Request, id,
 	if c, ok := s.o.Ledger.ReservationCustomer(scopeFrom(r), id); ok {
 		return c, true
 	}
-	problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such "+what))
+	problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such "+what))
 	return "", false
 }
 

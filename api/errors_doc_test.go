@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/allot-dev/allot/api/problem"
 )
 
 // Every problem type the API can answer with is listed in docs/errors.md: types are part of
@@ -48,6 +50,9 @@ func TestEveryProblemTypeIsDocumented(t *testing.T) {
 	for typ := range seen {
 		if !strings.Contains(string(doc), "`"+typ+"`") {
 			t.Errorf("problem type %q is not in docs/errors.md", typ)
+		}
+		if problem.Title(typ) == "Error" {
+			t.Errorf("problem type %q has no title of its own in the problem package", typ)
 		}
 	}
 }

@@ -43,8 +43,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		checks["clickhouse"] = "not configured"
 	}
 	if !ready {
-		p := problem.New(problem.Unavailable, http.StatusServiceUnavailable, "Not ready", "a dependency is unreachable")
-		p.Extra = map[string]any{"checks": checks}
+		p := problem.New(problem.Unavailable, http.StatusServiceUnavailable, "not ready: a dependency is unreachable (see checks)")
+		p.Extra, p.RetryAfter = map[string]any{"checks": checks}, 1
 		problem.Write(w, p)
 		return
 	}
@@ -63,8 +63,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	media, ok := ingest.MediaKind(r.Header.Get("Content-Type"))
 	if !ok {
-		problem.Write(w, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
-			fmt.Sprintf("Content-Type %q is not accepted; use %s, %s or %s", r.Header.Get("Content-Type"), ingest.MediaJSON, ingest.MediaCloudEvent, ingest.MediaCloudEventBatch)))
+		problem.Write(w, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not accepted; use %s, %s or %s", r.Header.Get("Content-Type"), ingest.MediaJSON, ingest.MediaCloudEvent, ingest.MediaCloudEventBatch)))
 		return
 	}
 	body, p := s.readBody(w, r)
@@ -110,7 +109,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, media string, bo
 				status = http.StatusBadRequest
 			}
 		}
-		agg := problem.New(problem.InvalidEvent, status, "No event was stored", fmt.Sprintf("all %d events were rejected; see rejected", len(res.Rejected)))
+		agg := problem.New(problem.InvalidEvent, status, fmt.Sprintf("all %d events were rejected; see rejected", len(res.Rejected)))
 		agg.Extra = map[string]any{"rejected": res.Rejected, "accepted": 0, "duplicates": 0}
 		problem.Write(w, agg)
 		return
@@ -151,7 +150,7 @@ func (s *Server) putMeter(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := catalog.PutMeter(r.Context(), s.o.JS, s.o.Catalog, scopeFrom(r), m, s.o.Now()); err != nil {
 		s.o.Log.Error("storing meter", "err", err)
-		problem.Write(w, &problem.Problem{Type: problem.TypeBase + problem.Unavailable, Title: "Config store unavailable", Status: http.StatusServiceUnavailable, Detail: err.Error(), RetryAfter: 1})
+		problem.Write(w, &problem.Problem{Type: problem.TypeBase + problem.Unavailable, Title: problem.Title(problem.Unavailable), Status: http.StatusServiceUnavailable, Detail: err.Error(), RetryAfter: 1})
 		return
 	}
 	writeJSON(w, http.StatusOK, m)

@@ -20,12 +20,6 @@ import (
 	"github.com/allot-dev/allot/api/problem"
 )
 
-// Problem types of Idempotency-Key handling.
-const (
-	probIdempotencyMismatch = "idempotency-key-reused"
-	probIdempotencyInFlight = "idempotency-key-in-flight"
-)
-
 // inFlightTimeout is how long a request may hold its key before another may take it over: a
 // process that died mid-request must not block the key for a day.
 const inFlightTimeout = time.Minute
@@ -37,12 +31,16 @@ type idemRecord struct {
 	// Who holds an in_flight key: the node (Options.Node) and its incarnation (one per
 	// process start). A key held by an earlier incarnation of this very node was abandoned
 	// by a process that died, and is taken over at once instead of after inFlightTimeout.
-	Node        string          `json:"node,omitempty"`
-	Incarnation string          `json:"incarnation,omitempty"`
-	Status      int             `json:"status,omitempty"`
-	ContentType string          `json:"content_type,omitempty"`
-	Headers     http.Header     `json:"headers,omitempty"` // replayedHeaders the answer had
-	Body        json.RawMessage `json:"body,omitempty"`
+	Node        string      `json:"node,omitempty"`
+	Incarnation string      `json:"incarnation,omitempty"`
+	Status      int         `json:"status,omitempty"`
+	ContentType string      `json:"content_type,omitempty"`
+	Headers     http.Header `json:"headers,omitempty"` // replayedHeaders the answer had
+	// Answer is the answer's body exactly as it was sent (base64 in the record), so a replay
+	// is the same bytes. Body is how records stored before it kept the body: as JSON, which
+	// compacts and HTML-escapes it on the way in.
+	Answer []byte          `json:"answer,omitempty"`
+	Body   json.RawMessage `json:"body,omitempty"`
 }
 
 // replayedHeaders are the response headers a replay gives back besides Content-Type: what a
@@ -150,7 +148,7 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		done := idemRecord{State: "done", RequestHash: reqHash, Started: rec.Started, Status: cw.status,
-			ContentType: cw.Header().Get("Content-Type"), Body: json.RawMessage(bytes.TrimSpace(cw.buf.Bytes()))}
+			ContentType: cw.Header().Get("Content-Type"), Answer: cw.buf.Bytes()}
 		for _, name := range replayedHeaders {
 			if v := cw.Header().Values(name); len(v) > 0 {
 				if done.Headers == nil {
@@ -183,8 +181,7 @@ func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kv
 		return 0, false
 	}
 	if rec.RequestHash != reqHash {
-		problem.Write(w, problem.New(probIdempotencyMismatch, http.StatusUnprocessableEntity, "Idempotency-Key reused",
-			"this Idempotency-Key was used with a different request; use a new key for a new request"))
+		problem.Write(w, problem.New(problem.IdempotencyKeyReused, http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new request"))
 		return 0, false
 	}
 	if rec.State == "done" {
@@ -196,8 +193,12 @@ func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kv
 			w.Header()[http.CanonicalHeaderKey(name)] = v
 		}
 		w.WriteHeader(rec.Status)
-		w.Write(rec.Body)
-		w.Write([]byte("\n"))
+		if rec.Body != nil { // stored before Answer
+			w.Write(rec.Body)
+			w.Write([]byte("\n"))
+		} else {
+			w.Write(rec.Answer)
+		}
 		return 0, false
 	}
 	abandoned := rec.Node != "" && rec.Node == s.o.Node && rec.Incarnation != s.incarnation
@@ -207,7 +208,7 @@ func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kv
 			return rev, true
 		}
 	}
-	p := problem.New(probIdempotencyInFlight, http.StatusConflict, "Request in flight", "a request with this Idempotency-Key is still being processed; retry shortly")
+	p := problem.New(problem.IdempotencyKeyInFlight, http.StatusConflict, "a request with this Idempotency-Key is still being processed; retry shortly")
 	p.RetryAfter = 1
 	problem.Write(w, p)
 	return 0, false

@@ -186,3 +186,31 @@ func TestRetriedIncrementAnswersTheUseAsItStands(t *testing.T) {
 	assert.Equal(t, "33", q.body["data"].([]any)[0].(map[string]any)["used"], q.raw)
 	assert.Equal(t, "33", again.body["used"], again.raw)
 }
+
+// DESIGN.md, Idempotency: "A retry with the same key and the same request returns the stored
+// response with Idempotent-Replayed: true". A stored 4xx answer (an insufficient-credits
+// refusal) must come back as it was: same status, same bytes.
+func TestReplayedRefusalIsTheStoredBytes(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 201, h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, `{"amount":"1","source":"wallet"}`).status)
+	body := `{"customer":"c","amount":"5"}`
+	first := h.do("POST", "/v1/reservations", keyAcme, jsonCT, body, "Idempotency-Key", "rz-1")
+	requireProblem(t, first, 409, "insufficient-credits")
+	again := h.do("POST", "/v1/reservations", keyAcme, jsonCT, body, "Idempotency-Key", "rz-1")
+	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	assert.Equal(t, first.status, again.status)
+	assert.Equal(t, first.raw, again.raw, "the replay is not the stored response byte for byte")
+}
+
+// The same for a 201 whose JSON holds characters encoding/json would escape for HTML.
+func TestReplayedAnswerIsTheStoredBytes(t *testing.T) {
+	h := newHarness(t)
+	require.Equal(t, 201, h.do("POST", "/v1/customers/a&b%3Cc%3E/grants", keyAcme, jsonCT, `{"amount":"10","source":"wallet"}`).status)
+	body := `{"customer":"a&b<c>","amount":"5"}`
+	first := h.do("POST", "/v1/reservations", keyAcme, jsonCT, body, "Idempotency-Key", "rz-2")
+	require.Equal(t, 201, first.status, first.raw)
+	again := h.do("POST", "/v1/reservations", keyAcme, jsonCT, body, "Idempotency-Key", "rz-2")
+	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	assert.Equal(t, first.status, again.status)
+	assert.Equal(t, first.raw, again.raw, "the replay is not the stored response byte for byte")
+}

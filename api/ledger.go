@@ -60,7 +60,7 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request) {
 	stored, err := catalog.PutRule(r.Context(), s.o.JS, s.o.Catalog, sc, rule, s.o.Now(), false)
 	if err != nil {
 		s.o.Log.Error("storing rule", "err", err)
-		problem.Write(w, &problem.Problem{Type: problem.TypeBase + problem.Unavailable, Title: "Config store unavailable", Status: http.StatusServiceUnavailable, Detail: err.Error(), RetryAfter: 1})
+		problem.Write(w, &problem.Problem{Type: problem.TypeBase + problem.Unavailable, Title: problem.Title(problem.Unavailable), Status: http.StatusServiceUnavailable, Detail: err.Error(), RetryAfter: 1})
 		return
 	}
 	writeJSON(w, http.StatusCreated, stored)
@@ -92,7 +92,7 @@ func jsonProblem(body []byte, v any, err error) *problem.Problem {
 			}
 		}
 	}
-	return problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", err.Error())
+	return problem.New(problem.InvalidJSON, http.StatusBadRequest, err.Error())
 }
 
 // ledgerEntry is one entry of GET /v1/customers/{id}/ledger. Rating writes its results in
@@ -375,7 +375,7 @@ func getConfig[T any](w http.ResponseWriter, r *http.Request, what string, looku
 // notFound answers for a configuration object (meter, rule, feature, quota, plan) that does
 // not exist in the request's scope.
 func notFound(what, key string) *problem.Problem {
-	return problem.New(problem.NotFound, http.StatusNotFound, "Not found", fmt.Sprintf("no %s %q", what, key))
+	return problem.New(problem.NotFound, http.StatusNotFound, fmt.Sprintf("no %s %q", what, key))
 }
 
 // invalidConfig answers for a configuration object that fails validation, naming the field.
@@ -384,5 +384,5 @@ func invalidConfig(fe *catalog.FieldError) *problem.Problem {
 }
 
 func unavailable(err error) *problem.Problem {
-	return &problem.Problem{Type: problem.TypeBase + problem.Unavailable, Title: "Event store unavailable", Status: http.StatusServiceUnavailable, Detail: err.Error(), RetryAfter: 1}
+	return &problem.Problem{Type: problem.TypeBase + problem.Unavailable, Title: problem.Title(problem.Unavailable), Status: http.StatusServiceUnavailable, Detail: err.Error(), RetryAfter: 1}
 }

@@ -69,8 +69,7 @@ func (s *Server) limitKey(w http.ResponseWriter, key string) bool {
 	secs := int(math.Ceil(reset.Sub(now).Seconds()))
 	w.Header().Set("RateLimit-Policy", fmt.Sprintf(`"api";q=%d;w=60`, s.limiter.limit))
 	w.Header().Set("RateLimit", fmt.Sprintf(`"api";r=%d;t=%d`, remaining, secs))
-	p := problem.New(probQuotaExceeded, http.StatusTooManyRequests, "Quota exceeded",
-		fmt.Sprintf("this API key made more than %d requests this minute", s.limiter.limit))
+	p := problem.New(problem.QuotaExceeded, http.StatusTooManyRequests, fmt.Sprintf("this API key made more than %d requests this minute", s.limiter.limit))
 	// limit-scope tells this refusal from a quota's: a quota may be named "api" too, and the
 	// gateway must not hand allot's limit on its own key to its callers as theirs.
 	p.Extra = map[string]any{"violated-policies": []string{"api"}, "limit": fmt.Sprint(s.limiter.limit), "used": fmt.Sprint(s.limiter.limit), "requested": "1", "resets_at": reset,

@@ -23,12 +23,6 @@ import (
 	"github.com/allot-dev/allot/projector"
 )
 
-// Problem types of quotas.
-const (
-	probQuotaExceeded   = "quota-exceeded"
-	probWeightOverLimit = "weight-over-limit"
-)
-
 func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) {
 	var spec catalog.QuotaSpec
 	if p := s.decodeBody(w, r, &spec); p != nil {
@@ -444,13 +438,12 @@ func (s *Server) writeQuotaError(w http.ResponseWriter, quotas []events.Quota, e
 	}
 	ext := map[string]any{"violated-policies": violated, "limit": first.Limit, "used": first.Used, "requested": first.Requested, "resets_at": first.ResetsAt}
 	if errors.Is(err, projector.ErrWeightOverLimit) {
-		p := problem.New(probWeightOverLimit, http.StatusUnprocessableEntity, "Weight over limit", err.Error()+": it can never be admitted")
+		p := problem.New(problem.WeightOverLimit, http.StatusUnprocessableEntity, err.Error()+": it can never be admitted")
 		p.Field, p.Extra = "amount", ext
 		problem.Write(w, p)
 		return
 	}
-	p := problem.New(probQuotaExceeded, http.StatusTooManyRequests, "Quota exceeded",
-		fmt.Sprintf("%s: %s used of %s; the window resets at %s", strings.Join(violated, ", "), first.Used, first.Limit, first.ResetsAt.Format(time.RFC3339)))
+	p := problem.New(problem.QuotaExceeded, http.StatusTooManyRequests, fmt.Sprintf("%s: %s used of %s; the window resets at %s", strings.Join(violated, ", "), first.Used, first.Limit, first.ResetsAt.Format(time.RFC3339)))
 	p.Extra = ext
 	p.RetryAfter = int(math.Ceil(first.ResetsAt.Sub(now).Seconds()))
 	if p.RetryAfter < 1 {
@@ -461,8 +454,12 @@ func (s *Server) writeQuotaError(w http.ResponseWriter, quotas []events.Quota, e
 
 func (s *Server) postQuotaReset(w http.ResponseWriter, r *http.Request) {
 	zero := events.Decimal{}
-	q, customer, _, ok := s.readQuotaRequest(w, r, &zero)
+	q, customer, amt, ok := s.readQuotaRequest(w, r, &zero)
 	if !ok {
+		return
+	}
+	if amt != zero {
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "a reset takes no amount: it sets the window's use to zero (adjust adds or gives back an amount)"))
 		return
 	}
 	now := s.o.Now()

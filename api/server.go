@@ -167,7 +167,7 @@ func (s *Server) routes() {
 		s.mux.Handle(r.pattern, s.instrument(r.pattern, methodSwitch(r.methods)))
 	}
 	s.mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such endpoint: "+r.URL.Path))
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such endpoint: "+r.URL.Path))
 	})))
 }
 
@@ -227,7 +227,7 @@ func methodSwitch(m map[string]http.HandlerFunc) http.Handler {
 		}
 		if !ok {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
-			problem.Write(w, problem.New(problem.MethodNotAllowed, http.StatusMethodNotAllowed, "Method not allowed", r.Method+" is not allowed on "+r.URL.Path))
+			problem.Write(w, problem.New(problem.MethodNotAllowed, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path))
 			return
 		}
 		h(w, r)
@@ -262,13 +262,13 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		key := presentedKey(r)
 		if key == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="allot"`)
-			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "Unauthenticated", "send an API key as Authorization: Bearer <key> or X-API-Key: <key>"))
+			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "send an API key as Authorization: Bearer <key> or X-API-Key: <key>"))
 			return
 		}
 		k, ok := s.o.Catalog.Authenticate(key)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="allot", error="invalid_token"`)
-			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "Unauthenticated", "the API key is not valid"))
+			problem.Write(w, problem.New(problem.Unauthenticated, http.StatusUnauthorized, "the API key is not valid"))
 			return
 		}
 		if !s.limitKey(w, key) {
@@ -282,7 +282,7 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return s.authed(func(w http.ResponseWriter, r *http.Request) {
 		if !keyFrom(r).Admin {
-			problem.Write(w, problem.New(problem.Forbidden, http.StatusForbidden, "Forbidden", "changing configuration needs an admin key"))
+			problem.Write(w, problem.New(problem.Forbidden, http.StatusForbidden, "this needs an admin key: configuration changes and webhook endpoints are for admin keys"))
 			return
 		}
 		h(w, r)
@@ -312,8 +312,7 @@ func presentedKey(r *http.Request) string {
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *problem.Problem) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" { // the common case, without parsing (which allocates)
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
-				fmt.Sprintf("Content-Type %q is not accepted here; send application/json", ct))
+			return nil, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not accepted here; send application/json", ct))
 		}
 	}
 	if n := r.ContentLength; n >= 0 && n <= s.o.MaxBody {
@@ -322,7 +321,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *prob
 		// than a check's whole body, on every request.
 		body := make([]byte, n)
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request", "reading the body: "+err.Error())
+			return nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "reading the body: "+err.Error())
 		}
 		return body, nil
 	}
@@ -330,10 +329,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *prob
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge, "Body too large",
-				"the request body is larger than the limit of "+itoa(s.o.MaxBody)+" bytes; split the batch")
+			return nil, problem.New(problem.BodyTooLarge, http.StatusRequestEntityTooLarge, "the request body is larger than the limit of "+itoa(s.o.MaxBody)+" bytes; split the batch")
 		}
-		return nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request", "reading the body: "+err.Error())
+		return nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "reading the body: "+err.Error())
 	}
 	return body, nil
 }
@@ -364,7 +362,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		writeJSONBytes(w, status, append(b, '\n'))
 		return
 	}
-	problem.Write(w, problem.New(problem.Internal, http.StatusInternalServerError, "Internal error", "encoding the response failed"))
+	problem.Write(w, problem.New(problem.Internal, http.StatusInternalServerError, "encoding the response failed"))
 }
 
 func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {

@@ -51,7 +51,7 @@ func (s *Server) subscription(w http.ResponseWriter, r *http.Request, customer, 
 	a, _ := s.o.Ledger.Account(scopeFrom(r), customer)
 	sub := a.Subscriptions[id]
 	if sub == nil {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such subscription"))
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such subscription"))
 		return
 	}
 	writeJSON(w, status, subscriptionView{ID: id, Customer: customer, Plan: sub.Plan.Key, Mode: sub.Plan.Mode, Status: sub.StatusAt(s.o.Now()),

@@ -15,8 +15,7 @@ import (
 
 func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	if s.o.ClickHouse == nil {
-		problem.Write(w, problem.New(problem.AnalyticsNotConfigured, http.StatusServiceUnavailable, "Analytics not configured",
-			"usage analytics need ClickHouse: start allot with --clickhouse (ALLOT_CLICKHOUSE)"))
+		problem.Write(w, problem.New(problem.AnalyticsNotConfigured, http.StatusServiceUnavailable, "usage analytics need ClickHouse: start allot with --clickhouse (ALLOT_CLICKHOUSE)"))
 		return
 	}
 	qp := r.URL.Query()
@@ -96,12 +95,14 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, qe.Field, "%s", qe.Msg))
 		return
 	case err != nil && errors.Is(qctx.Err(), context.DeadlineExceeded):
-		problem.Write(w, problem.New(problem.Unavailable, http.StatusServiceUnavailable, "Analytics query too long",
-			"the usage query ran longer than "+s.o.UsageQueryTimeout.String()+"; narrow it with from, to, meter or customer"))
+		// Retrying is safe (a read), but the same query will likely run as long again.
+		p := problem.New(problem.Unavailable, http.StatusServiceUnavailable, "the usage query ran longer than "+s.o.UsageQueryTimeout.String()+"; narrow it with from, to, meter or customer")
+		p.RetryAfter = 1
+		problem.Write(w, p)
 		return
 	case err != nil:
 		s.o.Log.Error("usage query", "err", err)
-		p := problem.New(problem.Unavailable, http.StatusServiceUnavailable, "Analytics unavailable", err.Error())
+		p := problem.New(problem.Unavailable, http.StatusServiceUnavailable, "analytics: "+err.Error())
 		p.RetryAfter = 1
 		problem.Write(w, p)
 		return

@@ -92,7 +92,7 @@ func contains(xs []string, x string) bool {
 func (s *Server) getWebhookEndpoint(w http.ResponseWriter, r *http.Request) {
 	ep, ok := s.o.Catalog.WebhookEndpoint(scopeFrom(r), r.PathValue("id"))
 	if !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such webhook endpoint"))
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such webhook endpoint"))
 		return
 	}
 	writeJSON(w, http.StatusOK, endpointView(ep))
@@ -126,7 +126,7 @@ func (s *Server) postRotate(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case !ok:
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such webhook endpoint"))
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such webhook endpoint"))
 		return
 	case err != nil:
 		problem.Write(w, unavailable(err))
@@ -142,7 +142,7 @@ func (s *Server) getDeliveries(w http.ResponseWriter, r *http.Request) {
 	sc := scopeFrom(r)
 	id := r.PathValue("id")
 	if _, ok := s.o.Catalog.WebhookEndpoint(sc, id); !ok {
-		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "Not found", "no such webhook endpoint"))
+		problem.Write(w, problem.New(problem.NotFound, http.StatusNotFound, "no such webhook endpoint"))
 		return
 	}
 	limit := 100

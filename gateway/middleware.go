@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/allot-dev/allot/api/problem"
 )
 
 // Client calls an allot server's quota endpoints.
@@ -177,7 +179,7 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 					next.ServeHTTP(w, r)
 					return
 				}
-				writeProblem(w, http.StatusUnauthorized, "unauthenticated", "Unauthenticated", "the request does not say who is calling", 0)
+				writeProblem(w, http.StatusUnauthorized, problem.Unauthenticated, "the request does not say who is calling", 0)
 				return
 			}
 			// Count first, all policies at once and all or nothing: exact however many
@@ -200,7 +202,7 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				case err != nil:
 					report(err)
 					if closed {
-						writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Quota service unavailable", "quotas "+strings.Join(quotas, ", ")+" cannot be counted", 1)
+						writeProblem(w, http.StatusServiceUnavailable, problem.Unavailable, "allot cannot count quotas "+strings.Join(quotas, ", "), 1)
 						return
 					}
 					d = Decision{} // every policy fails open: through, uncounted, no headers
@@ -347,8 +349,8 @@ func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap gives http.ResponseController the writer underneath (deadlines, full duplex).
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-func writeProblem(w http.ResponseWriter, status int, kind, title, detail string, retryAfter int, extra ...any) {
-	m := map[string]any{"type": "https://allot.dev/problems/" + kind, "title": title, "status": status, "detail": detail}
+func writeProblem(w http.ResponseWriter, status int, kind, detail string, retryAfter int, extra ...any) {
+	m := map[string]any{"type": problem.TypeBase + kind, "title": problem.Title(kind), "status": status, "detail": detail}
 	for i := 0; i+1 < len(extra); i += 2 {
 		m[extra[i].(string)] = extra[i+1]
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/allot-dev/allot/api/problem"
 )
 
 // Config is the file `allot gateway --config` reads.
@@ -165,7 +167,7 @@ func Proxy(c Config, onError func(error)) (http.Handler, error) {
 	}
 	rp := httputil.NewSingleHostReverseProxy(up)
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-		writeProblem(w, http.StatusBadGateway, "bad-gateway", "Bad gateway", "the upstream did not answer", 0)
+		writeProblem(w, http.StatusBadGateway, problem.BadGateway, "the upstream did not answer", 0)
 	}
 	client := &Client{BaseURL: c.Allot.URL, APIKey: c.Allot.Key, HTTP: &http.Client{Timeout: 2 * time.Second}}
 	type route struct {

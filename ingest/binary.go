@@ -20,8 +20,7 @@ func IsBinaryCloudEvent(h http.Header) bool { return h.Get("Ce-Specversion") != 
 // validates both. The data must be a JSON object.
 func BinaryToStructured(h http.Header, body []byte) ([]byte, *problem.Problem) {
 	if mt, _, err := mime.ParseMediaType(h.Get("Content-Type")); err != nil || (mt != MediaJSON && !strings.HasSuffix(mt, "+json")) {
-		return nil, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "Unsupported media type",
-			"a binary-mode CloudEvent's data must be application/json")
+		return nil, problem.New(problem.UnsupportedMediaType, http.StatusUnsupportedMediaType, "a binary-mode CloudEvent's data must be application/json")
 	}
 	ev := map[string]json.RawMessage{}
 	for name, vals := range h {
@@ -45,7 +44,7 @@ func BinaryToStructured(h http.Header, body []byte) ([]byte, *problem.Problem) {
 	}
 	out, err := json.Marshal(ev)
 	if err != nil {
-		return nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the data of a binary-mode CloudEvent is not valid JSON")
+		return nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "the data of a binary-mode CloudEvent is not valid JSON")
 	}
 	return out, nil
 }

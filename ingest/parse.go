@@ -77,44 +77,41 @@ func MediaKind(contentType string) (kind string, ok bool) {
 func Parse(scope events.Scope, media string, body []byte, meters MeterSource, now time.Time) ([]Candidate, []Rejection, *problem.Problem) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
-		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the request body is empty")
+		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "the request body is empty")
 	}
 	// JSON text is UTF-8 (RFC 8259 §8.1). The decoders would replace invalid bytes with U+FFFD,
 	// and two events whose ids (or customers) differ only there would become one.
 	if !utf8.Valid(body) {
-		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the body is not valid UTF-8 (JSON text is UTF-8)")
+		return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "the body is not valid UTF-8 (JSON text is UTF-8)")
 	}
 	top, plain := plainjson.Decode(body) // most bodies; the same values encoding/json gives
 	if !plain {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.UseNumber()
 		if err := dec.Decode(&top); err != nil {
-			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", describeJSONError(body))
+			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, describeJSONError(body))
 		}
 		if _, err := dec.Token(); err != io.EOF {
-			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "Invalid JSON", "the body holds more than one JSON value")
+			return nil, nil, problem.New(problem.InvalidJSON, http.StatusBadRequest, "the body holds more than one JSON value")
 		}
 	}
 	var items []any
 	switch x := top.(type) {
 	case []any:
 		if media == MediaCloudEvent {
-			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request",
-				"application/cloudevents+json carries one event; send an array as application/cloudevents-batch+json")
+			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "application/cloudevents+json carries one event; send an array as application/cloudevents-batch+json")
 		}
 		if len(x) == 0 {
-			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request", "the batch is empty")
+			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "the batch is empty")
 		}
 		items = x
 	case map[string]any:
 		if media == MediaCloudEventBatch {
-			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request",
-				"application/cloudevents-batch+json must be a JSON array of events")
+			return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "application/cloudevents-batch+json must be a JSON array of events")
 		}
 		items = []any{x}
 	default:
-		return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "Invalid request",
-			"the body must be an event object or an array of events")
+		return nil, nil, problem.New(problem.InvalidRequest, http.StatusBadRequest, "the body must be an event object or an array of events")
 	}
 	cloud := media == MediaCloudEvent || media == MediaCloudEventBatch
 	cands := make([]Candidate, 0, len(items))

@@ -85,7 +85,7 @@ func (in *Ingester) Ingest(ctx context.Context, scope events.Scope, media string
 		acc, dup, conflicts, err := in.publish(ctx, scope, cands)
 		if err != nil {
 			return Result{}, &problem.Problem{
-				Type: problem.TypeBase + problem.Unavailable, Title: "Event store unavailable", Status: http.StatusServiceUnavailable,
+				Type: problem.TypeBase + problem.Unavailable, Title: problem.Title(problem.Unavailable), Status: http.StatusServiceUnavailable,
 				Detail:     "storing events failed part way (" + err.Error() + "); retry the whole request: events already stored will be counted as duplicates",
 				RetryAfter: 1,
 			}

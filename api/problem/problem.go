@@ -30,7 +30,55 @@ const (
 	Unavailable            = "unavailable"
 	Internal               = "internal"
 	AnalyticsNotConfigured = "analytics-not-configured"
+	InsufficientCredits    = "insufficient-credits"
+	ReservationExpired     = "reservation-expired"
+	ReservationEnded       = "reservation-ended"
+	SubscriptionCanceled   = "subscription-canceled"
+	PostpaidSubscription   = "postpaid-subscription-exists"
+	IdempotencyKeyReused   = "idempotency-key-reused"
+	IdempotencyKeyInFlight = "idempotency-key-in-flight"
+	WeightOverLimit        = "weight-over-limit"
+	QuotaExceeded          = "quota-exceeded"
+	BadGateway             = "bad-gateway" // the gateway's
 )
+
+// titles is each type's title: fixed per type (docs/errors.md), so a client may show it; what
+// differs between two problems of a type goes in detail.
+var titles = map[string]string{
+	InvalidJSON:            "Invalid JSON",
+	InvalidEvent:           "Invalid event",
+	InvalidField:           "Invalid field",
+	InvalidRequest:         "Invalid request",
+	BodyTooLarge:           "Body too large",
+	UnsupportedMediaType:   "Unsupported media type",
+	Unauthenticated:        "Unauthenticated",
+	Forbidden:              "Forbidden",
+	NotFound:               "Not found",
+	MethodNotAllowed:       "Method not allowed",
+	ConflictingDuplicate:   "Event id reused with a different payload",
+	Unavailable:            "Service unavailable",
+	Internal:               "Internal error",
+	AnalyticsNotConfigured: "Analytics not configured",
+	InsufficientCredits:    "Insufficient credits",
+	ReservationExpired:     "Reservation expired",
+	ReservationEnded:       "Reservation ended",
+	SubscriptionCanceled:   "Subscription canceled",
+	PostpaidSubscription:   "Postpaid subscription exists",
+	IdempotencyKeyReused:   "Idempotency-Key reused",
+	IdempotencyKeyInFlight: "Request in flight",
+	WeightOverLimit:        "Weight over limit",
+	QuotaExceeded:          "Quota exceeded",
+	BadGateway:             "Bad gateway",
+}
+
+// Title is the title of problems of type kind ("Error" for a type without one, which
+// TestEveryProblemTypeIsDocumented does not let in).
+func Title(kind string) string {
+	if t, ok := titles[kind]; ok {
+		return t
+	}
+	return "Error"
+}
 
 // Problem is an RFC 9457 problem details object.
 type Problem struct {
@@ -45,14 +93,14 @@ type Problem struct {
 	RetryAfter int `json:"-"`
 }
 
-// New builds a problem of the given short type.
-func New(kind string, status int, title, detail string) *Problem {
-	return &Problem{Type: TypeBase + kind, Title: title, Status: status, Detail: detail}
+// New builds a problem of the given short type, with the type's title.
+func New(kind string, status int, detail string) *Problem {
+	return &Problem{Type: TypeBase + kind, Title: Title(kind), Status: status, Detail: detail}
 }
 
 // Fieldf builds a 400 (or status) problem about one field.
 func Fieldf(kind string, status int, field, format string, args ...any) *Problem {
-	return &Problem{Type: TypeBase + kind, Title: titleFor(kind), Status: status, Field: field, Detail: fmt.Sprintf(format, args...)}
+	return &Problem{Type: TypeBase + kind, Title: Title(kind), Status: status, Field: field, Detail: fmt.Sprintf(format, args...)}
 }
 
 func (p *Problem) Error() string {
@@ -93,24 +141,4 @@ func Write(w http.ResponseWriter, p *Problem) {
 	}
 	w.WriteHeader(p.Status)
 	w.Write(b)
-}
-
-func titleFor(kind string) string {
-	switch kind {
-	case InvalidJSON:
-		return "Invalid JSON"
-	case InvalidEvent:
-		return "Invalid event"
-	case InvalidField:
-		return "Invalid field"
-	case InvalidRequest:
-		return "Invalid request"
-	case Forbidden:
-		return "Forbidden"
-	case NotFound:
-		return "Not found"
-	case ConflictingDuplicate:
-		return "Event id reused with a different payload"
-	}
-	return "Error"
 }

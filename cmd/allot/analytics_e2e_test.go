@@ -224,7 +224,8 @@ func TestUsageQueryTimeout(t *testing.T) {
 	status, body, err := p.request("GET", "/v1/usage?meter=tokens", "")
 	require.NoError(t, err)
 	assert.Equal(t, 503, status, body)
-	assert.Equal(t, "Analytics query too long", body["title"], body)
+	assert.Equal(t, "Service unavailable", body["title"], body)
+	assert.Contains(t, body["detail"], "ran longer than 1ns", body)
 }
 
 func TestUsageWithoutClickHouseIs503(t *testing.T) {

@@ -38,7 +38,7 @@ Usage:
   allot replay [--verify] [--nats-url URL | --data DIR]
                              rebuild the projections from the streams, print a digest,
                              and with --verify compare with the live state (exit 1 if different)
-  allot bench [ingest|rating|pipeline|all] [--json]
+  allot bench [ingest|rating|pipeline|check|quota|replay|memory|sink|all] [--json]
                              measure throughput next to raw JetStream baselines
   allot version
 

@@ -66,7 +66,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else {
 		emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: *dataDir, Port: -2})
 		if errors.Is(err, bus.ErrDataDirLocked) {
-			return exitWith(3, fmt.Errorf("%w: a running allot owns it; replay against it with --nats-url nats://127.0.0.1:4222", err))
+			return exitWith(3, fmt.Errorf("%w: a running allot owns it; replay against it with --nats-url and its NATS address (--nats-listen; nats://127.0.0.1:4222 by default)", err))
 		}
 		if err != nil {
 			return exitWith(3, err)
