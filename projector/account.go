@@ -207,6 +207,10 @@ type Account struct {
 	ended       int
 	held        events.Credits
 	firstExpiry time.Time
+	// lastExpiry is at or after the latest expiry of the active ones: exact when counted, and
+	// left as it is when a hold ends, so it may be later than that (holdsAfterStayFunded only
+	// needs to know that no hold outlasts a new one).
+	lastExpiry time.Time
 
 	// gen is the snapshot generation the account was made or copied in (Ledger.snapGen): a
 	// snapshot encodes the accounts it took without the lock, so the fold copies an account
@@ -220,7 +224,7 @@ type Account struct {
 
 // recount sets ended, held and firstExpiry from Reservations (after a snapshot is read).
 func (a *Account) recount() {
-	a.ended, a.held, a.firstExpiry = 0, 0, time.Time{}
+	a.ended, a.held, a.firstExpiry, a.lastExpiry = 0, 0, time.Time{}, time.Time{}
 	for _, r := range a.Reservations {
 		if r.Status != StatusActive {
 			a.ended++
@@ -229,6 +233,9 @@ func (a *Account) recount() {
 		a.held += r.Amount
 		if a.firstExpiry.IsZero() || r.ExpiresAt.Before(a.firstExpiry) {
 			a.firstExpiry = r.ExpiresAt
+		}
+		if r.ExpiresAt.After(a.lastExpiry) {
+			a.lastExpiry = r.ExpiresAt
 		}
 	}
 }
@@ -239,6 +246,9 @@ func (a *Account) holdStarted(r *Reservation) {
 	a.held += r.Amount
 	if a.firstExpiry.IsZero() || r.ExpiresAt.Before(a.firstExpiry) {
 		a.firstExpiry = r.ExpiresAt
+	}
+	if r.ExpiresAt.After(a.lastExpiry) {
+		a.lastExpiry = r.ExpiresAt
 	}
 }
 

@@ -200,3 +200,57 @@ func TestReservationsFold(t *testing.T) {
 	fold(t, a, grant("w", "wallet", 100, 10*cr, jan, nil))
 	assert.Equal(t, events.Credits(5*cr), a.Balance(jan))
 }
+
+// A hold must not be admitted on credits its commit would burn from under a longer hold
+// (DESIGN.md: concurrent reservations never hold more than the balance). Commits burn in burn
+// order, so a short hold committed in full may take the credits that outlast a block's expiry
+// — the ones a long hold was admitted on — before the block's own.
+func TestAShortHoldLeavesLongerHoldsFunded(t *testing.T) {
+	t0 := day("2030-01-01")
+	plan := tp(t0.Add(10 * time.Minute))
+	hold := func(id string, amount events.Credits, at time.Time, ttl time.Duration) entry {
+		return entry{events.TypeReservationCreated, events.ReservationCreated{Reservation: id, Customer: "c", Amount: amount, ExpiresAt: at.Add(ttl), At: at}}
+	}
+	for _, tc := range []struct {
+		name   string
+		blocks []entry
+		holds  []entry
+		amount events.Credits
+		ttl    time.Duration
+		admit  bool
+	}{
+		{"promo burned first, plan expires under the long hold: refused",
+			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 95 * cr, 5 * time.Minute, false},
+		{"85 would still take the promo's 10 first: refused",
+			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 85 * cr, 5 * time.Minute, false},
+		{"what the lasting credits can spare past the long hold is admitted",
+			[]entry{grant("promo", "promo", 10, 20*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 10 * cr, 5 * time.Minute, true},
+		{"the expiring block burned first: its credits shield the lasting ones",
+			[]entry{grant("promo", "promo", 30, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 95 * cr, 5 * time.Minute, true},
+		{"no hold outlasts the new one",
+			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			[]entry{hold("long", 10*cr, t0, 3*time.Minute)}, 95 * cr, 5 * time.Minute, true},
+		{"the long hold ends before the block expires",
+			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			[]entry{hold("long", 10*cr, t0, 9*time.Minute)}, 95 * cr, 5 * time.Minute, true},
+		{"an expiring block that becomes effective later shields nothing: a commit before then burns the promo",
+			[]entry{grant("promo", "promo", 30, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0.Add(2*time.Minute), plan), grant("w", "wallet", 40, 100*cr, t0, tp(t0.Add(10*time.Minute)))},
+			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 95 * cr, 5 * time.Minute, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAccount("c")
+			fold(t, a, append(append([]entry{}, tc.blocks...), tc.holds...)...)
+			now := t0.Add(time.Minute)
+			_, err := a.DecideReserve("new", tc.amount, tc.ttl, now)
+			if tc.admit {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrInsufficientCredits)
+		})
+	}
+}

@@ -136,6 +136,81 @@ func (a *Account) Fundable(now, until time.Time) events.Credits {
 	return least
 }
 
+// holdsAfterStayFunded reports whether a hold of amount until until leaves the holds that
+// outlast it funded. Fundable looks at the hold's own life; this looks past it. A commit burns
+// in burn order, which may take the credits that last past a block's expiry — the ones a longer
+// hold was admitted on — before the credits that expire with the block: a short hold committed
+// in full could leave a long one more than the balance once the block expired (DESIGN.md:
+// concurrent reservations never hold more than the balance).
+//
+// So at each block expiry e from until up to the end of the last hold active now: the holds
+// that have ended by e (this one among them) are taken as committed in full, and what they burn
+// of the credits that outlast e is what the blocks expiring by e cannot have taken first — the
+// ones ahead of every lasting block in burn order, effective now, and lasting until the last of
+// those holds ends (a commit may come at any time before its hold ends). What is left of the
+// lasting credits must cover the holds still active at e, and pending (held earlier in the same
+// group commit, whose ends are not known here) throughout.
+func (a *Account) holdsAfterStayFunded(now, until time.Time, amount, pending events.Credits) bool {
+	if !a.lastExpiry.After(until) {
+		return true // no hold outlasts this one (the common case: one TTL for every hold)
+	}
+	last := until
+	for _, r := range a.Reservations {
+		if r.StatusAt(now) == StatusActive && r.ExpiresAt.After(last) {
+			last = r.ExpiresAt
+		}
+	}
+	if !last.After(until) {
+		return true // no hold outlasts this one
+	}
+	for _, x := range a.Blocks {
+		if x.Expired || x.Remaining <= 0 || x.ExpiresAt == nil || x.ExpiresAt.Before(until) || !x.ExpiresAt.Before(last) {
+			continue
+		}
+		e := *x.ExpiresAt
+		need, ended, endedBy := pending, amount, until
+		for _, r := range a.Reservations {
+			if r.StatusAt(now) != StatusActive {
+				continue
+			}
+			if r.ExpiresAt.After(e) {
+				need = addCredits(need, r.Amount)
+			} else {
+				ended = addCredits(ended, r.Amount)
+				if r.ExpiresAt.After(endedBy) {
+					endedBy = r.ExpiresAt
+				}
+			}
+		}
+		if need == 0 {
+			continue
+		}
+		var shield events.Credits
+		for _, b := range a.Blocks { // in burn order
+			if b.Expired || b.Remaining <= 0 {
+				continue
+			}
+			if b.ExpiresAt == nil || b.ExpiresAt.After(e) { // lasts past e
+				if !b.EffectiveAt.After(e) {
+					break // a commit may burn it before anything after it
+				}
+				continue // effective only after e: no commit before e burns it
+			}
+			if !b.EffectiveAt.After(now) && !b.ExpiresAt.Before(endedBy) {
+				shield = addCredits(shield, b.Remaining)
+			}
+		}
+		lasting := a.Balance(e)
+		if taken := SubCredits(ended, shield); taken > 0 {
+			lasting = SubCredits(lasting, taken)
+		}
+		if lasting < need {
+			return false
+		}
+	}
+	return true
+}
+
 // DecideReserve holds amount for ttl if the effective balance covers it, now and until the
 // hold expires (Fundable).
 func (a *Account) DecideReserve(id string, amount events.Credits, ttl time.Duration, now time.Time) (events.ReservationCreated, error) {
@@ -150,6 +225,9 @@ func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.
 	}
 	if ttl <= 0 || ttl > MaxReservationTTL {
 		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
+	}
+	if !a.holdsAfterStayFunded(now, now.Add(ttl), amount, pending) {
+		return events.ReservationCreated{}, fmt.Errorf("%w: a hold of %s until %s could be committed, in burn order, out of credits that holds lasting longer need once other blocks expire", ErrInsufficientCredits, amount, now.Add(ttl).UTC().Format(time.RFC3339))
 	}
 	if eff := SubCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount {
 		if e := SubCredits(a.Effective(now), pending); e >= amount {
