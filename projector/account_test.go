@@ -208,6 +208,8 @@ func TestReservationsFold(t *testing.T) {
 func TestAShortHoldLeavesLongerHoldsFunded(t *testing.T) {
 	t0 := day("2030-01-01")
 	plan := tp(t0.Add(10 * time.Minute))
+	// promo 10 (priority 10, a year) burns before plan 100 (priority 20, expiring in 10 minutes).
+	promoFirst := []entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)}
 	hold := func(id string, amount events.Credits, at time.Time, ttl time.Duration) entry {
 		return entry{events.TypeReservationCreated, events.ReservationCreated{Reservation: id, Customer: "c", Amount: amount, ExpiresAt: at.Add(ttl), At: at}}
 	}
@@ -220,10 +222,10 @@ func TestAShortHoldLeavesLongerHoldsFunded(t *testing.T) {
 		admit  bool
 	}{
 		{"promo burned first, plan expires under the long hold: refused",
-			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			promoFirst,
 			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 95 * cr, 5 * time.Minute, false},
 		{"85 would still take the promo's 10 first: refused",
-			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			promoFirst,
 			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 85 * cr, 5 * time.Minute, false},
 		{"what the lasting credits can spare past the long hold is admitted",
 			[]entry{grant("promo", "promo", 10, 20*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
@@ -232,10 +234,10 @@ func TestAShortHoldLeavesLongerHoldsFunded(t *testing.T) {
 			[]entry{grant("promo", "promo", 30, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
 			[]entry{hold("long", 10*cr, t0, 30*time.Minute)}, 95 * cr, 5 * time.Minute, true},
 		{"no hold outlasts the new one",
-			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			promoFirst,
 			[]entry{hold("long", 10*cr, t0, 3*time.Minute)}, 95 * cr, 5 * time.Minute, true},
 		{"the long hold ends before the block expires",
-			[]entry{grant("promo", "promo", 10, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0, plan)},
+			promoFirst,
 			[]entry{hold("long", 10*cr, t0, 9*time.Minute)}, 95 * cr, 5 * time.Minute, true},
 		{"an expiring block that becomes effective later shields nothing: a commit before then burns the promo",
 			[]entry{grant("promo", "promo", 30, 10*cr, t0, tp(t0.AddDate(1, 0, 0))), grant("plan", "plan", 20, 100*cr, t0.Add(2*time.Minute), plan), grant("w", "wallet", 40, 100*cr, t0, tp(t0.Add(10*time.Minute)))},
