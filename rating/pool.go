@@ -40,6 +40,7 @@ type Pool struct {
 var ErrLeaseLost = errors.New("the partition's lease was lost")
 
 type owned struct {
+	mu     sync.Mutex // one renewal at a time (the pool's, the worker's Confirm): each expects the revision the last left
 	rev    uint64
 	cancel context.CancelCauseFunc
 	done   chan struct{}
@@ -115,15 +116,12 @@ func (p *Pool) rebalance(ctx context.Context) {
 	defer p.mu.Unlock()
 	// Keep what we hold (renewing), give up what we lost.
 	for part, o := range p.owned {
-		rev, err := p.Leases.Renew(ctx, partitionLease(part), o.rev)
-		if err != nil {
+		if err := p.renew(ctx, part, o); err != nil {
 			p.Log.Warn("rating partition lease lost", "partition", part, "err", err)
 			o.cancel(ErrLeaseLost)
 			<-o.done
 			delete(p.owned, part)
-			continue
 		}
-		o.rev = rev
 	}
 	// Over the fair share (a member joined): release the highest partitions.
 	for len(p.owned) > share {
@@ -134,7 +132,9 @@ func (p *Pool) rebalance(ctx context.Context) {
 		o := p.owned[hi]
 		o.cancel(nil)
 		<-o.done
+		o.mu.Lock()
 		p.Leases.Release(ctx, partitionLease(hi), o.rev)
+		o.mu.Unlock()
 		delete(p.owned, hi)
 		p.Log.Info("rating partition handed over", "partition", hi)
 	}
@@ -152,6 +152,7 @@ func (p *Pool) rebalance(ctx context.Context) {
 		w := p.NewWorker(part)
 		wctx, cancel := context.WithCancelCause(ctx)
 		o := &owned{rev: rev, cancel: cancel, done: make(chan struct{}), worker: w}
+		w.Confirm = func(ctx context.Context) error { return p.renew(ctx, part, o) }
 		go func() {
 			defer close(o.done)
 			w.Run(wctx)
@@ -161,13 +162,27 @@ func (p *Pool) rebalance(ctx context.Context) {
 	}
 }
 
+// renew renews the lease of the partition o owns.
+func (p *Pool) renew(ctx context.Context, part int, o *owned) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	rev, err := p.Leases.Renew(ctx, partitionLease(part), o.rev)
+	if err != nil {
+		return err
+	}
+	o.rev = rev
+	return nil
+}
+
 func (p *Pool) releaseAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for part, o := range p.owned {
 		o.cancel(nil)
 		<-o.done
+		o.mu.Lock()
 		p.Leases.Release(context.Background(), partitionLease(part), o.rev)
+		o.mu.Unlock()
 		delete(p.owned, part)
 	}
 }

@@ -56,8 +56,17 @@ type Worker struct {
 	Batch         int           // messages per fetch; default 1000
 	Linger        time.Duration // how long a fetch may wait to fill while usage is flowing; default 100ms
 	SnapshotEvery time.Duration // default 2s
-	Log           *slog.Logger
-	Counters      Counters
+	// Confirm, when set, makes sure this process still owns the partition (Pool sets it to
+	// renew the partition's lease), right before each step only the owner may take: resetting
+	// the partition's consumer, writing a batch's debits, saving the snapshot. An error stops
+	// the step; the worker starts again, confirming first, until the pool stops it. Renewals
+	// every second alone let a process that was paused past the lease's TTL (a long stop, a
+	// frozen VM) wake and rate beside the partition's new owner until its next renewal: two
+	// workers reading one consumer each price a share of the events on a share of the
+	// period's quantity, and each can delete the other's consumer.
+	Confirm  func(context.Context) error
+	Log      *slog.Logger
+	Counters Counters
 }
 
 // ConsumerName is the durable consumer of a partition. A contract: never renamed.
@@ -100,7 +109,21 @@ func (w *Worker) LoadState(ctx context.Context) (*State, error) {
 	return st, nil
 }
 
+// confirm is Confirm, when there is one.
+func (w *Worker) confirm(ctx context.Context) error {
+	if w.Confirm == nil {
+		return nil
+	}
+	if err := w.Confirm(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+	}
+	return nil
+}
+
 func (w *Worker) save(ctx context.Context, st *State) error {
+	if err := w.confirm(ctx); err != nil {
+		return err
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -152,6 +175,9 @@ func (w *Worker) run(ctx context.Context) error {
 	// The consumer always restarts right after the snapshot: acks are not durable across a
 	// crash, the snapshot is.
 	name := ConsumerName(w.Partition)
+	if err := w.confirm(ctx); err != nil {
+		return err
+	}
 	if err := w.JS.DeleteConsumer(ctx, w.UsageStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("resetting consumer %s: %w", name, err)
 	}
@@ -251,6 +277,11 @@ func (w *Worker) run(ctx context.Context) error {
 			last = m
 			if pinnedLeft > 0 {
 				pinnedLeft--
+			}
+		}
+		if len(b.order) > 0 {
+			if err := w.confirm(ctx); err != nil {
+				return err
 			}
 		}
 		fs, err := w.flush(b)

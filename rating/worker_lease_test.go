@@ -3,6 +3,7 @@ package rating
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -49,4 +50,70 @@ func TestWorkerStoppedForALostLeaseSavesNothing(t *testing.T) {
 			assert.EqualValues(t, 1, w.Counters.Snapshots.Load(), "a snapshot on an ordinary stop")
 		}
 	}
+}
+
+// A process that was paused past its lease's TTL wakes with its worker still running while
+// another process owns the partition; until the pool's next renewal (up to a second) the worker
+// went on rating — beside the new owner, each on a share of the events and so on a share of the
+// period's quantity, and each able to delete the other's consumer (found in review). It now
+// renews the lease right before writing a batch's debits, and writes nothing once it is lost.
+func TestAWorkerWhoseLeaseWasTakenWritesNothing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	js := bustest.JetStream(t)
+	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+	leasesA, err := bus.EnsureLeases(ctx, js, bus.StreamOptions{}, "process-a")
+	require.NoError(t, err)
+	leasesB, err := bus.EnsureLeases(ctx, js, bus.StreamOptions{}, "process-b")
+	require.NoError(t, err)
+	publish := func(id string) uint64 {
+		data, err := usage(id, "c1", t0, tokens("1")).Encode()
+		require.NoError(t, err)
+		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.UsageSubject(sc.Product, sc.Env, "c1"), Data: data,
+			Header: nats.Header{events.HeaderType: []string{events.TypeUsageRecorded}, events.HeaderMsgID: []string{id}}})
+		require.NoError(t, err)
+		return ack.Sequence
+	}
+	first := publish("before")
+	us, err := js.Stream(ctx, bus.UsageStream)
+	require.NoError(t, err)
+	m, err := us.GetMsg(ctx, first)
+	require.NoError(t, err)
+	addr, err := events.ParseUsageSubject(m.Subject)
+	require.NoError(t, err)
+
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
+	const parts = 8
+	workers := make([]*Worker, parts)
+	for p := range workers {
+		workers[p] = &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Config: cfg, Partition: p,
+			Linger: 5 * time.Millisecond, SnapshotEvery: time.Hour, Log: slog.New(slog.DiscardHandler)}
+	}
+	pool := &Pool{Partitions: parts, Leases: leasesA, KV: leasesA.Bucket(), Member: "process-a", Log: slog.New(slog.DiscardHandler),
+		NewWorker: func(p int) *Worker { return workers[p] }}
+	go pool.Run(ctx)
+	w := workers[addr.Partition]
+	require.Eventually(t, func() bool { return w.Counters.Events.Load() >= 1 }, 10*time.Second, 5*time.Millisecond)
+	ls, err := js.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	entries := func() uint64 {
+		info, err := ls.Info(ctx)
+		require.NoError(t, err)
+		return info.State.Msgs
+	}
+	require.Eventually(t, func() bool { return entries() == 1 }, 5*time.Second, 5*time.Millisecond)
+
+	// Process A's lease lapses (it was paused) and process B takes the partition.
+	kv := leasesA.Bucket()
+	require.NoError(t, kv.Purge(ctx, "rating.p"+strconv.Itoa(addr.Partition)))
+	_, ok, err := leasesB.Acquire(ctx, "rating.p"+strconv.Itoa(addr.Partition))
+	require.NoError(t, err)
+	require.True(t, ok)
+	for i := 0; i < 20; i++ {
+		publish("after-" + strconv.Itoa(i))
+	}
+	time.Sleep(1500 * time.Millisecond) // past A's next renewal, which stops its worker
+	assert.EqualValues(t, 1, entries(), "A wrote debits for a partition it no longer owned")
+	assert.EqualValues(t, 1, w.Counters.Entries.Load())
 }
