@@ -292,11 +292,15 @@ func (d *ratedDecoder) uint() (uint64, error) {
 }
 
 func (d *ratedDecoder) entry(r *ratedFold) error {
-	if !d.next('{') {
+	// The members the fold skips, as the rating worker writes them, in one straight pass.
+	first := true
+	if i := d.headCanonical(); i > 0 {
+		d.i, first = i, false
+	} else if !d.next('{') {
 		return errSlowPath
 	}
 	var seenDebits, seenUnrated, seenQuotas bool // a repeated key is left to encoding/json's rules
-	for first := true; ; first = false {
+	for ; ; first = false {
 		k, more, err := d.member(first)
 		if err != nil {
 			return err
@@ -314,8 +318,10 @@ func (d *ratedDecoder) entry(r *ratedFold) error {
 				r.Debits = make([]ratedDebit, 0, 8)
 			}
 			for first := true; ; first = false {
-				more, err := d.element(first)
-				if err != nil {
+				more := false
+				if !first && d.byteIs(',') { // as the rating worker writes them
+					more = true
+				} else if more, err = d.element(first); err != nil {
 					return err
 				}
 				if !more {
@@ -732,6 +738,45 @@ func (d *ratedDecoder) debitCanonical(x *ratedDebit) bool {
 	d.i = i + 1
 	*x = ratedDebit{UsageSeq: seq, RuleIndex: int(ruleIndex), Rule: hashRuleKey(rule), Amount: amount, EventTime: at}
 	return true
+}
+
+// The members of an entry ahead of its items, as UsageRated.AppendJSON writes them, besides
+// the id and customer a debit item starts with too.
+var (
+	keyFirstSeq = keyWordsOf(`,"first_seq":`)
+	keyLastSeq  = keyWordsOf(`,"last_seq":`)
+)
+
+// headCanonical returns the index just past an entry's id, customer, first_seq and last_seq
+// when the entry starts with them as the rating worker writes them (which the fold skips), or
+// -1 for anything else.
+func (d *ratedDecoder) headCanonical() int {
+	b, i := d.b, d.i
+	if i = keyID.after(b, i); i < 0 {
+		return -1
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return -1
+	}
+	if i = keyCustomer.after(b, i); i < 0 {
+		return -1
+	}
+	if i = plainStringEnd(b, i); i < 0 {
+		return -1
+	}
+	if i = keyFirstSeq.after(b, i); i < 0 {
+		return -1
+	}
+	if _, i = plainUint(b, i); i < 0 {
+		return -1
+	}
+	if i = keyLastSeq.after(b, i); i < 0 {
+		return -1
+	}
+	if _, i = plainUint(b, i); i < 0 {
+		return -1
+	}
+	return i
 }
 
 // after returns the index just past the key k if b continues with it at i, or -1.
