@@ -779,19 +779,25 @@ func (d *ratedDecoder) headCanonical() int {
 	return i
 }
 
-// after returns the index just past the key k if b continues with it at i, or -1.
+// after returns the index just past the key k if b continues with it at i, or -1: three
+// masked word comparisons, for every member of every item.
 func (k *keyWords) after(b []byte, i int) int {
 	if i < 0 || len(b)-i < 24 {
-		if i >= 0 && len(b)-i >= k.n && string(b[i:i+k.n]) == k.lit {
-			return i + k.n
-		}
-		return -1
+		return k.afterNearEnd(b, i)
 	}
 	w := b[i : i+24]
-	if binary.LittleEndian.Uint64(w)&k.m[0] != k.w[0] || binary.LittleEndian.Uint64(w[8:])&k.m[1] != k.w[1] || binary.LittleEndian.Uint64(w[16:])&k.m[2] != k.w[2] {
+	if (binary.LittleEndian.Uint64(w)^k.w[0])&k.m[0]|(binary.LittleEndian.Uint64(w[8:])^k.w[1])&k.m[1]|(binary.LittleEndian.Uint64(w[16:])^k.w[2])&k.m[2] != 0 {
 		return -1
 	}
 	return i + k.n
+}
+
+// afterNearEnd is after within the last 24 bytes of b.
+func (k *keyWords) afterNearEnd(b []byte, i int) int {
+	if i >= 0 && len(b)-i >= k.n && string(b[i:i+k.n]) == k.lit {
+		return i + k.n
+	}
+	return -1
 }
 
 // plainStringEnd returns the index just past the JSON string that starts at b[i] if it has no
