@@ -3,7 +3,8 @@
 // HTTP API, so it runs in the provider's own processes.
 //
 // For each request it identifies the caller (an API-key header, a claim of a verified JWT, or
-// the client IP) and counts it against every policy of the route at once, all or nothing,
+// the client IP; counted under CustomerFor of it) and counts it against every policy of the
+// route at once, all or nothing,
 // before calling the handler (429 with the RateLimit headers and allot's problem when any is
 // exhausted); when the handler's status is not a counted one (default: anything but 2xx and
 // 101, an upgrade served) the
@@ -11,7 +12,7 @@
 // concurrency: N requests at once against limit L reach the handler min(N, L) times. When
 // allot cannot be reached (or refuses the middleware's own key: allot's per-key request limit,
 // a 429 marked "limit-scope": "api-key", is not the caller's quota), requests go through uncounted if every policy fails open, and are
-// refused with 503 otherwise.
+// refused with 503 otherwise; a caller allot refuses is refused (403) either way.
 //
 // The answer that decides is the final one: interim 1xx responses (100 Continue, 103 Early
 // Hints) pass through, a connection taken over for a protocol switch answers 101, a handler

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/allot-dev/allot/api/problem"
+	"github.com/allot-dev/allot/events"
 )
 
 // Client calls an allot server's quota endpoints.
@@ -42,6 +45,24 @@ type Decision struct {
 
 // ErrUnavailable means allot could not answer.
 var ErrUnavailable = errors.New("allot unavailable")
+
+// ErrCallerRefused means allot refused the caller's identity as a customer id: the request is
+// refused, whether its policies fail open or not.
+var ErrCallerRefused = errors.New("allot refused the caller's identity")
+
+// CustomerFor is the allot customer id the gateway counts a caller's identity under: the
+// identity itself, unless allot could not take it as a customer's own id — over
+// events.MaxCustomerLen bytes, "." or ".." (a path segment), or shaped like allot's UUIDs of
+// customers, which allot reads as one (a new caller's was a 404, which a fail-open policy let
+// through uncounted) — which is counted under "caller-" and the first 32 hex digits of its
+// SHA-256.
+func CustomerFor(identity string) string {
+	if identity != "" && len(identity) <= events.MaxCustomerLen && identity != "." && identity != ".." && !events.LooksLikeCustomerID(identity) {
+		return identity
+	}
+	sum := sha256.Sum256([]byte(identity))
+	return "caller-" + hex.EncodeToString(sum[:16])
+}
 
 // IncrementAll counts one use of each quota by customer, all or nothing
 // (POST /v1/customers/{id}/quotas/increment). Allowed is false, with allot's 429 problem in
@@ -97,6 +118,16 @@ func (c *Client) IncrementAll(ctx context.Context, customer string, quotas []str
 		return d, nil
 	case resp.StatusCode >= 500:
 		return d, fmt.Errorf("%w: %s", ErrUnavailable, resp.Status)
+	case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusNotFound:
+		// About the caller (CustomerFor leaves none such, but a fail-open policy must never
+		// read a refusal of the caller as allot being down: that let the caller through).
+		var p struct {
+			Field string `json:"field"`
+		}
+		if json.Unmarshal(b, &p) == nil && p.Field == "id" {
+			return d, fmt.Errorf("%w: %s: %s", ErrCallerRefused, resp.Status, b)
+		}
+		return d, fmt.Errorf("allot answered %s for quotas %v: %s", resp.Status, quotas, b)
 	default:
 		return d, fmt.Errorf("allot answered %s for quotas %v: %s", resp.Status, quotas, b)
 	}
@@ -173,7 +204,7 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			caller, ok := o.Identify(r)
+			identity, ok := o.Identify(r)
 			if !ok {
 				if o.AllowAnonymous {
 					next.ServeHTTP(w, r)
@@ -182,6 +213,7 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				writeProblem(w, http.StatusUnauthorized, problem.Unauthenticated, "the request does not say who is calling", 0)
 				return
 			}
+			caller := CustomerFor(identity)
 			// Count first, all policies at once and all or nothing: exact however many
 			// requests run at the same time (checking first and counting after let every
 			// request of a burst pass the check). An answer the handler gives that does not
@@ -199,6 +231,10 @@ func Middleware(o Options) func(http.Handler) http.Handler {
 				// uncounted. A caller gone by the answer gets its use back below.
 				d, err = o.Client.IncrementAll(context.WithoutCancel(r.Context()), caller, quotas)
 				switch {
+				case errors.Is(err, ErrCallerRefused):
+					report(err)
+					writeProblem(w, http.StatusForbidden, problem.Forbidden, "the caller's identity cannot be counted", 0)
+					return
 				case err != nil:
 					report(err)
 					if closed {
@@ -329,8 +365,12 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// Flush lets streaming handlers work through the middleware.
+// Flush lets streaming handlers work through the middleware. A flush before anything was
+// written sends the headers (an implicit 200): they are decided first, as Write does.
 func (s *statusWriter) Flush() {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
