@@ -296,17 +296,18 @@ func (s *Server) commandProblem(err error) *problem.Problem {
 		return problem.New(problem.PostpaidSubscription, http.StatusConflict, err.Error())
 	case errors.Is(err, projector.ErrSubscriptionCanceled):
 		return problem.New(problem.SubscriptionCanceled, http.StatusConflict, "a canceled subscription is not renewed")
+	case errors.Is(err, projector.ErrSubscriptionExists):
+		return problem.New(problem.IdempotencyKeyReused, http.StatusUnprocessableEntity, "this Idempotency-Key started a subscription already ("+err.Error()+"), more than 24 h ago; use a new key for a new subscription")
 	}
 	if errors.Is(err, projector.ErrNotVisibleYet) {
 		// Written: a retry is safe only as a retry of the same command.
 		p := unavailable(err)
-		p.Title = "Written, not visible yet"
-		p.Detail = "the command was written, but this process cannot show it yet: retry with the same Idempotency-Key to get its answer (a retry without one would carry it out again)"
+		p.Detail = "written, not visible yet: the command was written, but this process cannot show it yet; retry with the same Idempotency-Key to get its answer (a retry without one would carry it out again)"
 		return p
 	}
 	s.o.Log.Error("ledger command", "err", err)
 	p := unavailable(err)
-	p.Title = "Try again"
+	p.Detail = "try again: " + p.Detail
 	return p
 }
 

@@ -51,6 +51,10 @@ var (
 	// customer's usage).
 	ErrPostpaidExists = errors.New("a postpaid subscription exists")
 	ErrAlreadyRenewed = errors.New("the current cycle is already granted")
+	// ErrSubscriptionExists: the id is a subscription's already. Ids are derived from the
+	// Idempotency-Key, so it is a key used again for a new subscription after its record (and
+	// the account's memory of the command) expired.
+	ErrSubscriptionExists = errors.New("the subscription exists")
 )
 
 // CycleBlock is the id of a subscription's plan block for cycle k (rollover: its rollover block).
@@ -76,7 +80,7 @@ func (a *Account) usedTotal() events.Credits {
 // DecideSubscribe starts a subscription on plan at start, granting cycle 0.
 func (a *Account) DecideSubscribe(id string, plan events.Plan, start, now time.Time) (events.SubscriptionStarted, error) {
 	if _, ok := a.Subscriptions[id]; ok {
-		return events.SubscriptionStarted{}, fmt.Errorf("%w: subscription %s exists", ErrAlreadyRenewed, id)
+		return events.SubscriptionStarted{}, fmt.Errorf("%w: %s", ErrSubscriptionExists, id)
 	}
 	if plan.Mode == events.PlanPostpaid {
 		// A postpaid cycle bills the customer's usage over it, all of it: a second postpaid

@@ -36,3 +36,20 @@ func TestAMonthlyPlanRenewsAtMonthEnds(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, time.Date(2024, 4, 30, 10, 0, 0, 0, time.UTC), r.Grant.End)
 }
+
+// A subscription id used again (its Idempotency-Key reused after its record expired) is
+// ErrSubscriptionExists, which the API answers 422 idempotency-key-reused; it was
+// ErrAlreadyRenewed, which had no answer of its own: a 503 "try again" that never passed.
+func TestSubscribingAnExistingIDIsErrSubscriptionExists(t *testing.T) {
+	start := time.Date(2024, 1, 31, 10, 0, 0, 0, time.UTC)
+	p, err := events.Period{Unit: events.UnitMonth}.Normalize()
+	require.NoError(t, err)
+	plan := events.Plan{Key: "m", Credits: 100 * cr, Period: p, Mode: events.PlanPrepaid}
+	a := newAccount("c")
+	s, err := a.DecideSubscribe("s", plan, start, start)
+	require.NoError(t, err)
+	fold(t, a, entry{events.TypeSubscriptionStarted, s})
+	_, err = a.DecideSubscribe("s", plan, start.Add(48*time.Hour), start.Add(48*time.Hour))
+	require.ErrorIs(t, err, ErrSubscriptionExists)
+	require.NotErrorIs(t, err, ErrAlreadyRenewed)
+}
