@@ -118,7 +118,9 @@ func (in *Ingester) publish(ctx context.Context, scope events.Scope, cands []Can
 				events.HeaderEventHash: []string{c.Hash},
 			},
 		}
-		f, err := in.js.PublishMsgAsync(msg, jetstream.WithMsgID(events.UsageMsgID(scope.Product, scope.Env, c.Event.ID)))
+		// Too many publishes in flight (every request's, together) waits for room — backpressure
+		// on the caller — rather than failing the batch after the default 200 ms.
+		f, err := in.js.PublishMsgAsync(msg, jetstream.WithMsgID(events.UsageMsgID(scope.Product, scope.Env, c.Event.ID)), jetstream.WithStallWait(5*time.Second))
 		if err != nil {
 			return 0, 0, nil, fmt.Errorf("publishing event %d: %w", c.Index, err)
 		}

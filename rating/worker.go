@@ -454,7 +454,9 @@ func (w *Worker) flush(b *batch) ([]jetstream.PubAckFuture, error) {
 
 func (w *Worker) publish(subject, typ string, scope events.Scope, id string, data []byte) (jetstream.PubAckFuture, error) {
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{typ}}}
-	f, err := w.JS.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+id))
+	// With room for the acknowledgements to catch up: too many in flight is a busy server, not
+	// a failure (the default 200 ms wait restarted the partition from its snapshot).
+	f, err := w.JS.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+id), jetstream.WithStallWait(30*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s: %w", typ, err)
 	}

@@ -83,7 +83,7 @@ func newDispatchRig(t *testing.T, secret string, code func(h deliveryHit) int) *
 	}}
 	r.d = &Dispatcher{JS: f.js, KV: f.kv, Endpoints: r.store, OutboxStream: bus.OutboxStream, AllowPrivate: true,
 		Schedule: []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond, time.Millisecond},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log:      slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.d.Run(ctx); close(done) }()

@@ -364,7 +364,7 @@ func publish(js jetstream.JetStream, scope events.Scope, note events.Notificatio
 		return nil, err
 	}
 	msg := &nats.Msg{Subject: events.OutboxSubject(scope.Product, scope.Env, note.Customer), Data: b, Header: nats.Header{events.HeaderType: []string{events.TypeNotification}}}
-	return js.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+note.ID))
+	return js.PublishMsgAsync(msg, jetstream.WithMsgID(scope.Product+":"+scope.Env+":"+note.ID), jetstream.WithStallWait(30*time.Second))
 }
 
 // Publish writes one notification now (quota.exceeded comes from a refused increment, not from

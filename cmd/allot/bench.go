@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/events"
 )
@@ -248,7 +249,7 @@ func benchRawPublish(ctx context.Context, n *node, scope events.Scope, evs []eve
 	}
 	start := time.Now()
 	for _, m := range msgs {
-		if _, err := n.js.PublishMsgAsync(m); err != nil {
+		if _, err := n.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			return 0, fmt.Errorf("raw publish: %w", err)
 		}
 	}

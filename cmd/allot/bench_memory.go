@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/projector"
@@ -74,7 +75,7 @@ func benchDedupMemory(ctx context.Context, n int, progress io.Writer) ([]benchRe
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
 		for _, m := range msgs {
-			if _, err := node.js.PublishMsgAsync(m); err != nil {
+			if _, err := node.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 				return 0, err
 			}
 		}
