@@ -55,7 +55,11 @@ type quotaRequest struct {
 	At *time.Time `json:"at,omitempty"`
 }
 
-// readQuotaRequest decodes the body and the quota; amount defaults to def (nil: required).
+// noAmount, as readQuotaRequest's default, refuses an amount (a reset's body has none).
+var noAmount = &events.Decimal{}
+
+// readQuotaRequest decodes the body and the quota; amount defaults to def (nil: required;
+// noAmount: refused).
 func (s *Server) readQuotaRequest(w http.ResponseWriter, r *http.Request, def *events.Decimal) (events.Quota, string, events.Decimal, bool) {
 	q, customer, amt, at, ok := s.readQuotaRequestAt(w, r, def)
 	if ok && at != nil {
@@ -98,6 +102,9 @@ func (s *Server) readQuotaRequestAt(w http.ResponseWriter, r *http.Request, def 
 	}
 	var amt events.Decimal
 	switch {
+	case len(b.Amount) > 0 && string(b.Amount) != "null" && def == noAmount:
+		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "a reset takes no amount: it sets the window's use to zero (adjust adds or gives back an amount)"))
+		return q, "", events.Decimal{}, nil, false
 	case len(b.Amount) > 0 && string(b.Amount) != "null":
 		if err := amt.UnmarshalJSON(b.Amount); err != nil { // a valid JSON value, as json.Unmarshal would pass it
 			problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "amount must be a decimal number"))
@@ -453,13 +460,8 @@ func (s *Server) writeQuotaError(w http.ResponseWriter, quotas []events.Quota, e
 }
 
 func (s *Server) postQuotaReset(w http.ResponseWriter, r *http.Request) {
-	zero := events.Decimal{}
-	q, customer, amt, ok := s.readQuotaRequest(w, r, &zero)
+	q, customer, _, ok := s.readQuotaRequest(w, r, noAmount)
 	if !ok {
-		return
-	}
-	if amt != zero {
-		problem.Write(w, problem.Fieldf(problem.InvalidField, http.StatusBadRequest, "amount", "a reset takes no amount: it sets the window's use to zero (adjust adds or gives back an amount)"))
 		return
 	}
 	now := s.o.Now()

@@ -91,10 +91,13 @@ func TestQuotaIncrementCheckResetAdjust(t *testing.T) {
 	// Overrides apply per customer.
 	assert.Equal(t, 200, inc("vip", "6").status)
 
-	// A reset takes no amount (it was read and ignored: "-3" reset the window all the same).
-	r = h.do("POST", "/v1/quotas/api/reset", keyAcme, jsonCT, `{"customer":"c","amount":"-3"}`)
-	requireProblem(t, r, 400, "invalid-field")
-	assert.Equal(t, "amount", r.body["field"])
+	// A reset takes no amount, whatever its spelling (it was read and ignored: "-3" reset the
+	// window all the same; then "0" passed where "0.0" did not).
+	for _, amt := range []string{`"-3"`, `"0"`, `0`, `"0.0"`, `0.00`} {
+		r = h.do("POST", "/v1/quotas/api/reset", keyAcme, jsonCT, `{"customer":"c","amount":`+amt+`}`)
+		requireProblem(t, r, 400, "invalid-field")
+		assert.Equal(t, "amount", r.body["field"], amt)
+	}
 	r = h.do("POST", "/v1/quotas/api/reset", keyAcme, jsonCT, `{"customer":"c"}`)
 	require.Equal(t, 200, r.status, r.raw)
 	assert.Equal(t, "0", r.body["used"])

@@ -55,9 +55,11 @@ var ErrCallerRefused = errors.New("allot refused the caller's identity")
 // events.MaxCustomerLen bytes, "." or ".." (a path segment), or shaped like allot's UUIDs of
 // customers, which allot reads as one (a new caller's was a 404, which a fail-open policy let
 // through uncounted) — which is counted under "caller-" and the first 32 hex digits of its
-// SHA-256.
+// SHA-256. An identity that starts with "caller-" is hashed too, so no caller can name itself
+// as another's hash and spend its quota.
 func CustomerFor(identity string) string {
-	if identity != "" && len(identity) <= events.MaxCustomerLen && identity != "." && identity != ".." && !events.LooksLikeCustomerID(identity) {
+	if identity != "" && len(identity) <= events.MaxCustomerLen && identity != "." && identity != ".." &&
+		!events.LooksLikeCustomerID(identity) && !strings.HasPrefix(identity, "caller-") {
 		return identity
 	}
 	sum := sha256.Sum256([]byte(identity))

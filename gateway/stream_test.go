@@ -65,13 +65,14 @@ func TestAStreamFlushedFirstCutShortKeepsItsUse(t *testing.T) {
 
 // Every identity is counted under a customer id allot takes as a customer's own: an identity
 // allot could not (too long, a dot segment, shaped like its UUIDs) under a hash of it, the
-// same every time and different for different identities.
+// same every time and different for different identities (an identity that is another's hash
+// is hashed too, found in review).
 func TestCustomerFor(t *testing.T) {
 	for _, id := range []string{"plain", "user@example.com", "a/b", strings.Repeat("k", 256)} {
 		assert.Equal(t, id, CustomerFor(id))
 	}
 	seen := map[string]bool{}
-	for _, id := range []string{strings.Repeat("k", 257), ".", "..", "5f0c6a0e-8a3b-5c1d-9e2f-0123456789ab", ""} {
+	for _, id := range []string{strings.Repeat("k", 257), ".", "..", "5f0c6a0e-8a3b-5c1d-9e2f-0123456789ab", "", CustomerFor(".."), "caller-x"} {
 		c := CustomerFor(id)
 		assert.True(t, strings.HasPrefix(c, "caller-") && len(c) == len("caller-")+32, c)
 		assert.Equal(t, c, CustomerFor(id))

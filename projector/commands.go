@@ -143,47 +143,55 @@ func (a *Account) Fundable(now, until time.Time) events.Credits {
 // in full could leave a long one more than the balance once the block expired (DESIGN.md:
 // concurrent reservations never hold more than the balance).
 //
-// So at each block expiry e from until up to the end of the last hold active now: the holds
-// that have ended by e (this one among them) are taken as committed in full, and what they burn
-// of the credits that outlast e is what the blocks expiring by e cannot have taken first — the
-// ones ahead of every lasting block in burn order, effective now, and lasting until the last of
-// those holds ends (a commit may come at any time before its hold ends). What is left of the
-// lasting credits must cover the holds still active at e, and pending (held earlier in the same
-// group commit, whose ends are not known here) throughout.
-func (a *Account) holdsAfterStayFunded(now, until time.Time, amount, pending events.Credits) bool {
-	if !a.lastExpiry.After(until) {
-		return true // no hold outlasts this one (the common case: one TTL for every hold)
-	}
-	last := until
-	for _, r := range a.Reservations {
-		if r.StatusAt(now) == StatusActive && r.ExpiresAt.After(last) {
-			last = r.ExpiresAt
+// So at each block expiry e from until up to the end of the last hold active now (pending ones,
+// decided earlier in the same group commit, among them): the holds that have ended by e are
+// taken as committed in full, and what they burn of the credits that outlast e is what the
+// blocks expiring by e cannot have taken first — the ones ahead of every lasting block in burn
+// order, effective now, and lasting until the last of those holds ends (a commit may come at
+// any time before its hold ends). What is left of the lasting credits must cover the holds
+// still active at e. The new hold is refused only where it makes that worse: a customer already
+// short at e (usage, which holds do not gate, took what lasts) may still hold what its commit
+// cannot take from the lasting credits.
+func (a *Account) holdsAfterStayFunded(now, until time.Time, amount events.Credits, pending []events.ReservationCreated) bool {
+	last := a.lastExpiry
+	for _, p := range pending {
+		if p.ExpiresAt.After(last) {
+			last = p.ExpiresAt
 		}
 	}
 	if !last.After(until) {
-		return true // no hold outlasts this one
+		return true // no hold outlasts this one (the common case: one TTL for every hold)
 	}
-	for _, x := range a.Blocks {
-		if x.Expired || x.Remaining <= 0 || x.ExpiresAt == nil || x.ExpiresAt.Before(until) || !x.ExpiresAt.Before(last) {
-			continue
+	type hold struct {
+		amount events.Credits
+		end    time.Time
+	}
+	var holds []hold
+	for _, r := range a.Reservations {
+		if r.StatusAt(now) == StatusActive {
+			holds = append(holds, hold{r.Amount, r.ExpiresAt})
 		}
-		e := *x.ExpiresAt
-		need, ended, endedBy := pending, amount, until
-		for _, r := range a.Reservations {
-			if r.StatusAt(now) != StatusActive {
+	}
+	for _, p := range pending {
+		holds = append(holds, hold{p.Amount, p.ExpiresAt})
+	}
+	// lasting is what is left at e of the credits that outlast it after the holds ended by e
+	// (and the new one, with it) were committed in full; need is what the holds active at e hold.
+	lasting := func(e time.Time, with bool) (left, need events.Credits) {
+		var ended events.Credits
+		var endedBy time.Time
+		if with {
+			ended, endedBy = amount, until
+		}
+		for _, h := range holds {
+			if h.end.After(e) {
+				need = addCredits(need, h.amount)
 				continue
 			}
-			if r.ExpiresAt.After(e) {
-				need = addCredits(need, r.Amount)
-			} else {
-				ended = addCredits(ended, r.Amount)
-				if r.ExpiresAt.After(endedBy) {
-					endedBy = r.ExpiresAt
-				}
+			ended = addCredits(ended, h.amount)
+			if h.end.After(endedBy) {
+				endedBy = h.end
 			}
-		}
-		if need == 0 {
-			continue
 		}
 		var shield events.Credits
 		for _, b := range a.Blocks { // in burn order
@@ -200,11 +208,21 @@ func (a *Account) holdsAfterStayFunded(now, until time.Time, amount, pending eve
 				shield = addCredits(shield, b.Remaining)
 			}
 		}
-		lasting := a.Balance(e)
+		left = a.Balance(e)
 		if taken := SubCredits(ended, shield); taken > 0 {
-			lasting = SubCredits(lasting, taken)
+			left = SubCredits(left, taken)
 		}
-		if lasting < need {
+		return left, need
+	}
+	for _, x := range a.Blocks {
+		if x.Expired || x.Remaining <= 0 || x.ExpiresAt == nil || x.ExpiresAt.Before(until) || !x.ExpiresAt.Before(last) {
+			continue
+		}
+		with, need := lasting(*x.ExpiresAt, true)
+		if need == 0 || with >= need {
+			continue
+		}
+		if without, _ := lasting(*x.ExpiresAt, false); with < without {
 			return false
 		}
 	}
@@ -214,19 +232,23 @@ func (a *Account) holdsAfterStayFunded(now, until time.Time, amount, pending eve
 // DecideReserve holds amount for ttl if the effective balance covers it, now and until the
 // hold expires (Fundable).
 func (a *Account) DecideReserve(id string, amount events.Credits, ttl time.Duration, now time.Time) (events.ReservationCreated, error) {
-	return a.DecideReserveAfter(id, amount, ttl, now, 0)
+	return a.DecideReserveAfter(id, amount, ttl, now, nil)
 }
 
-// DecideReserveAfter is DecideReserve after pending more credits were held by holds decided
-// but not yet applied (the ones before it in a group commit).
-func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.Duration, now time.Time, pending events.Credits) (events.ReservationCreated, error) {
+// DecideReserveAfter is DecideReserve after the pending holds, decided but not yet applied
+// (the ones before it in a group commit).
+func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.Duration, now time.Time, pendingHolds []events.ReservationCreated) (events.ReservationCreated, error) {
+	var pending events.Credits
+	for _, p := range pendingHolds {
+		pending = addCredits(pending, p.Amount)
+	}
 	if amount <= 0 {
 		return events.ReservationCreated{}, &FieldError{"amount", "must be greater than 0"}
 	}
 	if ttl <= 0 || ttl > MaxReservationTTL {
 		return events.ReservationCreated{}, &FieldError{"ttl_seconds", fmt.Sprintf("must be between 1 and %d", int(MaxReservationTTL.Seconds()))}
 	}
-	if !a.holdsAfterStayFunded(now, now.Add(ttl), amount, pending) {
+	if !a.holdsAfterStayFunded(now, now.Add(ttl), amount, pendingHolds) {
 		return events.ReservationCreated{}, fmt.Errorf("%w: a hold of %s until %s could be committed, in burn order, out of credits that holds lasting longer need once other blocks expire", ErrInsufficientCredits, amount, now.Add(ttl).UTC().Format(time.RFC3339))
 	}
 	if eff := SubCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount {

@@ -55,12 +55,10 @@ func (rs *Reservations) commit(k accountKey, batch []*resRequest) {
 		return
 	}
 	err := rs.write(live[0].ctx, k, len(live), func(a *Account) (string, any, error) {
-		var pending events.Credits
 		e := events.ReservationsCreated{Customer: k.Customer}
 		for _, r := range live {
-			c, err := a.DecideReserveAfter(r.id, r.amount, r.ttl, r.now, pending)
+			c, err := a.DecideReserveAfter(r.id, r.amount, r.ttl, r.now, e.Reservations)
 			if r.err = err; err == nil {
-				pending += r.amount
 				e.Reservations = append(e.Reservations, c)
 			}
 		}
