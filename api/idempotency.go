@@ -38,7 +38,8 @@ type idemRecord struct {
 	Headers     http.Header `json:"headers,omitempty"` // replayedHeaders the answer had
 	// Answer is the answer's body exactly as it was sent (base64 in the record), so a replay
 	// is the same bytes. Body is how records stored before it kept the body: as JSON, which
-	// compacts and HTML-escapes it on the way in.
+	// compacts and HTML-escapes it on the way in. Both are written, so a process of the version
+	// before (a rolling upgrade) still replays a new record.
 	Answer []byte          `json:"answer,omitempty"`
 	Body   json.RawMessage `json:"body,omitempty"`
 }
@@ -149,6 +150,9 @@ func (s *Server) idempotent(h http.HandlerFunc) http.HandlerFunc {
 		}
 		done := idemRecord{State: "done", RequestHash: reqHash, Started: rec.Started, Status: cw.status,
 			ContentType: cw.Header().Get("Content-Type"), Answer: cw.buf.Bytes()}
+		if body := bytes.TrimSpace(cw.buf.Bytes()); json.Valid(body) {
+			done.Body = json.RawMessage(body)
+		}
 		for _, name := range replayedHeaders {
 			if v := cw.Header().Values(name); len(v) > 0 {
 				if done.Headers == nil {
@@ -193,11 +197,12 @@ func (s *Server) replayOrTakeOver(ctx context.Context, w http.ResponseWriter, kv
 			w.Header()[http.CanonicalHeaderKey(name)] = v
 		}
 		w.WriteHeader(rec.Status)
-		if rec.Body != nil { // stored before Answer
+		switch {
+		case rec.Answer != nil:
+			w.Write(rec.Answer)
+		case rec.Body != nil: // stored before Answer
 			w.Write(rec.Body)
 			w.Write([]byte("\n"))
-		} else {
-			w.Write(rec.Answer)
 		}
 		return 0, false
 	}

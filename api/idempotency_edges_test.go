@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -213,4 +214,31 @@ func TestReplayedAnswerIsTheStoredBytes(t *testing.T) {
 	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
 	assert.Equal(t, first.status, again.status)
 	assert.Equal(t, first.raw, again.raw, "the replay is not the stored response byte for byte")
+}
+
+// Records keep the answer twice: exactly (answer) and as JSON (body), the way the version
+// before kept it, so that during a rolling upgrade an older process still replays a newer
+// record; a record with only body (stored by the older version) replays that body.
+func TestIdempotencyRecordsOfBothVersionsReplay(t *testing.T) {
+	h := newHarness(t)
+	grant := `{"amount":"5","source":"topup"}`
+	first := h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, grant, "Idempotency-Key", "v-1")
+	require.Equal(t, 201, first.status, first.raw)
+	sum := sha256.Sum256([]byte("acme/test\x00v-1"))
+	kvKey := hex.EncodeToString(sum[:])
+	e, err := h.idem.Get(context.Background(), kvKey)
+	require.NoError(t, err)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(e.Value(), &rec))
+	require.NotEmpty(t, rec["answer"])
+	require.NotEmpty(t, rec["body"], "an older process reads body")
+
+	delete(rec, "answer") // as the older version stored it
+	b, _ := json.Marshal(rec)
+	_, err = h.idem.Put(context.Background(), kvKey, b)
+	require.NoError(t, err)
+	again := h.do("POST", "/v1/customers/c/grants", keyAcme, jsonCT, grant, "Idempotency-Key", "v-1")
+	require.Equal(t, 201, again.status, again.raw)
+	assert.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	assert.JSONEq(t, first.raw, again.raw)
 }
