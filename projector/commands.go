@@ -123,8 +123,9 @@ func (a *Account) DecideGrant(block string, g Grant, now time.Time) (events.Cred
 // overage credits the reservation had promised. A block effective later counts from then.
 //
 // At a later expiry it counts every hold active now, also those that will have expired by then
-// (a little stricter than exact): counting them exactly scanned every hold for each expiry,
-// 6.7 ms a decision for a customer with 100,000 holds in the last TTL before a block expired.
+// (a little stricter than exact): counting them exactly scans every hold for each expiry, 6.7 ms
+// a decision for a customer with 100,000 holds in the last TTL before a block expired. So it is
+// the shortcut: what it refuses, fundableExactly looks at again.
 func (a *Account) Fundable(now, until time.Time) events.Credits {
 	reserved := a.Reserved(now)
 	least := SubCredits(a.Balance(now), reserved)
@@ -136,22 +137,100 @@ func (a *Account) Fundable(now, until time.Time) events.Credits {
 	return least
 }
 
+// A heldFor is a hold as the admission of another sees it: what it holds and until when.
+type heldFor struct {
+	amount events.Credits
+	end    time.Time
+}
+
+// activeHolds is the holds active at now and the pending ones (decided earlier in the same
+// group commit, not applied yet).
+func (a *Account) activeHolds(now time.Time, pending []events.ReservationCreated) []heldFor {
+	var hs []heldFor
+	for _, r := range a.Reservations {
+		if r.StatusAt(now) == StatusActive {
+			hs = append(hs, heldFor{r.Amount, r.ExpiresAt})
+		}
+	}
+	for _, p := range pending {
+		hs = append(hs, heldFor{p.Amount, p.ExpiresAt})
+	}
+	return hs
+}
+
+// coverAt is what the credits lasting past a block expiry e leave for the holds hs still active
+// at e (need), once the holds ended by e were committed in full. A commit burns in burn order,
+// so it may take the credits that last past e before those of the blocks that expire by e: of
+// what the ended holds hold, the lasting credits lose what those blocks cannot have taken
+// first — the blocks ahead of every lasting one in burn order, effective now, and lasting
+// until the last ended hold ends (a commit may come at any time before its hold ends).
+func (a *Account) coverAt(now, e time.Time, hs []heldFor) (left, need events.Credits) {
+	var ended events.Credits
+	var endedBy time.Time
+	for _, h := range hs {
+		if h.end.After(e) {
+			need = addCredits(need, h.amount)
+			continue
+		}
+		ended = addCredits(ended, h.amount)
+		if h.end.After(endedBy) {
+			endedBy = h.end
+		}
+	}
+	var shield events.Credits
+	for _, b := range a.Blocks { // in burn order
+		if b.Expired || b.Remaining <= 0 {
+			continue
+		}
+		if b.ExpiresAt == nil || b.ExpiresAt.After(e) { // lasts past e
+			if !b.EffectiveAt.After(e) {
+				break // a commit may burn it before anything after it
+			}
+			continue // effective only after e: no commit before e burns it
+		}
+		if !b.EffectiveAt.After(now) && !b.ExpiresAt.Before(endedBy) {
+			shield = addCredits(shield, b.Remaining)
+		}
+	}
+	left = a.Balance(e)
+	if taken := SubCredits(ended, shield); taken > 0 {
+		left = SubCredits(left, taken)
+	}
+	return left, need
+}
+
+// fundableExactly is Fundable without its shortcut: at each block expiry before until, only
+// the holds still active then count, and those ended by then count as committed in full, in
+// burn order (coverAt). It is what Fundable refuses that it looks at again: a hold ending
+// before a plan block expires no longer keeps a later hold off the wallet that outlasts it.
+func (a *Account) fundableExactly(now, until time.Time, amount events.Credits, pending []events.ReservationCreated) bool {
+	hs := append(a.activeHolds(now, pending), heldFor{amount, until})
+	var held events.Credits
+	for _, h := range hs {
+		held = addCredits(held, h.amount)
+	}
+	if a.Balance(now) < held {
+		return false
+	}
+	for _, b := range a.Blocks {
+		if b.ExpiresAt != nil && b.ExpiresAt.After(now) && b.ExpiresAt.Before(until) && !b.Expired && b.Remaining > 0 {
+			if left, need := a.coverAt(now, *b.ExpiresAt, hs); left < need {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // holdsAfterStayFunded reports whether a hold of amount until until leaves the holds that
-// outlast it funded. Fundable looks at the hold's own life; this looks past it. A commit burns
-// in burn order, which may take the credits that last past a block's expiry — the ones a longer
-// hold was admitted on — before the credits that expire with the block: a short hold committed
-// in full could leave a long one more than the balance once the block expired (DESIGN.md:
-// concurrent reservations never hold more than the balance).
-//
-// So at each block expiry e from until up to the end of the last hold active now (pending ones,
-// decided earlier in the same group commit, among them): the holds that have ended by e are
-// taken as committed in full, and what they burn of the credits that outlast e is what the
-// blocks expiring by e cannot have taken first — the ones ahead of every lasting block in burn
-// order, effective now, and lasting until the last of those holds ends (a commit may come at
-// any time before its hold ends). What is left of the lasting credits must cover the holds
-// still active at e. The new hold is refused only where it makes that worse: a customer already
-// short at e (usage, which holds do not gate, took what lasts) may still hold what its commit
-// cannot take from the lasting credits.
+// outlast it funded. Fundable looks at the hold's own life; this looks past it: a short hold
+// committed in full could otherwise burn, in burn order, the credits a longer hold was admitted
+// on, and leave it more than the balance once a block expired (DESIGN.md: concurrent
+// reservations never hold more than the balance). So at each block expiry from until up to the
+// end of the last hold active now (pending ones among them), what coverAt leaves must cover the
+// holds still active. The new hold is refused only where it makes that worse: a customer
+// already short at an expiry (usage, which holds do not gate, took what lasts) may still hold
+// what its commit cannot take from the lasting credits.
 func (a *Account) holdsAfterStayFunded(now, until time.Time, amount events.Credits, pending []events.ReservationCreated) bool {
 	last := a.lastExpiry
 	for _, p := range pending {
@@ -162,67 +241,17 @@ func (a *Account) holdsAfterStayFunded(now, until time.Time, amount events.Credi
 	if !last.After(until) {
 		return true // no hold outlasts this one (the common case: one TTL for every hold)
 	}
-	type hold struct {
-		amount events.Credits
-		end    time.Time
-	}
-	var holds []hold
-	for _, r := range a.Reservations {
-		if r.StatusAt(now) == StatusActive {
-			holds = append(holds, hold{r.Amount, r.ExpiresAt})
-		}
-	}
-	for _, p := range pending {
-		holds = append(holds, hold{p.Amount, p.ExpiresAt})
-	}
-	// lasting is what is left at e of the credits that outlast it after the holds ended by e
-	// (and the new one, with it) were committed in full; need is what the holds active at e hold.
-	lasting := func(e time.Time, with bool) (left, need events.Credits) {
-		var ended events.Credits
-		var endedBy time.Time
-		if with {
-			ended, endedBy = amount, until
-		}
-		for _, h := range holds {
-			if h.end.After(e) {
-				need = addCredits(need, h.amount)
-				continue
-			}
-			ended = addCredits(ended, h.amount)
-			if h.end.After(endedBy) {
-				endedBy = h.end
-			}
-		}
-		var shield events.Credits
-		for _, b := range a.Blocks { // in burn order
-			if b.Expired || b.Remaining <= 0 {
-				continue
-			}
-			if b.ExpiresAt == nil || b.ExpiresAt.After(e) { // lasts past e
-				if !b.EffectiveAt.After(e) {
-					break // a commit may burn it before anything after it
-				}
-				continue // effective only after e: no commit before e burns it
-			}
-			if !b.EffectiveAt.After(now) && !b.ExpiresAt.Before(endedBy) {
-				shield = addCredits(shield, b.Remaining)
-			}
-		}
-		left = a.Balance(e)
-		if taken := SubCredits(ended, shield); taken > 0 {
-			left = SubCredits(left, taken)
-		}
-		return left, need
-	}
+	without := a.activeHolds(now, pending)
+	with := append(without[:len(without):len(without)], heldFor{amount, until})
 	for _, x := range a.Blocks {
 		if x.Expired || x.Remaining <= 0 || x.ExpiresAt == nil || x.ExpiresAt.Before(until) || !x.ExpiresAt.Before(last) {
 			continue
 		}
-		with, need := lasting(*x.ExpiresAt, true)
-		if need == 0 || with >= need {
+		left, need := a.coverAt(now, *x.ExpiresAt, with)
+		if need == 0 || left >= need {
 			continue
 		}
-		if without, _ := lasting(*x.ExpiresAt, false); with < without {
+		if leftWithout, _ := a.coverAt(now, *x.ExpiresAt, without); left < leftWithout {
 			return false
 		}
 	}
@@ -251,11 +280,11 @@ func (a *Account) DecideReserveAfter(id string, amount events.Credits, ttl time.
 	if !a.holdsAfterStayFunded(now, now.Add(ttl), amount, pendingHolds) {
 		return events.ReservationCreated{}, fmt.Errorf("%w: a hold of %s until %s could be committed, in burn order, out of credits that holds lasting longer need once other blocks expire", ErrInsufficientCredits, amount, now.Add(ttl).UTC().Format(time.RFC3339))
 	}
-	if eff := SubCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount {
+	if eff := SubCredits(a.Fundable(now, now.Add(ttl)), pending); eff < amount && !a.fundableExactly(now, now.Add(ttl), amount, pendingHolds) {
 		if e := SubCredits(a.Effective(now), pending); e >= amount {
-			return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, but only %s of it lasts the hold's %s (blocks expire before it would)", ErrInsufficientCredits, e, eff, ttl)
+			return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, but not all of it lasts the hold's %s (blocks expire before it would)", ErrInsufficientCredits, e, ttl)
 		}
-		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, eff, amount)
+		return events.ReservationCreated{}, fmt.Errorf("%w: effective balance %s, requested %s", ErrInsufficientCredits, max(eff, 0), amount)
 	}
 	return events.ReservationCreated{Reservation: id, Customer: a.Customer, Amount: amount, ExpiresAt: now.UTC().Add(ttl), At: now.UTC()}, nil
 }
