@@ -3,6 +3,7 @@ package projector
 import (
 	"context"
 	"fmt"
+	"github.com/allot-dev/allot/bus"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, l *Ledg
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", stream, err)
 	}
+	defer bus.DropOrdered(ctx, js, stream, cons)
 	defer it.Stop()
 
 	type entry struct {

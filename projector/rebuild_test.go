@@ -41,7 +41,9 @@ func TestRebuildMatchesASequentialFold(t *testing.T) {
 		require.NoError(t, err)
 	}
 
+	sequentials := 0 // each leaves its consumer
 	sequential := func(target uint64) string {
+		sequentials++
 		l := NewLedger()
 		cons, err := js.OrderedConsumer(ctx, bus.LedgerStream, jetstream.OrderedConsumerConfig{})
 		require.NoError(t, err)
@@ -94,6 +96,18 @@ func TestRebuildMatchesASequentialFold(t *testing.T) {
 	n, err := Rebuild(ctx, js, bus.LedgerStream, NewLedger(), 0, nil)
 	require.NoError(t, err)
 	assert.Zero(t, n, "an empty stream is an empty fold")
+
+	// Each rebuild deleted its consumer: left, one lingered for five minutes with a pull
+	// request the server kept serving to an inbox nobody read.
+	stream, err := js.Stream(ctx, bus.LedgerStream)
+	require.NoError(t, err)
+	consumers := func() int {
+		info, err := stream.Info(ctx)
+		require.NoError(t, err)
+		return info.State.Consumers
+	}
+	assert.Eventually(t, func() bool { return consumers() == sequentials }, 5*time.Second, 10*time.Millisecond,
+		"only sequential's %d consumers are left", sequentials)
 }
 
 // A target the stream cannot reach (its messages are gone) is an error after a while, not a

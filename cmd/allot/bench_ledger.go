@@ -323,6 +323,7 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 		if err != nil {
 			return 0, err
 		}
+		defer bus.DropOrdered(ctx, n.js, bus.LedgerStream, cons)
 		defer it.Stop()
 		start, cpu0 := time.Now(), processCPU()
 		var items int
