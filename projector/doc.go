@@ -40,6 +40,11 @@
 //     only, never an account's position on its own subject (LastSeq).
 //   - An ended reservation the account forgets leaves a record (hash, expired or not), so a
 //     late commit or release is still 409, not 404.
+//   - Holds never hold more than the balance, whenever their commits come: a hold is admitted
+//     only if the credits that last cover the holds active at each block expiry of its life
+//     (Fundable, fundableExactly), and if its commit, in burn order, cannot take from a longer
+//     hold what that one needs at a later expiry (holdsAfterStayFunded). Only usage and
+//     over-commits make overage.
 //   - usage.rated.v1, the hottest entry, is read by a hand-walked decoder (rated_decode.go)
 //     that gives the same result as encoding/json for every input: what it does not
 //     recognise exactly goes to encoding/json. quota.incremented.v1, quota.increments.v1 and

@@ -21,4 +21,7 @@
 //     the recorded view, so a crash never changes what an event is charged.
 //   - Event times are never further ahead than events.MaxFutureSkew of the stream's time: the
 //     worker rates a later-dated event (published straight to JetStream) at the stream's time.
+//   - One worker rates a partition at a time: the pool holds the partition's lease, and the
+//     worker renews it right before each step only the owner may take (Worker.Confirm), so a
+//     process that wakes from a pause longer than the lease writes nothing.
 package rating
