@@ -24,5 +24,5 @@
 //   - One worker rates a partition at a time: the pool holds the partition's lease, and the
 //     worker renews it right before each step only the owner may take (Worker.Confirm), so a
 //     process that wakes from a pause longer than the lease writes nothing more (a pause
-//     between a renewal and its write aside: that one write lands within the lease's TTL).
+//     between a renewal and the write it guards aside, as with the sink's inserts).
 package rating
