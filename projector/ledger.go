@@ -366,10 +366,11 @@ func (l *Ledger) applyEntryLocked(seq uint64, subject, typ, cmd string, data []b
 		return l.applyLaneLocked(seq, events.Scope{Product: addr.Product, Env: addr.Env}, addr.Lane, typ, cmd, data)
 	}
 	k := accountKey{events.Scope{Product: addr.Product, Env: addr.Env}, addr.Customer}
-	if a := l.accounts[k]; a != nil && seq <= a.LastSeq {
+	a := l.accounts[k]
+	if a != nil && seq <= a.LastSeq {
 		return nil, nil // applied already, ahead of the fold, by ApplyOwn
 	}
-	return l.applyLocked(seq, k, typ, cmd, data, results)
+	return l.applyLocked(seq, k, a, typ, cmd, data, results)
 }
 
 // ApplyOwn folds an entry this process has just appended, without waiting for the stream to
@@ -399,7 +400,7 @@ func (l *Ledger) ApplyOwn(seq, prev uint64, scope events.Scope, customer, typ, c
 	if last != prev {
 		return false, nil // the fold has not reached this customer's previous entry yet
 	}
-	if _, err := l.applyLocked(seq, k, typ, cmd, data, false); err != nil {
+	if _, err := l.applyLocked(seq, k, a, typ, cmd, data, false); err != nil {
 		return false, err
 	}
 	l.ahead = max(l.ahead, seq)
@@ -409,7 +410,11 @@ func (l *Ledger) ApplyOwn(seq, prev uint64, scope events.Scope, customer, typ, c
 // writableLocked is the account k, created if new, that the fold may change: an account a
 // snapshot may be encoding is replaced by a copy first.
 func (l *Ledger) writableLocked(k accountKey) *Account {
-	a := l.accounts[k]
+	return l.writableFrom(k, l.accounts[k])
+}
+
+// writableFrom is writableLocked for a caller that has looked the account up (a: nil if none).
+func (l *Ledger) writableFrom(k accountKey, a *Account) *Account {
 	switch gen := l.snapGen.Load(); {
 	case a == nil:
 		a = newAccount(k.Customer)
@@ -505,9 +510,10 @@ func (l *Ledger) applyInOrder(seq uint64, subject, typ, cmd string, data []byte)
 	return err == nil, err
 }
 
-// applyLocked folds one entry into the account k.
-func (l *Ledger) applyLocked(seq uint64, k accountKey, typ, cmd string, data []byte, results bool) ([]Applied, error) {
-	a := l.writableLocked(k)
+// applyLocked folds one entry into the account k; current is l.accounts[k], which the caller
+// has looked up already (nil for a new customer).
+func (l *Ledger) applyLocked(seq uint64, k accountKey, current *Account, typ, cmd string, data []byte, results bool) ([]Applied, error) {
+	a := l.writableFrom(k, current)
 	l.collectDueLocked(a)
 	if !results && typ == events.TypeUsageRated {
 		n, err := a.fold(seq, typ, data, &l.scratch) // a credit-back may refill an expiring block
