@@ -3,7 +3,8 @@
 // HTTP API, so it runs in the provider's own processes.
 //
 // For each request it identifies the caller (an API-key header, a claim of a verified JWT, or
-// the client IP; counted under CustomerFor of it) and counts it against every policy of the
+// the client IP; counted under CustomerFor of it, or under a hash of it with Hashed, so that an
+// API key is not stored as a customer id) and counts it against every policy of the
 // route at once, all or nothing,
 // before calling the handler (429 with the RateLimit headers and allot's problem when any is
 // exhausted); when the handler's status is not a counted one (default: anything but 2xx and

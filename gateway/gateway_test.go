@@ -93,6 +93,23 @@ func TestIdentifyByHeaderAndIP(t *testing.T) {
 	v, ok = ByIP()(r)
 	assert.True(t, ok)
 	assert.Equal(t, "10.1.2.3", v)
+
+	// Hashed: the customer id is a hash of the key, the same for the same key, never the key.
+	v, ok = Hashed(ByHeader("X-API-Key"))(r)
+	assert.True(t, ok)
+	assert.Equal(t, "sha256-6ab9f1eb8f7d3388f4f9d586f66e99fd", v) // echo -n k1 | sha256sum
+	again, _ := Hashed(ByHeader("X-API-Key"))(r)
+	assert.Equal(t, v, again)
+	r.Header.Set("X-API-Key", "k2")
+	other, _ := Hashed(ByHeader("X-API-Key"))(r)
+	assert.NotEqual(t, v, other)
+	_, ok = Hashed(ByHeader("X-Other"))(r)
+	assert.False(t, ok, "no identity, no hash")
+	// In a gateway config.
+	id, err := IdentifyConfig{Header: "X-API-Key", Hashed: true}.build()
+	require.NoError(t, err)
+	fromConfig, _ := id(r)
+	assert.Equal(t, other, fromConfig)
 }
 
 func TestCountFunc(t *testing.T) {

@@ -51,6 +51,9 @@ type IdentifyConfig struct {
 	HS256Secret        string `yaml:"hs256_secret"`
 	RS256PublicKeyFile string `yaml:"rs256_public_key_file"`
 	IP                 bool   `yaml:"ip"`
+	// Hashed counts the caller under a hash of its identity (Hashed): for an API key, so that
+	// allot stores and shows a hash rather than the key.
+	Hashed bool `yaml:"hashed"`
 }
 
 // PolicyConfig is one quota of a route.
@@ -100,6 +103,14 @@ func CountFunc(specs []string) (func(int) bool, error) {
 }
 
 func (ic IdentifyConfig) build() (Identify, error) {
+	id, err := ic.buildPlain()
+	if err != nil || !ic.Hashed {
+		return id, err
+	}
+	return Hashed(id), nil
+}
+
+func (ic IdentifyConfig) buildPlain() (Identify, error) {
 	n := 0
 	for _, set := range []bool{ic.Header != "", ic.JWTClaim != "", ic.IP} {
 		if set {
