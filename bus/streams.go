@@ -293,10 +293,9 @@ func EnsureWebhookState(ctx context.Context, js jetstream.JetStream, o StreamOpt
 }
 
 // DropOrdered deletes the server's side of an ordered consumer that is done reading. Left, it
-// lingers for its inactivity threshold (five minutes) with the pull request it had out, which
-// the server keeps serving to an inbox nobody reads: every replay (and every `bench replay`
-// round) left two such behind, and each later read ran slower. Best effort: an error is left
-// to the threshold.
+// lingers on the stream for its inactivity threshold (five minutes): every replay, and every
+// `bench replay` round, left its consumers behind. Best effort: an error leaves it to the
+// threshold.
 func DropOrdered(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) {
 	if info := cons.CachedInfo(); info != nil && info.Name != "" {
 		js.DeleteConsumer(context.WithoutCancel(ctx), stream, info.Name)

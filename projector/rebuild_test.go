@@ -97,8 +97,7 @@ func TestRebuildMatchesASequentialFold(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "an empty stream is an empty fold")
 
-	// Each rebuild deleted its consumer: left, one lingered for five minutes with a pull
-	// request the server kept serving to an inbox nobody read.
+	// Each rebuild deleted its consumer: left, one lingered on the stream for five minutes.
 	stream, err := js.Stream(ctx, bus.LedgerStream)
 	require.NoError(t, err)
 	consumers := func() int {
