@@ -23,6 +23,7 @@ func TestCommandProblems(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: sub_1", projector.ErrSubscriptionExists), http.StatusUnprocessableEntity, problem.IdempotencyKeyReused},
 		{projector.ErrSubscriptionCanceled, http.StatusConflict, problem.SubscriptionCanceled},
+		{fmt.Errorf("%w: its next cycle would end in year 10000", projector.ErrSubscriptionEnds), http.StatusConflict, problem.SubscriptionEnded},
 		{projector.ErrPostpaidExists, http.StatusConflict, problem.PostpaidSubscription},
 		{projector.ErrInsufficientCredits, http.StatusConflict, problem.InsufficientCredits},
 		{projector.ErrReservationExpired, http.StatusConflict, problem.ReservationExpired},

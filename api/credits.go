@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -238,6 +239,10 @@ func decodeStrict(body []byte, v any) *problem.Problem {
 	if err := dec.Decode(v); err != nil {
 		return jsonProblem(body, v, err)
 	}
+	// One value and nothing after it: `{…}x` or `{…} {…}` had been acted on as its first value.
+	if _, err := dec.Token(); err != io.EOF {
+		return problem.New(problem.InvalidJSON, http.StatusBadRequest, "the body holds more than one JSON value (or something after it)")
+	}
 	return nil
 }
 
@@ -296,6 +301,8 @@ func (s *Server) commandProblem(err error) *problem.Problem {
 		return problem.New(problem.PostpaidSubscription, http.StatusConflict, err.Error())
 	case errors.Is(err, projector.ErrSubscriptionCanceled):
 		return problem.New(problem.SubscriptionCanceled, http.StatusConflict, "a canceled subscription is not renewed")
+	case errors.Is(err, projector.ErrSubscriptionEnds):
+		return problem.New(problem.SubscriptionEnded, http.StatusConflict, err.Error())
 	case errors.Is(err, projector.ErrSubscriptionExists):
 		return problem.New(problem.IdempotencyKeyReused, http.StatusUnprocessableEntity, "this Idempotency-Key started a subscription already ("+err.Error()+"), more than 24 h ago; use a new key for a new subscription")
 	}

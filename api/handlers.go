@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -137,10 +136,8 @@ func (s *Server) putMeter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var spec catalog.MeterSpec
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		problem.Write(w, jsonProblem(body, &spec, err))
+	if p := decodeStrict(body, &spec); p != nil {
+		problem.Write(w, p)
 		return
 	}
 	m, fe := catalog.ValidateMeter(spec.Meter(r.PathValue("key")))

@@ -45,10 +45,8 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var spec catalog.RuleSpec
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		problem.Write(w, jsonProblem(body, &spec, err))
+	if p := decodeStrict(body, &spec); p != nil {
+		problem.Write(w, p)
 		return
 	}
 	sc := scopeFrom(r)
@@ -77,6 +75,9 @@ func jsonProblem(body []byte, v any, err error) *problem.Problem {
 	}
 	if name, ok := strings.CutPrefix(err.Error(), `json: unknown field "`); ok {
 		name = strings.TrimSuffix(name, `"`)
+		if name == "" { // no field to name: the body is not the shape the endpoint takes
+			return problem.New(problem.InvalidJSON, http.StatusBadRequest, `a member with an empty name ("") is not a field of this body`)
+		}
 		return problem.Fieldf(problem.InvalidField, http.StatusBadRequest, name, "unknown field %q", name)
 	}
 	var members map[string]json.RawMessage

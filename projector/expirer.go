@@ -148,7 +148,7 @@ func (x *Expirer) renewPostpaid(ctx context.Context, now time.Time, ts []renewal
 			e, err := a.DecideRenew(t.sub, now, true)
 			return events.TypeSubscriptionRenewed, e, err
 		})
-		if err != nil && !errors.Is(err, ErrAlreadyRenewed) && !errors.Is(err, ErrSubscriptionCanceled) && ctx.Err() == nil {
+		if err != nil && !errors.Is(err, ErrAlreadyRenewed) && !errors.Is(err, ErrSubscriptionCanceled) && !errors.Is(err, ErrSubscriptionEnds) && ctx.Err() == nil {
 			x.Log.Warn("renewing a postpaid subscription", "subscription", t.sub, "err", err)
 			x.Ledger.remindDue(t.key, now) // due again next time
 		}

@@ -55,6 +55,8 @@ var (
 	// Idempotency-Key, so it is a key used again for a new subscription after its record (and
 	// the account's memory of the command) expired.
 	ErrSubscriptionExists = errors.New("the subscription exists")
+	// ErrSubscriptionEnds: the next cycle would end past the times allot can write (year 9999).
+	ErrSubscriptionEnds = errors.New("the subscription cannot be renewed")
 )
 
 // CycleBlock is the id of a subscription's plan block for cycle k (rollover: its rollover block).
@@ -92,6 +94,11 @@ func (a *Account) DecideSubscribe(id string, plan events.Plan, start, now time.T
 		}
 	}
 	s, e := cycleWindow(plan, start, 0)
+	if !events.TimeInRange(e) {
+		// Refused here, naming what to change: it could not be written (an entry's times are
+		// RFC 3339), and failing there read as allot being unavailable, retry after retry.
+		return events.SubscriptionStarted{}, &FieldError{"start", "the plan's first cycle would end at " + e.Format(time.RFC3339) + ", " + events.TimeRangeMsg}
+	}
 	return events.SubscriptionStarted{Subscription: id, Customer: a.Customer, Plan: plan, Start: start.UTC(), At: now.UTC(),
 		Grant: events.Cycle{Index: 0, Start: s, End: e, Block: CycleBlock(id, 0, false), Amount: plan.Credits}}, nil
 }
@@ -122,6 +129,9 @@ func (a *Account) DecideRenew(id string, now time.Time, withUsage bool) (events.
 		return events.SubscriptionRenewed{}, ErrAlreadyRenewed
 	}
 	s, e := cycleWindow(sub.Plan, sub.Start, k)
+	if !events.TimeInRange(e) {
+		return events.SubscriptionRenewed{}, fmt.Errorf("%w: its next cycle would end at %s, %s", ErrSubscriptionEnds, e.Format(time.RFC3339), events.TimeRangeMsg)
+	}
 	c := events.Cycle{Index: k, Start: s, End: e, Block: CycleBlock(id, k, false), Amount: sub.Plan.Credits}
 	if k == sub.Cycle+1 && sub.Plan.RolloverPercent != nil {
 		// What the cycle left unused: its block's remainder, or — once the expiry entry has been

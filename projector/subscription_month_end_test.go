@@ -53,3 +53,22 @@ func TestSubscribingAnExistingIDIsErrSubscriptionExists(t *testing.T) {
 	require.ErrorIs(t, err, ErrSubscriptionExists)
 	require.NotErrorIs(t, err, ErrAlreadyRenewed)
 }
+
+// A renewal whose cycle would end past year 9999 is ErrSubscriptionEnds (the API's 409
+// subscription-ended), not an entry that cannot be written.
+func TestARenewalPastYear9999IsErrSubscriptionEnds(t *testing.T) {
+	start := time.Date(9999, 12, 30, 12, 0, 0, 0, time.UTC)
+	p, err := events.Period{Unit: events.UnitDay}.Normalize()
+	require.NoError(t, err)
+	plan := events.Plan{Key: "d", Credits: 1 * cr, Period: p, Mode: events.PlanPrepaid}
+	a := newAccount("c")
+	s, err := a.DecideSubscribe("s", plan, start, start)
+	require.NoError(t, err)
+	fold(t, a, entry{events.TypeSubscriptionStarted, s})
+	_, err = a.DecideRenew("s", start.Add(25*time.Hour), false)
+	require.ErrorIs(t, err, ErrSubscriptionEnds)
+	_, err = a.DecideSubscribe("s2", plan, start.Add(24*time.Hour), start)
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "start", fe.Field)
+}

@@ -34,6 +34,7 @@ const (
 	ReservationExpired     = "reservation-expired"
 	ReservationEnded       = "reservation-ended"
 	SubscriptionCanceled   = "subscription-canceled"
+	SubscriptionEnded      = "subscription-ended"
 	PostpaidSubscription   = "postpaid-subscription-exists"
 	IdempotencyKeyReused   = "idempotency-key-reused"
 	IdempotencyKeyInFlight = "idempotency-key-in-flight"
@@ -63,6 +64,7 @@ var titles = map[string]string{
 	ReservationExpired:     "Reservation expired",
 	ReservationEnded:       "Reservation ended",
 	SubscriptionCanceled:   "Subscription canceled",
+	SubscriptionEnded:      "Subscription ended",
 	PostpaidSubscription:   "Postpaid subscription exists",
 	IdempotencyKeyReused:   "Idempotency-Key reused",
 	IdempotencyKeyInFlight: "Request in flight",
