@@ -42,14 +42,8 @@ func TestAMonthlyPlanRenewsAtMonthEnds(t *testing.T) {
 // ErrAlreadyRenewed, which had no answer of its own: a 503 "try again" that never passed.
 func TestSubscribingAnExistingIDIsErrSubscriptionExists(t *testing.T) {
 	start := time.Date(2024, 1, 31, 10, 0, 0, 0, time.UTC)
-	p, err := events.Period{Unit: events.UnitMonth}.Normalize()
-	require.NoError(t, err)
-	plan := events.Plan{Key: "m", Credits: 100 * cr, Period: p, Mode: events.PlanPrepaid}
-	a := newAccount("c")
-	s, err := a.DecideSubscribe("s", plan, start, start)
-	require.NoError(t, err)
-	fold(t, a, entry{events.TypeSubscriptionStarted, s})
-	_, err = a.DecideSubscribe("s", plan, start.Add(48*time.Hour), start.Add(48*time.Hour))
+	a, plan := subscribedTo(t, events.UnitMonth, start)
+	_, err := a.DecideSubscribe("s", plan, start.Add(48*time.Hour), start.Add(48*time.Hour))
 	require.ErrorIs(t, err, ErrSubscriptionExists)
 	require.NotErrorIs(t, err, ErrAlreadyRenewed)
 }
@@ -58,17 +52,24 @@ func TestSubscribingAnExistingIDIsErrSubscriptionExists(t *testing.T) {
 // subscription-ended), not an entry that cannot be written.
 func TestARenewalPastYear9999IsErrSubscriptionEnds(t *testing.T) {
 	start := time.Date(9999, 12, 30, 12, 0, 0, 0, time.UTC)
-	p, err := events.Period{Unit: events.UnitDay}.Normalize()
-	require.NoError(t, err)
-	plan := events.Plan{Key: "d", Credits: 1 * cr, Period: p, Mode: events.PlanPrepaid}
-	a := newAccount("c")
-	s, err := a.DecideSubscribe("s", plan, start, start)
-	require.NoError(t, err)
-	fold(t, a, entry{events.TypeSubscriptionStarted, s})
-	_, err = a.DecideRenew("s", start.Add(25*time.Hour), false)
+	a, plan := subscribedTo(t, events.UnitDay, start)
+	_, err := a.DecideRenew("s", start.Add(25*time.Hour), false)
 	require.ErrorIs(t, err, ErrSubscriptionEnds)
 	_, err = a.DecideSubscribe("s2", plan, start.Add(24*time.Hour), start)
 	var fe *FieldError
 	require.ErrorAs(t, err, &fe)
 	assert.Equal(t, "start", fe.Field)
+}
+
+// subscribedTo is an account subscribed (as "s") at start to a prepaid plan of one unit.
+func subscribedTo(t *testing.T, unit string, start time.Time) (*Account, events.Plan) {
+	t.Helper()
+	p, err := events.Period{Unit: unit}.Normalize()
+	require.NoError(t, err)
+	plan := events.Plan{Key: "p", Credits: 100 * cr, Period: p, Mode: events.PlanPrepaid}
+	a := newAccount("c")
+	s, err := a.DecideSubscribe("s", plan, start, start)
+	require.NoError(t, err)
+	fold(t, a, entry{events.TypeSubscriptionStarted, s})
+	return a, plan
 }
