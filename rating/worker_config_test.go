@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -59,26 +58,14 @@ func TestRestartedWorkerRatesOnTheConfigurationItRatedOn(t *testing.T) {
 	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
 	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
-	publish := func(id string) uint64 {
-		data, err := usage(id, "c1", t0, tokens("3")).Encode()
-		require.NoError(t, err)
-		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.UsageSubject(sc.Product, sc.Env, "c1"), Data: data,
-			Header: nats.Header{events.HeaderType: []string{events.TypeUsageRecorded}, events.HeaderMsgID: []string{id}}})
-		require.NoError(t, err)
-		return ack.Sequence
-	}
+	publish := func(id string) uint64 { return publishUsage(t, js, id, "3") }
 	seq1 := publish("e1")
-	us, err := js.Stream(ctx, bus.UsageStream)
-	require.NoError(t, err)
-	m, err := us.GetMsg(ctx, seq1)
-	require.NoError(t, err)
-	addr, err := events.ParseUsageSubject(m.Subject)
-	require.NoError(t, err)
+	partition := partitionOf(t, js, seq1)
 
 	src := &versionedConfig{}
 	src.add(1, fakeConfig{}) // no meter: e1 is unmetered
 	run := func(upTo uint64, cause error, then func() uint64) *Worker {
-		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, Partition: addr.Partition,
+		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, Partition: partition,
 			SnapshotEvery: time.Hour, Log: slog.New(slog.DiscardHandler)}
 		wctx, cancel := context.WithCancelCause(ctx)
 		done := make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,20 +25,10 @@ func TestWorkerStoppedForALostLeaseSavesNothing(t *testing.T) {
 	js := bustest.JetStream(t)
 	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
-	data, err := usage("e1", "c1", t0, tokens("3")).Encode()
-	require.NoError(t, err)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.UsageSubject(sc.Product, sc.Env, "c1"), Data: data,
-		Header: nats.Header{events.HeaderType: []string{events.TypeUsageRecorded}, events.HeaderMsgID: []string{"e1"}}})
-	require.NoError(t, err)
-	s, err := js.Stream(ctx, bus.UsageStream)
-	require.NoError(t, err)
-	m, err := s.GetMsg(ctx, ack.Sequence)
-	require.NoError(t, err)
-	addr, err := events.ParseUsageSubject(m.Subject)
-	require.NoError(t, err)
+	partition := partitionOf(t, js, publishUsage(t, js, "e1", "3"))
 	for _, cause := range []error{ErrLeaseLost, nil} {
 		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Config: config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")}),
-			Partition: addr.Partition, SnapshotEvery: time.Hour, Log: slog.New(slog.DiscardHandler)}
+			Partition: partition, SnapshotEvery: time.Hour, Log: slog.New(slog.DiscardHandler)}
 		wctx, cancel := context.WithCancelCause(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); w.Run(wctx) }()
@@ -67,21 +58,7 @@ func TestAWorkerWhoseLeaseWasTakenWritesNothing(t *testing.T) {
 	require.NoError(t, err)
 	leasesB, err := bus.EnsureLeases(ctx, js, bus.StreamOptions{}, "process-b")
 	require.NoError(t, err)
-	publish := func(id string) uint64 {
-		data, err := usage(id, "c1", t0, tokens("1")).Encode()
-		require.NoError(t, err)
-		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.UsageSubject(sc.Product, sc.Env, "c1"), Data: data,
-			Header: nats.Header{events.HeaderType: []string{events.TypeUsageRecorded}, events.HeaderMsgID: []string{id}}})
-		require.NoError(t, err)
-		return ack.Sequence
-	}
-	first := publish("before")
-	us, err := js.Stream(ctx, bus.UsageStream)
-	require.NoError(t, err)
-	m, err := us.GetMsg(ctx, first)
-	require.NoError(t, err)
-	addr, err := events.ParseUsageSubject(m.Subject)
-	require.NoError(t, err)
+	partition := partitionOf(t, js, publishUsage(t, js, "before", "1"))
 
 	cfg := config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")})
 	const parts = 8
@@ -93,7 +70,7 @@ func TestAWorkerWhoseLeaseWasTakenWritesNothing(t *testing.T) {
 	pool := &Pool{Partitions: parts, Leases: leasesA, KV: leasesA.Bucket(), Member: "process-a", Log: slog.New(slog.DiscardHandler),
 		NewWorker: func(p int) *Worker { return workers[p] }}
 	go pool.Run(ctx)
-	w := workers[addr.Partition]
+	w := workers[partition]
 	require.Eventually(t, func() bool { return w.Counters.Events.Load() >= 1 }, 10*time.Second, 5*time.Millisecond)
 	ls, err := js.Stream(ctx, bus.LedgerStream)
 	require.NoError(t, err)
@@ -106,14 +83,38 @@ func TestAWorkerWhoseLeaseWasTakenWritesNothing(t *testing.T) {
 
 	// Process A's lease lapses (it was paused) and process B takes the partition.
 	kv := leasesA.Bucket()
-	require.NoError(t, kv.Purge(ctx, "rating.p"+strconv.Itoa(addr.Partition)))
-	_, ok, err := leasesB.Acquire(ctx, "rating.p"+strconv.Itoa(addr.Partition))
+	require.NoError(t, kv.Purge(ctx, "rating.p"+strconv.Itoa(partition)))
+	_, ok, err := leasesB.Acquire(ctx, "rating.p"+strconv.Itoa(partition))
 	require.NoError(t, err)
 	require.True(t, ok)
 	for i := 0; i < 20; i++ {
-		publish("after-" + strconv.Itoa(i))
+		publishUsage(t, js, "after-"+strconv.Itoa(i), "1")
 	}
 	time.Sleep(1500 * time.Millisecond) // past A's next renewal, which stops its worker
 	assert.EqualValues(t, 1, entries(), "A wrote debits for a partition it no longer owned")
 	assert.EqualValues(t, 1, w.Counters.Entries.Load())
+}
+
+// publishUsage publishes usage event id of customer c1 (tokens as given) and returns its
+// stream sequence.
+func publishUsage(t *testing.T, js jetstream.JetStream, id, qty string) uint64 {
+	t.Helper()
+	data, err := usage(id, "c1", t0, tokens(qty)).Encode()
+	require.NoError(t, err)
+	ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: events.UsageSubject(sc.Product, sc.Env, "c1"), Data: data,
+		Header: nats.Header{events.HeaderType: []string{events.TypeUsageRecorded}, events.HeaderMsgID: []string{id}}})
+	require.NoError(t, err)
+	return ack.Sequence
+}
+
+// partitionOf is the usage partition the message at seq was stored in.
+func partitionOf(t *testing.T, js jetstream.JetStream, seq uint64) int {
+	t.Helper()
+	us, err := js.Stream(context.Background(), bus.UsageStream)
+	require.NoError(t, err)
+	m, err := us.GetMsg(context.Background(), seq)
+	require.NoError(t, err)
+	addr, err := events.ParseUsageSubject(m.Subject)
+	require.NoError(t, err)
+	return addr.Partition
 }
