@@ -474,21 +474,6 @@ func keyWordsOf(lit string) keyWords {
 	return k
 }
 
-// litKey consumes the key k if the input continues with it.
-func (d *ratedDecoder) litKey(k *keyWords, lit string) bool {
-	b := d.b[d.i:]
-	if len(b) < 24 {
-		return d.lit(lit)
-	}
-	if binary.LittleEndian.Uint64(b)&k.m[0] != k.w[0] ||
-		k.n > 8 && binary.LittleEndian.Uint64(b[8:])&k.m[1] != k.w[1] ||
-		k.n > 16 && binary.LittleEndian.Uint64(b[16:])&k.m[2] != k.w[2] {
-		return false
-	}
-	d.i += k.n
-	return true
-}
-
 // byteIs consumes c if it is the next byte.
 func (d *ratedDecoder) byteIs(c byte) bool {
 	if d.i < len(d.b) && d.b[d.i] == c {
@@ -519,7 +504,8 @@ func (d *ratedDecoder) debitInOrder(x *ratedDebit) bool {
 		for next < len(debitKeys) && !found {
 			k := &debitKeys[next]
 			next++
-			if d.litKey(&k.word, k.lit) {
+			if j := k.word.after(d.b, d.i); j >= 0 {
+				d.i = j
 				if d.debitField(next-1, x) != nil {
 					d.i, *x = start, ratedDebit{}
 					return false
@@ -533,15 +519,6 @@ func (d *ratedDecoder) debitInOrder(x *ratedDebit) bool {
 	}
 	d.i, *x = start, ratedDebit{}
 	return false
-}
-
-// lit consumes s if the input continues with exactly s.
-func (d *ratedDecoder) lit(s string) bool {
-	if len(d.b)-d.i < len(s) || string(d.b[d.i:d.i+len(s)]) != s {
-		return false
-	}
-	d.i += len(s)
-	return true
 }
 
 // The indexes in debitKeys of the members the fold reads.
