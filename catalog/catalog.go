@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,6 +46,9 @@ type Catalog struct {
 	// order: RatingView folds it up to a sequence. They are few — a product's pricing — and
 	// kept whole.
 	ratingLog []loggedEvent
+	// ratingSeq is the sequence of ratingLog's last event, read without the lock: every
+	// rating worker asks for it at every usage event.
+	ratingSeq atomic.Uint64
 	// lastView is the view RatingView made last, shared: every rating worker asks for the same
 	// sequence when the configuration changes, and a view is never changed.
 	viewMu   sync.Mutex
@@ -97,6 +101,7 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 			// Only what applied: one the follower skips as unreadable would fail every view
 			// folded past it, and rating with it.
 			c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
+			c.ratingSeq.Store(seq)
 		}
 	}
 	return err
@@ -213,12 +218,7 @@ func (c *Catalog) reindex(sc events.Scope) {
 // RatingSeq is the config sequence of the last event rating reads (a meter, a rule version, a
 // quota), 0 when none: a configuration rating has not seen changes only when it passes it.
 func (c *Catalog) RatingSeq() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if n := len(c.ratingLog); n > 0 {
-		return c.ratingLog[n-1].seq
-	}
-	return 0
+	return c.ratingSeq.Load()
 }
 
 // RatingView is the configuration rating reads as it stood at config sequence seq: a catalog

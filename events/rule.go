@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // KindRule is the config kind of metering rules.
 const KindRule = "rule"
@@ -109,4 +112,26 @@ type UsageRated struct {
 	Unrated  []UsageUnrated `json:"unrated,omitempty"`
 	// Quota use of the batch's events (quotas on count and sum meters), in usage order.
 	Quotas []QuotaUse `json:"quotas,omitempty"`
+}
+
+// TypeRatingView records that a rating partition rates its usage after sequence After on the
+// configuration as it stood at config sequence Config (a rating view). A worker writes one on
+// the config stream, under RatingViewSubject, before it rates anything on a view: when it
+// starts, and when it moves to a newer configuration. A later record for a partition replaces
+// what the earlier ones said about the sequences after its own After (a worker restarted from
+// an older snapshot re-rates those on the view it names), so the records, read in stream
+// order, say which view rated each usage event: what lets replay rebuild rating's state.
+const TypeRatingView = "rating.view.v1"
+
+// RatingView is the body of a rating.view.v1 record.
+type RatingView struct {
+	Partition int    `json:"partition"`
+	After     uint64 `json:"after_seq"`  // usage stream sequence: events after it are rated on Config
+	Config    uint64 `json:"config_seq"` // config stream sequence of the view
+}
+
+// RatingViewSubject is where a rating partition's view records go on the config stream: four
+// tokens, never one of ConfigSubject's six.
+func RatingViewSubject(partition int) string {
+	return ConfigPrefix + ".rating.p" + strconv.Itoa(partition)
 }

@@ -16,9 +16,11 @@
 //   - An event is never priced as if its period were empty: one older than the period windows
 //     kept is priced alone only when its price is linear, and is otherwise unrated (too_late).
 //   - The configuration is part of the state: the worker rates each batch on one view of the
-//     meters, rule versions and quotas as of a config sequence, records that sequence in its
-//     snapshot before it moves to a newer one, and after a restart rates what was pending on
-//     the recorded view, so a crash never changes what an event is charged.
+//     meters, rule versions and quotas as of a config sequence, records that sequence (a
+//     rating.view.v1 record on the config stream, then its snapshot) before it moves to a
+//     newer one, and after a restart rates what was pending on the recorded view, so a crash
+//     never changes what an event is charged. The records say which view rated every event,
+//     so the state can be rebuilt from the usage stream (Views, Rebuild, RateMessage).
 //   - Event times are never further ahead than events.MaxFutureSkew of the stream's time: the
 //     worker rates a later-dated event (published straight to JetStream) at the stream's time.
 //   - One worker rates a partition at a time: the pool holds the partition's lease, and the

@@ -40,11 +40,13 @@ type ConfigSource interface {
 // Worker rates one partition of the usage stream.
 //
 // With a Source, the configuration a worker rates on is recorded: each batch is rated on one
-// view of it (RatingView), a newer one is taken at a batch's start, after the snapshot that
-// names it is saved, and a restarted worker rates what was pending at its start on the view
+// view of it (RatingView); a newer one is taken at a batch's start (a batch open when one
+// comes is written and ended there), after a view record (ViewStream) and the snapshot that
+// name it are stored; and a restarted worker rates what was pending at its start on the view
 // its snapshot names. A worker stopped between snapshots re-rates the events since the last
 // one; on the configuration in force at its restart instead, an event rated unmetered before
-// a meter was defined was charged if a kill happened in between, and not otherwise.
+// a meter was defined was charged if a kill happened in between, and not otherwise. The view
+// records let replay rate every event again on the view that rated it (Rebuild).
 type Worker struct {
 	JS          jetstream.JetStream
 	UsageStream string
@@ -64,9 +66,15 @@ type Worker struct {
 	// frozen VM) wake and rate beside the partition's new owner until its next renewal: two
 	// workers reading one consumer each price a share of the events on a share of the
 	// period's quantity, and each can delete the other's consumer.
-	Confirm  func(context.Context) error
-	Log      *slog.Logger
-	Counters Counters
+	Confirm func(context.Context) error
+	// ViewStream, with a Source, is the stream (the config stream) where the worker records
+	// each view it rates on (events.TypeRatingView), before it rates anything on it: what
+	// lets replay rebuild and check the partition's state. Empty records nothing.
+	ViewStream string
+	Log        *slog.Logger
+	Counters   Counters
+
+	viewSeq uint64 // stream sequence of the partition's latest view record, once known
 }
 
 // ConsumerName is the durable consumer of a partition. A contract: never renamed.
@@ -135,6 +143,55 @@ func (w *Worker) save(ctx context.Context, st *State) error {
 	return nil
 }
 
+// recordView writes that the events after st.Seq are rated on the view st.ConfigSeq, unless
+// the partition's latest record says so already (a worker restarting again and again on one
+// view adds nothing). It is appended with the expected last sequence of the partition's
+// subject: a process that lost the partition while paused cannot slip a record in after the
+// new owner's, which would say the new owner rated on a view it never took.
+func (w *Worker) recordView(ctx context.Context, st *State) error {
+	if w.ViewStream == "" {
+		return nil
+	}
+	if err := w.confirm(ctx); err != nil {
+		return err
+	}
+	subject := events.RatingViewSubject(w.Partition)
+	rec := events.RatingView{Partition: w.Partition, After: st.Seq, Config: st.ConfigSeq}
+	if w.viewSeq == 0 {
+		s, err := w.JS.Stream(ctx, w.ViewStream)
+		if err != nil {
+			return fmt.Errorf("recording the rating view: %w", err)
+		}
+		last, err := s.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return fmt.Errorf("recording the rating view: %w", err)
+		default:
+			// The last record says the events after st.Seq are rated on this view already
+			// when it names it from a point at or before st.Seq.
+			var had events.RatingView
+			if json.Unmarshal(last.Data, &had) == nil && had.Partition == rec.Partition && had.Config == rec.Config && had.After <= rec.After {
+				w.viewSeq = last.Sequence
+				return nil
+			}
+			w.viewSeq = last.Sequence
+		}
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{events.TypeRatingView}}}
+	ack, err := w.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(w.viewSeq))
+	if err != nil {
+		w.viewSeq = 0
+		return fmt.Errorf("recording the rating view of partition %d: %w", w.Partition, err)
+	}
+	w.viewSeq = ack.Sequence
+	return nil
+}
+
 func (w *Worker) run(ctx context.Context) error {
 	batch := w.Batch
 	if batch <= 0 {
@@ -155,12 +212,19 @@ func (w *Worker) run(ctx context.Context) error {
 	w.Counters.Seq.Store(st.Seq)
 	config, pinned := w.Config, false
 	if w.Source != nil {
+		w.viewSeq = 0 // read again: another process may have owned the partition since
 		if st.ConfigKnown {
 			pinned = true // what was pending at the start may have been rated on the snapshot's
+			if err := w.recordView(ctx, st); err != nil {
+				return err
+			}
 		} else {
 			// No snapshot, or one from before the sequence was kept: the configuration now,
 			// recorded before anything is rated on it.
 			st.ConfigSeq, st.ConfigKnown = w.Source.RatingSeq(), true
+			if err := w.recordView(ctx, st); err != nil {
+				return err
+			}
 			if err := w.save(ctx, st); err != nil {
 				return err
 			}
@@ -226,8 +290,8 @@ func (w *Worker) run(ctx context.Context) error {
 	var next jetstream.MessageBatch
 	b := newBatch()
 	// newerConfig moves to the latest configuration, if there is a newer one, when the state is
-	// consistent: at a batch's first message, so an event is rated on the configuration in
-	// force when it arrived, as a worker waiting for usage sees it.
+	// consistent: at a batch's first message (a batch ends early when a newer one comes), so
+	// an event is rated on the newest configuration this process knows when its turn comes.
 	newerConfig := func() error {
 		if w.Source == nil || pinnedLeft > 0 {
 			return nil
@@ -239,6 +303,10 @@ func (w *Worker) run(ctx context.Context) error {
 		// Saved before it is used, so that a restart rates what follows on it too.
 		prev := st.ConfigSeq
 		st.ConfigSeq = latest
+		if err := w.recordView(ctx, st); err != nil {
+			st.ConfigSeq = prev
+			return err
+		}
 		if err := w.save(ctx, st); err != nil {
 			st.ConfigSeq = prev
 			return err
@@ -247,6 +315,34 @@ func (w *Worker) run(ctx context.Context) error {
 		var err error
 		config, err = w.Source.RatingView(latest)
 		return err
+	}
+	// newerWaiting says a newer configuration is there to move to.
+	newerWaiting := func() bool {
+		return w.Source != nil && pinnedLeft == 0 && w.Source.RatingSeq() > st.ConfigSeq
+	}
+	// write sends the batch's ledger entries; settle waits until they are stored, then
+	// acknowledges the batch up to last.
+	write := func() error {
+		if len(b.order) > 0 {
+			if err := w.confirm(ctx); err != nil {
+				return err
+			}
+		}
+		fs, err := w.flush(b)
+		futures = append(futures, fs...)
+		return err
+	}
+	settle := func(last jetstream.Msg) error {
+		if err := waitAll(ctx, futures); err != nil {
+			// The state has moved past debits that may not be stored: start again from the
+			// snapshot rather than carry on.
+			return fmt.Errorf("writing debits: %w", err)
+		}
+		consistent = true
+		if err := last.Ack(); err != nil {
+			w.Log.Debug("ack", "err", err) // progress lives in the snapshot, not in acks
+		}
+		return nil
 	}
 	for ctx.Err() == nil {
 		msgs := next
@@ -265,6 +361,23 @@ func (w *Worker) run(ctx context.Context) error {
 		futures = futures[:0]
 		b.reset()
 		for m := range msgs.Messages() {
+			if last != nil && newerWaiting() {
+				// A newer configuration came while the batch was open: what the batch rated
+				// so far is written and settled first, so that the rest is rated on the newer
+				// one from a point recorded, like any batch start. An event is rated on the
+				// newest configuration this process knows when its turn comes, not on the one
+				// in force when a fetch began up to --rating-linger earlier.
+				if err := write(); err != nil {
+					return err
+				}
+				if err := settle(last); err != nil {
+					return err
+				}
+				w.Counters.Batches.Add(1)
+				futures = futures[:0]
+				b.reset()
+				last = nil
+			}
 			if last == nil {
 				if err := newerConfig(); err != nil {
 					return err
@@ -279,16 +392,9 @@ func (w *Worker) run(ctx context.Context) error {
 				pinnedLeft--
 			}
 		}
-		if len(b.order) > 0 {
-			if err := w.confirm(ctx); err != nil {
-				return err
-			}
-		}
-		fs, err := w.flush(b)
-		if err != nil {
+		if err := write(); err != nil {
 			return err
 		}
-		futures = append(futures, fs...)
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("fetching: %w", err)
 		}
@@ -305,14 +411,8 @@ func (w *Worker) run(ctx context.Context) error {
 		if next, err = cons.Fetch(batch, jetstream.FetchMaxWait(linger)); err != nil {
 			return fmt.Errorf("fetching: %w", err)
 		}
-		if err := waitAll(ctx, futures); err != nil {
-			// The state has moved past debits that may not be stored: start again from the
-			// snapshot rather than carry on.
-			return fmt.Errorf("writing debits: %w", err)
-		}
-		consistent = true
-		if err := last.Ack(); err != nil {
-			w.Log.Debug("ack", "err", err) // progress lives in the snapshot, not in acks
+		if err := settle(last); err != nil {
+			return err
 		}
 		w.Counters.Seq.Store(st.Seq)
 		if time.Since(lastSave) >= every {
@@ -382,37 +482,20 @@ func (w *Worker) rate(st *State, config Config, m jetstream.Msg, b *batch) error
 	if seq <= st.Seq {
 		return nil
 	}
-	addr, err := events.ParseUsageSubject(m.Subject())
-	var ev events.Usage
-	if err == nil {
-		ev, err = events.DecodeUsage(m.Data())
-	}
-	if err == nil && ev.Customer != addr.Customer {
-		err = fmt.Errorf("customer %q in the body, %q in the subject", ev.Customer, addr.Customer)
-	}
-	if err != nil {
-		// Only a producer publishing straight to JetStream can get here; the event cannot be
-		// rated or even named, so it is counted and passed over.
-		st.Seq = seq
-		w.Counters.Malformed.Add(1)
-		w.Log.Warn("skipping malformed usage message", "seq", seq, "subject", m.Subject(), "err", err)
-		return nil
-	}
-	if ev.Time.IsZero() {
-		ev.Time = md.Timestamp.UTC()
-	} else if ev.Time.Sub(md.Timestamp) > events.MaxFutureSkew {
-		// A producer's clock far ahead: counting the event in a window that has not begun
-		// would break what quota state relies on (events.MaxFutureSkew). The stream's time is
-		// the best estimate of when it happened; the fold sees the same on every replay.
-		w.Counters.FutureDated.Add(1)
-		w.Log.Debug("usage dated ahead of the stream; rated at the stream's time", "seq", seq, "event", ev.ID, "time", ev.Time, "stream_time", md.Timestamp)
-		ev.Time = md.Timestamp.UTC()
-	}
-	scope := events.Scope{Product: addr.Product, Env: addr.Env}
-	out, err := st.Rate(seq, scope, ev, config)
+	r, err := st.RateMessage(seq, m.Subject(), m.Data(), md.Timestamp, config)
 	if err != nil {
 		return err
 	}
+	if r.Malformed != nil {
+		w.Counters.Malformed.Add(1)
+		w.Log.Warn("skipping malformed usage message", "seq", seq, "subject", m.Subject(), "err", r.Malformed)
+		return nil
+	}
+	if r.FutureDated {
+		w.Counters.FutureDated.Add(1)
+		w.Log.Debug("usage dated ahead of the stream; rated at the stream's time", "seq", seq, "event", r.Usage.ID, "stream_time", md.Timestamp)
+	}
+	out := r.Out
 	w.Counters.Events.Add(1)
 	if !out.Metered {
 		w.Counters.Unmetered.Add(1)
@@ -427,7 +510,7 @@ func (w *Worker) rate(st *State, config Config, m jetstream.Msg, b *batch) error
 	if out.Unrated != nil {
 		w.Counters.Unrated.Add(1)
 	}
-	b.add(scope, ev.Customer, seq, out)
+	b.add(r.Scope, r.Usage.Customer, seq, out)
 	return nil
 }
 

@@ -137,7 +137,7 @@ func benchRatingWorkers(ctx context.Context, n *node, total int) (float64, error
 	var wg sync.WaitGroup
 	start := time.Now()
 	for p := 0; p < 8; p++ {
-		w := &rating.Worker{JS: n.js, UsageStream: bus.UsageStream, Snapshots: snaps, Source: ratingSource{n.cat}, Partition: p, SnapshotEvery: time.Second, Log: slog.New(slog.DiscardHandler)}
+		w := &rating.Worker{JS: n.js, UsageStream: bus.UsageStream, Snapshots: snaps, Source: ratingSource{n.cat}, ViewStream: bus.ConfigStream, Partition: p, SnapshotEvery: time.Second, Log: slog.New(slog.DiscardHandler)}
 		workers = append(workers, w)
 		wg.Add(1)
 		go func() { defer wg.Done(); w.Run(wctx) }()

@@ -262,6 +262,10 @@ quotas:
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "snapshot:")
 	assert.Contains(t, string(out), "verify: OK")
+	// The rating partitions were rebuilt from the usage stream and compared too.
+	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events\): same`, string(out))
+	assert.NotContains(t, string(out), "DIFFERS")
+	assert.NotContains(t, string(out), "not rebuilt")
 
 	// A snapshot that does not match what the ledger says fails verification with exit 1.
 	tamperSnapshot(t, data)
@@ -324,4 +328,44 @@ func concurrently(n int, procs []*proc, method, path, body string) map[int]int {
 	}
 	wg.Wait()
 	return codes
+}
+
+// tamperRatingSnapshot adds one to the quantity of the first window of the first rating
+// partition snapshot that has one.
+func tamperRatingSnapshot(t *testing.T, data string) {
+	t.Helper()
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: data, Port: -2})
+	require.NoError(t, err)
+	defer emb.Shutdown()
+	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := context.Background()
+	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+	infos, err := store.List(ctx)
+	require.NoError(t, err)
+	for _, in := range infos {
+		if !strings.HasPrefix(in.Name, "rating/p") {
+			continue
+		}
+		b, err := store.GetBytes(ctx, in.Name)
+		require.NoError(t, err)
+		var snap map[string]any
+		require.NoError(t, json.Unmarshal(b, &snap))
+		accs, _ := snap["accs"].([]any)
+		if len(accs) == 0 {
+			continue
+		}
+		w := accs[0].(map[string]any)["windows"].([]any)[0].(map[string]any)
+		w["q"] = fmt.Sprint(w["q"]) + "1"
+		b, err = json.Marshal(snap)
+		require.NoError(t, err)
+		_, err = store.PutBytes(ctx, in.Name, b)
+		require.NoError(t, err)
+		return
+	}
+	t.Fatal("no rating window to tamper with")
 }

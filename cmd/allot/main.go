@@ -36,8 +36,9 @@ Usage:
   allot gateway --config gateway.yaml [--listen ADDR] [--upstream URL]
                              reverse proxy enforcing allot quotas per route group
   allot replay [--verify] [--nats-url URL | --data DIR]
-                             rebuild the projections from the streams, print a digest,
-                             and with --verify compare with the live state (exit 1 if different)
+                             rebuild the projections from the streams (the ledger's, and
+                             rating's from the usage stream), print their digests, and with
+                             --verify compare with the live state (exit 1 if different)
   allot bench [ingest|rating|pipeline|check|quota|replay|memory|sink|all] [--json]
                              measure throughput next to raw JetStream baselines
   allot version

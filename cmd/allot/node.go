@@ -201,7 +201,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	// other process running the rating role. Workers are kept per partition so their counters
 	// only grow.
 	for p := 0; p < parts; p++ {
-		n.raters = append(n.raters, &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Source: ratingSource{n.cat}, Partition: p,
+		n.raters = append(n.raters, &rating.Worker{JS: rjs, UsageStream: bus.UsageStream, Snapshots: snaps, Source: ratingSource{n.cat}, ViewStream: bus.ConfigStream, Partition: p,
 			SnapshotEvery: cfg.SnapshotEvery, Linger: cfg.RatingLinger, Log: log.With("component", "rating", "partition", p)})
 	}
 	if cfg.has(roleRating) && !cfg.NoRating {

@@ -32,6 +32,9 @@ type replayResult struct {
 	Match         *bool   `json:"match,omitempty"`            // every one compared matched
 	// Checked is each live process (or the stored snapshot) compared, by ascending sequence.
 	Checked []verifyCheck `json:"checked,omitempty"`
+	// Rating is each rating partition rebuilt from the usage stream (and, with --verify,
+	// compared with its stored snapshot), by partition.
+	Rating []ratingCheck `json:"rating,omitempty"`
 }
 
 // verifyCheck is one comparison of replay --verify.
@@ -85,6 +88,14 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if res.Rating, err = replayRating(ctx, js, *verify, log); err != nil {
+		return err
+	}
+	for _, c := range res.Rating {
+		if c.Match != nil && !*c.Match {
+			*res.Match = false
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -100,15 +111,40 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				}
 				fmt.Fprintf(stdout, "%-9s  %s at sequence %d (%s): %s\n", res.Against+":", c.Digest, c.Seq, c.Process, verdict)
 			}
-			if *res.Match {
+		}
+		for _, c := range res.Rating {
+			switch {
+			case c.Skipped != "":
+				fmt.Fprintf(stdout, "rating p%d: not rebuilt at usage sequence %d: %s\n", c.Partition, c.Seq, c.Skipped)
+			case c.Match == nil:
+				fmt.Fprintf(stdout, "rating p%d: %s at usage sequence %d (%d events)\n", c.Partition, c.Digest, c.Seq, c.Events)
+			default:
+				verdict := "same"
+				if !*c.Match {
+					verdict = "DIFFERS from its stored snapshot " + c.Expected
+				}
+				fmt.Fprintf(stdout, "rating p%d: %s at usage sequence %d (%d events): %s\n", c.Partition, c.Digest, c.Seq, c.Events, verdict)
+			}
+		}
+		if res.Match != nil {
+			skipped := 0
+			for _, c := range res.Rating {
+				if c.Skipped != "" {
+					skipped++
+				}
+			}
+			switch {
+			case *res.Match && skipped > 0:
+				fmt.Fprintf(stdout, "verify: OK, the rebuilt state is byte-identical (%d rating partitions could not be rebuilt: see above)\n", skipped)
+			case *res.Match:
 				fmt.Fprintln(stdout, "verify: OK, the rebuilt state is byte-identical")
-			} else {
+			default:
 				fmt.Fprintln(stdout, "verify: MISMATCH")
 			}
 		}
 	}
 	if res.Match != nil && !*res.Match {
-		return exitWith(1, errors.New("replayed state differs from the "+res.Against+" projection"))
+		return exitWith(1, errors.New("replayed state differs from the "+res.Against+" projection or a stored rating snapshot"))
 	}
 	return nil
 }

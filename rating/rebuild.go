@@ -1,0 +1,143 @@
+package rating
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/bus"
+	"github.com/allot-dev/allot/events"
+)
+
+// Rebuilt is one partition's state folded again from the usage stream.
+type Rebuilt struct {
+	State  *State
+	Events uint64 // usage messages of the partition folded
+	// Err is why the partition could not be rebuilt exactly, when it could not: an event no
+	// view record covers (rated before allot recorded its views), or usage the stream no
+	// longer holds. The other partitions are rebuilt all the same.
+	Err error
+}
+
+// ErrNoView is a rebuild's Err for usage rated before the partition's first view record.
+var ErrNoView = errors.New("no rating view record covers this usage (rated before allot recorded the views it rates on)")
+
+// Rebuild folds the usage stream into a fresh state per partition of upTo, each through the
+// usage sequence upTo gives it (its snapshot's), rating every event on the view that views
+// says rated it (viewAt returns the configuration of a config sequence), as its worker did.
+// progress, when not nil, is called now and then with the sequence reached.
+func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo map[int]uint64, views *Views,
+	viewAt func(configSeq uint64) (Config, error), progress func(seq uint64)) (map[int]*Rebuilt, error) {
+	out := make(map[int]*Rebuilt, len(upTo))
+	var end uint64
+	for p, seq := range upTo {
+		out[p] = &Rebuilt{State: NewState()}
+		end = max(end, seq)
+	}
+	if end == 0 {
+		return out, nil
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", stream, err)
+	}
+	if first := info.State.FirstSeq; first > 1 {
+		for p, seq := range upTo {
+			if seq >= 1 {
+				out[p].Err = fmt.Errorf("the usage stream begins at sequence %d: what the partition rated before it is gone", first)
+			}
+		}
+	}
+	if info.State.LastSeq < end {
+		return nil, fmt.Errorf("the usage stream ends at sequence %d, before the %d a rating snapshot covers", info.State.LastSeq, end)
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", stream, err)
+	}
+	defer bus.DropOrdered(ctx, js, stream, cons)
+	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", stream, err)
+	}
+	defer it.Stop()
+	configs := map[uint64]Config{}
+	lastProgress := time.Now()
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(30 * time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s toward sequence %d: %w", stream, end, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", stream, err)
+		}
+		seq := md.Sequence.Stream
+		if seq > end {
+			break
+		}
+		if p, ok := subjectPartition(m.Subject()); ok {
+			if r := out[p]; r != nil && r.Err == nil && seq <= upTo[p] {
+				r.Err = rebuildOne(r, p, seq, m, md.Timestamp, views, configs, viewAt)
+			}
+		}
+		if progress != nil && time.Since(lastProgress) > 2*time.Second {
+			progress(seq)
+			lastProgress = time.Now()
+		}
+		if seq >= end || md.NumPending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+// rebuildOne rates one message of partition p into r.
+func rebuildOne(r *Rebuilt, p int, seq uint64, m jetstream.Msg, received time.Time, views *Views,
+	configs map[uint64]Config, viewAt func(uint64) (Config, error)) error {
+	at, ok := views.At(p, seq)
+	if !ok {
+		return fmt.Errorf("usage sequence %d: %w", seq, ErrNoView)
+	}
+	cfg := configs[at]
+	if cfg == nil {
+		var err error
+		if cfg, err = viewAt(at); err != nil {
+			return fmt.Errorf("the view at config sequence %d: %w", at, err)
+		}
+		configs[at] = cfg
+	}
+	if _, err := r.State.RateMessage(seq, m.Subject(), m.Data(), received, cfg); err != nil {
+		return fmt.Errorf("usage sequence %d: %w", seq, err)
+	}
+	r.Events++
+	return nil
+}
+
+// subjectPartition reads the partition of a stored usage subject (allot.usage.<p>.…), which
+// is all a partition's consumer filters on (events.UsagePartitionFilter): a message whose
+// other tokens are unreadable is still its partition's, and passed over as malformed.
+func subjectPartition(subject string) (int, bool) {
+	rest, ok := strings.CutPrefix(subject, events.UsagePrefix+".")
+	if !ok {
+		return 0, false
+	}
+	tok, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.Atoi(tok)
+	return p, err == nil && p >= 0
+}
