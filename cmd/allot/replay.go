@@ -52,6 +52,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	natsURL := fs.String("nats-url", "", "NATS of a running allot (e.g. nats://127.0.0.1:4222); empty opens --data directly")
 	dataDir := fs.String("data", "./data", "data directory to open when no server runs on it")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	withRating := fs.Bool("rating", true, "rebuild rating's partitions from the usage stream too (and with --verify compare them with their stored snapshots); --rating=false replays the ledger alone")
 	if err := bindEnv(fs, args); err != nil {
 		return err
 	}
@@ -88,8 +89,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if res.Rating, err = replayRating(ctx, js, *verify, log); err != nil {
-		return err
+	if *withRating {
+		if res.Rating, err = replayRating(ctx, js, *verify, log); err != nil {
+			return err
+		}
 	}
 	for _, c := range res.Rating {
 		if c.Match != nil && !*c.Match {

@@ -93,11 +93,14 @@ rules:
 	check("--nats-url", p.natsURL)
 	require.Equal(t, 0, p.stop(syscall.SIGTERM))
 	check("--data", data)
+	out, err := exec.Command(allotBin, "replay", "--verify", "--rating=false", "--data", data).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.NotContains(t, string(out), "rating p", "--rating=false replays the ledger alone")
 
 	// A rating window whose quantity the usage stream does not bear out.
 	tamperRatingSnapshot(t, data)
 	cmd := exec.Command(allotBin, "replay", "--verify", "--data", data)
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	assert.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
 	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events\): DIFFERS from its stored snapshot sha256:`, string(out))
