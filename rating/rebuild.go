@@ -31,12 +31,17 @@ var ErrNoView = errors.New("no rating view record covers this usage (rated befor
 // usage sequence upTo gives it (its snapshot's), rating every event on the view that views
 // says rated it (viewAt returns the configuration of a config sequence), as its worker did.
 // progress, when not nil, is called now and then with the sequence reached.
+//
+// As projector.Rebuild does, it receives on one goroutine and folds on another, joined by a
+// short queue of batches, so it costs the slower of the two rather than their sum.
 func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo map[int]uint64, views *Views,
 	viewAt func(configSeq uint64) (Config, error), progress func(seq uint64)) (map[int]*Rebuilt, error) {
 	out := make(map[int]*Rebuilt, len(upTo))
 	var end uint64
 	for p, seq := range upTo {
-		out[p] = &Rebuilt{State: NewState()}
+		st := NewState()
+		st.NoIDs = true
+		out[p] = &Rebuilt{State: st}
 		end = max(end, seq)
 	}
 	if end == 0 {
@@ -70,36 +75,81 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 		return nil, fmt.Errorf("reading %s: %w", stream, err)
 	}
 	defer it.Stop()
-	configs := map[uint64]Config{}
+
+	type entry struct {
+		seq      uint64
+		received time.Time
+		msg      jetstream.Msg
+	}
+	const batchSize = 256
+	batches := make(chan []entry, 8)
+	free := make(chan []entry, 10)
+	folded := make(chan struct{})
+	go func() {
+		defer close(folded)
+		configs := map[uint64]Config{}
+		for b := range batches {
+			for _, e := range b {
+				if p, ok := subjectPartition(e.msg.Subject()); ok {
+					if r := out[p]; r != nil && r.Err == nil && e.seq <= upTo[p] {
+						r.Err = rebuildOne(r, p, e.seq, e.msg, e.received, views, configs, viewAt)
+					}
+				}
+			}
+			select {
+			case free <- b[:0]:
+			default:
+			}
+		}
+	}()
+
+	var readErr error
 	lastProgress := time.Now()
+	batch := make([]entry, 0, batchSize)
 	for {
 		m, err := it.Next(jetstream.NextMaxWait(30 * time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("reading %s toward sequence %d: %w", stream, end, err)
+			readErr = fmt.Errorf("reading %s toward sequence %d: %w", stream, end, err)
+			break
 		}
 		md, err := m.Metadata()
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", stream, err)
+			readErr = fmt.Errorf("reading %s: %w", stream, err)
+			break
 		}
 		seq := md.Sequence.Stream
 		if seq > end {
 			break
 		}
-		if p, ok := subjectPartition(m.Subject()); ok {
-			if r := out[p]; r != nil && r.Err == nil && seq <= upTo[p] {
-				r.Err = rebuildOne(r, p, seq, m, md.Timestamp, views, configs, viewAt)
+		batch = append(batch, entry{seq, md.Timestamp, m})
+		done := seq >= end || md.NumPending == 0
+		if len(batch) == batchSize || done {
+			batches <- batch
+			select {
+			case batch = <-free:
+			default:
+				batch = make([]entry, 0, batchSize)
+			}
+			if progress != nil && time.Since(lastProgress) > 2*time.Second {
+				progress(seq)
+				lastProgress = time.Now()
 			}
 		}
-		if progress != nil && time.Since(lastProgress) > 2*time.Second {
-			progress(seq)
-			lastProgress = time.Now()
-		}
-		if seq >= end || md.NumPending == 0 {
+		if done {
 			break
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			readErr = ctx.Err()
+			break
 		}
+	}
+	if len(batch) > 0 && readErr == nil {
+		batches <- batch
+	}
+	close(batches)
+	<-folded
+	if readErr != nil {
+		return nil, readErr
 	}
 	return out, nil
 }

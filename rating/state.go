@@ -96,7 +96,10 @@ type State struct {
 	// snapshot from before it was kept).
 	ConfigSeq   uint64
 	ConfigKnown bool
-	accs        map[accKey]*acc
+	// NoIDs leaves the ids of debits and unrated events out of Rate's output, for a fold that
+	// keeps only the state (Rebuild): they are hashes that nothing in the state depends on.
+	NoIDs bool
+	accs  map[accKey]*acc
 }
 
 // NewState returns an empty state.
@@ -166,8 +169,11 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 	}
 	if len(unrated) > 0 {
 		out.Unrated = &events.UsageUnrated{
-			ID: "unr_" + shortHash(scope.Product, scope.Env, ev.ID), Customer: ev.Customer, EventID: ev.ID,
+			Customer: ev.Customer, EventID: ev.ID,
 			EventType: ev.Type, Meters: unrated, Reasons: out.Reasons, UsageSeq: seq, EventTime: ev.Time,
+		}
+		if !s.NoIDs {
+			out.Unrated.ID = "unr_" + shortHash(scope.Product, scope.Env, ev.ID)
 		}
 	}
 	return out, nil
@@ -203,9 +209,11 @@ func eventQuantity(m events.Meter, ev events.Usage) (q events.Decimal, unique st
 // rateOne prices the event under one rule; a non-empty reason says why it could not be.
 func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m events.Meter, r events.Rule, qty events.Decimal, uniq string) (events.UsageDebited, string) {
 	d := events.UsageDebited{
-		ID:       "dbt_" + shortHash(scope.Product, scope.Env, ev.ID, r.Key, strconv.Itoa(r.Version)),
 		Customer: ev.Customer, EventID: ev.ID, Rule: r.Key, RuleVersion: r.Version,
 		Quantity: qty, EventTime: ev.Time, UsageSeq: seq, Kind: events.KindDebit,
+	}
+	if !s.NoIDs {
+		d.ID = "dbt_" + shortHash(scope.Product, scope.Env, ev.ID, r.Key, strconv.Itoa(r.Version))
 	}
 	alone := func() (events.UsageDebited, string) {
 		c, ok := Round(Cost(r, qty))

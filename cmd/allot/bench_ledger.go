@@ -17,6 +17,7 @@ import (
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/events"
 	"github.com/allot-dev/allot/projector"
+	"github.com/allot-dev/allot/rating"
 )
 
 // latencies runs total requests from conc workers as fast as they go and returns their
@@ -366,5 +367,86 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 		fmt.Fprintf(progress, "bench replay: round %d/%d %d ledger entries: raw ordered consumer %.0f entries/s (%.2f µs CPU each), replay %.0f entries/s (%.2f µs CPU each)\n",
 			round+1, o.rounds, target, raw, perEvent(rawCPU, int(target)), fold, perEvent(foldCPU, folded))
 	}
-	return []benchResult{{Name: "replay", Value: median(folds), Unit: "entries/s", BaselineName: "jetstream_ordered_consumer", BaselineValue: median(raws), Ratio: median(folds) / median(raws)}}, nil
+	results := []benchResult{{Name: "replay", Value: median(folds), Unit: "entries/s", BaselineName: "jetstream_ordered_consumer", BaselineValue: median(raws), Ratio: median(folds) / median(raws)}}
+	r, err := benchReplayRating(ctx, n, o, progress)
+	if err != nil {
+		return nil, err
+	}
+	return append(results, r), nil
+}
+
+// benchReplayRating measures replay's other fold: rating's partitions rebuilt from the usage
+// stream (rating.Rebuild, as `allot replay` runs it, every event on the view that rated it),
+// next to a raw ordered consumer reading the same events.
+func benchReplayRating(ctx context.Context, n *node, o benchOptions, progress io.Writer) (benchResult, error) {
+	us, err := n.js.Stream(ctx, bus.UsageStream)
+	if err != nil {
+		return benchResult{}, err
+	}
+	info, err := us.Info(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
+	target := info.State.LastSeq
+	cat, views, err := readConfigStream(ctx, n.js)
+	if err != nil {
+		return benchResult{}, err
+	}
+	upTo := map[int]uint64{}
+	for p := range n.raters {
+		upTo[p] = target
+	}
+	read := func() (float64, time.Duration, error) {
+		cons, err := n.js.OrderedConsumer(ctx, bus.UsageStream, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return 0, 0, err
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+		if err != nil {
+			return 0, 0, err
+		}
+		defer bus.DropOrdered(ctx, n.js, bus.UsageStream, cons)
+		defer it.Stop()
+		start, cpu0 := time.Now(), processCPU()
+		for {
+			m, err := it.Next()
+			if err != nil {
+				return 0, 0, err
+			}
+			md, _ := m.Metadata()
+			if md.Sequence.Stream >= target {
+				break
+			}
+		}
+		return float64(target) / time.Since(start).Seconds(), processCPU() - cpu0, nil
+	}
+	var raws, folds []float64
+	for round := 0; round < o.rounds; round++ {
+		runtime.GC()
+		raw, rawCPU, err := read()
+		if err != nil {
+			return benchResult{}, err
+		}
+		runtime.GC()
+		start, cpu0 := time.Now(), processCPU()
+		rebuilt, err := rating.Rebuild(ctx, n.js, bus.UsageStream, upTo, views, ratingSource{cat}.RatingView, nil)
+		if err != nil {
+			return benchResult{}, err
+		}
+		fold, foldCPU := float64(target)/time.Since(start).Seconds(), processCPU()-cpu0
+		var events uint64
+		for p, r := range rebuilt {
+			if r.Err != nil {
+				return benchResult{}, fmt.Errorf("rebuilding rating partition %d: %w", p, r.Err)
+			}
+			events += r.Events
+		}
+		if events != target {
+			return benchResult{}, fmt.Errorf("rating rebuild folded %d of %d usage events", events, target)
+		}
+		raws, folds = append(raws, raw), append(folds, fold)
+		fmt.Fprintf(progress, "bench replay: round %d/%d %d usage events: raw ordered consumer %.0f events/s (%.2f µs CPU each), rating rebuilt %.0f events/s (%.2f µs CPU each)\n",
+			round+1, o.rounds, target, raw, perEvent(rawCPU, int(target)), fold, perEvent(foldCPU, int(target)))
+	}
+	return benchResult{Name: "replay_rating", Value: median(folds), Unit: "events/s", BaselineName: "jetstream_ordered_consumer_usage", BaselineValue: median(raws), Ratio: median(folds) / median(raws)}, nil
 }

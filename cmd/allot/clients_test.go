@@ -273,9 +273,14 @@ func TestBenchCheckAndReplayRun(t *testing.T) {
 		var results []benchResult
 		require.NoError(t, json.Unmarshal(out, &results), string(out))
 		require.NotEmpty(t, results)
+		names := map[string]bool{}
 		for _, r := range results {
 			assert.Greater(t, r.Value, 0.0, r.Name)
 			assert.Greater(t, r.BaselineValue, 0.0, r.Name)
+			names[r.Name] = true
+		}
+		if args[1] == "replay" {
+			assert.Equal(t, map[string]bool{"replay": true, "replay_rating": true}, names, "the ledger's fold and rating's rebuild")
 		}
 	}
 }
