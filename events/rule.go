@@ -126,8 +126,11 @@ const TypeRatingView = "rating.view.v1"
 // RatingView is the body of a rating.view.v1 record.
 type RatingView struct {
 	Partition int    `json:"partition"`
-	After     uint64 `json:"after_seq"`  // usage stream sequence: events after it are rated on Config
-	Config    uint64 `json:"config_seq"` // config stream sequence of the view
+	After     uint64 `json:"after_seq"`            // usage stream sequence: events after it are rated on Config
+	Config    uint64 `json:"config_seq,omitempty"` // config stream sequence of the view
+	// Unknown says the events after After were rated on views nobody recorded (by an allot
+	// from before the records, during a rolling upgrade): Config means nothing then.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // RatingViewSubject is where a rating partition's view records go on the config stream: four

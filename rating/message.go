@@ -77,11 +77,12 @@ func (v *Views) Add(r events.RatingView) {
 }
 
 // At returns the config sequence of the view that rated the event at usage sequence seq of a
-// partition; false when no record covers it (rated before views were recorded).
+// partition; false when no record covers it, or one says it is unknown (rated by an allot
+// from before views were recorded).
 func (v *Views) At(partition int, seq uint64) (uint64, bool) {
 	rs := v.parts[partition]
 	i := sort.Search(len(rs), func(i int) bool { return rs[i].After >= seq })
-	if i == 0 {
+	if i == 0 || rs[i-1].Unknown {
 		return 0, false
 	}
 	return rs[i-1].Config, true

@@ -129,10 +129,10 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	_, recs := ratingViews(t, js)
 	require.Equal(t, []events.RatingView{{Partition: partition, After: 0, Config: 1}, {Partition: partition, After: seqs[2], Config: 2}}, recs)
 
-	// A restart at the same point records nothing new.
+	// A restart records its view again (the fence against a paused former owner).
 	run(seqs[4], nil)
 	_, again := ratingViews(t, js)
-	assert.Equal(t, recs, again)
+	assert.Equal(t, append(recs, events.RatingView{Partition: partition, After: seqs[4], Config: 2}), again)
 
 	// Two more events, then a stop that saves nothing (as a kill); a newer configuration comes,
 	// and the restart re-rates the two on the view they were rated on, e8 on the newer one.
@@ -151,6 +151,9 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	require.Equal(t, seqs[7], st.Seq)
 	views, recs := ratingViews(t, js)
 	require.Equal(t, []events.RatingView{{Partition: partition, After: 0, Config: 1}, {Partition: partition, After: seqs[2], Config: 2},
+		{Partition: partition, After: seqs[4], Config: 2}, // the restart at the same point
+		{Partition: partition, After: seqs[4], Config: 2}, // the one that was stopped as by a kill
+		{Partition: partition, After: seqs[4], Config: 2}, // its restart, re-rating e6 and e7
 		{Partition: partition, After: seqs[6], Config: 3}}, recs)
 	rebuilt, err := Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, views, src.RatingView, nil)
 	require.NoError(t, err)
@@ -182,21 +185,58 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	assert.ErrorIs(t, rebuilt[partition].Err, ErrNoView)
 }
 
-// A process that lost its partition while paused cannot record a view after the new owner's:
-// records are appended with the expected last sequence of the partition's subject.
+// A process that lost its partition while paused cannot record a view after the new owner's,
+// even when the new owner started on the view the last record names: records are appended
+// with the expected last sequence of the partition's subject, and every start writes one.
 func TestAStaleOwnerCannotRecordAView(t *testing.T) {
 	ctx := context.Background()
 	js := bustest.JetStream(t)
 	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
 	old := &Worker{JS: js, ViewStream: bus.ConfigStream, Partition: 2}
-	require.NoError(t, old.recordView(ctx, &State{Seq: 5, ConfigSeq: 1}))
+	require.NoError(t, old.recordView(ctx, &State{Seq: 5, ConfigSeq: 1}, true))
+	// The old owner saved a snapshot at 9 on view 1 and was paused; the new one takes over.
 	owner := &Worker{JS: js, ViewStream: bus.ConfigStream, Partition: 2}
-	require.NoError(t, owner.recordView(ctx, &State{Seq: 5, ConfigSeq: 1}), "the same record: nothing written")
-	require.NoError(t, owner.recordView(ctx, &State{Seq: 9, ConfigSeq: 4}))
-	err := old.recordView(ctx, &State{Seq: 7, ConfigSeq: 3})
+	require.NoError(t, owner.recordView(ctx, &State{Seq: 9, ConfigSeq: 1}, true))
+	// The old owner wakes and moves to a newer view: refused.
+	err := old.recordView(ctx, &State{Seq: 12, ConfigSeq: 3}, false)
 	require.Error(t, err)
 	var apiErr *jetstream.APIError
 	assert.True(t, errors.As(err, &apiErr), "%v", err)
-	_, recs := ratingViews(t, js)
-	assert.Equal(t, []events.RatingView{{Partition: 2, After: 5, Config: 1}, {Partition: 2, After: 9, Config: 4}}, recs)
+	require.NoError(t, owner.recordView(ctx, &State{Seq: 20, ConfigSeq: 4}, false))
+	views, recs := ratingViews(t, js)
+	assert.Equal(t, []events.RatingView{{Partition: 2, After: 5, Config: 1}, {Partition: 2, After: 9, Config: 1}, {Partition: 2, After: 20, Config: 4}}, recs)
+	cfg, _ := views.At(2, 15)
+	assert.EqualValues(t, 1, cfg, "what the new owner rated")
+}
+
+// A partition rated for a while by an allot from before views were recorded (a rolling
+// upgrade) moved to a view nobody recorded: the next start of one that records says the views
+// of the events since the last record are unknown, and Rebuild reports the partition as not
+// rebuilt rather than re-rate them on a guess.
+func TestViewsRatedByAnOlderReleaseAreUnknown(t *testing.T) {
+	ctx := context.Background()
+	js := bustest.JetStream(t)
+	require.NoError(t, bus.EnsureStreams(ctx, js, bus.StreamOptions{}))
+	w := &Worker{JS: js, ViewStream: bus.ConfigStream, Partition: 1}
+	require.NoError(t, w.recordView(ctx, &State{Seq: 0, ConfigSeq: 1}, true))
+	// An older release rated events 1..20 and moved to view 2 somewhere, recording nothing.
+	w2 := &Worker{JS: js, ViewStream: bus.ConfigStream, Partition: 1}
+	require.NoError(t, w2.recordView(ctx, &State{Seq: 20, ConfigSeq: 2}, true))
+	views, recs := ratingViews(t, js)
+	assert.Equal(t, []events.RatingView{{Partition: 1, After: 0, Config: 1}, {Partition: 1, After: 0, Unknown: true}, {Partition: 1, After: 20, Config: 2}}, recs)
+	for _, seq := range []uint64{1, 10, 20} {
+		_, ok := views.At(1, seq)
+		assert.False(t, ok, "usage %d", seq)
+	}
+	cfg, ok := views.At(1, 21)
+	assert.True(t, ok)
+	assert.EqualValues(t, 2, cfg)
+	// A restart on the same view, or one after a newer view was recorded, is no such case.
+	require.NoError(t, w2.recordView(ctx, &State{Seq: 25, ConfigSeq: 2}, true))
+	require.NoError(t, w2.recordView(ctx, &State{Seq: 30, ConfigSeq: 3}, false))
+	require.NoError(t, w2.recordView(ctx, &State{Seq: 30, ConfigSeq: 3}, true))
+	_, recs = ratingViews(t, js)
+	for _, r := range recs[3:] {
+		assert.False(t, r.Unknown, "%+v", r)
+	}
 }

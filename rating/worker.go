@@ -143,12 +143,21 @@ func (w *Worker) save(ctx context.Context, st *State) error {
 	return nil
 }
 
-// recordView writes that the events after st.Seq are rated on the view st.ConfigSeq, unless
-// the partition's latest record says so already (a worker restarting again and again on one
-// view adds nothing). It is appended with the expected last sequence of the partition's
-// subject: a process that lost the partition while paused cannot slip a record in after the
-// new owner's, which would say the new owner rated on a view it never took.
-func (w *Worker) recordView(ctx context.Context, st *State) error {
+// recordView writes that the events after st.Seq are rated on the view st.ConfigSeq. It is
+// appended with the expected last sequence of the partition's subject, and a worker writes one
+// at every start, even when the partition's last record names the view already: a process
+// that lost the partition while paused then cannot slip a record in after the new owner took
+// over (its expected sequence is stale), which would say the new owner rated on a view it
+// never took. The last sequence is read afresh at each start (Direct Get, which a replica
+// behind the leader may answer: the leader's check then refuses the write, and the restart
+// reads again).
+//
+// At a start, a last record naming another view than the snapshot's from a point before the
+// snapshot's sequence means the partition moved to that view without recording it — rated in
+// between by an allot from before views were recorded (a rolling upgrade) — and which view
+// rated those events is unknown: the records say so (Unknown), and replay reports the
+// partition as not rebuilt rather than re-rate them on a guess.
+func (w *Worker) recordView(ctx context.Context, st *State, start bool) error {
 	if w.ViewStream == "" {
 		return nil
 	}
@@ -156,39 +165,42 @@ func (w *Worker) recordView(ctx context.Context, st *State) error {
 		return err
 	}
 	subject := events.RatingViewSubject(w.Partition)
-	rec := events.RatingView{Partition: w.Partition, After: st.Seq, Config: st.ConfigSeq}
-	if w.viewSeq == 0 {
+	recs := []events.RatingView{{Partition: w.Partition, After: st.Seq, Config: st.ConfigSeq}}
+	if start || w.viewSeq == 0 {
 		s, err := w.JS.Stream(ctx, w.ViewStream)
 		if err != nil {
 			return fmt.Errorf("recording the rating view: %w", err)
 		}
+		w.viewSeq = 0
 		last, err := s.GetLastMsgForSubject(ctx, subject)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
 		case err != nil:
 			return fmt.Errorf("recording the rating view: %w", err)
 		default:
-			// The last record says the events after st.Seq are rated on this view already
-			// when it names it from a point at or before st.Seq.
-			var had events.RatingView
-			if json.Unmarshal(last.Data, &had) == nil && had.Partition == rec.Partition && had.Config == rec.Config && had.After <= rec.After {
-				w.viewSeq = last.Sequence
-				return nil
-			}
 			w.viewSeq = last.Sequence
+			var had events.RatingView
+			if err := json.Unmarshal(last.Data, &had); err != nil {
+				return fmt.Errorf("reading the last rating view record of partition %d: %w", w.Partition, err)
+			}
+			if start && !had.Unknown && had.Config != st.ConfigSeq && had.After < st.Seq {
+				recs = append([]events.RatingView{{Partition: w.Partition, After: had.After, Unknown: true}}, recs...)
+			}
 		}
 	}
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return err
+	for _, rec := range recs {
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{events.TypeRatingView}}}
+		ack, err := w.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(w.viewSeq))
+		if err != nil {
+			w.viewSeq = 0
+			return fmt.Errorf("recording the rating view of partition %d: %w", w.Partition, err)
+		}
+		w.viewSeq = ack.Sequence
 	}
-	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{events.HeaderType: []string{events.TypeRatingView}}}
-	ack, err := w.JS.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(w.viewSeq))
-	if err != nil {
-		w.viewSeq = 0
-		return fmt.Errorf("recording the rating view of partition %d: %w", w.Partition, err)
-	}
-	w.viewSeq = ack.Sequence
 	return nil
 }
 
@@ -212,17 +224,16 @@ func (w *Worker) run(ctx context.Context) error {
 	w.Counters.Seq.Store(st.Seq)
 	config, pinned := w.Config, false
 	if w.Source != nil {
-		w.viewSeq = 0 // read again: another process may have owned the partition since
 		if st.ConfigKnown {
 			pinned = true // what was pending at the start may have been rated on the snapshot's
-			if err := w.recordView(ctx, st); err != nil {
+			if err := w.recordView(ctx, st, true); err != nil {
 				return err
 			}
 		} else {
 			// No snapshot, or one from before the sequence was kept: the configuration now,
 			// recorded before anything is rated on it.
 			st.ConfigSeq, st.ConfigKnown = w.Source.RatingSeq(), true
-			if err := w.recordView(ctx, st); err != nil {
+			if err := w.recordView(ctx, st, true); err != nil {
 				return err
 			}
 			if err := w.save(ctx, st); err != nil {
@@ -303,7 +314,7 @@ func (w *Worker) run(ctx context.Context) error {
 		// Saved before it is used, so that a restart rates what follows on it too.
 		prev := st.ConfigSeq
 		st.ConfigSeq = latest
-		if err := w.recordView(ctx, st); err != nil {
+		if err := w.recordView(ctx, st, false); err != nil {
 			st.ConfigSeq = prev
 			return err
 		}

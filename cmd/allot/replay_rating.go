@@ -59,13 +59,9 @@ func replayRating(ctx context.Context, js jetstream.JetStream, verify bool, log 
 		if !strings.HasPrefix(in.Name, ratingSnapshotPrefix) || err != nil || p < 0 {
 			continue
 		}
-		b, err := store.GetBytes(ctx, in.Name)
+		st, err := readRatingSnapshot(ctx, store, in.Name, in.Size)
 		if err != nil {
-			return nil, exitWith(4, fmt.Errorf("reading %s: %w", in.Name, err))
-		}
-		st := rating.NewState()
-		if err := json.Unmarshal(b, st); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", in.Name, err)
+			return nil, exitWith(4, err)
 		}
 		snaps[p] = st
 	}
@@ -98,7 +94,7 @@ func replayRating(ctx context.Context, js jetstream.JetStream, verify bool, log 
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("re-rating the usage stream: %w", err)
+		return nil, exitWith(4, fmt.Errorf("re-rating the usage stream: %w", err))
 	}
 	for i := range checks {
 		c := &checks[i]
@@ -126,6 +122,32 @@ func replayRating(ctx context.Context, js jetstream.JetStream, verify bool, log 
 		}
 	}
 	return checks, nil
+}
+
+// readRatingSnapshot reads one partition's snapshot. A live worker rewrites it every
+// --snapshot-every, and a rewrite removes the chunks of the version being read: a read that
+// fails is tried again on the newer version, a few times.
+// A read whose chunks were removed waits for them until its deadline: each try has one of 2 s
+// plus a second per 10 MB of the snapshot (its size when listed), not the store's default.
+func readRatingSnapshot(ctx context.Context, store jetstream.ObjectStore, name string, size uint64) (*rating.State, error) {
+	var err error
+	for try := 0; try < 5; try++ {
+		var b []byte
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second+time.Duration(size/10e6)*time.Second)
+		b, err = store.GetBytes(tctx, name)
+		cancel()
+		if err == nil {
+			st := rating.NewState()
+			if err = json.Unmarshal(b, st); err == nil {
+				return st, nil
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
+	}
+	return nil, fmt.Errorf("reading %s: %w", name, err)
 }
 
 // stateDigest is the SHA-256 of a rating state's canonical encoding.
