@@ -50,7 +50,7 @@ func BenchmarkFoldRated(b *testing.B) {
 	var scratch ratedFold
 	for i := 0; i < b.N; i++ {
 		a := newAccount("cust-1")
-		if _, err := a.fold(1, events.TypeUsageRated, data, &scratch); err != nil {
+		if _, err := a.fold(1, events.TypeUsageRated, data, &scratch, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

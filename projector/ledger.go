@@ -28,7 +28,7 @@ type Applied struct {
 // fold is Apply for readers that only keep the state (the live projection, replay): the
 // rating items' results are not built, which is most of a rated entry's allocations. It
 // returns how many rating items were applied (not skipped).
-func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold) (int, error) {
+func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold, applied func(ratedDebit, *events.QuotaUse)) (int, error) {
 	if typ != events.TypeUsageRated {
 		_, err := a.Apply(seq, typ, data)
 		return 0, err
@@ -43,6 +43,9 @@ func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold) 
 	for _, d := range r.Debits {
 		if ok, _ := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Rule, d.Amount, d.EventTime, false); ok {
 			n++
+			if applied != nil {
+				applied(d, nil)
+			}
 		}
 	}
 	for _, u := range r.Unrated {
@@ -50,8 +53,10 @@ func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold) 
 			n++
 		}
 	}
-	for _, q := range r.Quotas {
-		a.applyQuotaUse(q)
+	for i := range r.Quotas {
+		if a.applyQuotaUse(r.Quotas[i]) && applied != nil {
+			applied(ratedDebit{}, &r.Quotas[i])
+		}
 	}
 	return n, nil
 }
@@ -271,8 +276,34 @@ type accountKey struct {
 	Customer string
 }
 
+// AppliedRated is a debit or a quota use of a usage.rated.v1 entry that the fold applied (the
+// first of its usage position), as replay's audit of rating compares it with the usage stream
+// rated again.
+type AppliedRated struct {
+	Scope    events.Scope
+	Customer string
+	UsageSeq uint64
+	Quota    string         // a quota use's quota; empty for a debit
+	Rule     uint64         // a debit's rule key, as RuleKeyHash
+	Amount   events.Credits // a debit's amount
+	Use      events.Decimal // a quota use's amount
+}
+
+// RuleKeyHash is the hash the fold keeps a debit's rule key as.
+func RuleKeyHash(key string) uint64 { return uint64(hashRuleKey([]byte(key))) }
+
+// OnRated makes the fold call f with every debit and quota use it applies from a
+// usage.rated.v1 entry, in stream order (nil: none). For `allot replay`'s audit of rating: set
+// it before folding.
+func (l *Ledger) OnRated(f func(AppliedRated)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onRated = f
+}
+
 // Ledger is the fold of the ledger stream: every customer's account.
 type Ledger struct {
+	onRated  func(AppliedRated)
 	mu       sync.RWMutex
 	seq      uint64
 	items    int64 // rating items (debits and unrated events) applied
@@ -516,7 +547,17 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, current *Account, typ, cm
 	a := l.writableFrom(k, current)
 	l.collectDueLocked(a)
 	if !results && typ == events.TypeUsageRated {
-		n, err := a.fold(seq, typ, data, &l.scratch) // a credit-back may refill an expiring block
+		var applied func(ratedDebit, *events.QuotaUse)
+		if l.onRated != nil {
+			applied = func(d ratedDebit, q *events.QuotaUse) {
+				if q != nil {
+					l.onRated(AppliedRated{Scope: k.Scope, Customer: k.Customer, UsageSeq: q.UsageSeq, Quota: q.Quota, Use: q.Amount})
+					return
+				}
+				l.onRated(AppliedRated{Scope: k.Scope, Customer: k.Customer, UsageSeq: d.UsageSeq, Rule: uint64(d.Rule), Amount: d.Amount})
+			}
+		}
+		n, err := a.fold(seq, typ, data, &l.scratch, applied) // a credit-back may refill an expiring block
 		l.indexDueLocked(k, a)
 		if err != nil {
 			return nil, fmt.Errorf("ledger %d: %w", seq, err)

@@ -27,15 +27,23 @@ type Rebuilt struct {
 // ErrNoView is a rebuild's Err for usage rated before the partition's first view record.
 var ErrNoView = errors.New("no rating view record covers this usage (rated before allot recorded the views it rates on)")
 
+// RebuildHooks are what a caller of Rebuild may watch, each optional.
+type RebuildHooks struct {
+	// Progress is called now and then with the usage sequence reached.
+	Progress func(seq uint64)
+	// Rated is called with what rating made of each message folded, in stream order, on the
+	// fold's goroutine: replay compares the debits with the ledger's.
+	Rated func(partition int, m *Message)
+}
+
 // Rebuild folds the usage stream into a fresh state per partition of upTo, each through the
 // usage sequence upTo gives it (its snapshot's), rating every event on the view that views
 // says rated it (viewAt returns the configuration of a config sequence), as its worker did.
-// progress, when not nil, is called now and then with the sequence reached.
 //
 // As projector.Rebuild does, it receives on one goroutine and folds on another, joined by a
 // short queue of batches, so it costs the slower of the two rather than their sum.
 func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo map[int]uint64, views *Views,
-	viewAt func(configSeq uint64) (Config, error), progress func(seq uint64)) (map[int]*Rebuilt, error) {
+	viewAt func(configSeq uint64) (Config, error), hooks RebuildHooks) (map[int]*Rebuilt, error) {
 	out := make(map[int]*Rebuilt, len(upTo))
 	var end uint64
 	for p, seq := range upTo {
@@ -90,9 +98,9 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 		configs := map[uint64]Config{}
 		for b := range batches {
 			for _, e := range b {
-				if p, ok := subjectPartition(e.msg.Subject()); ok {
+				if p, ok := SubjectPartition(e.msg.Subject()); ok {
 					if r := out[p]; r != nil && r.Err == nil && e.seq <= upTo[p] {
-						r.Err = rebuildOne(r, p, e.seq, e.msg, e.received, views, configs, viewAt)
+						r.Err = rebuildOne(r, p, e.seq, e.msg, e.received, views, configs, viewAt, hooks.Rated)
 					}
 				}
 			}
@@ -130,8 +138,8 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 			default:
 				batch = make([]entry, 0, batchSize)
 			}
-			if progress != nil && time.Since(lastProgress) > 2*time.Second {
-				progress(seq)
+			if hooks.Progress != nil && time.Since(lastProgress) > 2*time.Second {
+				hooks.Progress(seq)
 				lastProgress = time.Now()
 			}
 		}
@@ -156,7 +164,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 
 // rebuildOne rates one message of partition p into r.
 func rebuildOne(r *Rebuilt, p int, seq uint64, m jetstream.Msg, received time.Time, views *Views,
-	configs map[uint64]Config, viewAt func(uint64) (Config, error)) error {
+	configs map[uint64]Config, viewAt func(uint64) (Config, error), rated func(int, *Message)) error {
 	at, ok := views.At(p, seq)
 	if !ok {
 		return fmt.Errorf("usage sequence %d: %w", seq, ErrNoView)
@@ -169,17 +177,21 @@ func rebuildOne(r *Rebuilt, p int, seq uint64, m jetstream.Msg, received time.Ti
 		}
 		configs[at] = cfg
 	}
-	if _, err := r.State.RateMessage(seq, m.Subject(), m.Data(), received, cfg); err != nil {
+	out, err := r.State.RateMessage(seq, m.Subject(), m.Data(), received, cfg)
+	if err != nil {
 		return fmt.Errorf("usage sequence %d: %w", seq, err)
 	}
 	r.Events++
+	if rated != nil {
+		rated(p, &out)
+	}
 	return nil
 }
 
-// subjectPartition reads the partition of a stored usage subject (allot.usage.<p>.…), which
+// SubjectPartition reads the partition of a stored usage subject (allot.usage.<p>.…), which
 // is all a partition's consumer filters on (events.UsagePartitionFilter): a message whose
 // other tokens are unreadable is still its partition's, and passed over as malformed.
-func subjectPartition(subject string) (int, bool) {
+func SubjectPartition(subject string) (int, bool) {
 	rest, ok := strings.CutPrefix(subject, events.UsagePrefix+".")
 	if !ok {
 		return 0, false

@@ -92,7 +92,7 @@ func TestKillsAndConfigChangesAlwaysRebuildToTheSnapshot(t *testing.T) {
 		views, recs := ratingViews(t, js)
 		hooks.Store(false)
 		defer hooks.Store(true)
-		rebuilt, err := Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, views, src.RatingView, nil)
+		rebuilt, err := Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, views, src.RatingView, RebuildHooks{})
 		require.NoError(t, err)
 		r := rebuilt[partition]
 		require.NoError(t, r.Err, "life %d", life)

@@ -155,7 +155,7 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 		{Partition: partition, After: seqs[4], Config: 2}, // the one that was stopped as by a kill
 		{Partition: partition, After: seqs[4], Config: 2}, // its restart, re-rating e6 and e7
 		{Partition: partition, After: seqs[6], Config: 3}}, recs)
-	rebuilt, err := Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, views, src.RatingView, nil)
+	rebuilt, err := Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, views, src.RatingView, RebuildHooks{})
 	require.NoError(t, err)
 	r := rebuilt[partition]
 	require.NoError(t, r.Err)
@@ -171,7 +171,7 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	// On the last configuration alone, the rebuild differs: the views are what make it exact.
 	last := NewViews()
 	last.Add(events.RatingView{Partition: partition, After: 0, Config: 3})
-	rebuilt, err = Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, last, src.RatingView, nil)
+	rebuilt, err = Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, last, src.RatingView, RebuildHooks{})
 	require.NoError(t, err)
 	other, err := json.Marshal(rebuilt[partition].State)
 	require.NoError(t, err)
@@ -180,7 +180,7 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	// Usage no record covers cannot be rebuilt, and says so.
 	late := NewViews()
 	late.Add(events.RatingView{Partition: partition, After: seqs[3], Config: 2})
-	rebuilt, err = Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, late, src.RatingView, nil)
+	rebuilt, err = Rebuild(ctx, js, bus.UsageStream, map[int]uint64{partition: st.Seq}, late, src.RatingView, RebuildHooks{})
 	require.NoError(t, err)
 	assert.ErrorIs(t, rebuilt[partition].Err, ErrNoView)
 }

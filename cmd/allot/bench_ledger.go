@@ -429,7 +429,7 @@ func benchReplayRating(ctx context.Context, n *node, o benchOptions, progress io
 		}
 		runtime.GC()
 		start, cpu0 := time.Now(), processCPU()
-		rebuilt, err := rating.Rebuild(ctx, n.js, bus.UsageStream, upTo, views, ratingSource{cat}.RatingView, nil)
+		rebuilt, err := rating.Rebuild(ctx, n.js, bus.UsageStream, upTo, views, ratingSource{cat}.RatingView, rating.RebuildHooks{})
 		if err != nil {
 			return benchResult{}, err
 		}

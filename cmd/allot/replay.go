@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,14 +86,29 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return exitWith(4, err)
 	}
-	res, err := replayLedger(ctx, nc, js, *verify, log)
+	// Rating first: its snapshots say how far the ledger must be folded for their debits.
+	var rr *ratingReplay
+	if *withRating {
+		if rr, err = loadRatingReplay(ctx, js); err != nil {
+			return err
+		}
+		if rr != nil {
+			if err := rr.rebuild(ctx, js, log); err != nil {
+				return err
+			}
+		}
+	}
+	var foldTo uint64
+	var onRated func(projector.AppliedRated)
+	if rr != nil {
+		foldTo, onRated = rr.LedgerEnd, rr.ledgerRated
+	}
+	res, err := replayLedger(ctx, nc, js, *verify, log, foldTo, onRated)
 	if err != nil {
 		return err
 	}
-	if *withRating {
-		if res.Rating, err = replayRating(ctx, js, *verify, log); err != nil {
-			return err
-		}
+	if rr != nil {
+		res.Rating = rr.results(*verify)
 	}
 	for _, c := range res.Rating {
 		if c.Match != nil && !*c.Match {
@@ -120,13 +136,20 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			case c.Skipped != "":
 				fmt.Fprintf(stdout, "rating p%d: not rebuilt at usage sequence %d: %s\n", c.Partition, c.Seq, c.Skipped)
 			case c.Match == nil:
-				fmt.Fprintf(stdout, "rating p%d: %s at usage sequence %d (%d events)\n", c.Partition, c.Digest, c.Seq, c.Events)
+				fmt.Fprintf(stdout, "rating p%d: %s at usage sequence %d (%d events, %d debits and quota uses)\n", c.Partition, c.Digest, c.Seq, c.Events, c.Debits)
 			default:
-				verdict := "same"
-				if !*c.Match {
-					verdict = "DIFFERS from its stored snapshot " + c.Expected
+				var differs []string
+				if c.Digest != c.Expected {
+					differs = append(differs, "state DIFFERS from its stored snapshot "+c.Expected)
 				}
-				fmt.Fprintf(stdout, "rating p%d: %s at usage sequence %d (%d events): %s\n", c.Partition, c.Digest, c.Seq, c.Events, verdict)
+				if c.DebitsDigest != c.LedgerDigest {
+					differs = append(differs, fmt.Sprintf("debits and quota uses DIFFER from the ledger's (rated again %s, ledger %s)", c.DebitsDigest, c.LedgerDigest))
+				}
+				verdict := "same"
+				if len(differs) > 0 {
+					verdict = strings.Join(differs, "; ")
+				}
+				fmt.Fprintf(stdout, "rating p%d: %s at usage sequence %d (%d events, %d debits and quota uses): %s\n", c.Partition, c.Digest, c.Seq, c.Events, c.Debits, verdict)
 			}
 		}
 		if res.Match != nil {
@@ -155,7 +178,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // replayLedger folds the ledger stream from its first entry into a fresh projection. With
 // verify, it compares with every live process that answers (each at its own sequence: the fold
 // stops at each in turn), or with the stored snapshot when none does.
-func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, verify bool, log *slog.Logger) (replayResult, error) {
+//
+// foldTo, when past every sequence compared, folds on to it after the last comparison, with
+// onRated (when not nil) called for every debit and quota use the fold applies: rating's
+// rebuild compares them with the usage stream rated again.
+func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, verify bool, log *slog.Logger, foldTo uint64, onRated func(projector.AppliedRated)) (replayResult, error) {
 	var res replayResult
 	stream, err := js.Stream(ctx, bus.LedgerStream)
 	if err != nil {
@@ -200,7 +227,13 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 			}
 		}
 	}
+	if n := len(targets); foldTo > 0 && (n == 0 || targets[n-1] < foldTo) {
+		targets = append(targets, foldTo)
+	}
 	l := projector.NewLedger()
+	if onRated != nil {
+		l.OnRated(onRated)
+	}
 	start := time.Now()
 	lastLog := time.Now()
 	allMatch := true

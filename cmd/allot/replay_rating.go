@@ -13,24 +13,34 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/allot-dev/allot/bus"
 	"github.com/allot-dev/allot/catalog"
 	"github.com/allot-dev/allot/events"
+	"github.com/allot-dev/allot/projector"
 	"github.com/allot-dev/allot/rating"
 )
 
 // ratingCheck is one rating partition rebuilt by replay: its state folded again from the usage
 // stream, on the configuration views its workers recorded, through the usage sequence of its
-// stored snapshot — and, with --verify, compared with that snapshot.
+// stored snapshot — and, with --verify, compared with that snapshot, and its debits with the
+// ledger's.
 type ratingCheck struct {
 	Partition int    `json:"partition"`
 	Seq       uint64 `json:"seq"`    // usage stream sequence the snapshot covers
 	Events    uint64 `json:"events"` // usage messages of the partition folded
 	Digest    string `json:"digest,omitempty"`
 	Expected  string `json:"expected_digest,omitempty"` // the stored snapshot's
-	Match     *bool  `json:"match,omitempty"`
+	Match     *bool  `json:"match,omitempty"`           // the state and the debits both
+	// Debits is how many debits and quota uses rating the partition's events again gave, and
+	// DebitsDigest a digest of them (in no order); LedgerDebits and LedgerDigest the same of
+	// those the ledger applied for the events.
+	Debits       uint64 `json:"debits"`
+	DebitsDigest string `json:"debits_digest,omitempty"`
+	LedgerDebits uint64 `json:"ledger_debits"`
+	LedgerDigest string `json:"ledger_debits_digest,omitempty"`
 	// Skipped is why the partition could not be rebuilt exactly, when it could not (it is
 	// then not compared: neither a match nor a mismatch).
 	Skipped string `json:"skipped,omitempty"`
@@ -40,11 +50,90 @@ type ratingCheck struct {
 // (rating/p<N>).
 const ratingSnapshotPrefix = "rating/p"
 
-// replayRating rebuilds every rating partition that has a stored snapshot: the usage stream is
-// folded again, each event on the view that rated it (rating.view.v1 records on the config
-// stream), up to the snapshot's sequence. A snapshot is what a worker keeps of its state (it
-// saves one every --snapshot-every), so comparing with it checks the live fold too.
-func replayRating(ctx context.Context, js jetstream.JetStream, verify bool, log *slog.Logger) ([]ratingCheck, error) {
+// ratingReplay is replay's rebuild of rating, in the steps cmdReplay runs around the ledger's
+// fold: read the snapshots (loadRatingReplay), rate the usage stream again (rebuild), take the
+// ledger's debits as the ledger is folded (ledgerDebit), compare (checks).
+//
+// A snapshot is what a worker keeps of its state (it saves one every --snapshot-every), so
+// comparing with it checks the live fold. The state holds the period's quantities only, so
+// the debits and quota uses are compared too: a price rated on the wrong view leaves the same
+// quantities.
+type ratingReplay struct {
+	snaps map[int]*rating.State
+	upTo  map[int]uint64
+	// LedgerEnd is the ledger's last sequence once the snapshots were read: a worker saves a
+	// snapshot only once the debits of the events it covers are stored, so the ledger folded
+	// that far holds them all.
+	LedgerEnd uint64
+	// partitionOf is the usage stream's own partitioning (its subject transform), for the
+	// ledger's debits.
+	partitionOf       func(scope events.Scope, customer string) (int, bool)
+	lastKey           events.Scope
+	lastCustomer      string
+	lastPartition     int
+	lastOK            bool
+	rerated, ledgered map[int]*debitDigest
+	checks            []ratingCheck
+}
+
+// debitDigest sums rating's output (debits and quota uses) in no particular order: a count,
+// and the sum of a 64-bit hash of each item (wrapping): its customer, usage sequence, and a
+// debit's rule and amount or a quota use's quota and amount.
+type debitDigest struct {
+	n, sum uint64
+}
+
+func (d *debitDigest) add(scope events.Scope, customer string, usageSeq uint64, it ratedItem) {
+	h := uint64(14695981039346656037)
+	mix := func(b byte) {
+		h ^= uint64(b)
+		h *= 1099511628211
+	}
+	str := func(s string) {
+		for i := 0; i < len(s); i++ {
+			mix(s[i])
+		}
+		mix(0)
+	}
+	u64 := func(v uint64) {
+		for i := 0; i < 8; i++ {
+			mix(byte(v >> (8 * i)))
+		}
+	}
+	str(scope.Product)
+	str(scope.Env)
+	str(customer)
+	u64(usageSeq)
+	if it.quota != "" {
+		mix('q')
+		str(it.quota)
+		str(it.use)
+	} else {
+		mix('d')
+		u64(it.rule)
+		u64(uint64(it.amount))
+	}
+	d.n++
+	d.sum += h
+}
+
+// ratedItem is a debit (rule, amount) or a quota use (quota, use) of one usage event.
+type ratedItem struct {
+	rule   uint64
+	amount events.Credits
+	quota  string
+	use    string // the amount's canonical text
+}
+
+func (d *debitDigest) String() string {
+	if d == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%d:%016x", d.n, d.sum)
+}
+
+// loadRatingReplay reads every rating partition's stored snapshot; nil when there is none.
+func loadRatingReplay(ctx context.Context, js jetstream.JetStream) (*ratingReplay, error) {
 	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 	if err != nil {
 		return nil, exitWith(4, err)
@@ -53,7 +142,7 @@ func replayRating(ctx context.Context, js jetstream.JetStream, verify bool, log 
 	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, exitWith(4, fmt.Errorf("listing rating snapshots: %w", err))
 	}
-	snaps := map[int]*rating.State{}
+	rr := &ratingReplay{snaps: map[int]*rating.State{}, upTo: map[int]uint64{}, rerated: map[int]*debitDigest{}, ledgered: map[int]*debitDigest{}}
 	for _, in := range infos {
 		p, err := strconv.Atoi(strings.TrimPrefix(in.Name, ratingSnapshotPrefix))
 		if !strings.HasPrefix(in.Name, ratingSnapshotPrefix) || err != nil || p < 0 {
@@ -63,65 +152,165 @@ func replayRating(ctx context.Context, js jetstream.JetStream, verify bool, log 
 		if err != nil {
 			return nil, exitWith(4, err)
 		}
-		snaps[p] = st
+		rr.snaps[p] = st
 	}
-	if len(snaps) == 0 {
+	if len(rr.snaps) == 0 {
 		return nil, nil
 	}
+	ls, err := js.Stream(ctx, bus.LedgerStream)
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	info, err := ls.Info(ctx)
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	rr.LedgerEnd = info.State.LastSeq
+	us, err := js.Stream(ctx, bus.UsageStream)
+	if err != nil {
+		return nil, exitWith(4, err)
+	}
+	if rr.partitionOf, err = usagePartitioning(us.CachedInfo().Config); err != nil {
+		return nil, exitWith(4, err)
+	}
+	return rr, nil
+}
+
+// usagePartitioning returns the partition the usage stream files a customer's events under,
+// by the stream's own subject transform (the server's code, so the same hash).
+func usagePartitioning(cfg jetstream.StreamConfig) (func(events.Scope, string) (int, bool), error) {
+	if cfg.SubjectTransform == nil {
+		return nil, fmt.Errorf("stream %s has no partitioning transform", cfg.Name)
+	}
+	tr, err := server.NewSubjectTransform(cfg.SubjectTransform.Source, cfg.SubjectTransform.Destination)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s's partitioning: %w", cfg.Name, err)
+	}
+	return func(scope events.Scope, customer string) (int, bool) {
+		stored, err := tr.Match(events.UsageSubject(scope.Product, scope.Env, customer))
+		if err != nil {
+			return 0, false
+		}
+		return rating.SubjectPartition(stored)
+	}, nil
+}
+
+// rebuild rates the usage stream again, each partition up to its snapshot's sequence.
+func (rr *ratingReplay) rebuild(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
 	// The views after the snapshots: every view a snapshot's events were rated on was recorded
 	// before the snapshot was saved.
 	cat, views, err := readConfigStream(ctx, js)
 	if err != nil {
-		return nil, exitWith(4, err)
+		return exitWith(4, err)
 	}
-	upTo := map[int]uint64{}
-	var checks []ratingCheck
-	for p, st := range snaps {
+	for p, st := range rr.snaps {
 		c := ratingCheck{Partition: p, Seq: st.Seq}
 		if !st.ConfigKnown {
 			c.Skipped = "its snapshot names no configuration view (written by an allot from before views were kept)"
 		} else {
-			upTo[p] = st.Seq
+			rr.upTo[p] = st.Seq
 		}
-		checks = append(checks, c)
+		rr.checks = append(rr.checks, c)
 	}
-	slices.SortFunc(checks, func(a, b ratingCheck) int { return a.Partition - b.Partition })
+	slices.SortFunc(rr.checks, func(a, b ratingCheck) int { return a.Partition - b.Partition })
 	lastLog := time.Now()
-	rebuilt, err := rating.Rebuild(ctx, js, bus.UsageStream, upTo, views, ratingSource{cat}.RatingView, func(seq uint64) {
-		if time.Since(lastLog) > 2*time.Second {
-			log.Info("re-rating usage", "seq", seq)
-			lastLog = time.Now()
-		}
+	rebuilt, err := rating.Rebuild(ctx, js, bus.UsageStream, rr.upTo, views, ratingSource{cat}.RatingView, rating.RebuildHooks{
+		Progress: func(seq uint64) {
+			if time.Since(lastLog) > 2*time.Second {
+				log.Info("re-rating usage", "seq", seq)
+				lastLog = time.Now()
+			}
+		},
+		Rated: func(p int, m *rating.Message) {
+			d := rr.rerated[p]
+			if d == nil {
+				d = &debitDigest{}
+				rr.rerated[p] = d
+			}
+			for _, db := range m.Out.Debits {
+				d.add(m.Scope, m.Usage.Customer, db.UsageSeq, ratedItem{rule: projector.RuleKeyHash(db.Rule), amount: db.Amount})
+			}
+			for _, q := range m.Out.Quotas {
+				d.add(m.Scope, m.Usage.Customer, q.UsageSeq, ratedItem{quota: q.Quota, use: q.Amount.String()})
+			}
+		},
 	})
 	if err != nil {
-		return nil, exitWith(4, fmt.Errorf("re-rating the usage stream: %w", err))
+		return exitWith(4, fmt.Errorf("re-rating the usage stream: %w", err))
 	}
-	for i := range checks {
-		c := &checks[i]
+	for i := range rr.checks {
+		c := &rr.checks[i]
 		r := rebuilt[c.Partition]
 		if c.Skipped != "" || r == nil {
 			continue
 		}
 		if r.Err != nil {
 			c.Skipped = r.Err.Error()
+			delete(rr.upTo, c.Partition)
 			continue
 		}
-		snap := snaps[c.Partition]
+		snap := rr.snaps[c.Partition]
 		c.Events = r.Events
 		// The view named for what comes next is the snapshot's to say; the rest is the fold's.
 		r.State.ConfigSeq, r.State.ConfigKnown = snap.ConfigSeq, snap.ConfigKnown
 		if c.Digest, err = stateDigest(r.State); err != nil {
-			return nil, err
+			return err
 		}
-		if verify {
-			if c.Expected, err = stateDigest(snap); err != nil {
-				return nil, err
-			}
-			match := c.Digest == c.Expected
-			c.Match = &match
+		if c.Expected, err = stateDigest(snap); err != nil {
+			return err
 		}
 	}
-	return checks, nil
+	return nil
+}
+
+// ledgerRated takes one debit or quota use the ledger's fold applied
+// (projector.Ledger.OnRated).
+func (rr *ratingReplay) ledgerRated(d projector.AppliedRated) {
+	if d.Scope != rr.lastKey || d.Customer != rr.lastCustomer {
+		rr.lastKey, rr.lastCustomer = d.Scope, d.Customer
+		rr.lastPartition, rr.lastOK = rr.partitionOf(d.Scope, d.Customer)
+	}
+	if !rr.lastOK {
+		return
+	}
+	if upTo, ok := rr.upTo[rr.lastPartition]; !ok || d.UsageSeq > upTo {
+		return
+	}
+	g := rr.ledgered[rr.lastPartition]
+	if g == nil {
+		g = &debitDigest{}
+		rr.ledgered[rr.lastPartition] = g
+	}
+	it := ratedItem{rule: d.Rule, amount: d.Amount}
+	if d.Quota != "" {
+		it = ratedItem{quota: d.Quota, use: d.Use.String()}
+	}
+	g.add(d.Scope, d.Customer, d.UsageSeq, it)
+}
+
+// results are the partitions' checks, compared when verify.
+func (rr *ratingReplay) results(verify bool) []ratingCheck {
+	for i := range rr.checks {
+		c := &rr.checks[i]
+		if c.Skipped != "" {
+			continue
+		}
+		re, le := rr.rerated[c.Partition], rr.ledgered[c.Partition]
+		c.DebitsDigest, c.LedgerDigest = re.String(), le.String()
+		if re != nil {
+			c.Debits = re.n
+		}
+		if le != nil {
+			c.LedgerDebits = le.n
+		}
+		if verify {
+			match := c.Digest == c.Expected && c.DebitsDigest == c.LedgerDigest
+			c.Match = &match
+		} else {
+			c.Expected = ""
+		}
+	}
+	return rr.checks
 }
 
 // readRatingSnapshot reads one partition's snapshot. A live worker rewrites it every

@@ -27,12 +27,12 @@ func TestVerifyWithNothingToCompareIsNotOK(t *testing.T) {
 		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: events.LedgerSubject("acme", "test", "c"), Data: b, Header: nats.Header{events.HeaderType: []string{events.TypeCreditsGranted}}})
 		require.NoError(t, err)
 	}
-	res, err := replayLedger(ctx, nc, js, true, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	res, err := replayLedger(ctx, nc, js, true, slog.New(slog.NewTextHandler(io.Discard, nil)), 0, nil)
 	require.Error(t, err)
 	require.ErrorContains(t, err, "nothing to verify against")
 	require.Nil(t, res.Match, "no verdict")
 	// Without --verify it rebuilds the whole ledger.
-	res, err = replayLedger(ctx, nc, js, false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	res, err = replayLedger(ctx, nc, js, false, slog.New(slog.NewTextHandler(io.Discard, nil)), 0, nil)
 	require.NoError(t, err)
 	require.EqualValues(t, 3, res.Entries)
 }
