@@ -279,14 +279,8 @@ quotas:
 // tamperSnapshot adds one micro-credit to the first account's debits in the stored snapshot.
 func tamperSnapshot(t *testing.T, data string) {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: data, Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := offlineJetStream(t, data)
+	defer closeJS()
 	ctx := context.Background()
 	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
@@ -334,14 +328,8 @@ func concurrently(n int, procs []*proc, method, path, body string) map[int]int {
 // partition snapshot that has one.
 func tamperRatingSnapshot(t *testing.T, data string) {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: data, Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := offlineJetStream(t, data)
+	defer closeJS()
 	ctx := context.Background()
 	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
 	require.NoError(t, err)
@@ -368,4 +356,20 @@ func tamperRatingSnapshot(t *testing.T, data string) {
 		return
 	}
 	t.Fatal("no rating window to tamper with")
+}
+
+// offlineJetStream opens the data directory of a stopped allot on an embedded server of the
+// test's own, as the offline tools do.
+func offlineJetStream(t *testing.T, data string) (jetstream.JetStream, func()) {
+	t.Helper()
+	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: data, Port: -2})
+	require.NoError(t, err)
+	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
+	if err != nil {
+		emb.Shutdown()
+		require.NoError(t, err)
+	}
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js, func() { nc.Close(); emb.Shutdown() }
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -160,14 +159,8 @@ rules:
 // events were rated on the configuration as it stands last.
 func forgeViews(t *testing.T, data string) {
 	t.Helper()
-	emb, err := bus.StartEmbedded(bus.EmbeddedOptions{DataDir: data, Port: -2})
-	require.NoError(t, err)
-	defer emb.Shutdown()
-	nc, err := nats.Connect("", nats.InProcessServer(emb.Server))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
+	js, closeJS := offlineJetStream(t, data)
+	defer closeJS()
 	ctx := context.Background()
 	cs, err := js.Stream(ctx, bus.ConfigStream)
 	require.NoError(t, err)
