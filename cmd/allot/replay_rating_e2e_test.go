@@ -18,6 +18,15 @@ import (
 	"github.com/allot-dev/allot/events"
 )
 
+// tokensAtHalfACredit prices an llm event's tokens at 0.5 credits each.
+const tokensAtHalfACredit = `keys:
+  - {key: ` + testKey + `, product: acme, env: test, admin: true}
+meters:
+  tokens: {event_type: llm, aggregation: sum, value_property: tokens}
+rules:
+  price: {meter: tokens, model: per_unit, price: 0.5, effective_from: 2020-01-01T00:00:00Z}
+`
+
 // TestReplayVerifyReratesOnTheViewsThatRated: `allot replay --verify` rebuilds every rating
 // partition from the usage stream and compares it with the partition's stored snapshot. Events
 // rated before a meter existed were unmetered and must stay so in the rebuild, events after
@@ -26,13 +35,7 @@ import (
 // the middle makes a worker restart on its snapshot's view; a rating snapshot that does not
 // match the usage stream fails verification with exit 1.
 func TestReplayVerifyReratesOnTheViewsThatRated(t *testing.T) {
-	cfg := writeConfigText(t, `keys:
-  - {key: `+testKey+`, product: acme, env: test, admin: true}
-meters:
-  tokens: {event_type: llm, aggregation: sum, value_property: tokens}
-rules:
-  price: {meter: tokens, model: per_unit, price: 0.5, effective_from: 2020-01-01T00:00:00Z}
-quotas:
+	cfg := writeConfigText(t, tokensAtHalfACredit+`quotas:
   daily-tokens: {meter: tokens, limit: 1000000, period: {unit: day, mode: fixed, anchor: `+midWindowAnchor(24*time.Hour)+`}}
 `)
 	data := t.TempDir()
@@ -121,13 +124,7 @@ quotas:
 // records name leaves it the same. Replay compares the debits of the events rated again with
 // the ledger's too, and says they differ.
 func TestReplayVerifyComparesTheDebitsWithTheLedger(t *testing.T) {
-	cfg := writeConfigText(t, `keys:
-  - {key: `+testKey+`, product: acme, env: test, admin: true}
-meters:
-  tokens: {event_type: llm, aggregation: sum, value_property: tokens}
-rules:
-  price: {meter: tokens, model: per_unit, price: 0.5, effective_from: 2020-01-01T00:00:00Z}
-`)
+	cfg := writeConfigText(t, tokensAtHalfACredit)
 	data := t.TempDir()
 	p := startServe(t, data, "--config", cfg, "--snapshot-every", "100ms")
 	for i := 0; i < 6; i++ {
