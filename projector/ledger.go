@@ -28,7 +28,7 @@ type Applied struct {
 // fold is Apply for readers that only keep the state (the live projection, replay): the
 // rating items' results are not built, which is most of a rated entry's allocations. It
 // returns how many rating items were applied (not skipped).
-func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold, applied func(ratedDebit, *events.QuotaUse)) (int, error) {
+func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold, applied func(AppliedRated)) (int, error) {
 	if typ != events.TypeUsageRated {
 		_, err := a.Apply(seq, typ, data)
 		return 0, err
@@ -44,18 +44,21 @@ func (a *Account) fold(seq uint64, typ string, data []byte, scratch *ratedFold, 
 		if ok, _ := a.applyDebit(d.UsageSeq, d.RuleIndex, d.Rule, d.Amount, d.EventTime, false); ok {
 			n++
 			if applied != nil {
-				applied(d, nil)
+				applied(AppliedRated{UsageSeq: d.UsageSeq, Rule: uint64(d.Rule), Amount: d.Amount, At: d.EventTime})
 			}
 		}
 	}
 	for _, u := range r.Unrated {
 		if a.applyUnrated(events.UsageUnrated{UsageSeq: u.UsageSeq}) {
 			n++
+			if applied != nil {
+				applied(AppliedRated{UsageSeq: u.UsageSeq, Unrated: true})
+			}
 		}
 	}
-	for i := range r.Quotas {
-		if a.applyQuotaUse(r.Quotas[i]) && applied != nil {
-			applied(ratedDebit{}, &r.Quotas[i])
+	for _, q := range r.Quotas {
+		if a.applyQuotaUse(q) && applied != nil {
+			applied(AppliedRated{UsageSeq: q.UsageSeq, Quota: q.Quota, Use: q.Amount, Period: q.Period, At: q.At})
 		}
 	}
 	return n, nil
@@ -276,23 +279,26 @@ type accountKey struct {
 	Customer string
 }
 
-// AppliedRated is a debit or a quota use of a usage.rated.v1 entry that the fold applied (the
-// first of its usage position), as replay's audit of rating compares it with the usage stream
-// rated again.
+// AppliedRated is an item of a usage.rated.v1 entry that the fold applied (the first of its
+// usage position) — a debit, an unrated event or a quota use — as replay's audit of rating
+// compares it with the usage stream rated again.
 type AppliedRated struct {
 	Scope    events.Scope
 	Customer string
 	UsageSeq uint64
+	Unrated  bool           // an unrated event: nothing else is set
 	Quota    string         // a quota use's quota; empty for a debit
 	Rule     uint64         // a debit's rule key, as RuleKeyHash
 	Amount   events.Credits // a debit's amount
 	Use      events.Decimal // a quota use's amount
+	Period   events.Period  // a quota use's period
+	At       time.Time      // a debit's event time, a quota use's time
 }
 
 // RuleKeyHash is the hash the fold keeps a debit's rule key as.
 func RuleKeyHash(key string) uint64 { return uint64(hashRuleKey([]byte(key))) }
 
-// OnRated makes the fold call f with every debit and quota use it applies from a
+// OnRated makes the fold call f with every debit, unrated event and quota use it applies from a
 // usage.rated.v1 entry, in stream order (nil: none). For `allot replay`'s audit of rating: set
 // it before folding.
 func (l *Ledger) OnRated(f func(AppliedRated)) {
@@ -547,14 +553,11 @@ func (l *Ledger) applyLocked(seq uint64, k accountKey, current *Account, typ, cm
 	a := l.writableFrom(k, current)
 	l.collectDueLocked(a)
 	if !results && typ == events.TypeUsageRated {
-		var applied func(ratedDebit, *events.QuotaUse)
+		var applied func(AppliedRated)
 		if l.onRated != nil {
-			applied = func(d ratedDebit, q *events.QuotaUse) {
-				if q != nil {
-					l.onRated(AppliedRated{Scope: k.Scope, Customer: k.Customer, UsageSeq: q.UsageSeq, Quota: q.Quota, Use: q.Amount})
-					return
-				}
-				l.onRated(AppliedRated{Scope: k.Scope, Customer: k.Customer, UsageSeq: d.UsageSeq, Rule: uint64(d.Rule), Amount: d.Amount})
+			applied = func(it AppliedRated) {
+				it.Scope, it.Customer = k.Scope, k.Customer
+				l.onRated(it)
 			}
 		}
 		n, err := a.fold(seq, typ, data, &l.scratch, applied) // a credit-back may refill an expiring block

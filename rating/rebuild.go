@@ -183,7 +183,8 @@ func rebuildOne(r *Rebuilt, p int, seq uint64, m jetstream.Msg, received time.Ti
 	}
 	r.Events++
 	if rated != nil {
-		rated(p, &out)
+		o := out // only then on the heap
+		rated(p, &o)
 	}
 	return nil
 }

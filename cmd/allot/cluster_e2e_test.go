@@ -215,7 +215,7 @@ func TestClusterMixedWorkload(t *testing.T) {
 	assert.Equal(t, 4, strings.Count(string(out), "live:"), "every process's projection is compared:\n%s", out)
 	// Every rating partition, rated by two processes in turn (one of them killed), is rebuilt
 	// from the usage stream on the views they recorded and matches its snapshot.
-	assert.Regexp(t, `(?s)(rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, \d+ debits and quota uses\): same\n.*){8}`, string(out))
+	assert.Regexp(t, `(?s)(rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, \d+ rated items\): same\n.*){8}`, string(out))
 	assert.NotContains(t, string(out), "not rebuilt")
 
 	// A process started without --replicas (and replay, above, with the defaults) leaves every

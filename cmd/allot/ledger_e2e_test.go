@@ -263,7 +263,7 @@ quotas:
 	assert.Contains(t, string(out), "snapshot:")
 	assert.Contains(t, string(out), "verify: OK")
 	// The rating partitions were rebuilt from the usage stream and compared too.
-	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, [1-9]\d* debits and quota uses\): same`, string(out))
+	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, [1-9]\d* rated items\): same`, string(out))
 	assert.NotContains(t, string(out), "DIFFERS")
 	assert.NotContains(t, string(out), "not rebuilt")
 

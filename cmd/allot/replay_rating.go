@@ -34,9 +34,9 @@ type ratingCheck struct {
 	Digest    string `json:"digest,omitempty"`
 	Expected  string `json:"expected_digest,omitempty"` // the stored snapshot's
 	Match     *bool  `json:"match,omitempty"`           // the state and the debits both
-	// Debits is how many debits and quota uses rating the partition's events again gave, and
-	// DebitsDigest a digest of them (in no order); LedgerDebits and LedgerDigest the same of
-	// those the ledger applied for the events.
+	// Debits is how many debits, unrated events and quota uses rating the partition's events
+	// again gave, and DebitsDigest a digest of them (in no order); LedgerDebits and
+	// LedgerDigest the same of those the ledger applied for the events.
 	Debits       uint64 `json:"debits"`
 	DebitsDigest string `json:"debits_digest,omitempty"`
 	LedgerDebits uint64 `json:"ledger_debits"`
@@ -68,19 +68,28 @@ type ratingReplay struct {
 	// partitionOf is the usage stream's own partitioning (its subject transform), for the
 	// ledger's debits.
 	partitionOf       func(scope events.Scope, customer string) (int, bool)
-	lastKey           events.Scope
-	lastCustomer      string
-	lastPartition     int
-	lastOK            bool
+	partitions        map[customerKey]int // partitionOf's answers (-1: none)
 	rerated, ledgered map[int]*debitDigest
 	checks            []ratingCheck
 }
 
-// debitDigest sums rating's output (debits and quota uses) in no particular order: a count,
-// and the sum of a 64-bit hash of each item (wrapping): its customer, usage sequence, and a
-// debit's rule and amount or a quota use's quota and amount.
+// debitDigest sums rating's output (debits, unrated events, quota uses) in no particular
+// order: a count, and the sum of a 64-bit hash of each item (wrapping) — its customer, usage
+// sequence, kind, and a debit's rule, amount and event time or a quota use's quota, amount,
+// period and time.
 type debitDigest struct {
 	n, sum uint64
+}
+
+// ratedItem is one item of rating's output for a usage event.
+type ratedItem struct {
+	kind   byte // 'd' debit, 'u' unrated event, 'q' quota use
+	rule   uint64
+	amount events.Credits
+	quota  string
+	use    string // a quota use's amount, as canonical text
+	period events.Period
+	at     time.Time
 }
 
 func (d *debitDigest) add(scope events.Scope, customer string, usageSeq uint64, it ratedItem) {
@@ -100,34 +109,41 @@ func (d *debitDigest) add(scope events.Scope, customer string, usageSeq uint64, 
 			mix(byte(v >> (8 * i)))
 		}
 	}
+	instant := func(t time.Time) {
+		if t.IsZero() {
+			u64(0)
+			return
+		}
+		u64(uint64(t.Unix()))
+		u64(uint64(t.Nanosecond()))
+	}
 	str(scope.Product)
 	str(scope.Env)
 	str(customer)
 	u64(usageSeq)
-	if it.quota != "" {
-		mix('q')
-		str(it.quota)
-		str(it.use)
-	} else {
-		mix('d')
+	mix(it.kind)
+	switch it.kind {
+	case 'd':
 		u64(it.rule)
 		u64(uint64(it.amount))
+		instant(it.at)
+	case 'q':
+		str(it.quota)
+		str(it.use)
+		str(it.period.Unit)
+		u64(uint64(it.period.Count))
+		str(it.period.Mode)
+		instant(it.period.Anchor)
+		str(it.period.TimeZone)
+		instant(it.at)
 	}
 	d.n++
 	d.sum += h
 }
 
-// ratedItem is a debit (rule, amount) or a quota use (quota, use) of one usage event.
-type ratedItem struct {
-	rule   uint64
-	amount events.Credits
-	quota  string
-	use    string // the amount's canonical text
-}
-
 func (d *debitDigest) String() string {
 	if d == nil {
-		return "none"
+		d = &debitDigest{} // nothing: the same as nothing on the other side
 	}
 	return fmt.Sprintf("%d:%016x", d.n, d.sum)
 }
@@ -142,7 +158,8 @@ func loadRatingReplay(ctx context.Context, js jetstream.JetStream) (*ratingRepla
 	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, exitWith(4, fmt.Errorf("listing rating snapshots: %w", err))
 	}
-	rr := &ratingReplay{snaps: map[int]*rating.State{}, upTo: map[int]uint64{}, rerated: map[int]*debitDigest{}, ledgered: map[int]*debitDigest{}}
+	rr := &ratingReplay{snaps: map[int]*rating.State{}, upTo: map[int]uint64{}, partitions: map[customerKey]int{},
+		rerated: map[int]*debitDigest{}, ledgered: map[int]*debitDigest{}}
 	for _, in := range infos {
 		p, err := strconv.Atoi(strings.TrimPrefix(in.Name, ratingSnapshotPrefix))
 		if !strings.HasPrefix(in.Name, ratingSnapshotPrefix) || err != nil || p < 0 {
@@ -228,10 +245,13 @@ func (rr *ratingReplay) rebuild(ctx context.Context, js jetstream.JetStream, log
 				rr.rerated[p] = d
 			}
 			for _, db := range m.Out.Debits {
-				d.add(m.Scope, m.Usage.Customer, db.UsageSeq, ratedItem{rule: projector.RuleKeyHash(db.Rule), amount: db.Amount})
+				d.add(m.Scope, m.Usage.Customer, db.UsageSeq, ratedItem{kind: 'd', rule: projector.RuleKeyHash(db.Rule), amount: db.Amount, at: db.EventTime})
+			}
+			if u := m.Out.Unrated; u != nil {
+				d.add(m.Scope, m.Usage.Customer, u.UsageSeq, ratedItem{kind: 'u'})
 			}
 			for _, q := range m.Out.Quotas {
-				d.add(m.Scope, m.Usage.Customer, q.UsageSeq, ratedItem{quota: q.Quota, use: q.Amount.String()})
+				d.add(m.Scope, m.Usage.Customer, q.UsageSeq, ratedItem{kind: 'q', quota: q.Quota, use: q.Amount.String(), period: q.Period, at: q.At})
 			}
 		},
 	})
@@ -266,26 +286,39 @@ func (rr *ratingReplay) rebuild(ctx context.Context, js jetstream.JetStream, log
 // ledgerRated takes one debit or quota use the ledger's fold applied
 // (projector.Ledger.OnRated).
 func (rr *ratingReplay) ledgerRated(d projector.AppliedRated) {
-	if d.Scope != rr.lastKey || d.Customer != rr.lastCustomer {
-		rr.lastKey, rr.lastCustomer = d.Scope, d.Customer
-		rr.lastPartition, rr.lastOK = rr.partitionOf(d.Scope, d.Customer)
+	k := customerKey{d.Scope, d.Customer}
+	p, ok := rr.partitions[k]
+	if !ok {
+		if p, ok = rr.partitionOf(d.Scope, d.Customer); !ok {
+			p = -1
+		}
+		rr.partitions[k] = p // a customer's entries come again and again, rarely in a row
 	}
-	if !rr.lastOK {
+	if p < 0 {
 		return
 	}
-	if upTo, ok := rr.upTo[rr.lastPartition]; !ok || d.UsageSeq > upTo {
+	if upTo, ok := rr.upTo[p]; !ok || d.UsageSeq > upTo {
 		return
 	}
-	g := rr.ledgered[rr.lastPartition]
+	g := rr.ledgered[p]
 	if g == nil {
 		g = &debitDigest{}
-		rr.ledgered[rr.lastPartition] = g
+		rr.ledgered[p] = g
 	}
-	it := ratedItem{rule: d.Rule, amount: d.Amount}
-	if d.Quota != "" {
-		it = ratedItem{quota: d.Quota, use: d.Use.String()}
+	it := ratedItem{kind: 'd', rule: d.Rule, amount: d.Amount, at: d.At}
+	switch {
+	case d.Unrated:
+		it = ratedItem{kind: 'u'}
+	case d.Quota != "":
+		it = ratedItem{kind: 'q', quota: d.Quota, use: d.Use.String(), period: d.Period, at: d.At}
 	}
 	g.add(d.Scope, d.Customer, d.UsageSeq, it)
+}
+
+// customerKey is a customer of a product and env.
+type customerKey struct {
+	scope    events.Scope
+	customer string
 }
 
 // results are the partitions' checks, compared when verify.

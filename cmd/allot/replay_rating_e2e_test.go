@@ -86,7 +86,7 @@ func TestReplayVerifyReratesOnTheViewsThatRated(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "debits of the metered events only")
 	time.Sleep(300 * time.Millisecond) // the partitions' snapshots catch up
 
-	same := regexp.MustCompile(`rating p\d+: sha256:[0-9a-f]{64} at usage sequence \d+ \((\d+) events, (\d+) debits and quota uses\): same`)
+	same := regexp.MustCompile(`rating p\d+: sha256:[0-9a-f]{64} at usage sequence \d+ \((\d+) events, (\d+) rated items\): same`)
 	check := func(args ...string) {
 		t.Helper()
 		out, err := exec.Command(allotBin, append([]string{"replay", "--verify"}, args...)...).CombinedOutput()
@@ -116,7 +116,7 @@ func TestReplayVerifyReratesOnTheViewsThatRated(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	assert.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
-	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, \d+ debits and quota uses\): state DIFFERS from its stored snapshot sha256:`, string(out))
+	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, \d+ rated items\): state DIFFERS from its stored snapshot sha256:`, string(out))
 	assert.Contains(t, string(out), "verify: MISMATCH")
 }
 
@@ -147,7 +147,7 @@ func TestReplayVerifyComparesTheDebitsWithTheLedger(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	require.Error(t, err, "%s", out)
 	assert.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
-	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, [1-9]\d* debits and quota uses\): debits and quota uses DIFFER from the ledger's \(rated again \d+:[0-9a-f]{16}, ledger \d+:[0-9a-f]{16}\)\n`, string(out))
+	assert.Regexp(t, `rating p\d+: sha256:\S+ at usage sequence \d+ \(\d+ events, [1-9]\d* rated items\): rated items DIFFER from the ledger's \(rated again \d+:[0-9a-f]{16}, ledger \d+:[0-9a-f]{16}\)\n`, string(out))
 	assert.NotContains(t, string(out), "state DIFFERS", "the quantities are the same on either price")
 	assert.Contains(t, string(out), "verify: MISMATCH")
 }
