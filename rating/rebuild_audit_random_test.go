@@ -185,7 +185,7 @@ func TestRatedItemsAgreeWithTheLedgerThroughKillsAndConfigChanges(t *testing.T) 
 		want, _ := json.Marshal(st)
 		got, _ := json.Marshal(r.State)
 		stateSame := string(want) == string(got)
-		if !slices.Equal(rerated, ledgered) && os.Getenv("ZZ_DEBUG") != "" {
+		if !slices.Equal(rerated, ledgered) && os.Getenv("ALLOT_TEST_DEBUG") != "" {
 			dumpAudit(t, js, st.Seq, ledgerEnd)
 		}
 		require.Equal(t, rerated, ledgered, "life %d (snapshot at %d, state same as the snapshot: %v): records %v", life, st.Seq, stateSame, recs)
