@@ -12,9 +12,9 @@ import (
 // the pipeline's hot path. Anything else (an unknown or differently cased key, a repeated key,
 // an escape, null where a string is expected) reports errUsageSlowPath and DecodeUsage uses
 // encoding/json, so both paths give the same result for every input (FuzzDecodeUsage).
-func decodeUsageFast(b []byte) (Usage, error) {
+func decodeUsageFast(b []byte, in *plainjson.Interner) (Usage, error) {
 	var u Usage
-	d := plainjson.Decoder{B: b}
+	d := plainjson.Decoder{B: b, Intern: in}
 	if !d.Next('{') {
 		return Usage{}, errUsageSlowPath
 	}
@@ -77,15 +77,21 @@ func decodeUsageFast(b []byte) (Usage, error) {
 			if !ok {
 				return Usage{}, errUsageSlowPath
 			}
+			str := func(v []byte) string {
+				if in != nil {
+					return in.Key(v)
+				}
+				return string(v)
+			}
 			switch field {
 			case 0:
-				u.ID = string(v)
+				u.ID = string(v) // one per event: kept nowhere
 			case 1:
-				u.Type = string(v)
+				u.Type = str(v)
 			case 2:
-				u.Customer = string(v)
+				u.Customer = str(v)
 			case 4:
-				u.Source = string(v)
+				u.Source = str(v)
 			}
 		}
 	}

@@ -22,7 +22,17 @@ func sameDecode(t *testing.T, b []byte) {
 	if gotErr == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q:\n encoding/json %#v\n DecodeUsage   %#v", b, want, got)
 	}
+	// A decoder that interns what it read gives the same, the first time and again.
+	for range 2 {
+		got, gotErr = sharedDecoder.Decode(b)
+		if (gotErr != nil) != (wantErr != nil) || gotErr == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: UsageDecoder %#v, %v; encoding/json %#v, %v", b, got, gotErr, want, wantErr)
+		}
+	}
 }
+
+// sharedDecoder decodes every input of the tests, as a rating partition decodes its stream.
+var sharedDecoder UsageDecoder
 
 func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
@@ -42,7 +52,7 @@ func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
 	}
 	// The canonical form of a plain event takes the fast path.
 	b, _ := Usage{ID: "ev-1", Type: "api.call", Customer: "cust-1", Time: t0, Data: map[string]any{"tokens": json.Number("7")}}.Encode()
-	if _, err := decodeUsageFast(b); err != nil {
+	if _, err := decodeUsageFast(b, nil); err != nil {
 		t.Fatalf("%s: %v", b, err)
 	}
 	for _, s := range []string{

@@ -34,3 +34,38 @@ func BenchmarkRate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRebuildMessage is one usage message of `allot bench replay`'s stream folded as
+// Rebuild folds it (RateMessage on a state that keeps no ids): the body decoded and rated.
+func BenchmarkRebuildMessage(b *testing.B) {
+	cfg := config(events.AggSum, events.Rule{Model: events.ModelGraduated, EffectiveFrom: t0.AddDate(-1, 0, 0), Tiers: []events.Tier{
+		{UpTo: decp("10000"), UnitPrice: events.MustDecimal("0.001")},
+		{UpTo: decp("100000"), UnitPrice: events.MustDecimal("0.0005")},
+		{UnitPrice: events.MustDecimal("0.0001")},
+	}})
+	type msg struct {
+		subject string
+		data    []byte
+	}
+	msgs := make([]msg, 10_000)
+	for i := range msgs {
+		ev := events.Usage{ID: "replay-" + strconv.Itoa(i), Type: "llm", Customer: "cust-" + strconv.Itoa(i%1000),
+			Time: t0.Add(time.Duration(i) * time.Millisecond), Source: "bench",
+			Data: map[string]any{"tokens": json.Number(strconv.Itoa(100 + i%900)), "model": "small", "region": "eu-west-1"}}
+		data, err := ev.Encode()
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = msg{"allot.usage.3." + sc.Product + "." + sc.Env + "." + ev.Customer, data}
+	}
+	st := NewState()
+	st.NoIDs = true
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m := msgs[i%len(msgs)]
+		if _, err := st.RateMessage(uint64(i+1), m.subject, m.data, t0, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

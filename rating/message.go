@@ -31,7 +31,7 @@ func (s *State) RateMessage(seq uint64, subject string, data []byte, received ti
 	var m Message
 	addr, err := events.ParseUsageSubject(subject)
 	if err == nil {
-		m.Usage, err = events.DecodeUsage(data)
+		m.Usage, err = s.dec.Decode(data)
 	}
 	if err == nil && m.Usage.Customer != addr.Customer {
 		err = fmt.Errorf("customer %q in the body, %q in the subject", m.Usage.Customer, addr.Customer)

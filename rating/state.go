@@ -100,6 +100,7 @@ type State struct {
 	// keeps only the state (Rebuild): they are hashes that nothing in the state depends on.
 	NoIDs bool
 	accs  map[accKey]*acc
+	dec   events.UsageDecoder // RateMessage's: one partition's events share their texts
 }
 
 // NewState returns an empty state.

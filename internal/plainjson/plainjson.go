@@ -38,6 +38,84 @@ type Decoder struct {
 	B     []byte
 	I     int
 	depth int
+	// Intern, when set, gives the object keys, strings and numbers read as values one copy
+	// each (Interner).
+	Intern *Interner
+}
+
+// Interner hands out one copy of each short text it has seen — object keys, and string and
+// number values already boxed as the any a map holds — so a decoder reading body after body
+// with the same property names and values (a stream of usage events) allocates them once.
+// It keeps texts of at most internLen bytes, and starts afresh once it holds internMax of them,
+// so texts seen once (ids in a property) cannot crowd out the ones that repeat for good. Not
+// safe for concurrent use: one per goroutine.
+type Interner struct {
+	keys map[string]string
+	strs map[string]any
+	nums map[string]any
+	n    int
+}
+
+const (
+	internMax = 4096
+	internLen = 64
+)
+
+// Key returns b as a string.
+func (in *Interner) Key(b []byte) string {
+	if s, ok := in.keys[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if in.room(len(b)) {
+		if in.keys == nil {
+			in.keys = map[string]string{}
+		}
+		in.keys[s] = s
+	}
+	return s
+}
+
+// room says whether a text of n bytes is kept, starting afresh when the interner is full.
+func (in *Interner) room(n int) bool {
+	if n > internLen {
+		return false
+	}
+	if in.n == internMax {
+		*in = Interner{}
+	}
+	in.n++
+	return true
+}
+
+func (in *Interner) str(b []byte) any {
+	if v, ok := in.strs[string(b)]; ok {
+		return v
+	}
+	s := string(b)
+	var v any = s
+	if in.room(len(b)) {
+		if in.strs == nil {
+			in.strs = map[string]any{}
+		}
+		in.strs[s] = v
+	}
+	return v
+}
+
+func (in *Interner) num(b []byte) any {
+	if v, ok := in.nums[string(b)]; ok {
+		return v
+	}
+	s := string(b)
+	var v any = json.Number(s)
+	if in.room(len(b)) {
+		if in.nums == nil {
+			in.nums = map[string]any{}
+		}
+		in.nums[s] = v
+	}
+	return v
 }
 
 func (d *Decoder) ws() {
@@ -108,6 +186,9 @@ func (d *Decoder) Value() (any, bool) {
 	switch c := d.Peek(); {
 	case c == '"':
 		s, ok := d.String()
+		if d.Intern != nil && ok {
+			return d.Intern.str(s), true
+		}
 		return string(s), ok
 	case c == '{':
 		return d.Object()
@@ -120,6 +201,9 @@ func (d *Decoder) Value() (any, bool) {
 			return nil, false
 		}
 		d.I = end
+		if d.Intern != nil {
+			return d.Intern.num(d.B[start:end]), true
+		}
 		return json.Number(d.B[start:end]), true
 	case c == 't':
 		return true, d.literal("true")
@@ -156,7 +240,11 @@ func (d *Decoder) Object() (map[string]any, bool) {
 		if !ok {
 			return nil, false
 		}
-		m[string(k)] = v
+		if d.Intern != nil {
+			m[d.Intern.Key(k)] = v
+		} else {
+			m[string(k)] = v
+		}
 	}
 }
 
