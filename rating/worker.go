@@ -411,6 +411,15 @@ func (w *Worker) run(ctx context.Context) error {
 		}
 		if last == nil {
 			consistent, idle = true, true
+			// Idle: what the last batches rated is saved once it is due, not only after the
+			// next batch — a quiet partition's snapshot would otherwise lag for as long as it
+			// stays quiet (a restart re-rates all of that, and replay checks only up to it).
+			if st.Seq != savedSeq && time.Since(lastSave) >= every {
+				if err := w.save(ctx, st); err != nil {
+					return err
+				}
+				lastSave, savedSeq = time.Now(), st.Seq
+			}
 			continue
 		}
 		idle = false

@@ -118,3 +118,25 @@ func partitionOf(t *testing.T, js jetstream.JetStream, seq uint64) int {
 	require.NoError(t, err)
 	return addr.Partition
 }
+
+// A partition that goes quiet saves what it rated once a snapshot is due, without waiting for
+// a next batch: its snapshot lagged for as long as it stayed quiet (a restart re-rated all of
+// it, and replay checked only up to it).
+func TestAQuietWorkerSavesWhatItRated(t *testing.T) {
+	ctx := context.Background()
+	js := bustest.JetStream(t)
+	store, err := bus.EnsureSnapshotStore(ctx, js, bus.StreamOptions{})
+	require.NoError(t, err)
+	w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Config: config(events.AggSum, events.Rule{Model: events.ModelPerUnit, Price: decp("1")}),
+		SnapshotEvery: time.Second, Log: slog.New(slog.DiscardHandler)}
+	seq := publishUsage(t, js, "e1", "3")
+	w.Partition = partitionOf(t, js, seq)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(wctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(t, func() bool {
+		st, err := w.LoadState(ctx)
+		return err == nil && st.Seq == seq
+	}, 10*time.Second, 50*time.Millisecond, "the snapshot covers the event while the worker runs on, idle")
+}
