@@ -3,11 +3,12 @@ package projector
 import (
 	"context"
 	"fmt"
-	"github.com/allot-dev/allot/bus"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/allot-dev/allot/bus"
 )
 
 // rebuildStall is how long Rebuild waits for the next message before giving up: the stream
@@ -15,27 +16,7 @@ import (
 var rebuildStall = 30 * time.Second
 
 // errStalled is why a read ends that waited rebuildStall for a message.
-var errStalled = fmt.Errorf("no entry arrived for a while: the stream does not hold the entries it reported")
-
-// watchStall cancels ctx with errStalled once received has not moved for rebuildStall.
-func watchStall(ctx context.Context, received *atomic.Uint64, stalled context.CancelCauseFunc) {
-	tick := time.NewTicker(max(rebuildStall/8, time.Millisecond))
-	defer tick.Stop()
-	last, since := received.Load(), time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if n := received.Load(); n != last {
-				last, since = n, now
-			} else if now.Sub(since) >= rebuildStall {
-				stalled(fmt.Errorf("%w (%s without one)", errStalled, rebuildStall))
-				return
-			}
-		}
-	}
-}
+var errStalled = bus.ErrStalled
 
 // Rebuild folds the ledger stream into l from the entry after l's sequence (the first, for a
 // new projection) through target (the stream's last sequence when it was asked), as `allot
@@ -97,7 +78,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, l *Ledg
 	readCtx, stalled := context.WithCancelCause(ctx)
 	defer stalled(nil)
 	var received atomic.Uint64
-	go watchStall(readCtx, &received, stalled)
+	go bus.WatchStall(readCtx, &received, rebuildStall, stalled)
 
 	var readErr error
 	batch := make([]entry, 0, batchSize)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,15 +112,25 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 		}
 	}()
 
+	// A silence of 30 s ends the read (bus.WatchStall: no timer per message).
+	readCtx, stalled := context.WithCancelCause(ctx)
+	defer stalled(nil)
+	var received atomic.Uint64
+	go bus.WatchStall(readCtx, &received, 30*time.Second, stalled)
+
 	var readErr error
 	lastProgress := time.Now()
 	batch := make([]entry, 0, batchSize)
 	for {
-		m, err := it.Next(jetstream.NextMaxWait(30 * time.Second))
+		m, err := it.Next(jetstream.NextContext(readCtx))
 		if err != nil {
+			if cause := context.Cause(readCtx); cause != nil && ctx.Err() == nil {
+				err = cause
+			}
 			readErr = fmt.Errorf("reading %s toward sequence %d: %w", stream, end, err)
 			break
 		}
+		received.Add(1)
 		md, err := m.Metadata()
 		if err != nil {
 			readErr = fmt.Errorf("reading %s: %w", stream, err)
