@@ -353,7 +353,7 @@ func (rr *ratingReplay) results(verify bool) []ratingCheck {
 // plus a second per 10 MB of the snapshot (its size when listed), not the store's default.
 func readRatingSnapshot(ctx context.Context, store jetstream.ObjectStore, name string, size uint64) (*rating.State, error) {
 	var err error
-	for try := 0; try < 5; try++ {
+	for try := 0; try < 8; try++ {
 		var b []byte
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second+time.Duration(size/10e6)*time.Second)
 		b, err = store.GetBytes(tctx, name)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,22 +30,23 @@ func TestReplayReadsARatingSnapshotBeingRewritten(t *testing.T) {
 	snap := []byte(`{"format":2,"seq":40000,"config_seq":7,"accs":[` + strings.Join(accs, ",") + `]}`)
 	_, err = store.PutBytes(ctx, "rating/p0", snap)
 	require.NoError(t, err)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	// The worker rewrites it every 100 ms for a while (a busy rewriter: a real one waits
+	// --snapshot-every), and replay reads it all the while: a read that a rewrite overtakes
+	// is tried again, and every read ends with the snapshot.
+	rewriting := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+		defer close(rewriting)
+		for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+			time.Sleep(100 * time.Millisecond)
 			store.PutBytes(ctx, "rating/p0", snap)
 		}
 	}()
-	defer func() { close(stop); wg.Wait() }()
-	for i := 0; i < 20; i++ {
+	for i, done := 0, false; !done || i < 5; i++ {
+		select {
+		case <-rewriting:
+			done = true
+		default:
+		}
 		st, err := readRatingSnapshot(ctx, store, "rating/p0", uint64(len(snap)))
 		require.NoError(t, err, "read %d", i)
 		assert.EqualValues(t, 40000, st.Seq)
