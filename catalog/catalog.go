@@ -54,6 +54,41 @@ type Catalog struct {
 	viewMu   sync.Mutex
 	lastView *Catalog
 	viewSeq  uint64
+
+	// frozen is set on a rating view once it is built (nothing changes it afterwards): what
+	// rating asks at every event, answered from maps made once, without the lock.
+	frozen *frozenIndex
+}
+
+// frozenIndex is a rating view's answers to MetersFor, RulesForMeter and QuotasForMeter.
+type frozenIndex struct {
+	byType map[events.Scope]map[string][]events.Meter
+	rules  map[scopedKey][]events.RuleHistory
+	quotas map[scopedKey][]events.Quota
+}
+
+type scopedKey struct {
+	scope events.Scope
+	key   string
+}
+
+// freeze indexes a rating view that is complete: it is read concurrently from then on.
+func (c *Catalog) freeze() {
+	f := &frozenIndex{byType: c.byType, rules: map[scopedKey][]events.RuleHistory{}, quotas: map[scopedKey][]events.Quota{}}
+	for scope, meters := range c.byMeter {
+		for meter := range meters {
+			f.rules[scopedKey{scope, meter}] = c.RulesForMeter(scope, meter)
+		}
+	}
+	for scope, qs := range c.quotas {
+		for _, q := range qs {
+			k := scopedKey{scope, q.Meter}
+			if _, done := f.quotas[k]; !done {
+				f.quotas[k] = c.QuotasForMeter(scope, q.Meter)
+			}
+		}
+	}
+	c.frozen = f
 }
 
 type loggedEvent struct {
@@ -87,6 +122,9 @@ func HashKey(key string) string {
 
 // Apply folds the config event at stream sequence seq. Sequences already applied are skipped.
 func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
+	if c.frozen != nil {
+		return fmt.Errorf("applying %s at %d: a rating view does not change", typ, seq)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if seq <= c.seq {
@@ -256,6 +294,7 @@ func (c *Catalog) RatingView(seq uint64) (*Catalog, error) {
 			return nil, err
 		}
 	}
+	v.freeze()
 	c.lastView, c.viewSeq = v, at
 	return v, nil
 }
@@ -328,6 +367,9 @@ func KeyEnv(key string) (string, bool) {
 
 // MetersFor returns the meters of scope that count events of eventType, in key order.
 func (c *Catalog) MetersFor(scope events.Scope, eventType string) []events.Meter {
+	if f := c.frozen; f != nil {
+		return f.byType[scope][eventType]
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.byType[scope][eventType]
@@ -375,6 +417,9 @@ func (c *Catalog) Rules(scope events.Scope) []events.Rule {
 // RulesForMeter returns the version histories of the rules pricing meter, in key order. (A
 // rule's meter never changes across versions; ValidateRule refuses it.)
 func (c *Catalog) RulesForMeter(scope events.Scope, meter string) []events.RuleHistory {
+	if f := c.frozen; f != nil {
+		return f.rules[scopedKey{scope, meter}] // shared: callers only read it
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	keys := c.byMeter[scope][meter]
@@ -444,6 +489,9 @@ func (c *Catalog) Quotas(scope events.Scope) []events.Quota {
 
 // QuotasForMeter returns the quotas counting a meter's usage, in key order.
 func (c *Catalog) QuotasForMeter(scope events.Scope, meter string) []events.Quota {
+	if f := c.frozen; f != nil {
+		return f.quotas[scopedKey{scope, meter}] // shared: callers only read it
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var out []events.Quota

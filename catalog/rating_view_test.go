@@ -3,6 +3,7 @@ package catalog
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -54,3 +55,66 @@ func TestRatingViewLeavesOutWhatDidNotApply(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, v.MetersFor(events.Scope{Product: "acme", Env: "test"}, "llm"), 1)
 }
+
+// A rating view answers what rating asks at every event (meters by type, rules and quotas by
+// meter) from maps made once, as the catalog answered at its sequence, and refuses changes.
+func TestARatingViewAnswersAsTheCatalogDid(t *testing.T) {
+	c := New()
+	seq := uint64(0)
+	apply := func(typ string, v any) {
+		seq++
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.NoError(t, c.Apply(seq, typ, b))
+	}
+	scopes := []events.Scope{{Product: "acme", Env: "test"}, {Product: "acme", Env: "live"}}
+	for _, sc := range scopes {
+		for _, m := range []events.Meter{
+			{Key: "tokens", EventType: "llm", Aggregation: events.AggSum, ValueProperty: "tokens"},
+			{Key: "calls", EventType: "llm", Aggregation: events.AggCount},
+			{Key: "seats", EventType: "seat", Aggregation: events.AggMax, ValueProperty: "n"},
+		} {
+			apply(events.TypeMeterDefined, events.MeterDefined{Product: sc.Product, Env: sc.Env, Meter: m})
+		}
+		for _, r := range []events.Rule{
+			{Key: "z-price", Meter: "tokens", Version: 1, Model: events.ModelPerUnit, Price: ptr(events.MustDecimal("1"))},
+			{Key: "a-fee", Meter: "tokens", Version: 1, Model: events.ModelFlat, Price: ptr(events.MustDecimal("2"))},
+			{Key: "z-price", Meter: "tokens", Version: 2, Model: events.ModelPerUnit, Price: ptr(events.MustDecimal("3")), EffectiveFrom: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		} {
+			apply(events.TypeRuleVersioned, events.RuleVersioned{Product: sc.Product, Env: sc.Env, Rule: r})
+		}
+		for _, q := range []events.Quota{
+			{Key: "tq-z", Meter: "tokens", Limit: events.MustDecimal("10"), Period: events.Period{Unit: events.UnitDay}},
+			{Key: "tq-a", Meter: "tokens", Limit: events.MustDecimal("20"), Period: events.Period{Unit: events.UnitHour}, Overrides: map[string]events.Decimal{"c1": events.MustDecimal("5")}},
+			{Key: "cq", Meter: "calls", Limit: events.MustDecimal("30"), Period: events.Period{Unit: events.UnitMonth}},
+		} {
+			apply(events.TypeQuotaDefined, events.QuotaDefined{Product: sc.Product, Env: sc.Env, Quota: q})
+		}
+	}
+	v, err := c.RatingView(seq)
+	require.NoError(t, err)
+	orNil := func(n int) bool { return n == 0 }
+	for _, sc := range append(scopes, events.Scope{Product: "other", Env: "test"}) {
+		for _, typ := range []string{"llm", "seat", "none"} {
+			assert.Equal(t, c.MetersFor(sc, typ), v.MetersFor(sc, typ), "%v %s", sc, typ)
+		}
+		for _, meter := range []string{"tokens", "calls", "seats", "none"} {
+			live, view := c.RulesForMeter(sc, meter), v.RulesForMeter(sc, meter)
+			if !orNil(len(live)) || !orNil(len(view)) {
+				assert.Equal(t, live, view, "rules %v %s", sc, meter)
+			}
+			lq, vq := c.QuotasForMeter(sc, meter), v.QuotasForMeter(sc, meter)
+			if !orNil(len(lq)) || !orNil(len(vq)) {
+				assert.Equal(t, lq, vq, "quotas %v %s", sc, meter)
+			}
+		}
+	}
+	assert.Len(t, v.RulesForMeter(scopes[0], "tokens"), 2)
+	assert.Len(t, v.QuotasForMeter(scopes[0], "tokens"), 2)
+	b, err := json.Marshal(events.MeterDefined{Product: "acme", Env: "test", Meter: events.Meter{Key: "x", EventType: "x", Aggregation: events.AggCount}})
+	require.NoError(t, err)
+	assert.Error(t, v.Apply(seq+1, events.TypeMeterDefined, b), "a view does not change")
+	assert.Empty(t, v.MetersFor(scopes[0], "x"))
+}
+
+func ptr[T any](v T) *T { return &v }
