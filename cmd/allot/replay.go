@@ -205,7 +205,7 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 			}
 			snap, err := projector.LoadLedger(ctx, store)
 			if err != nil {
-				return res, err
+				return res, exitWith(4, err)
 			}
 			seq, digest, _ := snap.Digest()
 			if seq == 0 && info.State.LastSeq > 0 {
@@ -252,7 +252,7 @@ func replayLedger(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, ve
 			}
 		})
 		if err != nil {
-			return res, fmt.Errorf("reading the ledger: %w", err)
+			return res, exitWith(4, fmt.Errorf("reading the ledger: %w", err))
 		}
 		if i >= reported {
 			continue
