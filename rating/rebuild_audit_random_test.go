@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -191,35 +190,8 @@ func TestRatedItemsAgreeWithTheLedgerThroughKillsAndConfigChanges(t *testing.T) 
 		require.Equal(t, rerated, ledgered, "life %d (snapshot at %d, state same as the snapshot: %v): records %v", life, st.Seq, stateSame, recs)
 		require.True(t, stateSame, "life %d", life)
 	}
-	for life := 0; life < 10; life++ {
-		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, ViewStream: bus.ConfigStream,
-			Partition: partition, Batch: 1 + roll(6), Linger: 15 * time.Millisecond, SnapshotEvery: time.Duration(10+roll(40)) * time.Millisecond,
-			Log: slog.New(slog.DiscardHandler)}
-		wctx, cancel := context.WithCancelCause(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); w.Run(wctx) }()
-		for k := roll(4); k >= 0; k-- {
-			publish(roll(12))
-			time.Sleep(time.Duration(roll(60)) * time.Millisecond)
-		}
-		var cause error
-		if roll(3) > 0 {
-			cause = ErrLeaseLost // as a kill: nothing saved on the way out
-		}
-		cancel(cause)
-		<-done
-		check(life)
-	}
-	w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, ViewStream: bus.ConfigStream,
-		Partition: partition, Batch: 3, Linger: 15 * time.Millisecond, SnapshotEvery: 20 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(wctx) }()
-	require.Eventually(t, func() bool { return w.Counters.Seq.Load() >= last }, 20*time.Second, 10*time.Millisecond)
-	cancel()
-	<-done
-	check(99)
-	t.Logf("%d events, %d configurations, debits %d credit-backs %d unrated %d", n, next.Load(), w.Counters.Debits.Load(), w.Counters.CreditBacks.Load(), w.Counters.Unrated.Load())
+	w := randomLives(t, js, store, src, partition, 10, roll, publish, func() uint64 { return last }, check)
+	t.Logf("%d events, %d configurations; the last life rated %d events", n, next.Load(), w.Counters.Events.Load())
 }
 
 func dumpAudit(t *testing.T, js jetstream.JetStream, upTo, ledgerEnd uint64) {

@@ -101,7 +101,21 @@ func TestKillsAndConfigChangesAlwaysRebuildToTheSnapshot(t *testing.T) {
 		got, _ := json.Marshal(r.State)
 		require.Equal(t, string(want), string(got), "life %d: records %v", life, recs)
 	}
-	for life := 0; life < 14; life++ {
+	randomLives(t, js, store, src, partition, 14, roll, publish, func() uint64 { return seqs[len(seqs)-1] }, check)
+	_, recs := ratingViews(t, js)
+	t.Logf("%d events, %d configurations, %d view records", len(seqs), next.Load(), len(recs))
+	require.Greater(t, next.Load(), uint64(3), "configurations came while rating")
+}
+
+// randomLives runs a partition's worker for lives lives: each rates what publish adds while it
+// runs and is then killed (nothing saved, as after a lost lease) or stopped, at random, and
+// check runs after it. A last life rates everything up to lastSeq and stops cleanly, then
+// check(99); it returns that worker.
+func randomLives(t *testing.T, js jetstream.JetStream, store jetstream.ObjectStore, src ConfigSource, partition, lives int,
+	roll func(int) int, publish func(int), lastSeq func() uint64, check func(life int)) *Worker {
+	t.Helper()
+	ctx := context.Background()
+	for life := 0; life < lives; life++ {
 		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, ViewStream: bus.ConfigStream,
 			Partition: partition, Batch: 1 + roll(6), Linger: 15 * time.Millisecond, SnapshotEvery: time.Duration(10+roll(40)) * time.Millisecond,
 			Log: slog.New(slog.DiscardHandler)}
@@ -120,17 +134,14 @@ func TestKillsAndConfigChangesAlwaysRebuildToTheSnapshot(t *testing.T) {
 		<-done
 		check(life)
 	}
-	// A last life that rates everything and stops cleanly.
 	w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, ViewStream: bus.ConfigStream,
 		Partition: partition, Batch: 3, Linger: 15 * time.Millisecond, SnapshotEvery: 20 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(wctx) }()
-	require.Eventually(t, func() bool { return w.Counters.Seq.Load() >= seqs[len(seqs)-1] }, 20*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return w.Counters.Seq.Load() >= lastSeq() }, 20*time.Second, 10*time.Millisecond)
 	cancel()
 	<-done
 	check(99)
-	_, recs := ratingViews(t, js)
-	t.Logf("%d events, %d configurations, %d view records", len(seqs), next.Load(), len(recs))
-	require.Greater(t, next.Load(), uint64(3), "configurations came while rating")
+	return w
 }
