@@ -38,7 +38,7 @@ func (u Usage) Encode() ([]byte, error) {
 
 // DecodeUsage reads a usage event, keeping numbers in data exact (json.Number).
 func DecodeUsage(b []byte) (Usage, error) {
-	return decodeUsage(b, nil)
+	return decodeUsage(b, nil, nil)
 }
 
 // UsageDecoder is DecodeUsage for one goroutine that decodes event after event (a rating
@@ -50,10 +50,23 @@ type UsageDecoder struct {
 }
 
 // Decode is DecodeUsage.
-func (d *UsageDecoder) Decode(b []byte) (Usage, error) { return decodeUsage(b, &d.intern) }
+func (d *UsageDecoder) Decode(b []byte) (Usage, error) { return decodeUsage(b, &d.intern, nil) }
 
-func decodeUsage(b []byte, in *plainjson.Interner) (Usage, error) {
-	u, err := decodeUsageFast(b, in)
+// PropertyFilter names the properties of an event's data that a reader of events of a type
+// reads (nil: all of them).
+type PropertyFilter interface {
+	Properties(eventType string) []string
+}
+
+// DecodeFor is Decode for a reader that reads only the data properties only names for the
+// event's type: the others may be left out of Data (they are read, so a malformed one is
+// refused as by Decode, but not built). Everything else is as Decode gives it.
+func (d *UsageDecoder) DecodeFor(b []byte, only PropertyFilter) (Usage, error) {
+	return decodeUsage(b, &d.intern, only)
+}
+
+func decodeUsage(b []byte, in *plainjson.Interner, only PropertyFilter) (Usage, error) {
+	u, err := decodeUsageFast(b, in, only)
 	if err != nil {
 		if u, err = decodeUsageJSON(b); err != nil {
 			return Usage{}, err

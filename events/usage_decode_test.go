@@ -29,7 +29,38 @@ func sameDecode(t *testing.T, b []byte) {
 			t.Fatalf("%q: UsageDecoder %#v, %v; encoding/json %#v, %v", b, got, gotErr, want, wantErr)
 		}
 	}
+	// Reading only some properties leaves the rest out of Data, and nothing else changes.
+	wantData := want.Data
+	for _, keys := range [][]string{{"tokens"}, {"tokens", "model", "nested"}, {}} {
+		part, partErr := sharedDecoder.DecodeFor(b, onlyProps(keys))
+		if (partErr != nil) != (wantErr != nil) {
+			t.Fatalf("%q keeping %q: err %v; encoding/json %v", b, keys, partErr, wantErr)
+		}
+		if partErr != nil {
+			continue
+		}
+		for k, v := range part.Data {
+			if wv, ok := wantData[k]; !ok || !reflect.DeepEqual(v, wv) {
+				t.Fatalf("%q keeping %q: data %q is %#v, encoding/json has %#v", b, keys, k, v, wv)
+			}
+		}
+		for _, k := range keys {
+			if wv, ok := wantData[k]; ok && !reflect.DeepEqual(part.Data[k], wv) {
+				t.Fatalf("%q keeping %q: data %q is %#v, encoding/json has %#v", b, keys, k, part.Data[k], wv)
+			}
+		}
+		rest := want
+		part.Data, rest.Data = nil, nil
+		if !reflect.DeepEqual(part, rest) {
+			t.Fatalf("%q keeping %q: %#v, encoding/json %#v", b, keys, part, want)
+		}
+	}
 }
+
+// onlyProps is a PropertyFilter naming the same properties for every type.
+type onlyProps []string
+
+func (o onlyProps) Properties(string) []string { return o }
 
 // sharedDecoder decodes every input of the tests, as a rating partition decodes its stream.
 var sharedDecoder UsageDecoder
@@ -52,7 +83,7 @@ func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
 	}
 	// The canonical form of a plain event takes the fast path.
 	b, _ := Usage{ID: "ev-1", Type: "api.call", Customer: "cust-1", Time: t0, Data: map[string]any{"tokens": json.Number("7")}}.Encode()
-	if _, err := decodeUsageFast(b, nil); err != nil {
+	if _, err := decodeUsageFast(b, nil, nil); err != nil {
 		t.Fatalf("%s: %v", b, err)
 	}
 	for _, s := range []string{

@@ -11,6 +11,8 @@ import (
 // Message is what rating made of one message of the usage stream.
 type Message struct {
 	Scope events.Scope
+	// Usage is the event, its Data holding the properties rating read (its meters' value
+	// properties and filters), not necessarily the others.
 	Usage events.Usage
 	Out   Output
 	// Malformed is why the message could not be read as a usage event, when it could not:
@@ -31,7 +33,10 @@ func (s *State) RateMessage(seq uint64, subject string, data []byte, received ti
 	var m Message
 	addr, err := events.ParseUsageSubject(subject)
 	if err == nil {
-		m.Usage, err = s.dec.Decode(data)
+		// Only the properties the type's meters read: Rate reads no others.
+		s.needs.scope, s.needs.cfg = events.Scope{Product: addr.Product, Env: addr.Env}, cfg
+		m.Usage, err = s.dec.DecodeFor(data, &s.needs)
+		s.needs.cfg = nil
 	}
 	if err == nil && m.Usage.Customer != addr.Customer {
 		err = fmt.Errorf("customer %q in the body, %q in the subject", m.Usage.Customer, addr.Customer)

@@ -101,6 +101,34 @@ type State struct {
 	NoIDs bool
 	accs  map[accKey]*acc
 	dec   events.UsageDecoder // RateMessage's: one partition's events share their texts
+	needs propertyNeeds       // RateMessage's: the data properties rating reads
+}
+
+// propertyNeeds names the data properties the meters of an event's type read (their value
+// property and filters): RateMessage decodes only those (events.PropertyFilter).
+type propertyNeeds struct {
+	scope events.Scope
+	cfg   Config
+	buf   [8]string
+}
+
+func (p *propertyNeeds) Properties(eventType string) []string {
+	keys := p.buf[:0]
+	for _, m := range p.cfg.MetersFor(p.scope, eventType) {
+		if m.EventType != eventType {
+			continue
+		}
+		if m.NeedsValue() {
+			keys = append(keys, m.ValueProperty)
+		}
+		for k := range m.Filters {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > len(p.buf) {
+		return nil // more than the buffer holds: all of them
+	}
+	return keys
 }
 
 // NewState returns an empty state.

@@ -48,7 +48,7 @@ func TestViewsSayWhichViewRatedEachEvent(t *testing.T) {
 	}
 }
 
-// hookConfig is a configuration that runs a hook when its n-th event is rated: a configuration
+// hookConfig is a configuration that runs a hook at its n-th MetersFor: a configuration
 // change arriving at a known point of a batch.
 type hookConfig struct {
 	fakeConfig
@@ -106,7 +106,9 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	partition := partitionOf(t, js, seqs[0])
 	// While e3 is rated, the meter is defined: e4 and e5, in the same fetch, are rated on it.
 	rated := 0
-	src.cfgs[0] = hookConfig{rated: &rated, n: 3, hook: func() { src.add(2, metered) }}
+	// MetersFor is asked twice an event (the properties to decode, then the meters to rate):
+	// its 5th call is e3's first.
+	src.cfgs[0] = hookConfig{rated: &rated, n: 5, hook: func() { src.add(2, metered) }}
 	run := func(upTo uint64, cause error, then ...func() uint64) *Worker {
 		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, ViewStream: bus.ConfigStream,
 			Partition: partition, SnapshotEvery: time.Hour, Log: slog.New(slog.DiscardHandler)}

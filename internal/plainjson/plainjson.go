@@ -216,7 +216,12 @@ func (d *Decoder) Value() (any, bool) {
 }
 
 // Object reads an object into a map (the last of repeated keys wins, as with encoding/json).
-func (d *Decoder) Object() (map[string]any, bool) {
+func (d *Decoder) Object() (map[string]any, bool) { return d.ObjectOf(nil) }
+
+// ObjectOf is Object keeping only the members named in keys (all of them when keys is nil):
+// the others are read as Value reads them — so what is malformed is refused alike — but not
+// built.
+func (d *Decoder) ObjectOf(keys []string) (map[string]any, bool) {
 	if !d.Next('{') {
 		return nil, false
 	}
@@ -236,6 +241,12 @@ func (d *Decoder) Object() (map[string]any, bool) {
 		if !ok || !d.Next(':') {
 			return nil, false
 		}
+		if keys != nil && !named(keys, k) {
+			if !d.skip() {
+				return nil, false
+			}
+			continue
+		}
 		v, ok := d.Value()
 		if !ok {
 			return nil, false
@@ -246,6 +257,30 @@ func (d *Decoder) Object() (map[string]any, bool) {
 			m[string(k)] = v
 		}
 	}
+}
+
+func named(keys []string, k []byte) bool {
+	for _, n := range keys {
+		if n == string(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// skip reads a value as Value does, building only what it must (objects and arrays).
+func (d *Decoder) skip() bool {
+	switch c := d.Peek(); {
+	case c == '"':
+		_, ok := d.String()
+		return ok
+	case c == '-' || c >= '0' && c <= '9':
+		end, ok := NumberEnd(d.B, d.I)
+		d.I = end
+		return ok
+	}
+	_, ok := d.Value()
+	return ok
 }
 
 func (d *Decoder) array() ([]any, bool) {
