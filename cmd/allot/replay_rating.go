@@ -56,8 +56,8 @@ const ratingSnapshotPrefix = "rating/p"
 //
 // A snapshot is what a worker keeps of its state (it saves one every --snapshot-every), so
 // comparing with it checks the live fold. The state holds the period's quantities only, so
-// the debits, unrated events and quota uses are compared too: a price rated on the wrong view leaves the same
-// quantities.
+// the debits, unrated events and quota uses are compared too: a price rated on the wrong view
+// leaves the same quantities.
 type ratingReplay struct {
 	snaps map[int]*rating.State
 	upTo  map[int]uint64
