@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,7 +29,7 @@ var ErrNoView = errors.New("no rating view record covers this usage (rated befor
 
 // RebuildHooks are what a caller of Rebuild may watch, each optional.
 type RebuildHooks struct {
-	// Progress is called now and then with the usage sequence reached.
+	// Progress is called with the usage sequence reached as each batch of messages is read.
 	Progress func(seq uint64)
 	// Rated is called with what rating made of each message folded, in stream order, on the
 	// fold's goroutine: replay compares the debits with the ledger's.
@@ -41,8 +40,8 @@ type RebuildHooks struct {
 // usage sequence upTo gives it (its snapshot's), rating every event on the view that views
 // says rated it (viewAt returns the configuration of a config sequence), as its worker did.
 //
-// As projector.Rebuild does, it receives on one goroutine and folds on another, joined by a
-// short queue of batches, so it costs the slower of the two rather than their sum.
+// As projector.Rebuild does, it receives on one goroutine and folds on another
+// (bus.FoldOrdered).
 func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo map[int]uint64, views *Views,
 	viewAt func(configSeq uint64) (Config, error), hooks RebuildHooks) (map[int]*Rebuilt, error) {
 	out := make(map[int]*Rebuilt, len(upTo))
@@ -74,101 +73,16 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 	if info.State.LastSeq < end {
 		return nil, fmt.Errorf("the usage stream ends at sequence %d, before the %d a rating snapshot covers", info.State.LastSeq, end)
 	}
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	configs := map[uint64]Config{}
+	err = bus.FoldOrdered(ctx, js, stream, 1, end, 30*time.Second, func(seq uint64, received time.Time, m jetstream.Msg) {
+		if p, ok := SubjectPartition(m.Subject()); ok {
+			if r := out[p]; r != nil && r.Err == nil && seq <= upTo[p] {
+				r.Err = rebuildOne(r, p, seq, m, received, views, configs, viewAt, hooks.Rated)
+			}
+		}
+	}, hooks.Progress)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", stream, err)
-	}
-	defer bus.DropOrdered(ctx, js, stream, cons)
-	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", stream, err)
-	}
-	defer it.Stop()
-
-	type entry struct {
-		seq      uint64
-		received time.Time
-		msg      jetstream.Msg
-	}
-	const batchSize = 256
-	batches := make(chan []entry, 8)
-	free := make(chan []entry, 10)
-	folded := make(chan struct{})
-	go func() {
-		defer close(folded)
-		configs := map[uint64]Config{}
-		for b := range batches {
-			for _, e := range b {
-				if p, ok := SubjectPartition(e.msg.Subject()); ok {
-					if r := out[p]; r != nil && r.Err == nil && e.seq <= upTo[p] {
-						r.Err = rebuildOne(r, p, e.seq, e.msg, e.received, views, configs, viewAt, hooks.Rated)
-					}
-				}
-			}
-			select {
-			case free <- b[:0]:
-			default:
-			}
-		}
-	}()
-
-	// A silence of 30 s ends the read (bus.WatchStall: no timer per message).
-	readCtx, stalled := context.WithCancelCause(ctx)
-	defer stalled(nil)
-	var received atomic.Uint64
-	go bus.WatchStall(readCtx, &received, 30*time.Second, stalled)
-
-	var readErr error
-	lastProgress := time.Now()
-	batch := make([]entry, 0, batchSize)
-	for {
-		m, err := it.Next(jetstream.NextContext(readCtx))
-		if err != nil {
-			if cause := context.Cause(readCtx); cause != nil && ctx.Err() == nil {
-				err = cause
-			}
-			readErr = fmt.Errorf("reading %s toward sequence %d: %w", stream, end, err)
-			break
-		}
-		received.Add(1)
-		md, err := m.Metadata()
-		if err != nil {
-			readErr = fmt.Errorf("reading %s: %w", stream, err)
-			break
-		}
-		seq := md.Sequence.Stream
-		if seq > end {
-			break
-		}
-		batch = append(batch, entry{seq, md.Timestamp, m})
-		done := seq >= end || md.NumPending == 0
-		if len(batch) == batchSize || done {
-			batches <- batch
-			select {
-			case batch = <-free:
-			default:
-				batch = make([]entry, 0, batchSize)
-			}
-			if hooks.Progress != nil && time.Since(lastProgress) > 2*time.Second {
-				hooks.Progress(seq)
-				lastProgress = time.Now()
-			}
-		}
-		if done {
-			break
-		}
-		if ctx.Err() != nil {
-			readErr = ctx.Err()
-			break
-		}
-	}
-	if len(batch) > 0 && readErr == nil {
-		batches <- batch
-	}
-	close(batches)
-	<-folded
-	if readErr != nil {
-		return nil, readErr
+		return nil, err
 	}
 	return out, nil
 }

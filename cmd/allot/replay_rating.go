@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -394,41 +395,22 @@ func readConfigStream(ctx context.Context, js jetstream.JetStream) (*catalog.Cat
 	if err != nil {
 		return nil, nil, err
 	}
-	end := info.State.LastSeq
-	if end == 0 {
-		return cat, views, nil
-	}
-	cons, err := js.OrderedConsumer(ctx, bus.ConfigStream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", bus.ConfigStream, err)
-	}
-	defer bus.DropOrdered(ctx, js, bus.ConfigStream, cons)
-	it, err := cons.Messages()
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", bus.ConfigStream, err)
-	}
-	defer it.Stop()
-	for {
-		m, err := it.Next(jetstream.NextMaxWait(30 * time.Second))
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading %s toward sequence %d: %w", bus.ConfigStream, end, err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return nil, nil, err
-		}
+	var bad error
+	err = bus.FoldOrdered(ctx, js, bus.ConfigStream, 1, info.State.LastSeq, 30*time.Second, func(seq uint64, _ time.Time, m jetstream.Msg) {
 		typ := m.Headers().Get(events.HeaderType)
 		if typ == events.TypeRatingView {
 			var v events.RatingView
 			if err := json.Unmarshal(m.Data(), &v); err != nil {
-				return nil, nil, fmt.Errorf("reading the rating view record at config sequence %d: %w", md.Sequence.Stream, err)
+				bad = cmp.Or(bad, fmt.Errorf("reading the rating view record at config sequence %d: %w", seq, err))
+				return
 			}
 			views.Add(v)
 		}
 		// As the live follower does: an unreadable entry is skipped by every catalog alike.
-		_ = cat.Apply(md.Sequence.Stream, typ, m.Data())
-		if md.Sequence.Stream >= end || md.NumPending == 0 {
-			return cat, views, nil
-		}
+		_ = cat.Apply(seq, typ, m.Data())
+	}, nil)
+	if err = cmp.Or(err, bad); err != nil {
+		return nil, nil, err
 	}
+	return cat, views, nil
 }
