@@ -3,7 +3,6 @@ package rating
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -130,13 +129,10 @@ func TestRatedItemsAgreeWithTheLedgerThroughKillsAndConfigChanges(t *testing.T) 
 	}
 	check := func(life int) {
 		t.Helper()
-		b, err := store.GetBytes(ctx, "rating/p"+strconv.Itoa(partition))
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
+		st := storedState(t, store, partition)
+		if st == nil {
 			return
 		}
-		require.NoError(t, err)
-		st := NewState()
-		require.NoError(t, json.Unmarshal(b, st))
 		ls, err := js.Stream(ctx, bus.LedgerStream)
 		require.NoError(t, err)
 		info, err := ls.Info(ctx)

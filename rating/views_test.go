@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
 	"testing"
 	"time"
 
@@ -146,10 +145,8 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 		return seqs[7]
 	})
 
-	st := NewState()
-	b, err := store.GetBytes(ctx, "rating/p"+strconv.Itoa(partition))
-	require.NoError(t, err)
-	require.NoError(t, json.Unmarshal(b, st))
+	st := storedState(t, store, partition)
+	require.NotNil(t, st)
 	require.Equal(t, seqs[7], st.Seq)
 	views, recs := ratingViews(t, js)
 	require.Equal(t, []events.RatingView{{Partition: partition, After: 0, Config: 1}, {Partition: partition, After: seqs[2], Config: 2},
