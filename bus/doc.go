@@ -12,4 +12,7 @@
 //     usage partitions and the quota lanes are fixed when their stream is created: asking for
 //     others is refused (ErrPartitionsFixed, ErrQuotaLanesFixed).
 //   - A failure to start JetStream is an error returned promptly, never a hang.
+//   - A rebuild's read (FoldOrdered) folds every message through its target once, in stream
+//     order, on one goroutine; a stream that stops delivering before the target ends the read
+//     with ErrStalled instead of waiting forever.
 package bus
