@@ -85,6 +85,16 @@ func uabs(c int64) uint64 {
 	return uint64(c)
 }
 
+// digits is how many decimal digits u has (1 for 0), without writing them: quantities are
+// checked at every event, and writing a number of three digits or more allocates.
+func digits(u uint64) int {
+	n := 1
+	for ; u >= 10; u /= 10 {
+		n++
+	}
+	return n
+}
+
 // ErrNotDecimal is returned when text is not a plain decimal number.
 var ErrNotDecimal = errors.New("not a decimal number")
 
@@ -170,7 +180,7 @@ func (a Decimal) plainLen() int {
 	for e < 0 && c != 0 && c%10 == 0 {
 		c, e = c/10, e+1
 	}
-	n := len(strconv.FormatUint(uabs(c), 10))
+	n := digits(uabs(c))
 	if e >= 0 {
 		return n + e
 	}
@@ -202,7 +212,7 @@ func (a Decimal) SaneQuantity() bool {
 		for e < 0 && c != 0 && c%10 == 0 {
 			c, e = c/10, e+1
 		}
-		n = len(strconv.FormatUint(uabs(c), 10))
+		n = digits(uabs(c))
 	}
 	return -e <= MaxQuantityDigits && n+e <= MaxQuantityDigits
 }

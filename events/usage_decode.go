@@ -12,7 +12,7 @@ import (
 // the pipeline's hot path. Anything else (an unknown or differently cased key, a repeated key,
 // an escape, null where a string is expected) reports errUsageSlowPath and DecodeUsage uses
 // encoding/json, so both paths give the same result for every input (FuzzDecodeUsage).
-func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter) (Usage, error) {
+func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into map[string]any) (Usage, error) {
 	var u Usage
 	d := plainjson.Decoder{B: b, Intern: in}
 	if !d.Next('{') {
@@ -71,7 +71,7 @@ func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter) (Usa
 			if only != nil && seen[1] {
 				keys = only.Properties(u.Type)
 			}
-			data, ok := d.ObjectOf(keys)
+			data, ok := d.ObjectInto(into, keys)
 			if !ok {
 				return Usage{}, errUsageSlowPath
 			}

@@ -29,10 +29,20 @@ func sameDecode(t *testing.T, b []byte) {
 			t.Fatalf("%q: UsageDecoder %#v, %v; encoding/json %#v, %v", b, got, gotErr, want, wantErr)
 		}
 	}
+	// One that reuses its Data map gives the same: nothing of the event it read before (every
+	// input of the tests and of the fuzzer, in turn) is left in it.
+	got, gotErr = reusingDecoder.Decode(b)
+	if (gotErr != nil) != (wantErr != nil) || gotErr == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: UsageDecoder reusing its data map %#v, %v; encoding/json %#v, %v", b, got, gotErr, want, wantErr)
+	}
 	// Reading only some properties leaves the rest out of Data, and nothing else changes.
 	wantData := want.Data
-	for _, keys := range [][]string{{"tokens"}, {"tokens", "model", "nested"}, {}} {
-		part, partErr := sharedDecoder.DecodeFor(b, onlyProps(keys))
+	for i, keys := range [][]string{{"tokens"}, {"tokens", "model", "nested"}, {}, {"tokens"}} {
+		dec := &sharedDecoder
+		if i == 3 {
+			dec = &reusingDecoder
+		}
+		part, partErr := dec.DecodeFor(b, onlyProps(keys))
 		if (partErr != nil) != (wantErr != nil) {
 			t.Fatalf("%q keeping %q: err %v; encoding/json %v", b, keys, partErr, wantErr)
 		}
@@ -65,6 +75,9 @@ func (o onlyProps) Properties(string) []string { return o }
 // sharedDecoder decodes every input of the tests, as a rating partition decodes its stream.
 var sharedDecoder UsageDecoder
 
+// reusingDecoder does too, its Data one map emptied and filled again for each (ReuseData).
+var reusingDecoder = UsageDecoder{ReuseData: true}
+
 func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
 	for _, u := range []Usage{
@@ -83,7 +96,7 @@ func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
 	}
 	// The canonical form of a plain event takes the fast path.
 	b, _ := Usage{ID: "ev-1", Type: "api.call", Customer: "cust-1", Time: t0, Data: map[string]any{"tokens": json.Number("7")}}.Encode()
-	if _, err := decodeUsageFast(b, nil, nil); err != nil {
+	if _, err := decodeUsageFast(b, nil, nil, nil); err != nil {
 		t.Fatalf("%s: %v", b, err)
 	}
 	for _, s := range []string{

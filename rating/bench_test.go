@@ -59,7 +59,7 @@ func BenchmarkRebuildMessage(b *testing.B) {
 		msgs[i] = msg{"allot.usage.3." + sc.Product + "." + sc.Env + "." + ev.Customer, data}
 	}
 	st := NewState()
-	st.NoIDs = true
+	st.NoIDs, st.Reuse = true, true
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -31,6 +31,7 @@ func (s *State) RateMessage(seq uint64, subject string, data []byte, received ti
 		return Message{}, ErrApplied
 	}
 	var m Message
+	s.dec.ReuseData = s.Reuse
 	addr, err := events.ParseUsageSubject(subject)
 	if err == nil {
 		// Only the properties the type's meters read: Rate reads no others.

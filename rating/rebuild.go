@@ -48,7 +48,7 @@ func Rebuild(ctx context.Context, js jetstream.JetStream, stream string, upTo ma
 	var end uint64
 	for p, seq := range upTo {
 		st := NewState()
-		st.NoIDs = true
+		st.NoIDs, st.Reuse = true, true // rebuildOne is done with each message before the next
 		out[p] = &Rebuilt{State: st}
 		end = max(end, seq)
 	}

@@ -99,9 +99,16 @@ type State struct {
 	// NoIDs leaves the ids of debits and unrated events out of Rate's output, for a fold that
 	// keeps only the state (Rebuild): they are hashes that nothing in the state depends on.
 	NoIDs bool
-	accs  map[accKey]*acc
-	dec   events.UsageDecoder // RateMessage's: one partition's events share their texts
-	needs propertyNeeds       // RateMessage's: the data properties rating reads
+	// Reuse makes what RateMessage and Rate return valid only until the next call: the event's
+	// Data, and the output's Debits and Quotas, are the same memory each time. For a fold done
+	// with each message before it rates the next (Rebuild): they were half of what rating a
+	// message allocated, and a rebuild's collections cost as much as its pricing.
+	Reuse  bool
+	debits []events.UsageDebited // Reuse's
+	quotas []events.QuotaUse     // Reuse's
+	accs   map[accKey]*acc
+	dec    events.UsageDecoder // RateMessage's: one partition's events share their texts
+	needs  propertyNeeds       // RateMessage's: the data properties rating reads
 }
 
 // propertyNeeds names the data properties the meters of an event's type read (their value
@@ -145,6 +152,9 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 	}
 	s.Seq = seq
 	var out Output
+	if s.Reuse {
+		out.Debits, out.Quotas = s.debits[:0], s.quotas[:0]
+	}
 	meters := cfg.MetersFor(scope, ev.Type)
 	if !slices.IsSortedFunc(meters, byMeterKey) { // the catalog's are; anything else is sorted here
 		meters = slices.Clone(meters)
@@ -203,6 +213,15 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 		}
 		if !s.NoIDs {
 			out.Unrated.ID = "unr_" + shortHash(scope.Product, scope.Env, ev.ID)
+		}
+	}
+	if s.Reuse {
+		s.debits, s.quotas = out.Debits[:0], out.Quotas[:0]
+		if len(out.Debits) == 0 {
+			out.Debits = nil // as without Reuse
+		}
+		if len(out.Quotas) == 0 {
+			out.Quotas = nil
 		}
 	}
 	return out, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +25,9 @@ type fakeConfig struct {
 }
 
 func (c fakeConfig) MetersFor(_ events.Scope, typ string) []events.Meter {
+	if !slices.ContainsFunc(c.meters, func(m events.Meter) bool { return m.EventType != typ }) {
+		return c.meters // all of them: without a new slice, as a catalog view answers
+	}
 	var out []events.Meter
 	for _, m := range c.meters {
 		if m.EventType == typ {
@@ -439,4 +443,66 @@ func TestQuantitiesBeyondFortyDigitsAreBadValues(t *testing.T) {
 	b, err := json.Marshal(st)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, NewState()), "a snapshot rating wrote loads again")
+}
+
+// A state that reuses its memory (Reuse, as Rebuild's do) gives for every message exactly
+// what one that does not gives: nothing of a message's data, debits or quota uses is left in
+// the next one's. Events mix two meters, two rules on one, quotas on both, bad values and
+// other types, so the outputs' lengths vary from message to message.
+func TestReuseRatesAsWithout(t *testing.T) {
+	day := events.Period{Unit: events.UnitDay, Count: 1, Mode: events.ModeCalendar, TimeZone: "UTC"}
+	cfg := fakeConfig{
+		meters: []events.Meter{
+			{Key: "calls", EventType: "llm", Aggregation: events.AggCount},
+			{Key: "tokens", EventType: "llm", Aggregation: events.AggSum, ValueProperty: "tokens", Filters: map[string]string{"model": "small"}},
+		},
+		rules: map[string][]events.RuleHistory{
+			"calls": {{Key: "per-call", Versions: []events.Rule{{Key: "per-call", Meter: "calls", Version: 1, Model: events.ModelFlat, Price: decp("0.5"), TierScope: events.TierScopeEvent}}}},
+			"tokens": {
+				{Key: "a-tiers", Versions: []events.Rule{{Key: "a-tiers", Meter: "tokens", Version: 1, Model: events.ModelGraduated, Tiers: exampleTiers, TierScope: events.TierScopePeriod, Period: mth}}},
+				{Key: "b-unit", Versions: []events.Rule{{Key: "b-unit", Meter: "tokens", Version: 1, Model: events.ModelPerUnit, Price: decp("0.01"), TierScope: events.TierScopePeriod, Period: &day}}},
+			},
+		},
+		quotas: []events.Quota{{Key: "calls-daily", Meter: "calls", Limit: dec("100"), Period: day}, {Key: "tokens-daily", Meter: "tokens", Limit: dec("1000"), Period: day}},
+	}
+	reusing, fresh := NewState(), NewState()
+	reusing.NoIDs, reusing.Reuse, fresh.NoIDs = true, true, true
+	rng := rand.New(rand.NewPCG(3, 4))
+	var debits, quotas, unrated int
+	for i := range 2000 {
+		data := map[string]any{"model": []string{"big", "small", "tiny"}[rng.IntN(3)], "region": "eu"}
+		switch rng.IntN(6) {
+		case 0: // no value: unrated for tokens, counted for calls
+		case 1:
+			data["tokens"] = "many" // a bad value
+		default:
+			data["tokens"] = json.Number(strconv.Itoa(rng.IntN(400) - 20))
+		}
+		typ := "llm"
+		if rng.IntN(8) == 0 {
+			typ = "other"
+		}
+		ev := events.Usage{ID: fmt.Sprint("ev-", i), Type: typ, Customer: fmt.Sprint("cust-", rng.IntN(4)), Time: t0.Add(time.Duration(i) * time.Minute), Data: data}
+		body, err := ev.Encode()
+		require.NoError(t, err)
+		subject := "allot.usage.0." + sc.Product + "." + sc.Env + "." + ev.Customer
+		want, err := fresh.RateMessage(uint64(i+1), subject, body, t0, cfg)
+		require.NoError(t, err)
+		got, err := reusing.RateMessage(uint64(i+1), subject, body, t0, cfg)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "message %d", i)
+		debits, quotas = debits+len(got.Out.Debits), quotas+len(got.Out.Quotas)
+		if got.Out.Unrated != nil {
+			unrated++
+		}
+	}
+	// The mix did what it is for.
+	assert.Greater(t, debits, 2000)
+	assert.Greater(t, quotas, 2000)
+	assert.Greater(t, unrated, 100)
+	a, err := json.Marshal(fresh)
+	require.NoError(t, err)
+	b, err := json.Marshal(reusing)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(a), string(b))
 }

@@ -222,6 +222,13 @@ func (d *Decoder) Object() (map[string]any, bool) { return d.ObjectOf(nil) }
 // the others are read as Value reads them — so what is malformed is refused alike — but not
 // built.
 func (d *Decoder) ObjectOf(keys []string) (map[string]any, bool) {
+	return d.ObjectInto(nil, keys)
+}
+
+// ObjectInto is ObjectOf filling m, emptied first, instead of a new map (when m is not nil):
+// a reader that is done with one object before it reads the next allocates one map, not one
+// per object.
+func (d *Decoder) ObjectInto(m map[string]any, keys []string) (map[string]any, bool) {
 	if !d.Next('{') {
 		return nil, false
 	}
@@ -229,7 +236,11 @@ func (d *Decoder) ObjectOf(keys []string) (map[string]any, bool) {
 		return nil, false
 	}
 	defer func() { d.depth-- }()
-	m := make(map[string]any, 4)
+	if m == nil {
+		m = make(map[string]any, 4)
+	} else {
+		clear(m)
+	}
 	for first := true; ; first = false {
 		if d.Next('}') {
 			return m, true
