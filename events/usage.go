@@ -46,11 +46,12 @@ func DecodeUsage(b []byte) (Usage, error) {
 // shared copy each instead of a new one per event (plainjson.Interner), which is most of what
 // decoding an event allocated. The zero value is ready.
 type UsageDecoder struct {
-	// ReuseData makes every event's Data the same map, emptied and filled again by the next
-	// decode: an event's Data is then valid only until the decoder reads the next one. For a
-	// reader done with each event before it reads the next and keeping nothing of its data (a
-	// rebuild): the map was a third of what decoding an event allocated.
-	ReuseData bool
+	// Transient makes each event decoded valid only until the decoder reads the next one, and
+	// only while the bytes it was read from are unchanged: its Data is one map, emptied and
+	// filled again by every decode, and its ID and Source are those bytes, not copies. For a
+	// reader done with each event before it reads the next, keeping nothing of its data, id
+	// or source (a rebuild): they were most of what decoding an event allocated.
+	Transient bool
 
 	intern plainjson.Interner
 	data   map[string]any
@@ -69,7 +70,7 @@ type PropertyFilter interface {
 // event's type: the others may be left out of Data (they are read, so a malformed one is
 // refused as by Decode, but not built). Everything else is as Decode gives it.
 func (d *UsageDecoder) DecodeFor(b []byte, only PropertyFilter) (Usage, error) {
-	if !d.ReuseData {
+	if !d.Transient {
 		return decodeUsage(b, &d.intern, only, nil)
 	}
 	if d.data == nil {

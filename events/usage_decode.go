@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"unsafe"
 
 	"github.com/allot-dev/allot/internal/plainjson"
 )
@@ -12,6 +13,9 @@ import (
 // the pipeline's hot path. Anything else (an unknown or differently cased key, a repeated key,
 // an escape, null where a string is expected) reports errUsageSlowPath and DecodeUsage uses
 // encoding/json, so both paths give the same result for every input (FuzzDecodeUsage).
+//
+// into, when not nil, is the map of a UsageDecoder that is Transient: Data is read into it, and
+// the id and source are b's own bytes.
 func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into map[string]any) (Usage, error) {
 	var u Usage
 	d := plainjson.Decoder{B: b, Intern: in}
@@ -89,13 +93,21 @@ func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into
 			}
 			switch field {
 			case 0:
-				u.ID = string(v) // one per event: kept nowhere
+				if into != nil {
+					u.ID = transient(v) // UsageDecoder.Transient: b's own bytes
+				} else {
+					u.ID = string(v) // one per event: kept nowhere
+				}
 			case 1:
 				u.Type = str(v)
 			case 2:
 				u.Customer = str(v)
 			case 4:
-				u.Source = str(v)
+				if into != nil {
+					u.Source = transient(v)
+				} else {
+					u.Source = str(v)
+				}
 			}
 		}
 	}
@@ -103,6 +115,15 @@ func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into
 		return Usage{}, errUsageSlowPath
 	}
 	return u, nil
+}
+
+// transient is b as a string without a copy, for UsageDecoder.Transient: valid while b is
+// unchanged.
+func transient(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 var errUsageSlowPath = errors.New("not plain: decode with encoding/json")

@@ -75,8 +75,8 @@ func (o onlyProps) Properties(string) []string { return o }
 // sharedDecoder decodes every input of the tests, as a rating partition decodes its stream.
 var sharedDecoder UsageDecoder
 
-// reusingDecoder does too, its Data one map emptied and filled again for each (ReuseData).
-var reusingDecoder = UsageDecoder{ReuseData: true}
+// reusingDecoder does too, its Data one map emptied and filled again for each (Transient).
+var reusingDecoder = UsageDecoder{Transient: true}
 
 func TestDecodeUsageFastPathMatchesEncodingJSON(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)

@@ -60,11 +60,12 @@ func BenchmarkRebuildMessage(b *testing.B) {
 	}
 	st := NewState()
 	st.NoIDs, st.Reuse = true, true
+	var c Config = cfg // boxed once, as a catalog view is a pointer
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		m := msgs[i%len(msgs)]
-		if _, err := st.RateMessage(uint64(i+1), m.subject, m.data, t0, cfg); err != nil {
+		if _, err := st.RateMessage(uint64(i+1), m.subject, m.data, t0, c); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -31,11 +31,11 @@ func (s *State) RateMessage(seq uint64, subject string, data []byte, received ti
 		return Message{}, ErrApplied
 	}
 	var m Message
-	s.dec.ReuseData = s.Reuse
+	s.dec.Transient = s.Reuse
 	addr, err := events.ParseUsageSubject(subject)
 	if err == nil {
 		// Only the properties the type's meters read: Rate reads no others.
-		s.needs.scope, s.needs.cfg = events.Scope{Product: addr.Product, Env: addr.Env}, cfg
+		s.needs.scope, s.needs.cfg, s.needs.looked = events.Scope{Product: addr.Product, Env: addr.Env}, cfg, false
 		m.Usage, err = s.dec.DecodeFor(data, &s.needs)
 		s.needs.cfg = nil
 	}
@@ -56,10 +56,13 @@ func (s *State) RateMessage(seq uint64, subject string, data []byte, received ti
 		m.Usage.Time, m.FutureDated = received.UTC(), true
 	}
 	m.Scope = events.Scope{Product: addr.Product, Env: addr.Env}
-	if m.Out, err = s.Rate(seq, m.Scope, m.Usage, cfg); err != nil {
-		return m, err
+	meters := s.needs.meters
+	if !s.needs.looked || s.needs.typ != m.Usage.Type {
+		meters = cfg.MetersFor(m.Scope, m.Usage.Type) // the decode did not look them up
 	}
-	return m, nil
+	s.needs.meters = nil
+	m.Out, err = s.rate(seq, m.Scope, m.Usage, cfg, meters)
+	return m, err
 }
 
 // Views says which configuration view rated each usage event of each partition: the

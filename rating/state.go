@@ -100,15 +100,42 @@ type State struct {
 	// keeps only the state (Rebuild): they are hashes that nothing in the state depends on.
 	NoIDs bool
 	// Reuse makes what RateMessage and Rate return valid only until the next call: the event's
-	// Data, and the output's Debits and Quotas, are the same memory each time. For a fold done
-	// with each message before it rates the next (Rebuild): they were half of what rating a
-	// message allocated, and a rebuild's collections cost as much as its pricing.
+	// Data, and the output's Debits, Quotas and their periods, are the same memory each time,
+	// and the event's id and source are the message body's bytes
+	// (events.UsageDecoder.Transient). For a fold done with each message before it rates the
+	// next (Rebuild): they were most of what rating a message allocated.
 	Reuse  bool
-	debits []events.UsageDebited // Reuse's
-	quotas []events.QuotaUse     // Reuse's
+	debits   []events.UsageDebited // Reuse's
+	quotas   []events.QuotaUse     // Reuse's
+	periods  []debitPeriod         // Reuse's: what the debits' period pointers point to
+	nPeriods int                   // of periods, handed out in this call
 	accs   map[accKey]*acc
 	dec    events.UsageDecoder // RateMessage's: one partition's events share their texts
 	needs  propertyNeeds       // RateMessage's: the data properties rating reads
+}
+
+// debitPeriod is where a debit's PeriodStart and PeriodQuantity point (State.period).
+type debitPeriod struct {
+	start time.Time
+	q     events.Decimal
+}
+
+// period returns a debit's PeriodStart and PeriodQuantity: new, or with Reuse the state's next
+// slots. A slice grown here leaves the pointers already handed out in the old one, unchanged.
+func (s *State) period(start time.Time, q events.Decimal) (*time.Time, *events.Decimal) {
+	if !s.Reuse {
+		ps, pq := new(time.Time), new(events.Decimal) // not &start: that would move every call's to the heap
+		*ps, *pq = start, q
+		return ps, pq
+	}
+	if s.nPeriods == len(s.periods) {
+		s.periods = make([]debitPeriod, max(4, 2*len(s.periods)))
+		s.nPeriods = 0
+	}
+	p := &s.periods[s.nPeriods]
+	s.nPeriods++
+	p.start, p.q = start, q
+	return &p.start, &p.q
 }
 
 // propertyNeeds names the data properties the meters of an event's type read (their value
@@ -117,11 +144,16 @@ type propertyNeeds struct {
 	scope events.Scope
 	cfg   Config
 	buf   [8]string
+	// The meters of typ, when Properties looked them up for this message: Rate needs them too.
+	typ    string
+	meters []events.Meter
+	looked bool
 }
 
 func (p *propertyNeeds) Properties(eventType string) []string {
 	keys := p.buf[:0]
-	for _, m := range p.cfg.MetersFor(p.scope, eventType) {
+	p.typ, p.meters, p.looked = eventType, p.cfg.MetersFor(p.scope, eventType), true
+	for _, m := range p.meters {
 		if m.EventType != eventType {
 			continue
 		}
@@ -150,12 +182,16 @@ func (s *State) Rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config
 	if seq <= s.Seq {
 		return Output{}, ErrApplied
 	}
+	return s.rate(seq, scope, ev, cfg, cfg.MetersFor(scope, ev.Type))
+}
+
+// rate is Rate with the meters of the event's scope and type looked up.
+func (s *State) rate(seq uint64, scope events.Scope, ev events.Usage, cfg Config, meters []events.Meter) (Output, error) {
 	s.Seq = seq
 	var out Output
 	if s.Reuse {
-		out.Debits, out.Quotas = s.debits[:0], s.quotas[:0]
+		out.Debits, out.Quotas, s.nPeriods = s.debits[:0], s.quotas[:0], 0
 	}
-	meters := cfg.MetersFor(scope, ev.Type)
 	if !slices.IsSortedFunc(meters, byMeterKey) { // the catalog's are; anything else is sorted here
 		meters = slices.Clone(meters)
 		slices.SortFunc(meters, byMeterKey)
@@ -312,9 +348,7 @@ func (s *State) rateOne(seq uint64, scope events.Scope, ev events.Usage, m event
 	if d.Amount < 0 {
 		d.Kind = events.KindCreditBack
 	}
-	start := w.Start
-	d.PeriodStart = &start
-	d.PeriodQuantity = &after
+	d.PeriodStart, d.PeriodQuantity = s.period(w.Start, after)
 	return d, ""
 }
 

@@ -105,9 +105,9 @@ func TestRebuildOnTheRecordedViewsGivesTheWorkersState(t *testing.T) {
 	partition := partitionOf(t, js, seqs[0])
 	// While e3 is rated, the meter is defined: e4 and e5, in the same fetch, are rated on it.
 	rated := 0
-	// MetersFor is asked twice an event (the properties to decode, then the meters to rate):
-	// its 5th call is e3's first.
-	src.cfgs[0] = hookConfig{rated: &rated, n: 5, hook: func() { src.add(2, metered) }}
+	// MetersFor is asked once an event (for the properties to decode, and rating uses the
+	// same answer): its 3rd call is e3's.
+	src.cfgs[0] = hookConfig{rated: &rated, n: 3, hook: func() { src.add(2, metered) }}
 	run := func(upTo uint64, cause error, then ...func() uint64) *Worker {
 		w := &Worker{JS: js, UsageStream: bus.UsageStream, Snapshots: store, Source: src, ViewStream: bus.ConfigStream,
 			Partition: partition, SnapshotEvery: time.Hour, Log: slog.New(slog.DiscardHandler)}

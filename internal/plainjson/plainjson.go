@@ -252,31 +252,40 @@ func (d *Decoder) ObjectInto(m map[string]any, keys []string) (map[string]any, b
 		if !ok || !d.Next(':') {
 			return nil, false
 		}
-		if keys != nil && !named(keys, k) {
-			if !d.skip() {
-				return nil, false
+		key, known := "", false
+		if keys != nil {
+			// A member kept is named in keys: its key is that text, with no copy to make
+			// or look up.
+			if key, known = named(keys, k); !known {
+				if !d.skip() {
+					return nil, false
+				}
+				continue
 			}
-			continue
 		}
 		v, ok := d.Value()
 		if !ok {
 			return nil, false
 		}
-		if d.Intern != nil {
-			m[d.Intern.Key(k)] = v
-		} else {
-			m[string(k)] = v
+		switch {
+		case known:
+		case d.Intern != nil:
+			key = d.Intern.Key(k)
+		default:
+			key = string(k)
 		}
+		m[key] = v
 	}
 }
 
-func named(keys []string, k []byte) bool {
+// named returns the text in keys equal to k, if one is.
+func named(keys []string, k []byte) (string, bool) {
 	for _, n := range keys {
 		if n == string(k) {
-			return true
+			return n, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // skip reads a value as Value does, building only what it must (objects and arrays).
