@@ -104,14 +104,14 @@ type State struct {
 	// and the event's id and source are the message body's bytes
 	// (events.UsageDecoder.Transient). For a fold done with each message before it rates the
 	// next (Rebuild): they were most of what rating a message allocated.
-	Reuse  bool
+	Reuse    bool
 	debits   []events.UsageDebited // Reuse's
 	quotas   []events.QuotaUse     // Reuse's
 	periods  []debitPeriod         // Reuse's: what the debits' period pointers point to
 	nPeriods int                   // of periods, handed out in this call
-	accs   map[accKey]*acc
-	dec    events.UsageDecoder // RateMessage's: one partition's events share their texts
-	needs  propertyNeeds       // RateMessage's: the data properties rating reads
+	accs     map[accKey]*acc
+	dec      events.UsageDecoder // RateMessage's: one partition's events share their texts
+	needs    propertyNeeds       // RateMessage's: the data properties rating reads
 }
 
 // debitPeriod is where a debit's PeriodStart and PeriodQuantity point (State.period).
