@@ -118,48 +118,61 @@ func (in *Interner) num(b []byte) any {
 	return v
 }
 
-func (d *Decoder) ws() {
-	for d.I < len(d.B) {
-		switch d.B[d.I] {
+func (d *Decoder) ws() { d.I = skipWS(d.B, d.I) }
+
+// skipWS returns the index of the first byte at or after i that is not JSON whitespace. Every
+// token of every event passes here, and compact JSON has none: one comparison says so, as
+// whitespace is all at or below ' '.
+func skipWS(b []byte, i int) int {
+	for i < len(b) && b[i] <= ' ' {
+		switch b[i] {
 		case ' ', '\t', '\n', '\r':
-			d.I++
+			i++
 		default:
-			return
+			return i
 		}
 	}
+	return i
 }
 
 // Next skips whitespace and consumes c if it comes next.
 func (d *Decoder) Next(c byte) bool {
-	d.ws()
-	if d.I < len(d.B) && d.B[d.I] == c {
-		d.I++
+	i := skipWS(d.B, d.I)
+	if i < len(d.B) && d.B[i] == c {
+		d.I = i + 1
 		return true
 	}
+	d.I = i
 	return false
 }
 
 // Peek skips whitespace and returns the next byte (0 at the end).
 func (d *Decoder) Peek() byte {
-	d.ws()
+	d.I = skipWS(d.B, d.I)
 	if d.I < len(d.B) {
 		return d.B[d.I]
 	}
 	return 0
 }
 
-// String reads a string without escapes and returns its contents, valid UTF-8.
+// String reads a string without escapes and returns its contents, valid UTF-8. It works on
+// locals and stores the position once: the decoder's fields, read through a pointer, were
+// loaded and stored again at every step.
 func (d *Decoder) String() ([]byte, bool) {
-	if !d.Next('"') {
+	b := d.B
+	i := skipWS(b, d.I)
+	if i >= len(b) || b[i] != '"' {
+		d.I = i
 		return nil, false
 	}
-	start := d.I
-	d.I = SkipPlain(d.B, d.I)
-	if d.I >= len(d.B) || d.B[d.I] != '"' {
+	start := i + 1
+	i = SkipPlain(b, start)
+	if i >= len(b) || b[i] != '"' {
+		d.I = i
 		return nil, false // an escape, a control byte or no end
 	}
-	s := d.B[start:d.I]
-	d.I++
+	d.I = i + 1
+	s := b[start:i]
 	if !isASCII(s) && !utf8.Valid(s) {
 		return nil, false // encoding/json replaces invalid bytes
 	}
