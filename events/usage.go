@@ -48,9 +48,10 @@ func DecodeUsage(b []byte) (Usage, error) {
 type UsageDecoder struct {
 	// Transient makes each event decoded valid only until the decoder reads the next one, and
 	// only while the bytes it was read from are unchanged: its Data is one map, emptied and
-	// filled again by every decode, and its ID and Source are those bytes, not copies. For a
-	// reader done with each event before it reads the next, keeping nothing of its data, id
-	// or source (a rebuild): they were most of what decoding an event allocated.
+	// filled again by every decode, and its ID, Source and the numbers in Data are those
+	// bytes, not copies. For a reader done with each event before it reads the next, keeping
+	// nothing of its data, id or source (a rebuild): they were most of what decoding an event
+	// allocated.
 	Transient bool
 
 	intern plainjson.Interner

@@ -15,10 +15,10 @@ import (
 // encoding/json, so both paths give the same result for every input (FuzzDecodeUsage).
 //
 // into, when not nil, is the map of a UsageDecoder that is Transient: Data is read into it, and
-// the id and source are b's own bytes.
+// the id, the source and the numbers in data are b's own bytes.
 func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into map[string]any) (Usage, error) {
 	var u Usage
-	d := plainjson.Decoder{B: b, Intern: in}
+	d := plainjson.Decoder{B: b, Intern: in, Transient: into != nil}
 	if !d.Next('{') {
 		return Usage{}, errUsageSlowPath
 	}

@@ -12,6 +12,7 @@ import (
 	"math/bits"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // maxDepth is far below encoding/json's own nesting limit, so nothing this package accepts is
@@ -41,6 +42,11 @@ type Decoder struct {
 	// Intern, when set, gives the object keys, strings and numbers read as values one copy
 	// each (Interner).
 	Intern *Interner
+	// Transient makes the numbers read as values B's own bytes, not copies nor interned ones:
+	// for a reader done with them before B changes. Boxing one is a small allocation, cheaper
+	// than the interner's lookup in a map that, read once an event among a process's other
+	// work, is seldom in the cache.
+	Transient bool
 }
 
 // Interner hands out one copy of each short text it has seen — object keys, and string and
@@ -214,6 +220,9 @@ func (d *Decoder) Value() (any, bool) {
 			return nil, false
 		}
 		d.I = end
+		if d.Transient {
+			return json.Number(unsafe.String(&d.B[start], end-start)), true
+		}
 		if d.Intern != nil {
 			return d.Intern.num(d.B[start:end]), true
 		}
