@@ -132,17 +132,35 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 	}
 	c.seq = seq
 	defer c.wake()
+	rates := typ == events.TypeMeterDefined || typ == events.TypeRuleVersioned ||
+		typ == events.TypeQuotaDefined && c.quotaChangesRating(data)
 	err := c.applyLocked(seq, typ, data)
-	if err == nil {
-		switch typ {
-		case events.TypeMeterDefined, events.TypeRuleVersioned, events.TypeQuotaDefined:
-			// Only what applied: one the follower skips as unreadable would fail every view
-			// folded past it, and rating with it.
-			c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
-			c.ratingSeq.Store(seq)
-		}
+	if err == nil && rates {
+		// Only what applied: one the follower skips as unreadable would fail every view
+		// folded past it, and rating with it.
+		c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
+		c.ratingSeq.Store(seq)
 	}
 	return err
+}
+
+// quotaChangesRating says whether a quota definition changes what rating reads of quotas:
+// which quotas count a meter's usage, and in which period — a new key, or another meter or
+// period. One that changes only the limit or the per-customer overrides, which the ledger's
+// decisions read and rating never does, is no new rating configuration: it makes no new view,
+// which every partition would have to record, and no copy of its overrides in the rating log,
+// which every new view folds again. Changing thousands of customers' overrides stayed
+// quadratic otherwise. A rating view's quotas are therefore right in key, meter and period
+// only: limits are read from the catalog. The data is c's to decide on before it applies.
+func (c *Catalog) quotaChangesRating(data []byte) bool {
+	var e events.QuotaDefined
+	if err := json.Unmarshal(data, &e); err != nil {
+		return true // applyLocked refuses it
+	}
+	prev, ok := c.quotas[events.Scope{Product: e.Product, Env: e.Env}][e.Quota.Key]
+	// Period compared with ==: an anchor at the same instant in another zone is written
+	// differently into each quota use, so it is a change here too.
+	return !ok || prev.Meter != e.Quota.Meter || prev.Period != e.Quota.Period
 }
 
 func (c *Catalog) applyLocked(seq uint64, typ string, data []byte) error {
@@ -261,7 +279,8 @@ func (c *Catalog) RatingSeq() uint64 {
 
 // RatingView is the configuration rating reads as it stood at config sequence seq: a catalog
 // of its own, folded from the meters, rule versions and quotas up to seq, that nothing changes
-// afterwards. Rating rates a batch on one view, and a restarted worker on the one its snapshot
+// afterwards (its quotas are right in what rating reads of them, key, meter and period, not
+// necessarily in their limits: quotaChangesRating). Rating rates a batch on one view, and a restarted worker on the one its snapshot
 // names, so a configuration change takes effect at a point the worker recorded, not wherever
 // it happened to be read. The catalog must have applied seq (WaitFor).
 func (c *Catalog) RatingView(seq uint64) (*Catalog, error) {

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -118,3 +119,69 @@ func TestARatingViewAnswersAsTheCatalogDid(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A quota redefined with only another limit or other per-customer overrides is nothing rating
+// reads: no new rating sequence, the same view, and no copy of the overrides for views to fold
+// again. A new key, meter or period is: rating counts other quotas, or in other windows.
+func TestQuotaLimitsAndOverridesMakeNoRatingView(t *testing.T) {
+	c := New()
+	sc := events.Scope{Product: "acme", Env: "test"}
+	seq := uint64(0)
+	apply := func(typ string, v any) uint64 {
+		seq++
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.NoError(t, c.Apply(seq, typ, b))
+		return seq
+	}
+	quota := func(q events.Quota) uint64 {
+		return apply(events.TypeQuotaDefined, events.QuotaDefined{Product: sc.Product, Env: sc.Env, Quota: q})
+	}
+	apply(events.TypeMeterDefined, events.MeterDefined{Product: sc.Product, Env: sc.Env, Meter: events.Meter{Key: "tokens", EventType: "llm", Aggregation: events.AggSum, ValueProperty: "tokens"}})
+	apply(events.TypeMeterDefined, events.MeterDefined{Product: sc.Product, Env: sc.Env, Meter: events.Meter{Key: "calls", EventType: "llm", Aggregation: events.AggCount}})
+	day := events.Period{Unit: events.UnitDay}
+	q := events.Quota{Key: "daily", Meter: "tokens", Limit: events.MustDecimal("100"), Period: day}
+	defined := quota(q)
+	assert.Equal(t, defined, c.RatingSeq(), "a new quota is read by rating")
+	view, err := c.RatingView(defined)
+	require.NoError(t, err)
+	logged := len(c.ratingLog)
+
+	for i := range 50 {
+		q.Overrides = map[string]events.Decimal{}
+		for j := range i + 1 {
+			q.Overrides[fmt.Sprint("cust-", j)] = events.MustDecimal(fmt.Sprint(j))
+		}
+		q.Limit = events.MustDecimal(fmt.Sprint(100 + i))
+		at := quota(q)
+		require.Equal(t, defined, c.RatingSeq(), "override change %d", i)
+		v, err := c.RatingView(at)
+		require.NoError(t, err)
+		require.Same(t, view, v, "override change %d", i)
+	}
+	assert.Equal(t, logged, len(c.ratingLog), "no override change is kept for views")
+	assert.Equal(t, events.MustDecimal("149"), c.QuotasForMeter(sc, "tokens")[0].Limit, "the catalog has the limit in force")
+	assert.Equal(t, []events.Quota{{Key: "daily", Meter: "tokens", Limit: events.MustDecimal("100"), Period: day, Scope: sc}},
+		view.QuotasForMeter(sc, "tokens"), "the view has what rating reads of it")
+
+	for _, change := range []events.Quota{
+		{Key: "daily", Meter: "tokens", Limit: events.MustDecimal("1"), Period: events.Period{Unit: events.UnitHour}},
+		{Key: "daily", Meter: "calls", Limit: events.MustDecimal("1"), Period: events.Period{Unit: events.UnitHour}},
+		{Key: "daily", Meter: "calls", Limit: events.MustDecimal("1"), Period: events.Period{Unit: events.UnitHour, Mode: events.ModeFixed, Anchor: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		{Key: "other", Meter: "calls", Limit: events.MustDecimal("1"), Period: day},
+	} {
+		at := quota(change)
+		assert.Equal(t, at, c.RatingSeq(), "%+v", change)
+		v, err := c.RatingView(at)
+		require.NoError(t, err)
+		assert.Contains(t, v.QuotasForMeter(sc, change.Meter), change.WithScope(sc))
+	}
+	assert.Empty(t, mustView(t, c, seq).QuotasForMeter(sc, "tokens"), "daily moved to calls")
+}
+
+func mustView(t *testing.T, c *Catalog, seq uint64) *Catalog {
+	t.Helper()
+	v, err := c.RatingView(seq)
+	require.NoError(t, err)
+	return v
+}
