@@ -32,7 +32,9 @@ type RebuildHooks struct {
 	// Progress is called with the usage sequence reached as each batch of messages is read.
 	Progress func(seq uint64)
 	// Rated is called with what rating made of each message folded, in stream order, on the
-	// fold's goroutine: replay compares the debits with the ledger's.
+	// fold's goroutine: replay compares the debits with the ledger's. The message is valid
+	// only during the call: its data, debits, quota uses and their periods are memory the
+	// rebuild uses again for the next message (State.Reuse). Copy what is to be kept.
 	Rated func(partition int, m *Message)
 }
 

@@ -102,8 +102,9 @@ type State struct {
 	// Reuse makes what RateMessage and Rate return valid only until the next call: the event's
 	// Data, and the output's Debits, Quotas and their periods, are the same memory each time,
 	// and the event's id and source are the message body's bytes
-	// (events.UsageDecoder.Transient). For a fold done with each message before it rates the
-	// next (Rebuild): they were most of what rating a message allocated.
+	// (events.UsageDecoder.Transient); what the state keeps of an event (a unique value) it
+	// copies. For a fold done with each message before it rates the next (Rebuild): they were
+	// most of what rating a message allocated.
 	Reuse    bool
 	debits   []events.UsageDebited // Reuse's
 	quotas   []events.QuotaUse     // Reuse's
@@ -403,7 +404,9 @@ func aggregate(agg string, before, qty events.Decimal, uniq string, at time.Time
 		if w.Seen == nil {
 			w.Seen = map[string]struct{}{}
 		}
-		w.Seen[uniq] = struct{}{}
+		// A copy: the value may be the message body's bytes (State.Reuse), which the state
+		// must not keep alive, nor see change.
+		w.Seen[strings.Clone(uniq)] = struct{}{}
 		return before.Add(qty)
 	default: // count, sum
 		return before.Add(qty)
