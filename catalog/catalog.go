@@ -132,16 +132,14 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 	}
 	c.seq = seq
 	defer c.wake()
-	rates := typ == events.TypeMeterDefined || typ == events.TypeRuleVersioned ||
-		typ == events.TypeQuotaDefined && c.quotaChangesRating(data)
-	err := c.applyLocked(seq, typ, data)
-	if err == nil && rates {
-		// Only what applied: one the follower skips as unreadable would fail every view
-		// folded past it, and rating with it.
-		c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
-		c.ratingSeq.Store(seq)
-	}
-	return err
+	return c.applyLocked(seq, typ, data)
+}
+
+// logRating keeps a config event rating reads, once it applied: one the follower skips as
+// unreadable would fail every view folded past it, and rating with it.
+func (c *Catalog) logRating(seq uint64, typ string, data []byte) {
+	c.ratingLog = append(c.ratingLog, loggedEvent{seq, typ, append([]byte(nil), data...)})
+	c.ratingSeq.Store(seq)
 }
 
 // quotaChangesRating says whether a quota definition changes what rating reads of quotas:
@@ -151,12 +149,8 @@ func (c *Catalog) Apply(seq uint64, typ string, data []byte) error {
 // which every partition would have to record, and no copy of its overrides in the rating log,
 // which every new view folds again. Changing thousands of customers' overrides stayed
 // quadratic otherwise. A rating view's quotas are therefore right in key, meter and period
-// only: limits are read from the catalog. The data is c's to decide on before it applies.
-func (c *Catalog) quotaChangesRating(data []byte) bool {
-	var e events.QuotaDefined
-	if err := json.Unmarshal(data, &e); err != nil {
-		return true // applyLocked refuses it
-	}
+// only: limits are read from the catalog. It is asked before e applies.
+func (c *Catalog) quotaChangesRating(e events.QuotaDefined) bool {
 	prev, ok := c.quotas[events.Scope{Product: e.Product, Env: e.Env}][e.Quota.Key]
 	// Period compared with ==: an anchor at the same instant in another zone is written
 	// differently into each quota use, so it is a change here too.
@@ -182,6 +176,7 @@ func (c *Catalog) applyLocked(seq uint64, typ string, data []byte) error {
 		}
 		c.meters[sc][e.Meter.Key] = e.Meter
 		c.reindex(sc)
+		c.logRating(seq, typ, data)
 	case events.TypeRuleVersioned:
 		var e events.RuleVersioned
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -204,6 +199,7 @@ func (c *Catalog) applyLocked(seq uint64, typ string, data []byte) error {
 			slices.Sort(keys)
 			c.byMeter[sc][e.Rule.Meter] = keys
 		}
+		c.logRating(seq, typ, data)
 	case events.TypeWebhookEndpoint:
 		var e events.WebhookEndpointChanged
 		if err := json.Unmarshal(data, &e); err != nil {
@@ -231,10 +227,14 @@ func (c *Catalog) applyLocked(seq uint64, typ string, data []byte) error {
 			return fmt.Errorf("applying %s at %d: %w", typ, seq, err)
 		}
 		sc := events.Scope{Product: e.Product, Env: e.Env}
+		rates := c.quotaChangesRating(e)
 		if c.quotas[sc] == nil {
 			c.quotas[sc] = map[string]events.Quota{}
 		}
 		c.quotas[sc][e.Quota.Key] = e.Quota.WithScope(sc)
+		if rates {
+			c.logRating(seq, typ, data)
+		}
 	case events.TypeFeatureDefined:
 		var e events.FeatureDefined
 		if err := json.Unmarshal(data, &e); err != nil {
