@@ -93,7 +93,7 @@ func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into
 			}
 			switch field {
 			case 0:
-				if into != nil {
+				if d.Transient {
 					u.ID = transient(v) // UsageDecoder.Transient: b's own bytes
 				} else {
 					u.ID = string(v) // one per event: kept nowhere
@@ -103,7 +103,7 @@ func decodeUsageFast(b []byte, in *plainjson.Interner, only PropertyFilter, into
 			case 2:
 				u.Customer = str(v)
 			case 4:
-				if into != nil {
+				if d.Transient {
 					u.Source = transient(v)
 				} else {
 					u.Source = str(v)

@@ -238,18 +238,12 @@ func (d *Decoder) Value() (any, bool) {
 }
 
 // Object reads an object into a map (the last of repeated keys wins, as with encoding/json).
-func (d *Decoder) Object() (map[string]any, bool) { return d.ObjectOf(nil) }
+func (d *Decoder) Object() (map[string]any, bool) { return d.ObjectInto(nil, nil) }
 
-// ObjectOf is Object keeping only the members named in keys (all of them when keys is nil):
+// ObjectInto is Object keeping only the members named in keys (all of them when keys is nil):
 // the others are read as Value reads them — so what is malformed is refused alike — but not
-// built.
-func (d *Decoder) ObjectOf(keys []string) (map[string]any, bool) {
-	return d.ObjectInto(nil, keys)
-}
-
-// ObjectInto is ObjectOf filling m, emptied first, instead of a new map (when m is not nil):
-// a reader that is done with one object before it reads the next allocates one map, not one
-// per object.
+// built. When m is not nil it is emptied and filled instead of a new map: a reader done with
+// one object before it reads the next allocates one map, not one per object.
 func (d *Decoder) ObjectInto(m map[string]any, keys []string) (map[string]any, bool) {
 	if !d.Next('{') {
 		return nil, false
