@@ -312,40 +312,10 @@ func benchReplay(ctx context.Context, o benchOptions, progress io.Writer) ([]ben
 		return nil, err
 	}
 	target := info.State.LastSeq
-	var rawCPU time.Duration
-	// The baseline reads the stream as Rebuild does (an ordered consumer, the same pull
-	// size, each message's metadata parsed) and folds nothing.
-	read := func() (float64, error) {
-		cons, err := n.js.OrderedConsumer(ctx, bus.LedgerStream, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			return 0, err
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(4096))
-		if err != nil {
-			return 0, err
-		}
-		defer bus.DropOrdered(ctx, n.js, bus.LedgerStream, cons)
-		defer it.Stop()
-		start, cpu0 := time.Now(), processCPU()
-		var items int
-		for {
-			m, err := it.Next()
-			if err != nil {
-				return 0, err
-			}
-			md, _ := m.Metadata()
-			items++
-			if md.Sequence.Stream >= target {
-				break
-			}
-		}
-		rawCPU = processCPU() - cpu0
-		return float64(items) / time.Since(start).Seconds(), nil
-	}
 	var raws, folds []float64
 	for round := 0; round < o.rounds; round++ {
 		runtime.GC()
-		raw, err := read()
+		raw, rawCPU, err := benchOrderedRead(ctx, n.js, bus.LedgerStream, target)
 		if err != nil {
 			return nil, err
 		}
@@ -396,34 +366,10 @@ func benchReplayRating(ctx context.Context, n *node, o benchOptions, progress io
 	for p := range n.raters {
 		upTo[p] = target
 	}
-	read := func() (float64, time.Duration, error) {
-		cons, err := n.js.OrderedConsumer(ctx, bus.UsageStream, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			return 0, 0, err
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(4096))
-		if err != nil {
-			return 0, 0, err
-		}
-		defer bus.DropOrdered(ctx, n.js, bus.UsageStream, cons)
-		defer it.Stop()
-		start, cpu0 := time.Now(), processCPU()
-		for {
-			m, err := it.Next()
-			if err != nil {
-				return 0, 0, err
-			}
-			md, _ := m.Metadata()
-			if md.Sequence.Stream >= target {
-				break
-			}
-		}
-		return float64(target) / time.Since(start).Seconds(), processCPU() - cpu0, nil
-	}
 	var raws, folds []float64
 	for round := 0; round < o.rounds; round++ {
 		runtime.GC()
-		raw, rawCPU, err := read()
+		raw, rawCPU, err := benchOrderedRead(ctx, n.js, bus.UsageStream, target)
 		if err != nil {
 			return benchResult{}, err
 		}
@@ -449,4 +395,34 @@ func benchReplayRating(ctx context.Context, n *node, o benchOptions, progress io
 			round+1, o.rounds, target, raw, perEvent(rawCPU, int(target)), fold, perEvent(foldCPU, int(target)))
 	}
 	return benchResult{Name: "replay_rating", Value: median(folds), Unit: "events/s", BaselineName: "jetstream_ordered_consumer_usage", BaselineValue: median(raws), Ratio: median(folds) / median(raws)}, nil
+}
+
+// benchOrderedRead is replay's raw baseline: stream read from the start through sequence
+// target by an ordered consumer as bus.FoldOrdered reads it (the same pull size, each
+// message's metadata parsed), folding nothing. It returns messages/s and the process CPU used.
+func benchOrderedRead(ctx context.Context, js jetstream.JetStream, stream string, target uint64) (float64, time.Duration, error) {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return 0, 0, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer bus.DropOrdered(ctx, js, stream, cons)
+	defer it.Stop()
+	start, cpu0 := time.Now(), processCPU()
+	var items int
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return 0, 0, err
+		}
+		md, _ := m.Metadata()
+		items++
+		if md.Sequence.Stream >= target {
+			break
+		}
+	}
+	return float64(items) / time.Since(start).Seconds(), processCPU() - cpu0, nil
 }
