@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -18,7 +19,7 @@ import (
 // cores is most of the difference between folding a stream and merely reading it. Messages are
 // still folded one at a time, in stream order, all on one goroutine. progress, when not nil,
 // is called with the sequence reached as each batch is queued. A silence of stall ends the read
-// with ErrStalled (WatchStall: no timer per message).
+// with ErrStalled (watchStall: no timer per message).
 func FoldOrdered(ctx context.Context, js jetstream.JetStream, stream string, from, to uint64, stall time.Duration,
 	fold func(seq uint64, received time.Time, m jetstream.Msg), progress func(seq uint64)) error {
 	if to < max(from, 1) {
@@ -64,7 +65,7 @@ func FoldOrdered(ctx context.Context, js jetstream.JetStream, stream string, fro
 	readCtx, stalled := context.WithCancelCause(ctx)
 	defer stalled(nil)
 	var received atomic.Uint64
-	go WatchStall(readCtx, &received, stall, stalled)
+	go watchStall(readCtx, &received, stall, stalled)
 
 	var readErr error
 	batch := make([]entry, 0, batchSize)
@@ -113,4 +114,31 @@ func FoldOrdered(ctx context.Context, js jetstream.JetStream, stream string, fro
 	close(batches)
 	<-folded
 	return readErr
+}
+
+// ErrStalled is why a read of a stream ends that waited too long for its next message
+// (watchStall): the stream said it holds what was asked, so the messages are gone or
+// unreachable.
+var ErrStalled = errors.New("no entry arrived for a while: the stream does not hold the entries it reported")
+
+// watchStall cancels ctx with ErrStalled once received has not moved for after, for a read that
+// counts its messages in received. Watched from a goroutine rather than given to each Next as
+// a maximum wait: that makes a timer per message, and reading is most of what a rebuild costs.
+func watchStall(ctx context.Context, received *atomic.Uint64, after time.Duration, stalled context.CancelCauseFunc) {
+	tick := time.NewTicker(max(after/8, time.Millisecond))
+	defer tick.Stop()
+	last, since := received.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if n := received.Load(); n != last {
+				last, since = n, now
+			} else if now.Sub(since) >= after {
+				stalled(fmt.Errorf("%w (%s without one)", ErrStalled, after))
+				return
+			}
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -300,32 +299,5 @@ func EnsureWebhookState(ctx context.Context, js jetstream.JetStream, o StreamOpt
 func DropOrdered(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) {
 	if info := cons.CachedInfo(); info != nil && info.Name != "" {
 		js.DeleteConsumer(context.WithoutCancel(ctx), stream, info.Name)
-	}
-}
-
-// ErrStalled is why a read of a stream ends that waited too long for its next message
-// (WatchStall): the stream said it holds what was asked, so the messages are gone or
-// unreachable.
-var ErrStalled = errors.New("no entry arrived for a while: the stream does not hold the entries it reported")
-
-// WatchStall cancels ctx with ErrStalled once received has not moved for after, for a read that
-// counts its messages in received. Watched from a goroutine rather than given to each Next as
-// a maximum wait: that makes a timer per message, and reading is most of what a rebuild costs.
-func WatchStall(ctx context.Context, received *atomic.Uint64, after time.Duration, stalled context.CancelCauseFunc) {
-	tick := time.NewTicker(max(after/8, time.Millisecond))
-	defer tick.Stop()
-	last, since := received.Load(), time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if n := received.Load(); n != last {
-				last, since = n, now
-			} else if now.Sub(since) >= after {
-				stalled(fmt.Errorf("%w (%s without one)", ErrStalled, after))
-				return
-			}
-		}
 	}
 }

@@ -13,9 +13,6 @@ import (
 // said it holds target, so a longer silence means those messages are gone or unreachable.
 var rebuildStall = 30 * time.Second
 
-// errStalled is why a read ends that waited rebuildStall for a message.
-var errStalled = bus.ErrStalled
-
 // Rebuild folds the ledger stream into l from the entry after l's sequence (the first, for a
 // new projection) through target (the stream's last sequence when it was asked), as `allot
 // replay` does, and returns how many entries it folded. progress, when not nil, is called now

@@ -129,7 +129,7 @@ func TestRebuildGivesUpOnAnUnreachableTarget(t *testing.T) {
 	_, err = Rebuild(ctx, js, bus.LedgerStream, NewLedger(), 3, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "toward sequence 3")
-	assert.ErrorIs(t, err, errStalled, "the error says the stream went quiet, not just that a context ended")
+	assert.ErrorIs(t, err, bus.ErrStalled, "the error says the stream went quiet, not just that a context ended")
 }
 
 // A reader with a fold of its own starts from the projection's snapshot only when the
